@@ -1,0 +1,1 @@
+"""mega-pipe pipeline."""
