@@ -1,2 +1,163 @@
-def main():
-    print("hello")
+"""The ``mega-pipe`` command line.
+
+Errors the user can fix print one line (``mega-pipe: error: ...``) and exit with status 2;
+``--debug`` (or ``MEGA_PIPE_DEBUG=1``) shows the full traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import MegaPipeError
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def add_extract_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``extract`` and ``segment``."""
+    from .shots import DETECTORS
+
+    p.add_argument("--subtitles", type=Path, help="sidecar subtitle file (.srt/.vtt/.ass); "
+                   "default: VIDEO's sidecar, else a text subtitle stream inside VIDEO")
+    p.add_argument("--synopsis", type=Path, help="synopsis text file (embedded sentence by sentence)")
+    p.add_argument("--id", dest="movie_id", help="movie id (default: the file name's stem)")
+    p.add_argument("--models", default="paper", help="model set: paper (default) or tiny")
+    p.add_argument("--modalities", type=_csv, default=None,
+                   help="comma-separated subset of clip,place,appr,action,audio,subtitle")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--offline", action="store_true", help="never download weights")
+    p.add_argument("--download", action="store_true",
+                   help="download missing weights into the weights dir (needs network)")
+    p.add_argument("--weights-dir", type=Path, action="append", default=[],
+                   help="folder with model weights (repeatable; also $MEGA_PIPE_WEIGHTS_DIR)")
+    p.add_argument("--detector", default="adaptive", choices=DETECTORS,
+                   help="shot detector (PySceneDetect): adaptive (default), content, fade")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="detector threshold (default: the detector's own)")
+    p.add_argument("--min-shot-len", type=float, default=0.5, metavar="SECONDS",
+                   help="minimum shot length in seconds (default 0.5)")
+    p.add_argument("--frame-size", type=int, default=224,
+                   help="short side in px of the decoded working frames (default 224)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def extract_config(args):
+    from .extract import ExtractConfig
+    from .shots import DetectorConfig
+
+    return ExtractConfig(
+        model_set=args.models, modalities=args.modalities, device=args.device,
+        detector=DetectorConfig(args.detector, args.threshold, args.min_shot_len),
+        frame_size=args.frame_size, weights_dirs=tuple(args.weights_dir),
+        offline=args.offline, allow_download=args.download and not args.offline,
+        progress=not args.no_progress)
+
+
+def _cmd_extract(args) -> int:
+    from .extract import MovieInput, run_extract
+
+    if len(args.videos) > 1 and (args.subtitles or args.synopsis or args.movie_id):
+        raise MegaPipeError("--subtitles, --synopsis and --id apply to a single VIDEO")
+    inputs = [MovieInput(Path(v), args.subtitles, args.synopsis, args.movie_id)
+              for v in args.videos]
+    log = (lambda s: print(s, file=sys.stderr))
+    done, failed = run_extract(inputs, args.out, extract_config(args), log=log)
+    for m in done:
+        print(_summary_line(args.out, m))
+    if failed:
+        print(f"{len(failed)} of {len(inputs)} movie(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _summary_line(out: Path, m: dict) -> str:
+    st = m["stages"]
+    mods = ", ".join(f"{k}({st.get(k, {}).get('samples', 0)})" for k in m["modalities"])
+    cached = "cached" if all(st.get(k, {}).get("cached") for k in m["modalities"]) else \
+        f"{m['seconds']:.1f} s"
+    return (f"{m['movie_id']}: {st['shots']['count']} shots, {m['timeline']['duration_s']:.1f} s "
+            f"of video, {mods} -> {Path(out) / m['movie_id']} [{cached}]"
+            + (f"; warnings: {'; '.join(m['warnings'])}" if m["warnings"] else ""))
+
+
+def _cmd_score(args) -> int:
+    from mega_pipe.model.metrics import read_records, score_records
+
+    print(json.dumps(score_records(args.task, read_records(args.records)), indent=2))
+    return 0
+
+
+def _cmd_model_summary(args) -> int:
+    from mega_pipe.model.mega import model_summary
+
+    dims = {}
+    for item in _csv(args.modalities):
+        name, _, dim = item.partition("=")
+        if not dim.isdigit():
+            raise MegaPipeError(f"--modalities: expected name=dim, got {item!r}")
+        dims[name] = int(dim)
+    print(json.dumps(model_summary(args.task, dims), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mega-pipe",
+        description="Movies -> per-shot multimodal features -> MEGA scene and act boundaries.")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("extract", help="extract per-shot multimodal features (Parquet)")
+    e.add_argument("videos", nargs="+", metavar="VIDEO")
+    e.add_argument("--out", type=Path, default=Path("out"), help="output root (default ./out)")
+    add_extract_options(e)
+    e.set_defaults(func=_cmd_extract)
+
+    s = sub.add_parser("score", help="score prediction records (JSONL) with the paper's metrics")
+    s.add_argument("--task", required=True, choices=("scene", "act"))
+    s.add_argument("records", type=Path)
+    s.set_defaults(func=_cmd_score)
+
+    ms = sub.add_parser("model-summary", help="parameter count of a MEGA configuration")
+    ms.add_argument("--task", required=True, choices=("scene", "act"))
+    ms.add_argument("--modalities", required=True, help="name=dim,... e.g. bassl=2048,place=2048,clip=512")
+    ms.set_defaults(func=_cmd_model_summary)
+
+    from mega_pipe.extractors.registry import add_weights_cli
+    from mega_pipe.model.cli import add_eval_cli, add_train_cli
+    from .segment import add_segment_cli
+    from .demo import add_demo_cli
+
+    add_weights_cli(sub)
+    add_train_cli(sub)
+    add_eval_cli(sub)
+    add_segment_cli(sub)
+    add_demo_cli(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    debug = os.environ.get("MEGA_PIPE_DEBUG", "") not in ("", "0")
+    try:
+        args = build_parser().parse_args(argv)
+        if args.debug:
+            os.environ["MEGA_PIPE_DEBUG"] = "1"
+            debug = True
+        return args.func(args) or 0
+    except MegaPipeError as e:
+        if debug:
+            raise
+        print(f"mega-pipe: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mega-pipe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

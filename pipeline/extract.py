@@ -1,0 +1,464 @@
+"""``mega-pipe extract``: one movie in, one feature folder out (docs/contract.md).
+
+The stages, in order:
+
+1. probe the file (streams, exact rates, rotation);
+2. decide per stage whether its cached output is still valid (cache keys, ``cache.py``);
+3. if shots or any frame/clip/audio modality must be computed: **one decode pass**
+   (``decode.py``): every frame goes to the shot detector and the per-second sampler, whose
+   samples (frames, 16-frame clips) are encoded in batches by the image/action extractors while
+   decoding continues; the audio, decoded in the same FFmpeg process, is cut into 10 s windows
+   and encoded as it arrives;
+4. subtitle cues and synopsis sentences are embedded with the sentence encoder;
+5. pooling: each shot gets the mean of the samples overlapping it (``pooling.py``);
+6. ``manifest.json`` is written last; a folder without it is incomplete.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from . import contract
+from .atomic import write_json
+from .cache import bytes_fingerprint, cached_key, file_fingerprint, stage_key
+from .decode import MovieDecoder
+from .errors import InputError, MegaPipeError
+from .pooling import pool
+from .probe import ProbeInfo, probe
+from .sampling import AudioWindower, SecondSampler
+from .shots import DetectorConfig, Shot, ShotDetector
+
+VISUAL_SAMPLINGS = ("frame", "clip")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    model_set: str = "paper"
+    modalities: tuple[str, ...] | None = None   # None: every modality the movie has
+    device: str = "auto"
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    frame_size: int = 224                       # short side of the decoded working frames
+    weights_dirs: tuple[Path, ...] = ()
+    offline: bool = False
+    allow_download: bool = False
+    progress: bool = True
+
+    def to_json(self) -> dict:
+        return {"model_set": self.model_set, "modalities": list(self.modalities or []) or None,
+                "device": self.device, "detector": self.detector.to_json(),
+                "frame_size": self.frame_size, "offline": self.offline}
+
+
+@dataclass(frozen=True)
+class MovieInput:
+    video: Path
+    subtitles: Path | None = None
+    synopsis: Path | None = None
+    movie_id: str | None = None
+
+
+def code_version() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("mega-pipe")
+    except PackageNotFoundError:
+        v = "unknown"
+    commit = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"version": v, "commit": commit}
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise MegaPipeError("--device cuda: no CUDA device is available")
+    return device
+
+
+class ExtractorPool:
+    """Builds extractors on first need and keeps them for the whole run (several movies)."""
+
+    def __init__(self, cfg: ExtractConfig):
+        from mega_pipe.extractors.registry import MODALITIES, REGISTRY
+
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.entries = {e.modality: e for e in REGISTRY.values() if e.model_set == cfg.model_set}
+        if not self.entries:
+            raise MegaPipeError(f"unknown model set {cfg.model_set!r}")
+        requested = cfg.modalities or MODALITIES
+        unknown = [m for m in requested if m not in self.entries]
+        if unknown:
+            raise MegaPipeError(f"unknown modality {', '.join(unknown)} "
+                                f"(available: {', '.join(self.entries)})")
+        self.modalities = tuple(requested)
+        self._built: dict = {}
+
+    def get(self, modalities: Sequence[str]) -> dict:
+        from mega_pipe.extractors.registry import build_extractors
+
+        missing = [m for m in modalities if m not in self._built]
+        if missing:
+            self._built.update(build_extractors(
+                self.cfg.model_set, missing, device=self.device,
+                weights_dirs=self.cfg.weights_dirs, offline=self.cfg.offline,
+                allow_download=self.cfg.allow_download))
+        return {m: self._built[m] for m in modalities}
+
+    def meta(self, m: str) -> dict:
+        e = self.entries[m]
+        return {"dim": e.dim, "model_id": e.name, "weights_sha256": e.sha256,
+                "sampling": {"clip": "frame", "place": "frame", "appr": "frame",
+                             "action": "clip", "audio": "audio", "subtitle": "text"}.get(m, m)}
+
+
+class _Batcher:
+    """Collect inputs of one kind and encode them in batches with every extractor that uses them."""
+
+    def __init__(self, extractors: Mapping, timings: dict):
+        self.extractors = dict(extractors)
+        self.size = max(1, min(x.batch_size for x in self.extractors.values()))
+        self.timings = timings
+        self._inputs: list = []
+        self._spans: list[tuple[float, float]] = []
+        self.spans: list[tuple[float, float]] = []
+        self.vectors: dict[str, list[np.ndarray]] = {m: [] for m in self.extractors}
+
+    def add(self, t_start: float, t_end: float, x) -> None:
+        self._inputs.append(x)
+        self._spans.append((t_start, t_end))
+        if len(self._inputs) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._inputs:
+            return
+        batch = self._inputs if isinstance(self._inputs[0], str) else np.stack(self._inputs)
+        for m, x in self.extractors.items():
+            t0 = time.perf_counter()
+            self.vectors[m].append(np.asarray(x.encode(batch), np.float32))
+            self.timings[m] = self.timings.get(m, 0.0) + time.perf_counter() - t0
+        self.spans += self._spans
+        self._inputs, self._spans = [], []
+
+    def result(self, m: str, end_time: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        spans = np.asarray(self.spans, np.float64).reshape(-1, 2)
+        dim = self.extractors[m].dim
+        vecs = np.concatenate(self.vectors[m]) if self.vectors[m] else np.zeros((0, dim), np.float32)
+        return spans[:, 0], np.minimum(spans[:, 1], end_time), vecs
+
+
+def _progress(total: int | None, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled or None, leave=False,
+                dynamic_ncols=True)
+
+
+def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
+                  extractors: ExtractorPool, log: Callable[[str], None] = lambda s: None) -> dict:
+    """Extract one movie into ``out_root/<movie_id>/``; return its manifest."""
+    t_run = time.perf_counter()
+    video = Path(inp.video)
+    info = probe(video)
+    movie_id = inp.movie_id or video.stem
+    out = Path(out_root) / movie_id
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    warnings: list[str] = []
+    stages: dict[str, dict] = {}
+    fingerprint = file_fingerprint(video)
+    previous = _read_manifest(out / "manifest.json")
+
+    # -- which modalities this movie has, and which must be computed -----------------------------
+    wanted = list(extractors.modalities)
+    if "audio" in wanted and info.audio is None:
+        wanted.remove("audio")
+        warnings.append("no audio stream: audio features absent")
+    cues, cue_source = _subtitle_cues(inp, info, warnings) if "subtitle" in wanted else (None, None)
+    if "subtitle" in wanted and not cues:
+        wanted.remove("subtitle")
+        if cue_source is None:
+            warnings.append("no subtitles (no --subtitles file, sidecar or text stream): "
+                            "subtitle features absent")
+    meta = {m: extractors.meta(m) for m in wanted}
+    samplings = {m: meta[m]["sampling"] for m in wanted}
+
+    keys = {}
+    for m in wanted:
+        base = dict(contract=contract.CONTRACT_VERSION, modality=m, model=meta[m]["model_id"],
+                    sha=meta[m]["weights_sha256"], preprocess=extractors.entries[m].preprocess)
+        if samplings[m] == "text":
+            keys[m] = stage_key(**base, cues=bytes_fingerprint(
+                json.dumps([[c.start_s, c.end_s, c.text] for c in cues]).encode()))
+        else:
+            keys[m] = stage_key(**base, source=fingerprint, frame_size=cfg.frame_size)
+    shots_key = stage_key(source=fingerprint, detector=cfg.detector.to_json(),
+                          frame_size=cfg.frame_size)
+    todo = [m for m in wanted if cached_key(out / "samples" / f"{m}.parquet") != keys[m]]
+    prev_shots = (previous or {}).get("stages", {}).get("shots", {})
+    shots_cached = prev_shots.get("key") == shots_key and (out / "shots.parquet").exists()
+    synopsis = _synopsis_input(inp, extractors)
+    if synopsis:
+        synopsis["todo"] = cached_key(out / "synopsis.parquet") != synopsis["key"]
+    pool_key = stage_key(shots=shots_key, **{m: keys[m] for m in wanted},
+                         synopsis=synopsis["key"] if synopsis else None)
+    if previous and previous.get("pool_key") == pool_key and not todo and not (
+            synopsis and synopsis["todo"]):
+        log(f"{movie_id}: up to date (all stages cached)")
+        return previous
+
+    # The folder is being changed: mark it incomplete until the new manifest is written.
+    (out / "manifest.json").unlink(missing_ok=True)
+    built = extractors.get([m for m in todo] + (["subtitle"] if synopsis and synopsis["todo"]
+                                                 and "subtitle" not in todo else []))
+
+    # -- the decode pass ---------------------------------------------------------------------------
+    decode_mods = [m for m in todo if samplings[m] in VISUAL_SAMPLINGS + ("audio",)]
+    fresh: dict[str, tuple] = {}
+    if decode_mods or not shots_cached:
+        shots, end_time, n_frames, dstats = _decode_pass(
+            info, cfg, {m: built[m] for m in decode_mods}, samplings,
+            detect=not shots_cached, fresh=fresh, warnings=warnings, log=log)
+        stages["decode"] = dstats
+        if shots_cached:
+            shots, end_time = _read_shots(out / "shots.parquet")
+    else:
+        shots, end_time = _read_shots(out / "shots.parquet")
+        n_frames = int(shots[-1].end_frame) if shots else 0
+    stages["shots"] = {"key": shots_key, "count": len(shots), "cached": shots_cached,
+                       **cfg.detector.to_json()}
+
+    # -- text ------------------------------------------------------------------------------------
+    if "subtitle" in todo:
+        t0 = time.perf_counter()
+        vecs = built["subtitle"].encode([c.text for c in cues]) if cues else None
+        fresh["subtitle"] = (np.array([c.start_s for c in cues]), np.array([c.end_s for c in cues]),
+                             np.asarray(vecs, np.float32), [c.text for c in cues])
+        stages["subtitle"] = {"seconds": time.perf_counter() - t0, "samples": len(cues),
+                              "source": cue_source}
+    if synopsis:
+        if synopsis["todo"]:
+            t0 = time.perf_counter()
+            vecs = built["subtitle"].encode(synopsis["sentences"])
+            contract.write_synopsis(out / "synopsis.parquet", movie_id, synopsis["sentences"],
+                                    np.asarray(vecs, np.float32), synopsis["meta"],
+                                    cache_key=synopsis["key"])
+            stages["synopsis"] = {"seconds": time.perf_counter() - t0,
+                                  "sentences": len(synopsis["sentences"])}
+        else:
+            stages["synopsis"] = {"cached": True, "sentences": len(synopsis["sentences"])}
+
+    # -- samples files (new ones) and pooling ----------------------------------------------------
+    t0 = time.perf_counter()
+    starts = np.array([s.start_s for s in shots])
+    ends = np.array([s.end_s for s in shots])
+    pooled = {}
+    for m in wanted:
+        path = out / "samples" / f"{m}.parquet"
+        if m in fresh:
+            ts, te, vecs, *texts = fresh[m]
+            contract.write_samples(path, contract.samples_table(
+                movie_id, m, meta[m], ts, te, vecs, texts[0] if texts else None,
+                cache_key=keys[m]))
+            stages.setdefault(m, {})["samples"] = len(ts)
+        else:
+            s = contract.read_samples(path)
+            ts, te, vecs = s["t_start"], s["t_end"], s["vectors"]
+            stages[m] = {"cached": True, "samples": len(ts)}
+        if len(ts) == 0:
+            warnings.append(f"{m}: no samples")
+        pooled[m] = pool(starts, ends, ts, te, vecs)
+    contract.write_shots(out / "shots.parquet", movie_id, shots, pooled, meta,
+                         cache_key=pool_key)
+    stages["pool"] = {"seconds": time.perf_counter() - t0}
+
+    outputs = ["shots.parquet"] + [f"samples/{m}.parquet" for m in wanted]
+    if synopsis:
+        outputs.append("synopsis.parquet")
+    manifest = {
+        "contract": contract.CONTRACT_VERSION,
+        "movie_id": movie_id,
+        "code_version": code_version(),
+        "source": {"path": str(video.resolve()), "size": video.stat().st_size,
+                   "fingerprint": fingerprint,
+                   "subtitles": cue_source, "synopsis": str(inp.synopsis) if inp.synopsis else None},
+        "probe": info.to_json(),
+        "timeline": {"duration_s": end_time, "frames": n_frames},
+        "config": cfg.to_json(),
+        "models": {m: meta[m] for m in wanted},
+        "modalities": wanted,
+        "pool_key": pool_key,
+        "stages": stages,
+        "seconds": time.perf_counter() - t_run,
+        "outputs": outputs,
+        "warnings": warnings,
+    }
+    write_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, exts: Mapping, samplings: Mapping,
+                 *, detect: bool, fresh: dict, warnings: list, log) -> tuple:
+    """Decode the movie once; detect shots and encode every frame/clip/audio modality."""
+    timings: dict[str, float] = {}
+    frame_x = {m: x for m, x in exts.items() if samplings[m] == "frame"}
+    clip_x = {m: x for m, x in exts.items() if samplings[m] == "clip"}
+    audio_x = {m: x for m, x in exts.items() if samplings[m] == "audio"}
+    for m, x in {**frame_x, **clip_x}.items():
+        if x.input_size > cfg.frame_size:
+            raise MegaPipeError(f"{m} needs frames of at least {x.input_size} px "
+                                f"(--frame-size is {cfg.frame_size})")
+    clip_len = max((x.clip_len for x in clip_x.values()), default=0)
+    frames_b = _Batcher(frame_x, timings) if frame_x else None
+    clips_b = _Batcher(clip_x, timings) if clip_x else None
+    audio_b = _Batcher(audio_x, timings) if audio_x else None
+    detector = ShotDetector(cfg.detector, info.video.frame_rate) if detect else None
+    sampler = SecondSampler(clip_len, float(info.video.frame_rate)) if frame_x or clip_x else None
+    windower = None
+
+    def take(samples) -> None:
+        for s in samples:
+            if frames_b:
+                frames_b.add(s.t_start, s.t_end, s.image)
+            if clips_b:
+                clips_b.add(s.t_start, s.t_end, s.clip)
+
+    def take_audio(end_time=None) -> None:
+        windower.feed(dec.take_audio())
+        for w in windower.windows(end_time):
+            audio_b.add(w.t_start, w.t_end, w.samples)
+
+    t0 = time.perf_counter()
+    total = info.video.frames or (int(info.duration_s * info.video.frame_rate)
+                                  if info.duration_s else None)
+    with MovieDecoder(info, cfg.frame_size, audio=bool(audio_x)) as dec, \
+            _progress(total, Path(info.path).name, cfg.progress) as bar:
+        for frame in dec.frames():
+            if detector:
+                detector.push(frame.index, frame.t, frame.image)
+            if sampler:
+                take(sampler.push(frame))
+            if audio_b:
+                if windower is None:
+                    windower = AudioWindower(dec.audio_offset())
+                take_audio()
+            bar.update(1)
+        end_time, n_frames = dec.end_time, dec.n_frames
+        warnings += dec.pts_warnings[:5]
+        if sampler:
+            take(sampler.finish(end_time))
+        if audio_b:
+            take_audio(end_time)
+    for b in (frames_b, clips_b, audio_b):
+        if b:
+            b.flush()
+            for m in b.extractors:
+                fresh[m] = b.result(m, end_time)
+    if detector:
+        shots = detector.finish(end_time)
+    else:
+        shots = []
+    seconds = time.perf_counter() - t0
+    log(f"decoded {n_frames} frames ({end_time:.1f} s of video) in {seconds:.1f} s")
+    return shots, end_time, n_frames, {
+        "seconds": seconds, "frames": n_frames, "duration_s": end_time,
+        "encode_seconds": timings, "frame_size": cfg.frame_size}
+
+
+def _read_shots(path: Path) -> tuple[list[Shot], float]:
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path, columns=["shot_idx", "start_frame", "end_frame", "start_s", "end_s"])
+    rows = t.to_pydict()
+    shots = [Shot(*vals) for vals in zip(rows["shot_idx"], rows["start_frame"], rows["end_frame"],
+                                         rows["start_s"], rows["end_s"])]
+    return shots, (shots[-1].end_s if shots else 0.0)
+
+
+def _read_manifest(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _subtitle_cues(inp: MovieInput, info: ProbeInfo, warnings: list) -> tuple:
+    """Cues from ``--subtitles``, else a sidecar next to the video, else an embedded text stream."""
+    from .subtitles import read_embedded_subtitles, read_subtitle_file
+
+    video = Path(inp.video)
+    path = inp.subtitles
+    if path is None:
+        for ext in (".srt", ".vtt", ".ass", ".ssa"):
+            cand = video.with_suffix(ext)
+            if cand.exists():
+                path = cand
+                break
+    if path is not None:
+        cues, w = read_subtitle_file(path)
+        warnings += w
+        return cues, str(path)
+    text_streams = [s for s in info.subtitles if s["is_text"]]
+    if text_streams:
+        cues, w = read_embedded_subtitles(video, text_streams[0]["index"])
+        warnings += w
+        return cues, f"stream:{text_streams[0]['stream']}"
+    if info.subtitles:
+        warnings.append("only bitmap subtitle streams: subtitle features absent")
+    return None, None
+
+
+def _synopsis_input(inp: MovieInput, extractors: ExtractorPool) -> dict | None:
+    from .synopsis import read_synopsis
+
+    if inp.synopsis is None:
+        return None
+    sentences = read_synopsis(inp.synopsis)
+    if not sentences:
+        raise InputError(f"{inp.synopsis}: no sentences in the synopsis")
+    m = extractors.meta("subtitle")
+    key = stage_key(contract=contract.CONTRACT_VERSION, model=m["model_id"], sha=m["weights_sha256"],
+                    sentences=bytes_fingerprint("\n".join(sentences).encode()))
+    out_meta = {**m, "sampling": "sentence"}
+    return {"sentences": sentences, "key": key, "meta": out_meta}
+
+
+def run_extract(inputs: Sequence[MovieInput], out_root: Path, cfg: ExtractConfig,
+                log: Callable[[str], None] = print) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Extract several movies; a failing movie is reported and the others carry on."""
+    from mega_pipe.extractors.registry import WeightsNotFoundError
+
+    extractors = ExtractorPool(cfg)
+    done, failed = [], []
+    for inp in inputs:
+        try:
+            done.append(extract_movie(inp, out_root, cfg, extractors, log=log))
+        except WeightsNotFoundError:
+            raise                      # no movie can be processed: stop the run
+        except Exception as e:         # this movie failed; the others carry on
+            if debug_enabled():
+                raise
+            msg = str(e) if isinstance(e, MegaPipeError) else f"{inp.video}: {type(e).__name__}: {e}"
+            failed.append((str(inp.video), msg))
+            log(f"error: {msg}")
+    return done, failed
+
+
+def debug_enabled() -> bool:
+    import os
+
+    return os.environ.get("MEGA_PIPE_DEBUG", "") not in ("", "0")

@@ -1,0 +1,137 @@
+"""Probe a movie file: streams, exact frame rate, time base, rotation, display size.
+
+Probing uses PyAV (the FFmpeg libraries in-process) and reads only the container headers plus
+the first video frame (its display-matrix rotation is a frame property in PyAV). Nothing here is
+approximate: rates and time bases are kept as :class:`fractions.Fraction`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from .errors import InputError
+
+TEXT_SUBTITLE_CODECS = {"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text", "microdvd"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    index: int                  # stream index in the container
+    codec: str
+    width: int                  # coded size
+    height: int
+    sample_aspect_ratio: Fraction
+    rotation: int               # degrees, as FFmpeg applies it (0, 90, 180, 270)
+    display_width: int          # after SAR and rotation
+    display_height: int
+    frame_rate: Fraction        # average frame rate (exact fraction); VFR files: the mean rate
+    time_base: Fraction
+    start_time: Fraction | None  # seconds, from the stream header (None when unknown)
+    frames: int | None          # frame count from the header (None when unknown)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    index: int
+    codec: str
+    sample_rate: int
+    channels: int
+    start_time: Fraction | None
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    path: str
+    container: str
+    duration_s: float | None     # container duration (header), None when unknown
+    video: VideoInfo
+    audio: AudioInfo | None
+    subtitles: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        def conv(o):
+            if isinstance(o, Fraction):
+                return f"{o.numerator}/{o.denominator}"
+            if isinstance(o, dict):
+                return {k: conv(v) for k, v in o.items()}
+            if isinstance(o, list):
+                return [conv(v) for v in o]
+            return o
+
+        return conv(asdict(self))
+
+
+def _fraction(x) -> Fraction | None:
+    if x is None:
+        return None
+    try:
+        f = Fraction(x.numerator, x.denominator) if hasattr(x, "numerator") else Fraction(x)
+    except (ZeroDivisionError, TypeError, ValueError):
+        return None
+    return f if f > 0 else None
+
+
+def probe(path: str | Path) -> ProbeInfo:
+    """Probe ``path``; raise :class:`InputError` if it is unreadable or has no video stream."""
+    import av
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a readable media file ({e})") from None
+    with container:
+        if not container.streams.video:
+            raise InputError(f"{path}: no video stream (streams: "
+                             f"{', '.join(s.type for s in container.streams) or 'none'})")
+        vs = container.streams.video[0]
+        cc = vs.codec_context
+        tb = _fraction(vs.time_base) or Fraction(1, 90000)
+        rate = (_fraction(vs.average_rate) or _fraction(vs.guessed_rate)
+                or _fraction(vs.base_rate))
+        if rate is None:
+            raise InputError(f"{path}: video stream has no usable frame rate")
+        rotation = 0
+        try:
+            first = next(container.decode(vs))
+            rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
+        except StopIteration:
+            raise InputError(f"{path}: video stream contains no decodable frame") from None
+        except av.FFmpegError as e:
+            raise InputError(f"{path}: cannot decode video ({e})") from None
+        sar = _fraction(vs.sample_aspect_ratio) or Fraction(1)
+        width, height = cc.width or vs.width, cc.height or vs.height
+        if not width or not height:
+            raise InputError(f"{path}: video stream has no frame size")
+        dw, dh = round(width * sar), height
+        if rotation in (90, 270):
+            dw, dh = dh, dw
+        video = VideoInfo(
+            index=vs.index, codec=cc.name, width=width, height=height,
+            sample_aspect_ratio=sar, rotation=rotation, display_width=dw, display_height=dh,
+            frame_rate=rate, time_base=tb,
+            start_time=None if vs.start_time is None else vs.start_time * tb,
+            frames=vs.frames or None,
+        )
+        audio = None
+        if container.streams.audio:
+            a = container.streams.audio[0]
+            atb = _fraction(a.time_base) or Fraction(1, a.codec_context.sample_rate or 1)
+            audio = AudioInfo(
+                index=a.index, codec=a.codec_context.name,
+                sample_rate=a.codec_context.sample_rate or 0,
+                channels=a.codec_context.channels or 0,
+                start_time=None if a.start_time is None else a.start_time * atb,
+            )
+        subs = [
+            {"index": i, "stream": s.index, "codec": s.codec_context.name,
+             "language": s.metadata.get("language"),
+             "is_text": s.codec_context.name in TEXT_SUBTITLE_CODECS}
+            for i, s in enumerate(container.streams.subtitles)
+        ]
+        duration = container.duration / 1_000_000 if container.duration else None
+        return ProbeInfo(path=str(path), container=container.format.name, duration_s=duration,
+                         video=video, audio=audio, subtitles=subs)
