@@ -46,14 +46,14 @@ def make_movie(path: Path, shot_seconds: list[float], *, size=(320, 180), fps=Fr
         src = SOURCES[i % len(SOURCES)].format(w=w, h=h, r=r)
         cmd += ["-f", "lavfi", "-t", f"{sec}", "-i", src]
     n = len(shot_seconds)
+    if audio:
+        cmd += ["-f", "lavfi", "-t", f"{sum(shot_seconds)}", "-i",
+                "sine=frequency=330:sample_rate=44100,volume=0.3"]
     chains = "".join(f"[{i}:v]format=yuv420p,setsar=1,settb=1/{fps.numerator * 1000}[v{i}];"
                      for i in range(n))
     graph = chains + "".join(f"[v{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
     cmd += ["-filter_complex", graph, "-map", "[v]"]
-    total = sum(shot_seconds)
     if audio:
-        cmd += ["-f", "lavfi", "-t", f"{total}", "-i",
-                "sine=frequency=330:sample_rate=44100,volume=0.3"]
         cmd += ["-map", f"{n}:a", "-c:a", "aac", "-b:a", "64k"]
     cmd += ["-c:v", vcodec, "-pix_fmt", "yuv420p"]
     if vcodec == "libx264":

@@ -1,0 +1,254 @@
+"""MEGA model: fidelity to the paper's size, shapes, masking, Align.PE and trainability."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mega_pipe.model.config import MegaConfig, config_to_dict, load_config
+from mega_pipe.model.losses import tp_cross_entropy
+from mega_pipe.model.mega import (
+    MEGA,
+    EncoderLayer,
+    SynopsisModel,
+    align_bins,
+    count_parameters,
+    model_summary,
+    normalised_positions,
+)
+from mega_pipe.pipeline.errors import MegaPipeError
+
+SCENE_DIMS = {"bassl": 2048, "place": 2048, "clip": 512}
+ACT_DIMS = {"appr": 2048, "clip": 512, "action": 512, "place": 2048, "audio": 768, "subtitle": 384}
+TINY_SYNOPSIS = {"max_len": 12, "n_bottleneck": 3, "dropout": 0.0, "n_layers": 1}
+
+
+def tiny_config(task: str = "act", **overrides) -> MegaConfig:
+    """A small model with the packaged task config's structure (PE kind, N_u, N_f, ...)."""
+    small = dict(max_len=48, n_bottleneck=4, width=16, ffn_width=32, n_heads=2, dropout=0.0)
+    if task == "act":
+        small["synopsis"] = TINY_SYNOPSIS
+    small.update(overrides)
+    return load_config(task, **small)
+
+
+def random_batch(dims: dict[str, int], lengths: list[int], pad_to: int, seed: int = 0):
+    """Features with garbage in the padded slots (they must be ignored) and the matching mask."""
+    gen = torch.Generator().manual_seed(seed)
+    feats = {m: torch.randn(len(lengths), pad_to, d, generator=gen) for m, d in dims.items()}
+    mask = torch.arange(pad_to)[None, :] < torch.tensor(lengths)[:, None]
+    return feats, mask
+
+
+# --- size fidelity (§1.2.1 parameter-count check, Tab. 2g) -----------------------------------
+
+
+def test_scene_parameter_count_matches_paper():
+    summary = model_summary("scene", SCENE_DIMS)
+    layer = 7_087_872  # one 768/3072 post-LN layer
+    linears = sum(d * 768 + 768 for d in SCENE_DIMS.values())
+    per_modality_tables = 17 * 768 + 2 * 768 + 2 * 768 + 2 * 768  # PE, Align.PE, bottleneck, LayerNorm
+    expected = 9 * layer + linears + 3 * per_modality_tables + (3 * 768 * 2 + 2)
+    assert summary["parameters"] == expected
+    assert abs(summary["parameters"] - 67.57e6) / 67.57e6 < 0.01
+    assert sum(summary["parameters_by_part"].values()) == summary["parameters"]
+
+
+def test_act_summary_counts_both_networks():
+    summary = model_summary("act", ACT_DIMS)
+    parts = summary["parameters_by_part"]
+    assert "positional" not in parts  # sinusoidal PE: a buffer, no parameters (§5 #5)
+    assert parts["synopsis_model"] > 0
+    assert sum(parts.values()) == summary["parameters"]
+    assert 5e6 < summary["parameters"] < 8e6  # the paper's 6.78M, up to unknown input dims
+    assert summary["config"]["task"] == "act"
+
+
+# --- config -----------------------------------------------------------------------------------
+
+
+def test_packaged_configs_and_overrides(tmp_path):
+    scene, act = load_config("scene"), load_config("act")
+    assert (scene.max_len, scene.n_bottleneck, scene.width, scene.ffn_width) == (17, 2, 768, 3072)
+    assert (scene.n_unimodal, scene.n_fusion, scene.n_classes, scene.positional) == (2, 1, 2, "learned")
+    assert (act.max_len, act.n_bottleneck, act.width, act.ffn_width, act.dropout) == (3000, 100, 128, 128, 0.5)
+    assert act.positional == "sinusoidal" and act.synopsis["max_len"] == 60
+    assert load_config("scene", dropout=0.0).dropout == 0.0
+
+    path = tmp_path / "custom.json"
+    path.write_text(json.dumps(config_to_dict(act)))
+    assert load_config(str(path)) == act
+    assert MegaConfig(**config_to_dict(act)) == act
+
+
+@pytest.mark.parametrize(
+    "source, overrides, message",
+    [
+        ("scene", {"heads": 8}, "unknown field"),
+        ("scene", {"n_heads": 5}, "not divisible"),
+        ("scene", {"positional": "rotary"}, "positional"),
+        ("act", {"synopsis": {"max_len": 60}}, "synopsis"),
+        ("no/such/config.json", {}, "neither a task"),
+    ],
+)
+def test_bad_configs_are_user_errors(source, overrides, message):
+    with pytest.raises(MegaPipeError, match=message):
+        load_config(source, **overrides)
+
+
+# --- forward ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_modalities", [1, 2, 3, 4])
+def test_forward_shapes(n_modalities):
+    dims = dict(list({"a": 7, "b": 33, "c": 5, "d": 64}.items())[:n_modalities])
+    cfg = tiny_config("scene")
+    model = MEGA(cfg, dims)
+    assert model.modalities == list(dims)
+    feats, mask = random_batch(dims, [17, 12], 17)
+    out = model(feats, mask)
+    assert out.logits.shape == (2, 17, 2)
+    assert out.shot_emb.shape == (2, 17, 16 * n_modalities)
+    assert torch.isfinite(out.logits).all()
+
+
+def test_padding_does_not_change_real_outputs():
+    dims = {"clip": 12, "audio": 6}
+    model = MEGA(tiny_config(), dims).eval()
+    feats, mask = random_batch(dims, [20, 9, 31], 31, seed=1)
+    with torch.no_grad():
+        batched = model(feats, mask)
+        for row, length in enumerate([20, 9, 31]):
+            alone = model({m: f[row : row + 1, :length] for m, f in feats.items()}, mask[row : row + 1, :length])
+            torch.testing.assert_close(batched.logits[row, :length], alone.logits[0], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(batched.shot_emb[row, :length], alone.shot_emb[0], atol=1e-5, rtol=1e-4)
+
+
+def test_align_pe_uses_true_length():
+    short = torch.arange(12)[None, :] < 10
+    long = torch.arange(40)[None, :] < 10
+    expected = torch.tensor([min(i * 4 // 10, 3) for i in range(10)])
+    assert torch.equal(align_bins(normalised_positions(short), 4)[0, :10], expected)
+    assert torch.equal(align_bins(normalised_positions(long), 4)[0, :10], expected)
+
+    dims = {"clip": 8}
+    model = MEGA(tiny_config(), dims).eval()
+    feats, mask = random_batch(dims, [10], 40)
+    with torch.no_grad():
+        default = model(feats, mask).logits[0, :10]
+        true_length = model(feats, mask, positions=torch.arange(40.0)[None] / 10).logits[0, :10]
+        padded_length = model(feats, mask, positions=torch.arange(40.0)[None] / 40).logits[0, :10]
+    torch.testing.assert_close(default, true_length)
+    assert not torch.allclose(default, padded_length, atol=1e-4)  # the bins really matter
+
+
+def test_fully_padded_rows_give_no_nan():
+    dims = {"clip": 8, "place": 4}
+    model = MEGA(tiny_config(dropout=0.1), dims).train()
+    feats, mask = random_batch(dims, [0, 5], 16)
+    out = model(feats, mask)
+    assert torch.isfinite(out.logits).all() and torch.isfinite(out.shot_emb).all()
+    out.logits[1, :5].sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_fusion_layer_equals_full_attention_over_concatenation():
+    """Updating [B_m; x_m] against memory = other bottlenecks equals Tab. 1a's full concat layer."""
+    layer = EncoderLayer(16, 32, 2, 0.0).eval()
+    torch.manual_seed(0)
+    memory, x = torch.randn(2, 6, 16), torch.randn(2, 9, 16)
+    key_mask = torch.arange(9)[None, :] < torch.tensor([[9], [5]])
+    full = layer(torch.cat([memory, x], 1), torch.cat([torch.ones(2, 6, dtype=torch.bool), key_mask], 1))
+    torch.testing.assert_close(layer(x, key_mask, memory=memory), full[:, 6:], atol=1e-5, rtol=1e-4)
+
+
+def test_fusion_passes_information_between_modalities():
+    """Modality a's fused shot tokens depend on modality b's features (via the bottlenecks)."""
+    torch.manual_seed(0)
+    dims = {"a": 4, "b": 4}
+    model = MEGA(tiny_config(), dims).eval()
+    feats, mask = random_batch(dims, [10], 10)
+    with torch.no_grad():
+        a_before = model(feats, mask).shot_emb[..., :16]
+        a_after = model({"a": feats["a"], "b": 10 * torch.randn(1, 10, 4)}, mask).shot_emb[..., :16]
+    assert (a_before - a_after).abs().max() > 1e-5  # float noise is ~1e-7; near-uniform attention at init
+
+
+def test_ablation_switches():
+    dims = {"clip": 8, "place": 4}
+    full = MEGA(tiny_config(), dims)
+    no_align = MEGA(tiny_config(align_pe=False), dims)
+    no_bottleneck_align = MEGA(tiny_config(align_pe_in_bottleneck=False), dims)
+    assert count_parameters(full) - count_parameters(no_align) == 2 * 4 * 16
+    assert count_parameters(no_bottleneck_align) == count_parameters(full)
+    feats, mask = random_batch(dims, [7], 7)
+    for model in (no_align, no_bottleneck_align):
+        assert model(feats, mask).logits.shape == (1, 7, 5)
+
+
+def test_bad_inputs_are_user_errors():
+    dims = {"clip": 8}
+    model = MEGA(tiny_config(), dims)
+    feats, mask = random_batch(dims, [49], 49)
+    with pytest.raises(MegaPipeError, match="max_len.*chunks"):
+        model(feats, mask)
+    feats, mask = random_batch(dims, [5], 5)
+    with pytest.raises(MegaPipeError, match="modalities"):
+        model({"audio": feats["clip"]}, mask)
+    with pytest.raises(MegaPipeError, match="shape"):
+        model({"clip": feats["clip"][..., :4]}, mask)
+    with pytest.raises(MegaPipeError, match="bool"):
+        model(feats, mask.float())
+    with pytest.raises(MegaPipeError, match="positions"):
+        MEGA(tiny_config(align_scope="movie"), dims)(feats, mask)
+
+
+# --- trainability -----------------------------------------------------------------------------
+
+
+def test_tiny_act_model_overfits_toy_problem():
+    """Per-TP softmax over shots (Eq. 7) learns where each movie's 5 TPs are."""
+    torch.manual_seed(0)
+    dims = {"clip": 12, "audio": 6}
+    lengths = [40, 31, 24]
+    model = MEGA(tiny_config(), dims).train()
+    feats, mask = random_batch(dims, lengths, 40, seed=3)
+    targets = []
+    for length in lengths:
+        target = torch.zeros(length, 5)
+        target[torch.randperm(length)[:5], torch.arange(5)] = 1.0
+        targets.append(target)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def loss_fn() -> torch.Tensor:
+        logits = model(feats, mask).logits
+        return sum(tp_cross_entropy(logits[b, :n], t) for b, (n, t) in enumerate(zip(lengths, targets)))
+
+    first = loss_fn().item()
+    for _ in range(60):
+        optimiser.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        optimiser.step()
+    assert loss.item() < 0.2 * first
+
+
+# --- synopsis model ---------------------------------------------------------------------------
+
+
+def test_synopsis_model_shapes_and_padding():
+    cfg = tiny_config()
+    model = SynopsisModel(cfg, sentence_dim=10, n_modalities=3).eval()
+    sents = torch.randn(2, 12, 10)
+    mask = torch.arange(12)[None, :] < torch.tensor([[12], [7]])
+    with torch.no_grad():
+        logits, emb = model(sents, mask)
+        alone_logits, alone_emb = model(sents[1:, :7], mask[1:, :7])
+    assert logits.shape == (2, 12, 5) and emb.shape == (2, 12, 16 * 3)
+    torch.testing.assert_close(logits[1, :7], alone_logits[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(emb[1, :7], alone_emb[0], atol=1e-5, rtol=1e-4)
+    with pytest.raises(MegaPipeError, match="max_len"):
+        model(torch.randn(1, 13, 10), torch.ones(1, 13, dtype=torch.bool))
+    with pytest.raises(MegaPipeError, match="synopsis"):
+        SynopsisModel(tiny_config("scene"), 10, 3)
