@@ -36,14 +36,15 @@ SAMPLE_SYNOPSIS = (
 
 
 def make_movie(path: Path, shot_seconds: list[float], *, size=(320, 180), fps=Fraction(25),
-               audio: bool = True, vcodec: str = "libx264", extra: list[str] | None = None) -> list[int]:
+               audio: bool = True, vcodec: str = "libx264", sources=SOURCES,
+               preset: str = "ultrafast", extra: list[str] | None = None) -> list[int]:
     """Write a movie whose shots last ``shot_seconds`` (each a different lavfi source, joined by
     hard cuts). Returns the frame numbers of the cuts."""
     w, h = size
     r = f"{fps.numerator}/{fps.denominator}"
     cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y"]
     for i, sec in enumerate(shot_seconds):
-        src = SOURCES[i % len(SOURCES)].format(w=w, h=h, r=r)
+        src = sources[i % len(sources)].format(w=w, h=h, r=r)
         cmd += ["-f", "lavfi", "-t", f"{sec}", "-i", src]
     n = len(shot_seconds)
     if audio:
@@ -57,7 +58,7 @@ def make_movie(path: Path, shot_seconds: list[float], *, size=(320, 180), fps=Fr
         cmd += ["-map", f"{n}:a", "-c:a", "aac", "-b:a", "64k"]
     cmd += ["-c:v", vcodec, "-pix_fmt", "yuv420p"]
     if vcodec == "libx264":
-        cmd += ["-preset", "ultrafast", "-g", "50"]
+        cmd += ["-preset", preset]
     cmd += (extra or []) + [str(path)]
     subprocess.run(cmd, check=True)
     cuts, acc = [], Fraction(0)

@@ -16,6 +16,7 @@ The stages, in order:
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from . import contract
 from .atomic import write_json
 from .cache import bytes_fingerprint, cached_key, file_fingerprint, stage_key
 from .decode import MovieDecoder
-from .errors import InputError, MegaPipeError
+from .errors import MegaPipeError
 from .pooling import pool
 from .probe import ProbeInfo, probe
 from .sampling import AudioWindower, SecondSampler
@@ -171,12 +172,27 @@ def _progress(total: int | None, desc: str, enabled: bool):
 
 def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
                   extractors: ExtractorPool, log: Callable[[str], None] = lambda s: None) -> dict:
-    """Extract one movie into ``out_root/<movie_id>/``; return its manifest."""
-    t_run = time.perf_counter()
+    """Extract one movie into ``out_root/<movie_id>/``; return its manifest.
+
+    On failure a folder this call created is removed again; an existing folder keeps its valid
+    files (they are cache for the next run) but loses its manifest, so it reads as incomplete."""
     video = Path(inp.video)
     info = probe(video)
-    movie_id = inp.movie_id or video.stem
-    out = Path(out_root) / movie_id
+    out = Path(out_root) / (inp.movie_id or video.stem)
+    created = not out.exists()
+    try:
+        return _extract(inp, info, out, cfg, extractors, log)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
+             extractors: ExtractorPool, log: Callable[[str], None]) -> dict:
+    t_run = time.perf_counter()
+    video = Path(inp.video)
+    movie_id = out.name
     (out / "samples").mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     stages: dict[str, dict] = {}
@@ -398,7 +414,7 @@ def _read_manifest(path: Path) -> dict | None:
 
 def _subtitle_cues(inp: MovieInput, info: ProbeInfo, warnings: list) -> tuple:
     """Cues from ``--subtitles``, else a sidecar next to the video, else an embedded text stream."""
-    from .subtitles import read_embedded_subtitles, read_subtitle_file
+    from .subtitles import Cue, read_embedded_subtitles, read_subtitle_file, text_subtitle_streams
 
     video = Path(inp.video)
     path = inp.subtitles
@@ -408,15 +424,23 @@ def _subtitle_cues(inp: MovieInput, info: ProbeInfo, warnings: list) -> tuple:
             if cand.exists():
                 path = cand
                 break
+    # Cue times count from the container's start; our timeline from the first video frame.
+    shift = float(info.video.start_time or 0) - info.start_time
+
+    def shifted(cues):
+        return [Cue(c.start_s - shift, c.end_s - shift, c.text) for c in cues
+                if c.end_s - shift > 0] if shift else cues
+
     if path is not None:
         cues, w = read_subtitle_file(path)
         warnings += w
-        return cues, str(path)
-    text_streams = [s for s in info.subtitles if s["is_text"]]
+        return shifted(cues), str(path)
+    streams = text_subtitle_streams(video) if info.subtitles else []
+    text_streams = [s for s in streams if s["is_text"]]
     if text_streams:
         cues, w = read_embedded_subtitles(video, text_streams[0]["index"])
         warnings += w
-        return cues, f"stream:{text_streams[0]['stream']}"
+        return shifted(cues), f"subtitle stream {text_streams[0]['index']}"
     if info.subtitles:
         warnings.append("only bitmap subtitle streams: subtitle features absent")
     return None, None
@@ -428,8 +452,6 @@ def _synopsis_input(inp: MovieInput, extractors: ExtractorPool) -> dict | None:
     if inp.synopsis is None:
         return None
     sentences = read_synopsis(inp.synopsis)
-    if not sentences:
-        raise InputError(f"{inp.synopsis}: no sentences in the synopsis")
     m = extractors.meta("subtitle")
     key = stage_key(contract=contract.CONTRACT_VERSION, model=m["model_id"], sha=m["weights_sha256"],
                     sentences=bytes_fingerprint("\n".join(sentences).encode()))

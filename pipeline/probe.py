@@ -12,9 +12,6 @@ from pathlib import Path
 
 from .errors import InputError
 
-TEXT_SUBTITLE_CODECS = {"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text", "microdvd"}
-
-
 @dataclass(frozen=True)
 class VideoInfo:
     index: int                  # stream index in the container
@@ -45,6 +42,7 @@ class ProbeInfo:
     path: str
     container: str
     duration_s: float | None     # container duration (header), None when unknown
+    start_time: float            # container start time (s); subtitle cue times are relative to it
     video: VideoInfo
     audio: AudioInfo | None
     subtitles: list[dict] = field(default_factory=list)
@@ -128,10 +126,11 @@ def probe(path: str | Path) -> ProbeInfo:
             )
         subs = [
             {"index": i, "stream": s.index, "codec": s.codec_context.name,
-             "language": s.metadata.get("language"),
-             "is_text": s.codec_context.name in TEXT_SUBTITLE_CODECS}
+             "language": s.metadata.get("language")}
             for i, s in enumerate(container.streams.subtitles)
         ]
         duration = container.duration / 1_000_000 if container.duration else None
+        start = container.start_time / 1_000_000 if container.start_time else 0.0
         return ProbeInfo(path=str(path), container=container.format.name, duration_s=duration,
+                         start_time=start,
                          video=video, audio=audio, subtitles=subs)

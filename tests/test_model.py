@@ -219,19 +219,19 @@ def test_tiny_act_model_overfits_toy_problem():
         target = torch.zeros(length, 5)
         target[torch.randperm(length)[:5], torch.arange(5)] = 1.0
         targets.append(target)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
 
     def loss_fn() -> torch.Tensor:
         logits = model(feats, mask).logits
         return sum(tp_cross_entropy(logits[b, :n], t) for b, (n, t) in enumerate(zip(lengths, targets)))
 
     first = loss_fn().item()
-    for _ in range(60):
+    for _ in range(40):
         optimiser.zero_grad()
         loss = loss_fn()
         loss.backward()
         optimiser.step()
-    assert loss.item() < 0.2 * first
+    assert loss.item() < 0.1 * first
 
 
 # --- synopsis model ---------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""Extraction throughput against the cost of decoding (issue: extract <= 1.3x decode-only).
+
+One run on one machine; prints the measured times and the ratios, nothing is pass/fail:
+
+    python bench/bench_extract.py [--minutes 2] [--movie PATH] [--models tiny] [--device cpu]
+
+1. a 1080p H.264 movie (>= 2 min, hard cuts, AAC audio) is generated with FFmpeg unless given;
+2. decode-only: ``ffmpeg -i movie -f null -`` (every stream decoded, nothing written);
+3. PySceneDetect's own ``detect()`` with AdaptiveDetector (it decodes the movie itself);
+4. ``mega-pipe extract --models tiny`` (decode once + shots + all modalities + Parquet), fresh.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+from mega_pipe.pipeline.decode import ffmpeg_exe
+from mega_pipe.pipeline.demo import make_movie
+
+# Cheap-to-render 1080p sources (mandelbrot/cellauto are slow to generate at this size).
+BENCH_SOURCES = (
+    "testsrc2=s={w}x{h}:r={r}",
+    "smptehdbars=s={w}x{h}:r={r}",
+    "rgbtestsrc=s={w}x{h}:r={r}",
+    "testsrc=s={w}x{h}:r={r}",
+    "pal100bars=s={w}x{h}:r={r}",
+    "colorchart=s={w}x{h}:r={r}",
+)
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--movie", type=Path, help="use this movie instead of generating one")
+    ap.add_argument("--minutes", type=float, default=2.0)
+    ap.add_argument("--models", default="tiny")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mega-pipe-bench")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    movie = args.movie
+    if movie is None:
+        movie = args.work / f"bench_1080p_{args.minutes:g}min.mp4"
+        if not movie.exists():
+            shot = 15.0
+            n = max(1, round(args.minutes * 60 / shot))
+            print(f"generating {movie} ({n} shots of {shot:g} s, 1080p24 H.264 + AAC)...", file=sys.stderr)
+            make_movie(movie, [shot] * n, size=(1920, 1080), fps=Fraction(24), sources=BENCH_SOURCES,
+                       preset="veryfast")
+
+    ff = ffmpeg_exe()
+    decode = timed(lambda: subprocess.run([ff, "-nostdin", "-v", "error", "-i", str(movie), "-f", "null", "-"],
+                                          check=True))
+
+    def scenedetect_detect():
+        from scenedetect import AdaptiveDetector, detect
+
+        detect(str(movie), AdaptiveDetector())
+
+    detect_s = timed(scenedetect_detect)
+
+    out = args.work / "out"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    cmd = [sys.executable, "-m", "mega_pipe.pipeline.cli", "extract", str(movie), "--models", args.models,
+           "--device", args.device, "--out", str(out), "--no-progress"]
+    extract_s = timed(lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
+    manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
+    rerun_s = timed(lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
+
+    res = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "movie": str(movie), "duration_s": manifest["timeline"]["duration_s"],
+        "frames": manifest["timeline"]["frames"], "shots": manifest["stages"]["shots"]["count"],
+        "decode_only_s": round(decode, 2),
+        "scenedetect_detect_s": round(detect_s, 2),
+        "extract_s": round(extract_s, 2),
+        "extract_rerun_cached_s": round(rerun_s, 2),
+        "extract_over_decode": round(extract_s / decode, 3),
+        "scenedetect_over_decode": round(detect_s / decode, 3),
+        "extract_over_scenedetect": round(extract_s / detect_s, 3),
+        "encode_seconds": {k: round(v, 2) for k, v in manifest["stages"]["decode"]["encode_seconds"].items()},
+        "models": args.models,
+    }
+    print(json.dumps(res, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

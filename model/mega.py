@@ -1,0 +1,487 @@
+"""MEGA: Multimodal alignmEnt aGgregation and distillAtion (mega-spec §1, supplementary Tab. 1a).
+
+Method. A movie is a sequence of shots, and every shot carries one pre-extracted feature vector
+per modality (``shots.parquet``, docs/contract.md). MEGA first encodes each modality on its own:
+a linear projection of the features plus two positional signals, the regular positional
+encoding of the token index and the **Alignment Positional Encoding** (Align.PE), a learned
+embedding of the token's *normalised* position r_i = i / N (N = the true, unpadded length)
+quantised into L_n bins. The same Align.PE rows are added to L_n learned **bottleneck tokens**,
+so bottleneck token k of every modality stands for the k-th 1/L_n of the input. Each modality
+runs N_u post-LN transformer layers over [bottlenecks; shots]. In the **bottleneck fusion**
+stage every modality's own N_f layers attend over the bottleneck tokens of *all* modalities
+plus its own shots; the bottlenecks are the only channel between modalities, and because they
+are tied to the same coarse position they exchange temporally aligned information without
+timestamps. The fused shot tokens of all modalities are concatenated along channels into the
+shot embedding u_i, and a linear head gives per-shot logits: 2-way boundary logits for scene
+segmentation (§1.3), 5 turning-point logits (softmax over shots per TP) for act segmentation
+(§1.4). For act segmentation a **synopsis model** with the same unimodal design encodes the
+synopsis sentences into v_j of the same width as u_i, which the synchronisation and
+distillation losses (``losses.py``) compare with the shots.
+
+The building blocks below follow the data flow: positional encodings, Align.PE, shot encoder,
+bottleneck tokens, unimodal transformer, bottleneck fusion, output head, the MEGA shot model,
+the synopsis model. Shapes: B batch, L tokens, C width, M modalities.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mega_pipe.model.config import MegaConfig, config_to_dict, load_config
+from mega_pipe.pipeline.errors import MegaPipeError
+
+INIT_STD = 0.02  # BERT initialisation, which the post-LN blocks of §1.2 step 4 follow
+
+
+# --- Positional encodings (Tab. 1a row "Pos.Enc. L×C", §5 #5) --------------------------------
+
+
+def sinusoidal_table(length: int, width: int) -> Tensor:
+    """The fixed Vaswani et al. table: sin on even channels, cos on odd ones, (length, width)."""
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width))
+    table = torch.zeros(length, width)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: width // 2])
+    return table
+
+
+class PositionalEncoding(nn.Module):
+    """Regular PE of the token index, learned or sinusoidal (Tab. 1a "Pos.Enc. L×C").
+
+    Whether MEGA's PE is learned is NOT FOUND (§1.2 step 1). §5 #5: a learned L×C table is fine
+    for the 17-shot scene window, but for the act model (L = 3000) only a fixed table is
+    consistent with the published 6.78M parameters, so the sinusoidal table is a buffer
+    (no parameters, not saved in checkpoints because it is recomputed).
+    """
+
+    def __init__(self, max_len: int, width: int, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "learned":
+            self.table = nn.Parameter(torch.randn(max_len, width) * INIT_STD)
+        else:
+            self.register_buffer("table", sinusoidal_table(max_len, width), persistent=False)
+
+    def forward(self, index: Tensor) -> Tensor:
+        """index (B, L) long -> (B, L, C)."""
+        return self.table[index]
+
+
+# --- Alignment positional encoding (Tab. 1a "Align.PE L_n×C", §1.2, §5 #2-#3) -----------------
+
+
+def token_index(mask: Tensor) -> Tensor:
+    """Index of every real token among the real tokens of its row, (B, L) long.
+
+    Counting real tokens (instead of using the column number) makes the positions independent
+    of where and how much padding there is; padded slots get the index of a real neighbour,
+    which is harmless because padded tokens are never attended to.
+    """
+    return (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def normalised_positions(mask: Tensor) -> Tensor:
+    """r_i = i / N with N the TRUE length of each row (§5 #3), (B, L) float in [0, 1).
+
+    Normalising by the padded L would squeeze a short movie into the first bins and break the
+    shot/sentence/modality alignment that Align.PE exists for. A fully padded row gets r = 0.
+    """
+    true_length = mask.sum(dim=1, keepdim=True).clamp(min=1)
+    return token_index(mask).float() / true_length
+
+
+def align_bins(positions: Tensor, n_bins: int) -> Tensor:
+    """b_i = min(floor(r_i * L_n), L_n - 1): the Align.PE row of each token (§1.2), long."""
+    return (positions * n_bins).floor().long().clamp(min=0, max=n_bins - 1)
+
+
+class AlignPE(nn.Module):
+    """The learned L_n×C Align.PE table of one modality (Tab. 1a; §1.2 "Alignment PE").
+
+    Row b is added to every shot whose normalised position falls in bin b *and* to bottleneck
+    token b, which is what ties bottleneck token b to the b-th 1/L_n of the movie in every
+    modality (and in the synopsis). Tab. 1a lists the table inside each modality's shot encoder,
+    so every modality has its own; the tie between modalities comes from the shared bin index.
+    """
+
+    def __init__(self, n_bins: int, width: int) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(n_bins, width) * INIT_STD)
+
+    def forward(self, bins: Tensor) -> Tensor:
+        """bins (B, L) long -> (B, L, C)."""
+        return self.table[bins]
+
+
+# --- Shot encoder (§1.2 step 1, Tab. 1a rows Linear, Pos.Enc., Align.PE, LayerNorm, Dropout) ---
+
+
+class ShotEncoder(nn.Module):
+    """x = Dropout(LayerNorm(Linear_{D→C}(f) + PE[i] + AlignPE[b_i])), in Tab. 1a's order.
+
+    The synopsis model uses the same block as its "Sentence Encoder".
+    """
+
+    def __init__(self, in_dim: int, cfg: MegaConfig) -> None:
+        super().__init__()
+        self.proj = nn.Linear(in_dim, cfg.width)
+        self.position = PositionalEncoding(cfg.max_len, cfg.width, cfg.positional)
+        self.norm = nn.LayerNorm(cfg.width)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, feats: Tensor, index: Tensor, align: Tensor | None) -> Tensor:
+        """feats (B, L, D), index (B, L), align (B, L, C) or None (ablation) -> (B, L, C)."""
+        x = self.proj(feats) + self.position(index)
+        if align is not None:
+            x = x + align
+        return self.dropout(self.norm(x))
+
+
+# --- Bottleneck tokens (§1.2 step 2, Tab. 1a "Bottleneck L_n×C") -----------------------------
+
+
+class BottleneckTokens(nn.Module):
+    """L_n learned fusion tokens of one modality; token k gets Align.PE row k added (§1.2 step 2).
+
+    Leaving Align.PE out of the bottleneck is the Tab. 2b ablation (``align_pe_in_bottleneck``).
+    """
+
+    def __init__(self, n_tokens: int, width: int) -> None:
+        super().__init__()
+        self.tokens = nn.Parameter(torch.randn(n_tokens, width) * INIT_STD)
+
+    def forward(self, batch_size: int, align_table: Tensor | None) -> Tensor:
+        """-> (B, L_n, C); ``align_table`` is the (L_n, C) Align.PE table or None."""
+        tokens = self.tokens if align_table is None else self.tokens + align_table
+        return tokens.unsqueeze(0).expand(batch_size, -1, -1)
+
+
+# --- Transformer encoder layer (§1.2 step 4: post-LN BERT block) ------------------------------
+
+
+class EncoderLayer(nn.Module):
+    """Post-LN BERT block: x = LN(x + Drop(Attn(x))); x = LN(x + Drop(W2 GELU(W1 x))).
+
+    Parameters: 3 C×C attention projections (+ output projection), two LayerNorms and the
+    C→C_k→C FFN: 7,087,872 for C = 768, C_k = 3072, the unit of the parameter-count check of
+    §1.2.1. Attention runs through ``scaled_dot_product_attention`` with a key-padding mask;
+    attention dropout uses the same p as BERT does.
+
+    ``memory`` are extra tokens that are attended to (keys/values) but not updated. The fusion
+    layer uses it for the other modalities' bottleneck tokens: attention is invariant to the
+    order of its keys, so updating [B_m; x_m] against keys [B_others; B_m; x_m] gives exactly
+    the outputs of a full layer over the (M·L_n + L) concatenation [B_1..B_M; x_m] of Tab. 1a
+    for the tokens that are kept, without computing the ones that would be thrown away.
+    """
+
+    def __init__(self, width: int, ffn_width: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.attn_dropout = dropout
+        self.query = nn.Linear(width, width)
+        self.key_value = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+        self.attn_norm = nn.LayerNorm(width)
+        self.ffn = nn.Sequential(nn.Linear(width, ffn_width), nn.GELU(), nn.Linear(ffn_width, width))
+        self.ffn_norm = nn.LayerNorm(width)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, key_mask: Tensor, memory: Tensor | None = None) -> Tensor:
+        """x (B, T, C) tokens to update; key_mask (B, T) True = real; memory (B, S, C) or None.
+
+        Memory tokens are never masked. Every caller puts bottleneck tokens (never masked) among
+        the keys, so no query row ever has all its keys masked and no NaN can appear, even for
+        a fully padded sequence.
+        """
+        batch, n_query, width = x.shape
+        context, context_mask = x, key_mask
+        if memory is not None:
+            context = torch.cat([memory, x], dim=1)
+            memory_mask = key_mask.new_ones(batch, memory.shape[1])
+            context_mask = torch.cat([memory_mask, key_mask], dim=1)
+        head_dim = width // self.n_heads
+        q = self.query(x).view(batch, n_query, self.n_heads, head_dim).transpose(1, 2)
+        k, v = self.key_value(context).view(batch, -1, 2, self.n_heads, head_dim).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(
+            q, k, v,
+            attn_mask=context_mask[:, None, None, :],
+            dropout_p=self.attn_dropout if self.training else 0.0,
+        )
+        attn = attn.transpose(1, 2).reshape(batch, n_query, width)
+        x = self.attn_norm(x + self.dropout(self.out(attn)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+# --- Unimodal transformer (§1.2 steps 1-4 for one modality) -----------------------------------
+
+
+class UnimodalStream(nn.Module):
+    """One modality: shot encoder, bottleneck tokens, concat [B_m; x_m], N_u encoder layers."""
+
+    def __init__(self, in_dim: int, cfg: MegaConfig) -> None:
+        super().__init__()
+        self.align_pe = AlignPE(cfg.n_bottleneck, cfg.width) if cfg.align_pe else None
+        self.align_pe_in_bottleneck = cfg.align_pe and cfg.align_pe_in_bottleneck
+        self.shot_encoder = ShotEncoder(in_dim, cfg)
+        self.bottleneck = BottleneckTokens(cfg.n_bottleneck, cfg.width)
+        self.unimodal = nn.ModuleList(
+            EncoderLayer(cfg.width, cfg.ffn_width, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_unimodal)
+        )
+
+    def forward(self, feats: Tensor, index: Tensor, bins: Tensor, key_mask: Tensor) -> Tensor:
+        """feats (B, L, D) -> tokens (B, L_n + L, C); key_mask (B, L_n + L) covers both parts."""
+        align = self.align_pe(bins) if self.align_pe is not None else None
+        shots = self.shot_encoder(feats, index, align)
+        table = self.align_pe.table if self.align_pe_in_bottleneck else None
+        tokens = torch.cat([self.bottleneck(feats.shape[0], table), shots], dim=1)
+        for layer in self.unimodal:
+            tokens = layer(tokens, key_mask)
+        return tokens
+
+
+# --- Bottleneck fusion (§1.2 steps 5-6, §5 #4) -----------------------------------------------
+
+
+class BottleneckFusion(nn.Module):
+    """N_f fusion layers per modality (separate weights) over [B_1 .. B_M; x_m].
+
+    Before every fusion layer the current bottleneck tokens of all modalities are gathered
+    (§5 #4; identical to "once at fusion start" for N_f = 1, the value used by both tasks);
+    each modality's layer then updates its own bottleneck tokens and shots from its own fused
+    sequence, so each modality keeps its own copy of the bottlenecks. The bottlenecks are the
+    only path between modalities (concatenated, not averaged as in MBT, §1.2).
+    """
+
+    def __init__(self, cfg: MegaConfig, n_modalities: int) -> None:
+        super().__init__()
+        self.n_bottleneck = cfg.n_bottleneck
+        self.layers = nn.ModuleList(
+            nn.ModuleList(
+                EncoderLayer(cfg.width, cfg.ffn_width, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_fusion)
+            )
+            for _ in range(n_modalities)
+        )
+
+    def forward(self, streams: list[Tensor], key_mask: Tensor) -> list[Tensor]:
+        """streams: per modality (B, L_n + L, C) -> per modality fused shot tokens (B, L, C)."""
+        n_b = self.n_bottleneck
+        for depth in range(len(self.layers[0])):
+            bottlenecks = [tokens[:, :n_b] for tokens in streams]
+            fused = []
+            for m, (tokens, layers) in enumerate(zip(streams, self.layers)):
+                others = [b for k, b in enumerate(bottlenecks) if k != m]
+                memory = torch.cat(others, dim=1) if others else None
+                fused.append(layers[depth](tokens, key_mask, memory=memory))
+            streams = fused
+        return [tokens[:, n_b:] for tokens in streams]
+
+
+# --- Output head (§1.2 steps 7-8) -------------------------------------------------------------
+
+
+class OutputHead(nn.Module):
+    """Concatenate the modalities' shot tokens along channels (C·M) and map them to N_c logits."""
+
+    def __init__(self, fused_width: int, n_classes: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(fused_width, n_classes)
+
+    def forward(self, shot_tokens: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """-> (logits (B, L, N_c), shot embeddings u (B, L, C·M))."""
+        shot_emb = torch.cat(shot_tokens, dim=-1)
+        return self.proj(shot_emb), shot_emb
+
+
+# --- The shot model ---------------------------------------------------------------------------
+
+
+@dataclass
+class MegaOutput:
+    """What the shot model returns."""
+
+    logits: Tensor  # (B, L, n_classes)
+    shot_emb: Tensor  # (B, L, width * M): fused per-modality shot tokens, concatenated (u_i, §1.4)
+
+
+def _init_linear(module: nn.Module) -> None:
+    """BERT initialisation for linear layers (normal, std 0.02, zero bias)."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=INIT_STD)
+        nn.init.zeros_(module.bias)
+
+
+class MEGA(nn.Module):
+    """The multimodal MEGA shot model (§1.2): any number of modalities, any input dims.
+
+    Sequences longer than ``cfg.max_len`` are rejected: the trainer splits long movies into
+    chunks (§5 #12), because silently truncating would drop the end of a movie.
+    """
+
+    def __init__(self, cfg: MegaConfig, modality_dims: Mapping[str, int]) -> None:
+        super().__init__()
+        if not modality_dims:
+            raise MegaPipeError("MEGA needs at least one modality")
+        for name, dim in modality_dims.items():
+            if not name or "." in name or not isinstance(dim, numbers.Integral) or dim < 1:
+                raise MegaPipeError(f"bad modality {name!r}: dim {dim!r} (names without '.', dims >= 1)")
+        self.cfg = cfg
+        self.modalities: list[str] = list(modality_dims)
+        self.modality_dims = {m: int(d) for m, d in modality_dims.items()}
+        self.streams = nn.ModuleDict({m: UnimodalStream(d, cfg) for m, d in self.modality_dims.items()})
+        self.fusion = BottleneckFusion(cfg, len(self.modalities))
+        self.head = OutputHead(cfg.width * len(self.modalities), cfg.n_classes)
+        self.apply(_init_linear)
+
+    def forward(
+        self,
+        feats: Mapping[str, Tensor],
+        mask: Tensor,
+        positions: Tensor | None = None,
+    ) -> MegaOutput:
+        """feats: per modality (B, L, D_m); mask (B, L) bool, True = real shot; positions (B, L)
+        normalised positions r_i in [0, 1) for Align.PE, or None for i / true length (§5 #3).
+        """
+        self._check_inputs(feats, mask, positions)
+        if positions is None:
+            if self.cfg.align_scope == "movie":
+                raise MegaPipeError(
+                    "align_scope 'movie' needs positions (global shot index / shots in the movie)"
+                )
+            positions = normalised_positions(mask)
+        index = token_index(mask)
+        bins = align_bins(positions, self.cfg.n_bottleneck)
+        key_mask = torch.cat([mask.new_ones(mask.shape[0], self.cfg.n_bottleneck), mask], dim=1)
+        streams = [self.streams[m](feats[m], index, bins, key_mask) for m in self.modalities]
+        logits, shot_emb = self.head(self.fusion(streams, key_mask))
+        return MegaOutput(logits=logits, shot_emb=shot_emb)
+
+    def _check_inputs(self, feats: Mapping[str, Tensor], mask: Tensor, positions: Tensor | None) -> None:
+        """Turn wrong inputs into one readable line instead of a shape error deep inside."""
+        if set(feats) != set(self.modalities):
+            raise MegaPipeError(
+                f"MEGA was built for modalities {self.modalities}, got features for {sorted(feats)}"
+            )
+        if mask.dtype != torch.bool or mask.dim() != 2:
+            raise MegaPipeError(f"mask must be a (B, L) bool tensor, got {tuple(mask.shape)} {mask.dtype}")
+        if mask.shape[1] > self.cfg.max_len:
+            raise MegaPipeError(
+                f"sequence of {mask.shape[1]} tokens exceeds the model's max_len {self.cfg.max_len}; "
+                "split it into chunks of at most max_len shots (the trainer does this)"
+            )
+        for m in self.modalities:
+            expected = (*mask.shape, self.modality_dims[m])
+            if tuple(feats[m].shape) != expected:
+                raise MegaPipeError(f"features of {m!r} have shape {tuple(feats[m].shape)}, expected {expected}")
+        if positions is not None:
+            if positions.shape != mask.shape:
+                raise MegaPipeError(f"positions have shape {tuple(positions.shape)}, expected {tuple(mask.shape)}")
+            real = positions[mask]
+            if real.numel() and (real.min() < 0 or real.max() > 1):
+                raise MegaPipeError("positions must be normalised to [0, 1)")
+
+
+# --- The synopsis model (§1.2.1 "Act: Synopsis model", §1.4) ----------------------------------
+
+
+class SynopsisModel(nn.Module):
+    """Sentence encoder + N transformer layers over synopsis sentences, 5 TP logits per sentence.
+
+    The same unimodal stream as one modality of the shot model (sentence encoder with PE and
+    Align.PE, L_n = 20 bottleneck tokens, post-LN layers), at width C·M and FFN C_k·M so that
+    v_j lives in the space of the shot embeddings u_i (Tab. 1b synopsis column). One modality
+    means no fusion. Align.PE bins use r_j = j / (number of sentences), so sentence j shares its
+    coarse position with shot i whenever j/L_syn ≈ i/L_sh (§1.2).
+    """
+
+    def __init__(self, cfg: MegaConfig, sentence_dim: int, n_modalities: int) -> None:
+        super().__init__()
+        if cfg.synopsis is None:
+            raise MegaPipeError(f"the {cfg.task!r} config has no synopsis section")
+        if n_modalities < 1 or sentence_dim < 1:
+            raise MegaPipeError("synopsis model needs n_modalities >= 1 and sentence_dim >= 1")
+        syn = cfg.synopsis
+        self.cfg = dataclasses.replace(
+            cfg,
+            max_len=syn["max_len"],
+            n_bottleneck=syn["n_bottleneck"],
+            width=cfg.width * n_modalities,
+            ffn_width=cfg.ffn_width * n_modalities,
+            n_unimodal=syn["n_layers"],
+            dropout=syn["dropout"],
+            align_scope="sequence",
+            synopsis=None,
+        )
+        self.sentence_dim = sentence_dim
+        self.stream = UnimodalStream(sentence_dim, self.cfg)
+        self.head = nn.Linear(self.cfg.width, cfg.n_classes)
+        self.apply(_init_linear)
+
+    def forward(self, sents: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """sents (B, S, D), mask (B, S) bool -> (logits (B, S, 5), embeddings v (B, S, C·M))."""
+        if mask.dtype != torch.bool or tuple(sents.shape) != (*mask.shape, self.sentence_dim):
+            raise MegaPipeError(
+                f"synopsis input {tuple(sents.shape)} with mask {tuple(mask.shape)} {mask.dtype}; "
+                f"expected (B, S, {self.sentence_dim}) and a (B, S) bool mask"
+            )
+        if mask.shape[1] > self.cfg.max_len:
+            raise MegaPipeError(
+                f"synopsis of {mask.shape[1]} sentences exceeds max_len {self.cfg.max_len}"
+            )
+        n_b = self.cfg.n_bottleneck
+        bins = align_bins(normalised_positions(mask), n_b)
+        key_mask = torch.cat([mask.new_ones(mask.shape[0], n_b), mask], dim=1)
+        sent_emb = self.stream(sents, token_index(mask), bins, key_mask)[:, n_b:]
+        return self.head(sent_emb), sent_emb
+
+
+# --- Parameter counts (the fidelity check of §1.2.1 against Tab. 2g/2h) ---------------------
+
+
+def count_parameters(module: nn.Module) -> int:
+    """All parameters (shared ones once); buffers such as the sinusoidal PE are not parameters."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def _part_of(name: str) -> str:
+    """Which block of §1.2 a MEGA parameter belongs to, from its qualified name."""
+    top, *rest = name.split(".")
+    if top != "streams":
+        return top  # "fusion" | "head"
+    block = rest[1]
+    if block == "shot_encoder" and rest[2] == "position":
+        return "positional"
+    return block  # "shot_encoder" (linear + LayerNorm) | "align_pe" | "bottleneck" | "unimodal"
+
+
+def model_summary(task: str, modality_dims: Mapping[str, int], *, sentence_dim: int = 384) -> dict:
+    """Parameter counts of the model of ``task`` for these modalities.
+
+    For act the synopsis model (sentence dim ``sentence_dim``; 384 = the MiniLM encoder the
+    pipeline uses for subtitles and synopses) is included, because Tab. 2h's 6.78M counts both
+    networks. Built on the meta device, so nothing is allocated.
+    """
+    cfg = load_config(task)
+    with torch.device("meta"):
+        model = MEGA(cfg, modality_dims)
+        synopsis = SynopsisModel(cfg, sentence_dim, len(modality_dims)) if cfg.synopsis else None
+    by_part: dict[str, int] = {}
+    for name, param in model.named_parameters():
+        part = _part_of(name)
+        by_part[part] = by_part.get(part, 0) + param.numel()
+    if synopsis is not None:
+        by_part["synopsis_model"] = count_parameters(synopsis)
+    return {
+        "task": task,
+        "modalities": dict(modality_dims),
+        "parameters": count_parameters(model) + by_part.get("synopsis_model", 0),
+        "parameters_by_part": by_part,
+        "config": config_to_dict(cfg),
+    }

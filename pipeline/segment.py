@@ -1,0 +1,211 @@
+"""``mega-pipe segment``: a movie in, ``boundaries.json`` out (schema: docs/boundaries.md).
+
+It runs ``extract`` for the modalities the checkpoints need (cached features are reused), then the
+scene model (a boundary probability per shot; a scene ends at every shot whose probability is
+≥ the threshold) and the act model (five turning-point distributions over shots, decoded jointly
+so that TP1 < TP2 < … < TP5, which delimit the six acts).
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .atomic import write_json
+from .contract import read_metadata
+from .errors import MegaPipeError
+
+BOUNDARIES_SCHEMA = "mega-pipe/boundaries"
+BOUNDARIES_VERSION = 1
+TURNING_POINTS = ("Opportunity", "Change of Plans", "Point of No Return", "Major Setback", "Climax")
+ACTS = ("Setup", "New Situation", "Progress", "Complications and Higher Stakes", "Final Push",
+        "Aftermath")
+
+
+def ordered_turning_points(posteriors: np.ndarray) -> list[int]:
+    """The shots s_1 < … < s_5 maximising Σ_n log p_n(s_n) (TPs occur in this order by
+    definition; independent argmaxes can cross). Exact dynamic programme, O(5·N). With fewer
+    than 5 shots the order constraint is relaxed to s_1 ≤ … ≤ s_5."""
+    logp = np.log(np.clip(np.asarray(posteriors, np.float64), 1e-12, None))
+    n_tp, n = logp.shape
+    strict = n >= n_tp
+    best = logp[0].copy()                      # best score with TP1 at shot s
+    back = []
+    for k in range(1, n_tp):
+        # best previous TP at a shot < s (strict) or <= s
+        prefix = np.maximum.accumulate(best)
+        arg = np.zeros(n, np.int64)
+        running = 0
+        for s in range(n):
+            if best[s] > best[running]:
+                running = s
+            arg[s] = running
+        if strict:
+            prev_score = np.concatenate([[-np.inf], prefix[:-1]])
+            prev_arg = np.concatenate([[0], arg[:-1]])
+        else:
+            prev_score, prev_arg = prefix, arg
+        best = prev_score + logp[k]
+        back.append(prev_arg)
+    s = int(np.argmax(best))
+    path = [s]
+    for prev_arg in reversed(back):
+        s = int(prev_arg[s])
+        path.append(s)
+    return path[::-1]
+
+
+def scenes_from_probabilities(prob: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
+    """(first_shot, last_shot, confidence): a scene ends at every shot with prob ≥ threshold;
+    confidence = the probability of its closing boundary (1.0 for the movie's last scene)."""
+    scenes, first = [], 0
+    n = len(prob)
+    for i, p in enumerate(prob):
+        if p >= threshold or i == n - 1:
+            scenes.append((first, i, 1.0 if i == n - 1 else float(p)))
+            first = i + 1
+    return scenes
+
+
+def build_boundaries(manifest: dict, features: Path, shots: dict, scene: dict | None,
+                     act: dict | None, missing: list[str], threshold: float) -> dict:
+    starts, ends = shots["start_s"], shots["end_s"]
+    doc = {
+        "schema": BOUNDARIES_SCHEMA,
+        "version": BOUNDARIES_VERSION,
+        "movie": {
+            "id": manifest["movie_id"],
+            "path": manifest["source"]["path"],
+            "duration_s": manifest["timeline"]["duration_s"],
+            "frames": manifest["timeline"]["frames"],
+            "frame_rate": manifest["probe"]["video"]["frame_rate"],
+        },
+        "shots": [{"index": i, "start_s": starts[i], "end_s": ends[i],
+                   "start_frame": shots["start_frame"][i], "end_frame": shots["end_frame"][i]}
+                  for i in range(len(starts))],
+        "scenes": None,
+        "scene_boundary_prob": None,
+        "turning_points": None,
+        "acts": None,
+        "tp_posteriors": None,
+        "missing": missing,
+        "provenance": {},
+    }
+    if scene is not None:
+        prob = scene["prob"]
+        doc["scene_boundary_prob"] = [round(float(p), 6) for p in prob]
+        doc["scenes"] = [
+            {"index": k, "first_shot": a, "last_shot": b, "start_s": starts[a], "end_s": ends[b],
+             "confidence": round(c, 6)}
+            for k, (a, b, c) in enumerate(scenes_from_probabilities(prob, threshold))]
+        doc["scene_threshold"] = threshold
+    if act is not None:
+        post = act["posteriors"]
+        tps = ordered_turning_points(post)
+        doc["tp_posteriors"] = [[round(float(p), 6) for p in row] for row in post]
+        doc["turning_points"] = [
+            {"index": n + 1, "name": TURNING_POINTS[n], "shot": s, "time_s": starts[s],
+             "confidence": round(float(post[n, s]), 6)} for n, s in enumerate(tps)]
+        bounds = [0] + tps + [len(starts)]
+        doc["acts"] = []
+        for k, name in enumerate(ACTS):
+            a, b = bounds[k], max(bounds[k], bounds[k + 1] - 1)
+            conf = [post[j - 1, bounds[j]] for j in (k, k + 1) if 1 <= j <= 5]
+            doc["acts"].append({
+                "index": k + 1, "name": name, "first_shot": a, "last_shot": b,
+                "start_s": starts[a], "end_s": ends[b] if bounds[k + 1] > a else starts[a],
+                "confidence": round(float(min(conf)), 6)})
+    return doc
+
+
+def _check_dims(ckpt, features: Path, which: str) -> None:
+    meta = read_metadata(features / "shots.parquet").get("modalities", {})
+    for m in ckpt.modalities:
+        want = int(ckpt.normalizer.mean[m].shape[0])
+        have = meta.get(m, {}).get("dim")
+        if have is not None and have != want:
+            raise MegaPipeError(
+                f"{which} checkpoint expects {m} features of dimension {want} but the movie's are "
+                f"{have} (model {meta[m].get('model_id')}): extract with the model set the "
+                f"checkpoint was trained on (--models)")
+
+
+def _cmd_segment(args) -> int:
+    from mega_pipe.model.predict import load_checkpoint, predict_act, predict_scene
+
+    from .cli import extract_config
+    from .extract import MovieInput, code_version, run_extract
+
+    ckpts, missing = {}, []
+    for task, path in (("scene", args.scene_checkpoint), ("act", args.act_checkpoint)):
+        if path is None:
+            missing.append(f"{'scenes' if task == 'scene' else 'turning points and acts'}: "
+                           f"no --{task}-checkpoint given")
+        else:
+            ckpts[task] = load_checkpoint(path, device=args.device)
+            if ckpts[task].task != task:
+                raise MegaPipeError(f"--{task}-checkpoint {path} is a {ckpts[task].task} checkpoint")
+    if args.modalities is None and ckpts:
+        args.modalities = tuple(dict.fromkeys(m for c in ckpts.values() for m in c.modalities))
+    if "act" in ckpts and ckpts["act"].synopsis_model is not None and args.synopsis is None:
+        print("note: no --synopsis: the act model predicts from the shots alone", file=sys.stderr)
+    done, failed = run_extract([MovieInput(args.video, args.subtitles, args.synopsis, args.movie_id)],
+                               args.features, extract_config(args),
+                               log=lambda s: print(s, file=sys.stderr))
+    if failed:
+        return 1
+    manifest = done[0]
+    features = Path(args.features) / manifest["movie_id"]
+    shots = pq.read_table(features / "shots.parquet",
+                          columns=["start_frame", "end_frame", "start_s", "end_s"]).to_pydict()
+    scene = act = None
+    if "scene" in ckpts:
+        _check_dims(ckpts["scene"], features, "scene")
+        scene = {"prob": predict_scene(ckpts["scene"], features)}
+    if "act" in ckpts:
+        _check_dims(ckpts["act"], features, "act")
+        if len(shots["start_s"]) < 6:
+            missing.append(f"acts: only {len(shots['start_s'])} shots, fewer than six acts")
+        act = {"posteriors": np.asarray(predict_act(ckpts["act"], features))}
+    doc = build_boundaries(manifest, features, shots, scene, act, missing, args.threshold)
+    doc["provenance"] = {
+        "scene_checkpoint": str(args.scene_checkpoint) if args.scene_checkpoint else None,
+        "act_checkpoint": str(args.act_checkpoint) if args.act_checkpoint else None,
+        "features": str(features), "models": manifest["models"], "code_version": code_version()}
+    write_json(args.out, _finite(doc))
+    n_sc = len(doc["scenes"]) if doc["scenes"] is not None else "-"
+    print(f"{manifest['movie_id']}: {len(doc['shots'])} shots, {n_sc} scenes, "
+          f"{'5 turning points' if doc['turning_points'] else 'no turning points'} -> {args.out}")
+    for line in missing:
+        print(f"not predicted: {line}", file=sys.stderr)
+    return 0
+
+
+def _finite(o):
+    """JSON has no NaN/Infinity: replace them with null so every JSON reader accepts the file."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_finite(v) for v in o]
+    return o
+
+
+def add_segment_cli(sub) -> None:
+    from .cli import add_extract_options
+
+    p = sub.add_parser("segment", help="predict scene and act boundaries of a movie")
+    p.add_argument("video", type=Path, metavar="VIDEO")
+    p.add_argument("--out", type=Path, required=True, help="boundaries.json to write")
+    p.add_argument("--scene-checkpoint", type=Path)
+    p.add_argument("--act-checkpoint", type=Path)
+    p.add_argument("--features", type=Path, default=Path("out"),
+                   help="feature cache root, shared with `extract --out` (default ./out)")
+    p.add_argument("--scene-threshold", dest="threshold", type=float, default=0.5,
+                   help="boundary probability that ends a scene (default 0.5)")
+    add_extract_options(p)
+    p.set_defaults(func=_cmd_segment)

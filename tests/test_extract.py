@@ -1,0 +1,189 @@
+"""End to end: `mega-pipe extract` on real and synthetic movies with the tiny model set."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import BUNNY, SINTEL_SRT, TESTVIDEO, need
+from mega_pipe.pipeline.cli import main
+from mega_pipe.pipeline.contract import read_metadata, read_samples, vectors_of
+from mega_pipe.pipeline.demo import make_sample
+from mega_pipe.pipeline.pooling import pool
+
+VISUAL = ("clip", "place", "appr", "action")
+
+
+def extract(*args: str) -> int:
+    return main(["extract", "--models", "tiny", "--no-progress", *args])
+
+
+@pytest.fixture(scope="module")
+def testvideo_out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("out")
+    assert extract(str(need(TESTVIDEO)), "--out", str(out)) == 0
+    return out / "testvideo"
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("sample")
+    s = make_sample(folder / "in")
+    out = folder / "out"
+    assert extract(str(s["movie"]), "--subtitles", str(s["subtitles"]), "--synopsis",
+                   str(s["synopsis"]), "--out", str(out)) == 0
+    return {**s, "dir": out / "sample"}
+
+
+def test_testvideo_shots_and_visual_modalities(testvideo_out):
+    t = pq.read_table(testvideo_out / "shots.parquet")
+    starts = t["start_frame"].to_pylist()
+    assert starts[0] == 0
+    for cut in (30, 180):
+        assert any(abs(s - cut) <= 1 for s in starts), starts
+    for m in VISUAL:
+        assert m in t.column_names and f"{m}_count" in t.column_names
+        assert (t[f"{m}_count"].to_numpy() > 0).all()
+    manifest = json.loads((testvideo_out / "manifest.json").read_text())
+    assert "audio" not in t.column_names and any("no audio" in w for w in manifest["warnings"])
+    assert manifest["probe"]["video"]["frame_rate"] == "30000/1001"
+    assert t["shot_idx"].type.bit_width == 32 and t["start_frame"].type.bit_width == 64
+
+
+def test_pooled_features_equal_overlap_mean_of_samples(testvideo_out, sample):
+    for folder in (testvideo_out, sample["dir"]):
+        t = pq.read_table(folder / "shots.parquet")
+        meta = read_metadata(folder / "shots.parquet")["modalities"]
+        for m in meta:
+            s = read_samples(folder / "samples" / f"{m}.parquet")
+            means, counts = pool(t["start_s"].to_numpy(), t["end_s"].to_numpy(),
+                                 s["t_start"], s["t_end"], s["vectors"])
+            np.testing.assert_array_equal(t[f"{m}_count"].to_numpy(), counts)
+            np.testing.assert_allclose(vectors_of(t[m]), means, rtol=1e-6, atol=1e-7)
+
+
+def test_per_second_sample_intervals_tile_the_movie(testvideo_out):
+    s = read_samples(testvideo_out / "samples" / "clip.parquet")
+    assert len(s["t_start"]) == 25                    # 24.024 s -> seconds 0..24
+    np.testing.assert_array_equal(s["t_start"], np.arange(25))
+    assert s["t_end"][-1] == pytest.approx(24.024)
+
+
+def test_bunny_one_shot_with_audio(tmp_path):
+    assert extract(str(need(BUNNY)), "--out", str(tmp_path)) == 0
+    t = pq.read_table(tmp_path / "bigbuckbunny" / "shots.parquet")
+    assert t.num_rows == 1
+    assert t["audio_count"].to_pylist() == [6]        # all six 10 s windows overlap the one shot
+    assert np.abs(vectors_of(t["audio"])).sum() > 0
+
+
+def test_subtitles_and_synopsis(sample):
+    d = sample["dir"]
+    sub = pq.read_table(d / "samples" / "subtitle.parquet")
+    assert sub["text"].to_pylist()[1] == "Somewhere the sea can't reach."   # markup stripped
+    assert sub["t_start"].to_pylist()[0] == pytest.approx(0.5)
+    syn = pq.read_table(d / "synopsis.parquet")
+    assert syn.num_rows == 5 and syn["sentence_idx"].to_pylist() == [0, 1, 2, 3, 4]
+    shots = pq.read_table(d / "shots.parquet")
+    assert shots.num_rows == 4
+    # cue 0.5–2.5 s lies in shot 0, the 7.2–9.8 s cue in shot 2 (7.5–12.5 s)
+    assert shots["subtitle_count"].to_pylist()[0] >= 1 and shots["subtitle_count"].to_pylist()[2] == 1
+
+
+def test_sintel_subtitles_pool_onto_a_movie(tmp_path, cut_movie):
+    path, _ = cut_movie
+    # Sintel's first cue is at 107 s: nothing overlaps an 8 s movie, so counts are 0 and
+    # vectors zero, but the samples are all there.
+    assert extract(str(path), "--subtitles", str(need(SINTEL_SRT)), "--out", str(tmp_path)) == 0
+    t = pq.read_table(tmp_path / "cuts" / "shots.parquet")
+    assert t["subtitle_count"].to_pylist() == [0, 0, 0]
+    assert not vectors_of(t["subtitle"]).any()
+    assert pq.read_table(tmp_path / "cuts" / "samples" / "subtitle.parquet").num_rows == 26
+
+
+def test_rerun_skips_work_and_is_identical(tmp_path, cut_movie):
+    path, _ = cut_movie
+    assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip,place") == 0
+    d = tmp_path / "cuts"
+    before = {p.name: p.stat().st_mtime_ns for p in (d / "samples").iterdir()}
+    first = pq.read_table(d / "shots.parquet")
+    t0 = time.perf_counter()
+    assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip,place") == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (d / "samples").iterdir()} == before
+    assert pq.read_table(d / "shots.parquet").equals(first)
+    # adding a modality computes only that one; the others are reused as they are
+    assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip,place,appr") == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (d / "samples").iterdir()}
+    assert after["clip.parquet"] == before["clip.parquet"] and "appr.parquet" in after
+    m = json.loads((d / "manifest.json").read_text())
+    assert m["stages"]["clip"]["cached"] and m["stages"]["shots"]["cached"]
+    assert not m["stages"]["appr"].get("cached")
+    second = pq.read_table(d / "shots.parquet")
+    np.testing.assert_array_equal(vectors_of(second["clip"]), vectors_of(first["clip"]))
+
+
+def test_contract_readable_by_polars_duckdb_pandas(sample):
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    shots = sample["dir"] / "shots.parquet"
+    df = pl.read_parquet(shots)
+    assert df.height == 4 and df.schema["clip"].shape == (df["clip"][0].shape[0],)
+    con = duckdb.connect()
+    n, dim = con.execute(f"select count(*), max(len(clip)) from '{shots}'").fetchone()
+    assert n == 4 and dim == df["clip"][0].shape[0]
+    p = pd.read_parquet(shots)
+    assert list(p["shot_idx"]) == [0, 1, 2, 3]
+    txt = pl.read_parquet(sample["dir"] / "samples" / "subtitle.parquet")["text"].to_list()
+    assert "Where are we going?" in txt
+    assert pd.read_parquet(sample["dir"] / "synopsis.parquet")["text"].str.len().min() > 10
+
+
+def test_offline_paper_fails_fast_listing_paths(tmp_path, capsys, monkeypatch, cut_movie):
+    monkeypatch.setenv("MEGA_PIPE_WEIGHTS_DIR", str(tmp_path / "nowhere"))
+    path, _ = cut_movie
+    t0 = time.perf_counter()
+    rc = main(["extract", str(path), "--models", "paper", "--offline", "--weights-dir",
+               str(tmp_path / "empty"), "--out", str(tmp_path / "out"), "--no-progress"])
+    assert rc == 2 and time.perf_counter() - t0 < 30
+    err = capsys.readouterr().err
+    assert str(tmp_path / "empty") in err and str(tmp_path / "nowhere") in err
+    assert not (tmp_path / "out" / "cuts").exists()        # nothing half-written
+
+
+def test_bad_input_one_line_others_carry_on(tmp_path, capsys, cut_movie):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 4096)
+    path, _ = cut_movie
+    rc = extract(str(bad), str(path), "--out", str(tmp_path / "out"), "--modalities", "clip")
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "broken.mp4" in err and "Traceback" not in err
+    assert (tmp_path / "out" / "cuts" / "manifest.json").exists()
+    assert not (tmp_path / "out" / "broken").exists()
+
+
+def test_failure_mid_run_leaves_no_partial_output(tmp_path, monkeypatch, cut_movie):
+    from mega_pipe.pipeline import extract as ex
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated crash during encoding")
+
+    real_flush = ex._Batcher.flush
+    calls = {"n": 0}
+
+    def flaky_flush(self):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            boom()
+        real_flush(self)
+
+    monkeypatch.setattr(ex._Batcher, "flush", flaky_flush)
+    path, _ = cut_movie
+    assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip") == 1
+    assert not (tmp_path / "cuts").exists()
