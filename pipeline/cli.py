@@ -41,8 +41,9 @@ def add_extract_options(p: argparse.ArgumentParser) -> None:
                    help="detector threshold (default: the detector's own)")
     p.add_argument("--min-shot-len", type=float, default=0.5, metavar="SECONDS",
                    help="minimum shot length in seconds (default 0.5)")
-    p.add_argument("--frame-size", type=int, default=224,
-                   help="short side in px of the decoded working frames (default 224)")
+    p.add_argument("--frame-size", type=int, default=None,
+                   help="short side in px of the decoded frames (default: the largest input "
+                   "size of the model set's image models)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

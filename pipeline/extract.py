@@ -44,7 +44,7 @@ class ExtractConfig:
     modalities: tuple[str, ...] | None = None   # None: every modality the movie has
     device: str = "auto"
     detector: DetectorConfig = field(default_factory=DetectorConfig)
-    frame_size: int = 224                       # short side of the decoded working frames
+    frame_size: int | None = None               # short side of the decoded frames; None: auto
     weights_dirs: tuple[Path, ...] = ()
     offline: bool = False
     allow_download: bool = False
@@ -107,6 +107,10 @@ class ExtractorPool:
             raise MegaPipeError(f"unknown modality {', '.join(unknown)} "
                                 f"(available: {', '.join(self.entries)})")
         self.modalities = tuple(requested)
+        # The working resolution depends on the model set, not on the modality subset, so that
+        # adding or dropping a modality never invalidates the cached features of the others.
+        self.frame_size = cfg.frame_size or max(
+            (int(e.preprocess.get("input_size", 0)) for e in self.entries.values()), default=224)
         self._built: dict = {}
 
     def get(self, modalities: Sequence[str]) -> dict:
@@ -221,9 +225,9 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
             keys[m] = stage_key(**base, cues=bytes_fingerprint(
                 json.dumps([[c.start_s, c.end_s, c.text] for c in cues]).encode()))
         else:
-            keys[m] = stage_key(**base, source=fingerprint, frame_size=cfg.frame_size)
+            keys[m] = stage_key(**base, source=fingerprint, frame_size=extractors.frame_size)
     shots_key = stage_key(source=fingerprint, detector=cfg.detector.to_json(),
-                          frame_size=cfg.frame_size)
+                          frame_size=extractors.frame_size)
     todo = [m for m in wanted if cached_key(out / "samples" / f"{m}.parquet") != keys[m]]
     prev_shots = (previous or {}).get("stages", {}).get("shots", {})
     shots_cached = prev_shots.get("key") == shots_key and (out / "shots.parquet").exists()
@@ -247,7 +251,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
     fresh: dict[str, tuple] = {}
     if decode_mods or not shots_cached:
         shots, end_time, n_frames, dstats = _decode_pass(
-            info, cfg, {m: built[m] for m in decode_mods}, samplings,
+            info, cfg, extractors.frame_size, {m: built[m] for m in decode_mods}, samplings,
             detect=not shots_cached, fresh=fresh, warnings=warnings, log=log)
         stages["decode"] = dstats
         if shots_cached:
@@ -314,7 +318,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
                    "subtitles": cue_source, "synopsis": str(inp.synopsis) if inp.synopsis else None},
         "probe": info.to_json(),
         "timeline": {"duration_s": end_time, "frames": n_frames},
-        "config": cfg.to_json(),
+        "config": {**cfg.to_json(), "frame_size": extractors.frame_size},
         "models": {m: meta[m] for m in wanted},
         "modalities": wanted,
         "pool_key": pool_key,
@@ -327,17 +331,17 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
     return manifest
 
 
-def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, exts: Mapping, samplings: Mapping,
-                 *, detect: bool, fresh: dict, warnings: list, log) -> tuple:
+def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, frame_size: int, exts: Mapping,
+                 samplings: Mapping, *, detect: bool, fresh: dict, warnings: list, log) -> tuple:
     """Decode the movie once; detect shots and encode every frame/clip/audio modality."""
     timings: dict[str, float] = {}
     frame_x = {m: x for m, x in exts.items() if samplings[m] == "frame"}
     clip_x = {m: x for m, x in exts.items() if samplings[m] == "clip"}
     audio_x = {m: x for m, x in exts.items() if samplings[m] == "audio"}
     for m, x in {**frame_x, **clip_x}.items():
-        if x.input_size > cfg.frame_size:
+        if x.input_size > frame_size:
             raise MegaPipeError(f"{m} needs frames of at least {x.input_size} px "
-                                f"(--frame-size is {cfg.frame_size})")
+                                f"(--frame-size is {frame_size})")
     clip_len = max((x.clip_len for x in clip_x.values()), default=0)
     frames_b = _Batcher(frame_x, timings) if frame_x else None
     clips_b = _Batcher(clip_x, timings) if clip_x else None
@@ -361,7 +365,7 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, exts: Mapping, samplings: 
     t0 = time.perf_counter()
     total = info.video.frames or (int(info.duration_s * info.video.frame_rate)
                                   if info.duration_s else None)
-    with MovieDecoder(info, cfg.frame_size, audio=bool(audio_x)) as dec, \
+    with MovieDecoder(info, frame_size, audio=bool(audio_x)) as dec, \
             _progress(total, Path(info.path).name, cfg.progress) as bar:
         for frame in dec.frames():
             if detector:
@@ -392,7 +396,7 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, exts: Mapping, samplings: 
     log(f"decoded {n_frames} frames ({end_time:.1f} s of video) in {seconds:.1f} s")
     return shots, end_time, n_frames, {
         "seconds": seconds, "frames": n_frames, "duration_s": end_time,
-        "encode_seconds": timings, "frame_size": cfg.frame_size}
+        "encode_seconds": timings, "frame_size": frame_size}
 
 
 def _read_shots(path: Path) -> tuple[list[Shot], float]:
