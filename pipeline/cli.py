@@ -25,6 +25,8 @@ def add_extract_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subtitles", type=Path, help="sidecar subtitle file (.srt/.vtt/.ass); "
                    "default: VIDEO's sidecar, else a text subtitle stream inside VIDEO")
     p.add_argument("--synopsis", type=Path, help="synopsis text file (embedded sentence by sentence)")
+    p.add_argument("--synopsis-lines", action="store_true",
+                   help="the synopsis file has exactly one sentence per line (TRIPOD converter output)")
     p.add_argument("--id", dest="movie_id", help="movie id (default: the file name's stem)")
     p.add_argument("--models", default="paper", help="model set: paper (default) or tiny")
     p.add_argument("--modalities", type=_csv, default=None,
@@ -64,7 +66,7 @@ def _cmd_extract(args) -> int:
 
     if len(args.videos) > 1 and (args.subtitles or args.synopsis or args.movie_id):
         raise MegaPipeError("--subtitles, --synopsis and --id apply to a single VIDEO")
-    inputs = [MovieInput(Path(v), args.subtitles, args.synopsis, args.movie_id)
+    inputs = [MovieInput(Path(v), args.subtitles, args.synopsis, args.movie_id, args.synopsis_lines)
               for v in args.videos]
     log = (lambda s: print(s, file=sys.stderr))
     done, failed = run_extract(inputs, args.out, extract_config(args), log=log)
@@ -106,6 +108,9 @@ def _cmd_model_summary(args) -> int:
     return 0
 
 
+CONVERTERS = {"manifest-movienet": "movienet", "manifest-tripod": "tripod"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mega-pipe",
@@ -129,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--modalities", required=True, help="name=dim,... e.g. bassl=2048,place=2048,clip=512")
     ms.set_defaults(func=_cmd_model_summary)
 
+    for name, module in CONVERTERS.items():   # listed for --help; main() dispatches them
+        sub.add_parser(name, help=f"convert {module} annotations into a training manifest")
+
     from mega_pipe.extractors.registry import add_weights_cli
     from mega_pipe.model.cli import add_eval_cli, add_train_cli
     from .segment import add_segment_cli
@@ -144,7 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("MEGA_PIPE_DEBUG", "") not in ("", "0")
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] in CONVERTERS:   # their own argument parsers, --help included
+            import importlib
+
+            return importlib.import_module(
+                f"mega_pipe.manifests.{CONVERTERS[argv[0]]}").main(argv[1:]) or 0
         args = build_parser().parse_args(argv)
         if args.debug:
             os.environ["MEGA_PIPE_DEBUG"] = "1"

@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -62,6 +64,7 @@ class MovieInput:
     subtitles: Path | None = None
     synopsis: Path | None = None
     movie_id: str | None = None
+    synopsis_lines: bool = False     # the synopsis file has one sentence per line
 
 
 def code_version() -> dict:
@@ -132,16 +135,23 @@ class ExtractorPool:
 
 
 class _Batcher:
-    """Collect inputs of one kind and encode them in batches with every extractor that uses them."""
+    """Collect inputs of one kind and encode them in batches with every extractor that uses them.
 
-    def __init__(self, extractors: Mapping, timings: dict):
+    Encoding runs on a worker thread so that decoding, shot detection and sampling go on
+    meanwhile (PyTorch and FFmpeg release the GIL); at most ``max_pending`` batches wait, which
+    bounds memory when the models are slower than the decoder."""
+
+    def __init__(self, extractors: Mapping, timings: dict, worker: ThreadPoolExecutor,
+                 max_pending: int = 3):
         self.extractors = dict(extractors)
         self.size = max(1, min(x.batch_size for x in self.extractors.values()))
         self.timings = timings
+        self.worker = worker
+        self._slots = threading.BoundedSemaphore(max_pending)
         self._inputs: list = []
         self._spans: list[tuple[float, float]] = []
         self.spans: list[tuple[float, float]] = []
-        self.vectors: dict[str, list[np.ndarray]] = {m: [] for m in self.extractors}
+        self._futures: list[Future] = []
 
     def add(self, t_start: float, t_end: float, x) -> None:
         self._inputs.append(x)
@@ -152,19 +162,36 @@ class _Batcher:
     def flush(self) -> None:
         if not self._inputs:
             return
+        for f in self._futures[-4:]:     # fail fast: stop decoding once an encode has failed
+            if f.done() and f.exception():
+                raise f.exception()
         batch = self._inputs if isinstance(self._inputs[0], str) else np.stack(self._inputs)
-        for m, x in self.extractors.items():
-            t0 = time.perf_counter()
-            self.vectors[m].append(np.asarray(x.encode(batch), np.float32))
-            self.timings[m] = self.timings.get(m, 0.0) + time.perf_counter() - t0
+        self._slots.acquire()
+        self._futures.append(self.worker.submit(self._encode, batch))
         self.spans += self._spans
         self._inputs, self._spans = [], []
 
-    def result(self, m: str, end_time: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _encode(self, batch) -> dict[str, np.ndarray]:
+        try:
+            out = {}
+            for m, x in self.extractors.items():
+                t0 = time.perf_counter()
+                out[m] = np.asarray(x.encode(batch), np.float32)
+                self.timings[m] = self.timings.get(m, 0.0) + time.perf_counter() - t0
+            return out
+        finally:
+            self._slots.release()
+
+    def results(self, end_time: float) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        self.flush()
+        done = [f.result() for f in self._futures]     # re-raises an encoding error
         spans = np.asarray(self.spans, np.float64).reshape(-1, 2)
-        dim = self.extractors[m].dim
-        vecs = np.concatenate(self.vectors[m]) if self.vectors[m] else np.zeros((0, dim), np.float32)
-        return spans[:, 0], np.minimum(spans[:, 1], end_time), vecs
+        out = {}
+        for m, x in self.extractors.items():
+            vecs = (np.concatenate([d[m] for d in done]) if done
+                    else np.zeros((0, x.dim), np.float32))
+            out[m] = (spans[:, 0], np.minimum(spans[:, 1], end_time), vecs)
+        return out
 
 
 def _progress(total: int | None, desc: str, enabled: bool):
@@ -343,9 +370,10 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, frame_size: int, exts: Map
             raise MegaPipeError(f"{m} needs frames of at least {x.input_size} px "
                                 f"(--frame-size is {frame_size})")
     clip_len = max((x.clip_len for x in clip_x.values()), default=0)
-    frames_b = _Batcher(frame_x, timings) if frame_x else None
-    clips_b = _Batcher(clip_x, timings) if clip_x else None
-    audio_b = _Batcher(audio_x, timings) if audio_x else None
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+    frames_b = _Batcher(frame_x, timings, worker) if frame_x else None
+    clips_b = _Batcher(clip_x, timings, worker) if clip_x else None
+    audio_b = _Batcher(audio_x, timings, worker) if audio_x else None
     detector = ShotDetector(cfg.detector, info.video.frame_rate) if detect else None
     sampler = SecondSampler(clip_len, float(info.video.frame_rate)) if frame_x or clip_x else None
     windower = None
@@ -365,7 +393,7 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, frame_size: int, exts: Map
     t0 = time.perf_counter()
     total = info.video.frames or (int(info.duration_s * info.video.frame_rate)
                                   if info.duration_s else None)
-    with MovieDecoder(info, frame_size, audio=bool(audio_x)) as dec, \
+    with worker, MovieDecoder(info, frame_size, audio=bool(audio_x)) as dec, \
             _progress(total, Path(info.path).name, cfg.progress) as bar:
         for frame in dec.frames():
             if detector:
@@ -383,11 +411,9 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, frame_size: int, exts: Map
             take(sampler.finish(end_time))
         if audio_b:
             take_audio(end_time)
-    for b in (frames_b, clips_b, audio_b):
-        if b:
-            b.flush()
-            for m in b.extractors:
-                fresh[m] = b.result(m, end_time)
+        for b in (frames_b, clips_b, audio_b):
+            if b:
+                fresh.update(b.results(end_time))
     if detector:
         shots = detector.finish(end_time)
     else:
@@ -455,7 +481,7 @@ def _synopsis_input(inp: MovieInput, extractors: ExtractorPool) -> dict | None:
 
     if inp.synopsis is None:
         return None
-    sentences = read_synopsis(inp.synopsis)
+    sentences = read_synopsis(inp.synopsis, one_per_line=inp.synopsis_lines)
     m = extractors.meta("subtitle")
     key = stage_key(contract=contract.CONTRACT_VERSION, model=m["model_id"], sha=m["weights_sha256"],
                     sentences=bytes_fingerprint("\n".join(sentences).encode()))

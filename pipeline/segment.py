@@ -152,7 +152,8 @@ def _cmd_segment(args) -> int:
         args.modalities = tuple(dict.fromkeys(m for c in ckpts.values() for m in c.modalities))
     if "act" in ckpts and ckpts["act"].synopsis_model is not None and args.synopsis is None:
         print("note: no --synopsis: the act model predicts from the shots alone", file=sys.stderr)
-    done, failed = run_extract([MovieInput(args.video, args.subtitles, args.synopsis, args.movie_id)],
+    done, failed = run_extract([MovieInput(args.video, args.subtitles, args.synopsis, args.movie_id,
+                                           args.synopsis_lines)],
                                args.features, extract_config(args),
                                log=lambda s: print(s, file=sys.stderr))
     if failed:

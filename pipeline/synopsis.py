@@ -56,10 +56,16 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
-def read_synopsis(path: str | os.PathLike) -> list[str]:
-    """Read a synopsis file (any encoding subtitles may have) and split it into sentences."""
+def read_synopsis(path: str | os.PathLike, *, one_per_line: bool = False) -> list[str]:
+    """Read a synopsis file (any encoding subtitles may have) and split it into sentences.
+
+    ``one_per_line``: every non-empty line is exactly one sentence (as ``manifest-tripod``
+    writes them), so sentence indices of annotations stay valid whatever the punctuation."""
     text, _ = read_text_file(path, "synopsis file")
-    sentences = split_sentences(text)
+    if one_per_line:
+        sentences = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    else:
+        sentences = split_sentences(text)
     if not sentences:
         raise InputError(f"{path}: the synopsis is empty")
     return sentences

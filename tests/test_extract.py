@@ -171,10 +171,10 @@ def test_bad_input_one_line_others_carry_on(tmp_path, capsys, cut_movie):
 def test_failure_mid_run_leaves_no_partial_output(tmp_path, monkeypatch, cut_movie):
     from mega_pipe.pipeline import extract as ex
 
-    def crash(self):
+    def crash(self, batch):
         raise RuntimeError("simulated crash during encoding")
 
-    monkeypatch.setattr(ex._Batcher, "flush", crash)
+    monkeypatch.setattr(ex._Batcher, "_encode", crash)
     path, _ = cut_movie
     assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip") == 1
     assert not (tmp_path / "cuts").exists()
