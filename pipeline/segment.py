@@ -31,23 +31,16 @@ def ordered_turning_points(posteriors: np.ndarray) -> list[int]:
     than 5 shots the order constraint is relaxed to s_1 ≤ … ≤ s_5."""
     logp = np.log(np.clip(np.asarray(posteriors, np.float64), 1e-12, None))
     n_tp, n = logp.shape
-    strict = n >= n_tp
-    best = logp[0].copy()                      # best score with TP1 at shot s
+    gap = 1 if n >= n_tp else 0                # strict order needs at least one shot per TP
+    best = logp[0].copy()                      # best score of TPs 1..k with TP k at shot s
     back = []
     for k in range(1, n_tp):
-        # best previous TP at a shot < s (strict) or <= s
-        prefix = np.maximum.accumulate(best)
+        # arg[s]: the best shot <= s for TP k-1 (running argmax), then shifted by ``gap``
         arg = np.zeros(n, np.int64)
-        running = 0
-        for s in range(n):
-            if best[s] > best[running]:
-                running = s
-            arg[s] = running
-        if strict:
-            prev_score = np.concatenate([[-np.inf], prefix[:-1]])
-            prev_arg = np.concatenate([[0], arg[:-1]])
-        else:
-            prev_score, prev_arg = prefix, arg
+        for s in range(1, n):
+            arg[s] = s if best[s] > best[arg[s - 1]] else arg[s - 1]
+        prev_arg = np.concatenate([np.zeros(gap, np.int64), arg[:n - gap]])
+        prev_score = np.concatenate([np.full(gap, -np.inf), best[arg[:n - gap]]])
         best = prev_score + logp[k]
         back.append(prev_arg)
     s = int(np.argmax(best))
