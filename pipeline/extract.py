@@ -15,7 +15,9 @@ The stages, in order:
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from . import contract
 from .atomic import write_json
@@ -38,6 +41,8 @@ from .sampling import AudioWindower, SecondSampler
 from .shots import DetectorConfig, Shot, ShotDetector
 
 VISUAL_SAMPLINGS = ("frame", "clip")
+SAMPLING = {"clip": "frame", "place": "frame", "appr": "frame", "action": "clip",
+            "audio": "audio", "subtitle": "text"}
 
 
 @dataclass(frozen=True)
@@ -128,10 +133,14 @@ class ExtractorPool:
         return {m: self._built[m] for m in modalities}
 
     def meta(self, m: str) -> dict:
+        """Provenance of modality ``m``: the digest of the weights actually loaded when the
+        extractor was built in this run, else the registry's published digest (the cache key
+        uses the registry entry, which identifies the weights)."""
         e = self.entries[m]
-        return {"dim": e.dim, "model_id": e.name, "weights_sha256": e.sha256,
-                "sampling": {"clip": "frame", "place": "frame", "appr": "frame",
-                             "action": "clip", "audio": "audio", "subtitle": "text"}.get(m, m)}
+        built = self._built.get(m)
+        return {"dim": e.dim, "model_id": e.name,
+                "weights_sha256": built.weights_sha256 if built else e.sha256,
+                "sampling": e.preprocess.get("sampling", SAMPLING[m])}
 
 
 class _Batcher:
@@ -242,7 +251,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
             warnings.append("no subtitles (no --subtitles file, sidecar or text stream): "
                             "subtitle features absent")
     meta = {m: extractors.meta(m) for m in wanted}
-    samplings = {m: meta[m]["sampling"] for m in wanted}
+    samplings = {m: SAMPLING[m] for m in wanted}
 
     keys = {}
     for m in wanted:
@@ -272,6 +281,10 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
     (out / "manifest.json").unlink(missing_ok=True)
     built = extractors.get([m for m in todo] + (["subtitle"] if synopsis and synopsis["todo"]
                                                  and "subtitle" not in todo else []))
+    for m in wanted:   # provenance: computed now -> the loaded weights; cached -> as recorded
+        path = out / "samples" / f"{m}.parquet"
+        meta[m] = (extractors.meta(m) if m in todo
+                   else contract.read_metadata(path).get("modalities", {}).get(m, meta[m]))
 
     # -- the decode pass ---------------------------------------------------------------------------
     decode_mods = [m for m in todo if samplings[m] in VISUAL_SAMPLINGS + ("audio",)]
@@ -393,7 +406,7 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, frame_size: int, exts: Map
     t0 = time.perf_counter()
     total = info.video.frames or (int(info.duration_s * info.video.frame_rate)
                                   if info.duration_s else None)
-    with worker, MovieDecoder(info, frame_size, audio=bool(audio_x)) as dec, \
+    with _torch_threads(), worker, MovieDecoder(info, frame_size, audio=bool(audio_x)) as dec, \
             _progress(total, Path(info.path).name, cfg.progress) as bar:
         for frame in dec.frames():
             if detector:
@@ -423,6 +436,18 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, frame_size: int, exts: Map
     return shots, end_time, n_frames, {
         "seconds": seconds, "frames": n_frames, "duration_s": end_time,
         "encode_seconds": timings, "frame_size": frame_size}
+
+
+@contextlib.contextmanager
+def _torch_threads():
+    """FFmpeg's decoder threads already use the cores: oversubscribing them with PyTorch's
+    intra-op threads slows both down badly (docs/decoding.md), so the models get half."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _read_shots(path: Path) -> tuple[list[Shot], float]:
