@@ -15,10 +15,11 @@ from .decode import ffmpeg_exe
 SOURCES = (
     "testsrc2=s={w}x{h}:r={r}",
     "smptebars=s={w}x{h}:r={r}",
-    "mandelbrot=s={w}x{h}:r={r}",
     "rgbtestsrc=s={w}x{h}:r={r}",
-    "color=c=0x3060a0:s={w}x{h}:r={r},noise=alls=40:allf=t",
-    "cellauto=s={w}x{h}:r={r}:rule=110",
+    "color=c=0x3060a0:s={w}x{h}:r={r}",
+    "yuvtestsrc=s={w}x{h}:r={r}",
+    "pal100bars=s={w}x{h}:r={r}",
+    "mandelbrot=s={w}x{h}:r={r}",
 )
 
 SAMPLE_SUBTITLES = [

@@ -1,0 +1,96 @@
+"""The whole product on CPU, as a new user runs it: extract a few small movies with the tiny
+models, write a manifest, train each task for an epoch, evaluate, and segment a new movie."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from mega_pipe.manifests.schema import MovieEntry, write_manifest
+from mega_pipe.pipeline.cli import main
+from mega_pipe.pipeline.demo import SAMPLE_SYNOPSIS, make_movie, write_srt
+
+SHOTS = {
+    "m1": [2, 1.5, 2.5, 1.5, 2, 1.5, 2],
+    "m2": [1.5, 2, 1.5, 2.5, 1.5, 2, 1.5, 2],
+    "m3": [2.5, 1.5, 2, 1.5, 2, 2.5, 1.5],
+    "new": [2, 2, 1.5, 2.5, 1.5, 2, 2],
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("e2e")
+    movies = {}
+    for name, shots in SHOTS.items():
+        movie = root / f"{name}.mp4"
+        make_movie(movie, shots, size=(160, 90))
+        write_srt(root / f"{name}.srt")                       # picked up as the sidecar
+        (root / f"{name}.synopsis.txt").write_text(SAMPLE_SYNOPSIS)
+        movies[name] = movie
+    out = root / "features"
+    for name in ("m1", "m2", "m3"):
+        assert main(["extract", str(movies[name]), "--models", "tiny", "--synopsis",
+                     str(root / f"{name}.synopsis.txt"), "--out", str(out), "--no-progress"]) == 0
+    entries = []
+    for split, name in zip(("train", "val", "test"), ("m1", "m2", "m3")):
+        n = pq.read_metadata(out / name / "shots.parquet").num_rows
+        assert n == len(SHOTS[name])
+        labels = [1 if i % 2 == 1 else 0 for i in range(n)]   # every second shot ends a scene
+        tp_shots = [[min(n - 1, round(f * (n - 1)))] for f in (0.1, 0.3, 0.5, 0.75, 0.9)]
+        entries.append(MovieEntry(name, out / name, split, labels, [[0], [1], [2], [3], [4]], tp_shots))
+    manifest = root / "manifest.jsonl"
+    write_manifest(manifest, entries)
+    return {"root": root, "movies": movies, "features": out, "manifest": manifest}
+
+
+def test_train_eval_segment(world, capsys):
+    root, manifest = world["root"], world["manifest"]
+    runs = {}
+    for task in ("scene", "act"):
+        run = root / f"run_{task}"
+        assert main(["train", "--task", task, "--manifest", str(manifest), "--out", str(run),
+                     "--epochs", "1", "--device", "cpu", "--no-progress"]) == 0
+        assert (run / "best.pt").exists() and (run / "last.pt").exists()
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        assert len(lines) == 1 and "epoch" in json.loads(lines[0])
+        capsys.readouterr()
+        assert main(["eval", "--checkpoint", str(run / "best.pt"), "--manifest", str(manifest),
+                     "--split", "test", "--device", "cpu"]) == 0
+        metrics = json.loads(capsys.readouterr().out)["metrics"]
+        keys = ("ap", "f1", "recall", "recall_at_3s", "miou") if task == "scene" else ("ta", "pa", "d")
+        for k in keys:
+            assert 0.0 <= metrics[k] <= 1.0, (k, metrics)
+        runs[task] = run / "best.pt"
+
+    out = root / "boundaries.json"
+    assert main(["segment", str(world["movies"]["new"]), "--out", str(out), "--models", "tiny",
+                 "--scene-checkpoint", str(runs["scene"]), "--act-checkpoint", str(runs["act"]),
+                 "--synopsis", str(root / "new.synopsis.txt"), "--features", str(world["features"]),
+                 "--device", "cpu", "--no-progress"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "mega-pipe/boundaries" and doc["version"] == 1
+    assert doc["movie"]["frame_rate"] == "25/1" and doc["missing"] == []
+    n = len(doc["shots"])
+    assert n == len(SHOTS["new"]) and doc["shots"][0]["start_s"] == 0.0
+    assert len(doc["scene_boundary_prob"]) == n
+    assert all(0.0 <= p <= 1.0 for p in doc["scene_boundary_prob"])
+    scenes = doc["scenes"]
+    assert scenes[0]["first_shot"] == 0 and scenes[-1]["last_shot"] == n - 1
+    assert all(a["last_shot"] + 1 == b["first_shot"] for a, b in zip(scenes, scenes[1:]))
+    tps = [t["shot"] for t in doc["turning_points"]]
+    assert len(tps) == 5 and tps == sorted(tps) and len(set(tps)) == 5
+    assert [a["name"] for a in doc["acts"]][0] == "Setup" and len(doc["acts"]) == 6
+    assert all(abs(sum(row) - 1) < 1e-3 for row in doc["tp_posteriors"])
+    assert doc["provenance"]["scene_checkpoint"].endswith("best.pt")
+
+
+def test_segment_without_checkpoints_says_what_is_missing(world, tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["segment", str(world["movies"]["new"]), "--out", str(out), "--models", "tiny",
+                 "--features", str(world["features"]), "--no-progress"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["scenes"] is None and doc["turning_points"] is None and len(doc["missing"]) == 2
+    assert "no --scene-checkpoint" in capsys.readouterr().err
