@@ -4,6 +4,7 @@ Used by ``mega-pipe demo`` (the README's first command: no download needed) and 
 """
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from fractions import Fraction
@@ -62,10 +63,11 @@ def make_movie(path: Path, shot_seconds: list[float], *, size=(320, 180), fps=Fr
         cmd += ["-preset", preset]
     cmd += (extra or []) + [str(path)]
     subprocess.run(cmd, check=True)
-    cuts, acc = [], Fraction(0)
+    # a lavfi source cut with -t keeps the frames whose PTS is < t: ceil(t * fps) frames
+    cuts, acc = [], 0
     for sec in shot_seconds[:-1]:
-        acc += Fraction(sec).limit_denominator(1000)
-        cuts.append(round(acc * fps))
+        acc += math.ceil(Fraction(sec).limit_denominator(1000) * fps)
+        cuts.append(acc)
     return cuts
 
 
