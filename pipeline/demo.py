@@ -108,18 +108,13 @@ def _cmd_demo(args) -> int:
 
     shots = pq.read_table(args.out / "features" / m["movie_id"] / "shots.parquet",
                           columns=["shot_idx", "start_frame", "end_frame", "start_s", "end_s"])
-    print(shots.to_pandas().to_string(index=False) if _has_pandas() else shots)
+    print("shot  start_frame  end_frame  start_s  end_s")
+    for row in shots.to_pylist():
+        print(f"{row['shot_idx']:>4}  {row['start_frame']:>11}  {row['end_frame']:>9}  "
+              f"{row['start_s']:>7.2f}  {row['end_s']:>5.2f}")
     print(f"features: {args.out / 'features' / m['movie_id']} "
           f"(modalities: {', '.join(m['modalities'])})")
     return 0
-
-
-def _has_pandas() -> bool:
-    try:
-        import pandas  # noqa: F401
-        return True
-    except ImportError:
-        return False
 
 
 def add_demo_cli(sub) -> None:

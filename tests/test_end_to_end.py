@@ -3,7 +3,6 @@ models, write a manifest, train each task for an epoch, evaluate, and segment a 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest

@@ -111,7 +111,6 @@ def test_rerun_skips_work_and_is_identical(tmp_path, cut_movie):
     d = tmp_path / "cuts"
     before = {p.name: p.stat().st_mtime_ns for p in (d / "samples").iterdir()}
     first = pq.read_table(d / "shots.parquet")
-    t0 = time.perf_counter()
     assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip,place") == 0
     assert {p.name: p.stat().st_mtime_ns for p in (d / "samples").iterdir()} == before
     assert pq.read_table(d / "shots.parquet").equals(first)
