@@ -1,0 +1,60 @@
+"""``mega-pipe train`` and ``mega-pipe eval`` sub-commands (the lead's CLI calls ``args.func(args)``)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _modalities(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def add_train_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``train --task scene|act --manifest M --out RUN [...]``."""
+    p = subparsers.add_parser("train", help="train a MEGA model on a manifest of feature folders")
+    p.add_argument("--task", required=True, choices=("scene", "act"))
+    p.add_argument("--manifest", required=True, type=Path, help="manifest.jsonl (splits and labels)")
+    p.add_argument("--out", required=True, type=Path, help="run folder: best.pt, last.pt, metrics.jsonl")
+    p.add_argument("--epochs", type=int, help="default: the config's train.epochs")
+    p.add_argument("--batch-size", type=int, help="windows (scene) or movies (act) per step")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the config's train.lr)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--modalities", type=_modalities, help="comma-separated (default: all in every movie)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+    return p
+
+
+def add_eval_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``eval --checkpoint C --manifest M [--split test] [--out DIR]``."""
+    p = subparsers.add_parser("eval", help="score a checkpoint on one split of a manifest")
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--manifest", required=True, type=Path)
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--out", type=Path, help="where eval_<split>.json and predictions go "
+                   "(default: the checkpoint's folder)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.set_defaults(func=_cmd_eval)
+    return p
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from mega_pipe.model.train import train
+
+    summary = train(
+        args.task, args.manifest, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        device=args.device, seed=args.seed, resume=args.resume, modalities=args.modalities,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from mega_pipe.model.train import evaluate
+
+    print(json.dumps(evaluate(args.checkpoint, args.manifest, args.split, args.out, device=args.device), indent=2))
+    return 0

@@ -1,0 +1,323 @@
+"""Training and inference data: feature folders (docs/contract.md) -> normalised arrays -> batches.
+
+Everything downstream of ``mega-pipe extract`` reads the per-movie folder only: the modality
+columns of ``shots.parquet`` (every ``fixed_size_list`` column with a ``<m>_count`` partner,
+``pipeline.contract.shot_modalities``) and, for act training, ``synopsis.parquet``.
+
+Two sample layouts, one per task:
+
+* **Scene** (spec §1.3, BaSSL protocol): every shot is a sample; its input is the 17-shot
+  window ``shot + [-8 .. 8]`` with indices *clipped* to the movie, so edge shots are repeated
+  rather than padded, and the loss is on the centre shot. All movies' shots are concatenated
+  into one array and windows are global row indices, so a batch is one fancy-indexing gather.
+* **Act** (spec §1.4): one movie is one sequence. A movie longer than the model's ``max_len``
+  is covered by overlapping windows (50 % overlap); each window is a separate row of the
+  batch, and :func:`stitch_windows` averages the logits and embeddings of the windows that
+  cover a shot, so the losses and predictions always see the whole movie (spec §5 #12; a
+  movie is never truncated). Align.PE positions are the movie-global ``i / n_shots`` in every
+  window, so bin b means "the b-th 1/L_n of the movie" in every window and the shot↔sentence
+  alignment holds across windows.
+
+Feature normalisation: per modality, mean/std over all training shots (the checkpoint stores
+them, so inference applies exactly the training transform).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch import Tensor
+
+from mega_pipe.manifests.schema import MovieEntry
+from mega_pipe.pipeline.contract import shot_modalities, vectors_of
+from mega_pipe.pipeline.errors import MegaPipeError
+
+SCENE_HALF_WINDOW = 8  # 17-shot windows: 2·8 + 1, BaSSL / MEGA scene L (spec §1.2.1)
+SYNOPSIS_KEY = "synopsis"  # the normaliser's entry for synopsis sentence vectors
+N_TPS = 5
+UNLABELLED = -100  # scene label of a shot without annotation (e.g. MovieNet's last shot)
+
+
+# --- Reading feature folders -----------------------------------------------------------------
+
+
+@dataclass
+class MovieData:
+    """One movie's inputs (and gold labels when it comes from a manifest)."""
+
+    movie_id: str
+    features: dict[str, np.ndarray]  # modality -> (n_shots, D_m) float32
+    shot_frames: np.ndarray  # (n_shots, 2) int64: start_frame, end_frame (exclusive)
+    synopsis: np.ndarray | None = None  # (n_sentences, D) float32
+    scene_labels: np.ndarray | None = None  # (n_shots,) int64 in {0, 1, UNLABELLED}
+    tp_sentences: list[list[int]] | None = None
+    tp_shots: list[list[int]] | None = None
+
+    @property
+    def n_shots(self) -> int:
+        return len(self.shot_frames)
+
+
+def _check_complete(folder: Path) -> None:
+    if not (folder / "manifest.json").is_file():
+        raise MegaPipeError(f"feature folder {folder} is incomplete or missing (no manifest.json)")
+
+
+def available_modalities(folder: str | os.PathLike) -> list[str]:
+    """The modality columns of a feature folder's shots.parquet, in file order (schema only)."""
+    folder = Path(folder)
+    _check_complete(folder)
+    return shot_modalities(pq.read_schema(folder / "shots.parquet"))
+
+
+def read_movie(folder: str | os.PathLike, modalities: Sequence[str], *, synopsis: bool = False) -> MovieData:
+    """Load the requested modalities (and the synopsis vectors) of one feature folder."""
+    folder = Path(folder)
+    present = available_modalities(folder)
+    missing = [m for m in modalities if m not in present]
+    if missing:
+        raise MegaPipeError(
+            f"{folder} lacks modality {', '.join(missing)} (it has: {', '.join(present) or 'none'})"
+        )
+    table = pq.read_table(folder / "shots.parquet", columns=["start_frame", "end_frame", *modalities])
+    if table.num_rows == 0:
+        raise MegaPipeError(f"{folder}/shots.parquet has no shots")
+    frames = np.stack([table["start_frame"].to_numpy(), table["end_frame"].to_numpy()], axis=1)
+    features = {m: vectors_of(table[m]) for m in modalities}
+    sentences = None
+    if synopsis:
+        path = folder / "synopsis.parquet"
+        if not path.is_file():
+            raise MegaPipeError(f"{folder} has no synopsis.parquet (act training needs --synopsis at extract)")
+        sentences = vectors_of(pq.read_table(path, columns=["vector"])["vector"])
+        if len(sentences) == 0:
+            raise MegaPipeError(f"{path} has no sentences")
+    movie_id = json.loads((folder / "manifest.json").read_text()).get("movie_id", folder.name)
+    return MovieData(movie_id=movie_id, features=features, shot_frames=frames.astype(np.int64), synopsis=sentences)
+
+
+def load_entries(entries: Sequence[MovieEntry], modalities: Sequence[str], *, synopsis: bool = False) -> list[MovieData]:
+    """Read every manifest entry and attach its gold labels (checked against the shot count)."""
+    movies = []
+    for entry in entries:
+        movie = read_movie(entry.features, modalities, synopsis=synopsis)
+        movie.movie_id = entry.movie_id
+        if entry.scene_labels is not None:
+            movie.scene_labels = scene_label_array(entry.scene_labels, movie.n_shots, entry.movie_id)
+        movie.tp_sentences = entry.tp_sentences
+        movie.tp_shots = entry.tp_shots
+        movies.append(movie)
+    return movies
+
+
+def scene_label_array(labels: Sequence[int | None], n_shots: int, movie_id: str) -> np.ndarray:
+    """Manifest scene labels -> (n_shots,) int64: −1 counts as 1 (spec §1.3, BaSSL ``abs``);
+    ``null`` (e.g. MovieNet's last shot) becomes UNLABELLED: neither trained on nor scored."""
+    if len(labels) != n_shots:
+        raise MegaPipeError(f"{movie_id}: {len(labels)} scene labels for {n_shots} shots")
+    return np.array([UNLABELLED if v is None else abs(int(v)) for v in labels], dtype=np.int64)
+
+
+def choose_modalities(entries: Sequence[MovieEntry], requested: Sequence[str] | None) -> list[str]:
+    """The modalities to train on: ``requested``, or every modality present in every movie.
+
+    Order follows the first movie's shots.parquet, so it is stable across runs.
+    """
+    per_movie = [available_modalities(e.features) for e in entries]
+    if requested:
+        for entry, present in zip(entries, per_movie):
+            missing = [m for m in requested if m not in present]
+            if missing:
+                raise MegaPipeError(f"movie {entry.movie_id} lacks modality {', '.join(missing)}")
+        return list(requested)
+    common = [m for m in per_movie[0] if all(m in p for p in per_movie[1:])]
+    if not common:
+        raise MegaPipeError("no modality is present in every training movie")
+    return common
+
+
+# --- Normalisation ---------------------------------------------------------------------------
+
+
+@dataclass
+class Normalizer:
+    """Per-modality feature standardisation fitted on the training shots.
+
+    Extracted features live on very different scales (CLIP unit vectors vs. ReLU CNN features);
+    standardising them lets one learning rate suit all modalities. A constant channel (std 0)
+    is only centred.
+    """
+
+    mean: dict[str, np.ndarray]
+    std: dict[str, np.ndarray]
+
+    @classmethod
+    def fit(cls, movies: Sequence[MovieData], modalities: Sequence[str], *, synopsis: bool = False) -> "Normalizer":
+        keys = [*modalities, *([SYNOPSIS_KEY] if synopsis else [])]
+        mean, std = {}, {}
+        for key in keys:
+            rows = np.concatenate([_array(movie, key) for movie in movies]).astype(np.float64)
+            mean[key] = rows.mean(axis=0).astype(np.float32)
+            sd = rows.std(axis=0)
+            std[key] = np.where(sd > 1e-8, sd, 1.0).astype(np.float32)
+        return cls(mean, std)
+
+    def apply(self, movie: MovieData) -> MovieData:
+        """Normalise a movie's features (and synopsis) in place and return it."""
+        for m in movie.features:
+            movie.features[m] = (movie.features[m] - self.mean[m]) / self.std[m]
+        if movie.synopsis is not None and SYNOPSIS_KEY in self.mean:
+            movie.synopsis = (movie.synopsis - self.mean[SYNOPSIS_KEY]) / self.std[SYNOPSIS_KEY]
+        return movie
+
+    def state(self) -> dict:
+        """Plain lists (safe for ``torch.load(weights_only=True)`` and JSON)."""
+        return {k: {"mean": self.mean[k].tolist(), "std": self.std[k].tolist()} for k in self.mean}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Normalizer":
+        return cls(
+            {k: np.asarray(v["mean"], np.float32) for k, v in state.items()},
+            {k: np.asarray(v["std"], np.float32) for k, v in state.items()},
+        )
+
+
+def _array(movie: MovieData, key: str) -> np.ndarray:
+    return movie.synopsis if key == SYNOPSIS_KEY else movie.features[key]
+
+
+# --- Scene samples (spec §1.3) ---------------------------------------------------------------
+
+
+def scene_windows(n_shots: int, half: int = SCENE_HALF_WINDOW) -> np.ndarray:
+    """(n_shots, 2·half + 1) shot indices: shot + [-half .. half], clipped to the movie."""
+    return np.clip(np.arange(n_shots)[:, None] + np.arange(-half, half + 1)[None, :], 0, n_shots - 1)
+
+
+@dataclass
+class SceneBatch:
+    feats: dict[str, Tensor]  # (B, 17, D_m)
+    mask: Tensor  # (B, 17) bool, all True (windows are clipped, never padded)
+    positions: Tensor | None  # (B, 17) movie-global r_i when align_scope == "movie", else None
+    labels: Tensor | None  # (B,) centre-shot labels
+
+
+class SceneSamples:
+    """All windows of a set of movies, gathered from one concatenated feature array."""
+
+    def __init__(self, movies: Sequence[MovieData], modalities: Sequence[str], movie_positions: bool) -> None:
+        self.modalities = list(modalities)
+        self.feats = {m: np.concatenate([mv.features[m] for mv in movies]).astype(np.float32) for m in modalities}
+        offsets = np.cumsum([0] + [mv.n_shots for mv in movies])
+        self.windows = np.concatenate([scene_windows(mv.n_shots) + off for mv, off in zip(movies, offsets)])
+        self.positions = None
+        if movie_positions:
+            self.positions = np.concatenate(
+                [(scene_windows(mv.n_shots) / mv.n_shots).astype(np.float32) for mv in movies]
+            )
+        self.labels = None
+        if all(mv.scene_labels is not None for mv in movies):
+            self.labels = np.concatenate([mv.scene_labels for mv in movies])
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def batch(self, index: np.ndarray, device: torch.device) -> SceneBatch:
+        rows = self.windows[index]
+        feats = {m: torch.from_numpy(self.feats[m][rows]).to(device) for m in self.modalities}
+        mask = torch.ones(rows.shape, dtype=torch.bool, device=device)
+        positions = None if self.positions is None else torch.from_numpy(self.positions[index]).to(device)
+        labels = None if self.labels is None else torch.from_numpy(self.labels[index]).to(device)
+        return SceneBatch(feats, mask, positions, labels)
+
+
+# --- Act samples (spec §1.4, §5 #12) ---------------------------------------------------------
+
+
+def act_windows(n_shots: int, max_len: int) -> list[tuple[int, int]]:
+    """[start, end) windows covering the movie: one if it fits, else max_len-long with 50 % overlap.
+
+    The last window is aligned to the movie end, so every shot is covered at least once and
+    (for n_shots > max_len) every shot away from the edges by two windows.
+    """
+    if n_shots <= max_len:
+        return [(0, n_shots)]
+    stride = max(1, max_len // 2)
+    starts = list(range(0, n_shots - max_len, stride)) + [n_shots - max_len]
+    return [(s, s + max_len) for s in starts]
+
+
+@dataclass
+class WindowBatch:
+    """Padded windows of several movies, plus how to put them back together."""
+
+    feats: dict[str, Tensor]  # (W, L, D_m)
+    mask: Tensor  # (W, L) bool
+    positions: Tensor  # (W, L) movie-global r_i = i / n_shots
+    spans: list[tuple[int, int, int]]  # per window: (movie index in the batch, start, end)
+    n_shots: list[int]
+
+
+def pack_windows(movies: Sequence[MovieData], modalities: Sequence[str], max_len: int, device: torch.device) -> WindowBatch:
+    """Cut every movie into act windows and pad them into one batch."""
+    spans = [(i, s, e) for i, mv in enumerate(movies) for s, e in act_windows(mv.n_shots, max_len)]
+    length = max(e - s for _, s, e in spans)
+    mask = np.zeros((len(spans), length), dtype=bool)
+    positions = np.zeros((len(spans), length), dtype=np.float32)
+    feats = {m: np.zeros((len(spans), length, movies[0].features[m].shape[1]), np.float32) for m in modalities}
+    for row, (i, s, e) in enumerate(spans):
+        mask[row, : e - s] = True
+        positions[row, : e - s] = np.arange(s, e) / movies[i].n_shots
+        for m in modalities:
+            feats[m][row, : e - s] = movies[i].features[m][s:e]
+    return WindowBatch(
+        feats={m: torch.from_numpy(v).to(device) for m, v in feats.items()},
+        mask=torch.from_numpy(mask).to(device),
+        positions=torch.from_numpy(positions).to(device),
+        spans=spans,
+        n_shots=[mv.n_shots for mv in movies],
+    )
+
+
+def stitch_windows(values: Tensor, batch: WindowBatch) -> list[Tensor]:
+    """Per-window outputs (W, L, K) -> per-movie (n_shots, K), averaging overlapping windows."""
+    sums = [values.new_zeros(n, values.shape[-1]) for n in batch.n_shots]
+    counts = [values.new_zeros(n, 1) for n in batch.n_shots]
+    for row, (i, s, e) in enumerate(batch.spans):
+        sums[i] = sums[i].index_add(0, torch.arange(s, e, device=values.device), values[row, : e - s])
+        counts[i][s:e] += 1
+    return [total / count for total, count in zip(sums, counts)]
+
+
+def pack_synopses(movies: Sequence[MovieData], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Synopsis vectors of several movies padded to (B, S, D) with a (B, S) bool mask."""
+    length = max(len(mv.synopsis) for mv in movies)
+    dim = movies[0].synopsis.shape[1]
+    sents = np.zeros((len(movies), length, dim), np.float32)
+    mask = np.zeros((len(movies), length), dtype=bool)
+    for i, mv in enumerate(movies):
+        sents[i, : len(mv.synopsis)] = mv.synopsis
+        mask[i, : len(mv.synopsis)] = True
+    return torch.from_numpy(sents).to(device), torch.from_numpy(mask).to(device)
+
+
+def tp_targets(groups: Sequence[Sequence[int]], n_units: int, movie_id: str, unit: str) -> np.ndarray:
+    """Gold TP index sets -> (n_units, 5) target distributions (each TP column sums to 1).
+
+    A TP annotated on several sentences (or shots) spreads its mass evenly over them.
+    """
+    if len(groups) != N_TPS:
+        raise MegaPipeError(f"{movie_id}: expected {N_TPS} turning points, got {len(groups)}")
+    target = np.zeros((n_units, N_TPS), np.float32)
+    for n, group in enumerate(groups):
+        bad = [g for g in group if not 0 <= g < n_units]
+        if not group or bad:
+            raise MegaPipeError(f"{movie_id}: TP {n + 1} {unit} indices {list(group)} outside 0..{n_units - 1}")
+        target[list(group), n] = 1.0 / len(group)
+    return target

@@ -1,0 +1,223 @@
+"""Training, resuming, evaluation and prediction on small synthetic sets (real models, real files)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mega_pipe.manifests.schema import read_manifest, write_manifest
+from mega_pipe.manifests.synth import SynthParams, generate
+from mega_pipe.model import train as train_module
+from mega_pipe.model.config import load_config
+from mega_pipe.model.data import (
+    UNLABELLED,
+    MovieData,
+    act_windows,
+    choose_modalities,
+    pack_windows,
+    scene_label_array,
+    scene_windows,
+    stitch_windows,
+)
+from mega_pipe.model.metrics import read_records, score_records
+from mega_pipe.model.predict import load_checkpoint, predict_act, predict_scene
+from mega_pipe.model.train import evaluate, train
+from mega_pipe.pipeline.errors import MegaPipeError
+
+SMALL = SynthParams(scenes=(12, 18), sentences=(10, 14))
+MODALITIES = {"clip": 16, "place": 12, "appr": 8}
+SCENE_CFG = {"width": 32, "ffn_width": 64, "n_heads": 4, "n_unimodal": 1}
+ACT_CFG = {"width": 16, "ffn_width": 32, "n_heads": 2, "n_bottleneck": 10}
+
+
+def _train_dict(task: str, **keys) -> dict:
+    return {"train": {**load_config(task).train, **keys}}
+
+
+SCENE_OVERRIDES = {**SCENE_CFG, **_train_dict("scene", optimizer="adamw", warmup_epochs=0.5)}
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("synth"), 8, seed=1, modalities=MODALITIES, params=SMALL)
+
+
+@pytest.fixture(scope="module")
+def scene_run(manifest, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scene") / "run"
+    summary = train("scene", manifest, out, epochs=3, batch_size=64, lr=3e-3, device="cpu",
+                    config_overrides=SCENE_OVERRIDES, progress=False)
+    return out, summary
+
+
+# --- data layout --------------------------------------------------------------------------------
+
+
+def test_scene_windows_are_clipped_not_padded():
+    w = scene_windows(5)
+    assert w.shape == (5, 17)
+    assert list(w[0, :9]) == [0] * 9 and list(w[0, 9:]) == [1, 2, 3, 4, 4, 4, 4, 4]
+    assert list(w[4, 8:]) == [4] * 9
+    assert all(w[i, 8] == i for i in range(5))
+
+
+def test_scene_labels_minus_one_and_null():
+    labels = scene_label_array([0, -1, 1, None], 4, "m")
+    assert labels.tolist() == [0, 1, 1, UNLABELLED]
+    with pytest.raises(MegaPipeError, match="3 scene labels for 4 shots"):
+        scene_label_array([0, 1, None], 4, "m")
+
+
+def test_act_windows_cover_long_movies_and_stitch_averages():
+    assert act_windows(10, 20) == [(0, 10)]
+    windows = act_windows(25, 10)
+    assert windows == [(0, 10), (5, 15), (10, 20), (15, 25)]
+    movie = MovieData("m", {"a": np.arange(25, dtype=np.float32)[:, None]}, np.zeros((25, 2), np.int64))
+    batch = pack_windows([movie], ["a"], 10, torch.device("cpu"))
+    assert batch.feats["a"].shape == (4, 10, 1) and bool(batch.mask.all())
+    # Positions are movie-global (i / n_shots) in every window, so Align.PE bins stay aligned.
+    assert torch.allclose(batch.positions[1], torch.arange(5, 15) / 25.0)
+    # Stitching per-window values that depend on the window gives the average over windows.
+    values = batch.feats["a"] + torch.arange(4.0)[:, None, None] * 100
+    (stitched,) = stitch_windows(values, batch)
+    expected = [i + 100 * np.mean([k for k, (s, e) in enumerate(windows) if s <= i < e]) for i in range(25)]
+    assert np.allclose(stitched[:, 0].numpy(), expected)
+
+
+def test_modalities_default_to_those_in_every_movie(manifest):
+    entries = read_manifest(manifest)
+    assert choose_modalities(entries, None) == list(MODALITIES)
+    assert choose_modalities(entries, ["place"]) == ["place"]
+    with pytest.raises(MegaPipeError, match="lacks modality audio"):
+        choose_modalities(entries, ["audio"])
+
+
+# --- scene ---------------------------------------------------------------------------------------
+
+
+def test_scene_training_writes_run_and_learns(scene_run):
+    out, summary = scene_run
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    for r in lines:
+        assert {"train", "val", "samples_per_s", "seconds", "lr", "select"} <= set(r)
+        assert 0.0 <= r["val"]["ap"] <= 1.0 and r["samples_per_s"] > 0
+    assert lines[-1]["train"]["loss"] < lines[0]["train"]["loss"]
+    assert summary["best_epoch"] in (1, 2, 3) and summary["select_metric"] == "ap"
+    best = load_checkpoint(out / "best.pt")
+    assert best.info["epoch"] == summary["best_epoch"]
+    assert best.modalities == list(MODALITIES) and best.cfg.width == 32
+
+
+def test_resume_continues_and_matches_uninterrupted_run(manifest, tmp_path, monkeypatch):
+    kwargs = dict(epochs=2, batch_size=64, lr=3e-3, device="cpu", seed=5,
+                  config_overrides=SCENE_OVERRIDES, progress=False)
+    train("scene", manifest, tmp_path / "full", **kwargs)
+
+    real_epoch, calls = train_module._train_epoch, []
+
+    def interrupted(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the run dies during epoch 2, after last.pt of epoch 1
+        return real_epoch(*args, **kw)
+
+    monkeypatch.setattr(train_module, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train("scene", manifest, tmp_path / "cut", **kwargs)
+    monkeypatch.setattr(train_module, "_train_epoch", real_epoch)
+    assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["epoch"] == 1
+    with pytest.raises(MegaPipeError, match="already holds a run"):
+        train("scene", manifest, tmp_path / "cut", **kwargs)
+
+    train("scene", manifest, tmp_path / "cut", resume=True, epochs=2, device="cpu", progress=False)
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert cut["epoch"] == 2
+    # Same batches, dropout masks, LR schedule and optimiser state: the same weights, up to the
+    # last-bit differences CPU kernels show between any two runs (alignment-dependent SIMD paths).
+    for name, tensor in full["model"].items():
+        assert torch.allclose(tensor, cut["model"][name], rtol=1e-4, atol=1e-5), name
+    full_log = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    cut_log = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in cut_log] == [1, 2]
+    for f, c in zip(full_log, cut_log):
+        assert c["lr"] == pytest.approx(f["lr"]) and c["train_samples"] == f["train_samples"]
+        assert c["train"]["loss"] == pytest.approx(f["train"]["loss"], rel=1e-5)
+        assert c["val"]["ap"] == pytest.approx(f["val"]["ap"], abs=1e-3)
+
+
+def test_resume_needs_a_run(manifest, tmp_path):
+    with pytest.raises(MegaPipeError, match="does not exist"):
+        train("scene", manifest, tmp_path / "none", resume=True, progress=False)
+
+
+def test_evaluate_writes_metrics_and_scoreable_records(scene_run, manifest, tmp_path):
+    out, _ = scene_run
+    result = evaluate(out / "best.pt", manifest, "test", out=tmp_path, device="cpu")
+    saved = json.loads((tmp_path / "eval_test.json").read_text())
+    assert saved["metrics"] == result["metrics"] and 0.0 <= result["metrics"]["ap"] <= 1.0
+    records = read_records(tmp_path / "predictions_test.jsonl")
+    assert score_records("scene", records) == result["metrics"]  # what `mega-pipe score` recomputes
+    n_test = sum(e.split == "test" for e in read_manifest(manifest))
+    assert len(records) == n_test == result["n_movies"]
+
+
+def test_predict_scene_shapes_and_missing_modality(scene_run, manifest, tmp_path):
+    out, _ = scene_run
+    entry = read_manifest(manifest)[0]
+    probs = predict_scene(out / "best.pt", entry.features)
+    assert probs.shape == (len(entry.scene_labels),)
+    assert np.all((probs >= 0) & (probs <= 1))
+    # A folder without one of the checkpoint's modalities is refused, naming the modality.
+    other = read_manifest(generate(tmp_path, 1, seed=2, modalities={"clip": 16, "place": 12}, params=SMALL))
+    with pytest.raises(MegaPipeError, match="lacks modality appr"):
+        predict_scene(out / "best.pt", other[0].features)
+    with pytest.raises(MegaPipeError, match="not a 'act' one"):
+        predict_act(out / "best.pt", entry.features)
+
+
+# --- act -----------------------------------------------------------------------------------------
+
+
+def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path):
+    """Training movies without shot-level gold learn from the synopsis only (sync + distillation);
+    max_len 24 forces every movie (50+ shots) through overlapping windows."""
+    entries = read_manifest(manifest)
+    for e in entries:
+        if e.split == "train":
+            e.tp_shots = None
+    synopsis_only = tmp_path / "manifest.jsonl"
+    write_manifest(synopsis_only, entries)
+    overrides = {**ACT_CFG, "max_len": 24, **_train_dict("act", optimizer="adamw")}
+    out = tmp_path / "act"
+    summary = train("act", synopsis_only, out, epochs=2, batch_size=2, lr=1e-3, device="cpu",
+                    config_overrides=overrides, progress=False)
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for r in lines:
+        assert set(r["train"]) == {"sync", "distill", "synopsis", "loss"}
+        assert all(np.isfinite(v) for v in r["train"].values())
+        assert {"ta", "pa", "d", "loss"} <= set(r["val"])
+    assert summary["select_metric"] == "ta"
+
+    entry = next(e for e in entries if e.split == "test")
+    n_shots = len(entry.scene_labels)
+    assert n_shots > 24
+    posteriors = predict_act(out / "best.pt", entry.features)
+    assert posteriors.shape == (5, n_shots)
+    assert np.allclose(posteriors.sum(axis=1), 1.0, atol=1e-5)
+    result = evaluate(out / "best.pt", synopsis_only, "test", device="cpu")
+    assert set(result["metrics"]) >= {"ta", "pa", "d"}
+
+
+def test_act_training_uses_shot_gold_when_present(manifest, tmp_path):
+    out = tmp_path / "act"
+    train("act", manifest, out, epochs=1, batch_size=4, lr=1e-3, device="cpu",
+          config_overrides={**ACT_CFG, **_train_dict("act", optimizer="adamw")}, progress=False)
+    (line,) = (out / "metrics.jsonl").read_text().splitlines()
+    losses = json.loads(line)["train"]
+    assert set(losses) == {"sync", "distill", "synopsis", "shot_tp", "loss"}
+    assert losses["loss"] == pytest.approx(sum(v for k, v in losses.items() if k != "loss"), rel=1e-5)
