@@ -35,7 +35,7 @@ from mega_pipe.model.data import (
 )
 from mega_pipe.model.mega import MEGA, SynopsisModel
 from mega_pipe.pipeline.errors import MegaPipeError
-from mega_pipe.pipeline.extract import resolve_device
+from mega_pipe.pipeline.runtime import resolve_device
 
 CHECKPOINT_FORMAT = "mega-pipe-checkpoint/1"
 SCENE_INFERENCE_BATCH = 1024  # windows per forward pass; 17-shot windows are small

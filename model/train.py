@@ -75,7 +75,7 @@ from mega_pipe.model.predict import (
 )
 from mega_pipe.pipeline.atomic import atomic_path, write_json, write_text
 from mega_pipe.pipeline.errors import MegaPipeError
-from mega_pipe.pipeline.extract import code_version, resolve_device
+from mega_pipe.pipeline.runtime import code_version, resolve_device
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +34,8 @@ from .atomic import write_json
 from .cache import bytes_fingerprint, cached_key, file_fingerprint, stage_key
 from .decode import MovieDecoder
 from .errors import MegaPipeError
+from . import runtime
+from .runtime import resolve_device
 from .pooling import pool
 from .probe import ProbeInfo, probe
 from .sampling import AudioWindower, SecondSampler
@@ -70,32 +71,6 @@ class MovieInput:
     synopsis: Path | None = None
     movie_id: str | None = None
     synopsis_lines: bool = False     # the synopsis file has one sentence per line
-
-
-def code_version() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        v = version("mega-pipe")
-    except PackageNotFoundError:
-        v = "unknown"
-    commit = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"version": v, "commit": commit}
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise MegaPipeError("--device cuda: no CUDA device is available")
-    return device
 
 
 class ExtractorPool:
@@ -352,7 +327,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
     manifest = {
         "contract": contract.CONTRACT_VERSION,
         "movie_id": movie_id,
-        "code_version": code_version(),
+        "code_version": runtime.code_version(),
         "source": {"path": str(video.resolve()), "size": video.stat().st_size,
                    "fingerprint": fingerprint,
                    "subtitles": cue_source, "synopsis": str(inp.synopsis) if inp.synopsis else None},

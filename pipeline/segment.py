@@ -130,7 +130,8 @@ def _cmd_segment(args) -> int:
     from mega_pipe.model.predict import load_checkpoint, predict_act, predict_scene
 
     from .cli import extract_config
-    from .extract import MovieInput, code_version, run_extract
+    from .extract import MovieInput, run_extract
+    from .runtime import code_version
 
     ckpts, missing = {}, []
     for task, path in (("scene", args.scene_checkpoint), ("act", args.act_checkpoint)):
