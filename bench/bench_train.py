@@ -31,23 +31,9 @@ import numpy as np
 
 from mega_pipe.manifests.schema import read_manifest, write_manifest
 from mega_pipe.manifests.synth import generate
-from mega_pipe.model.config import load_config
 from mega_pipe.model.data import Normalizer, load_entries
 from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.model.train import evaluate, train
-
-SCENE_OVERRIDES = {"width": 64, "ffn_width": 256, "n_heads": 4}
-SCENE_TRAIN = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "schedule": "cosine",
-               "warmup_epochs": 0.5, "epochs": 12, "batch_size": 64}
-ACT_OVERRIDES = {"width": 32, "ffn_width": 64, "n_heads": 4, "n_bottleneck": 50}
-ACT_TRAIN = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.01, "schedule": "cosine",
-             "warmup_epochs": 1, "epochs": 15, "batch_size": 2}
-
-
-def _with_train(task: str, overrides: dict, train_keys: dict) -> dict:
-    """Config overrides replace whole fields, so merge the bench's train keys into the task's."""
-    return {**overrides, "train": {**load_config(task).train, **train_keys}}
-
 
 def scene_baseline(manifest: Path, modalities: list[str]) -> dict:
     """Untrained boundary score: 1 − cos(shot, next shot) on train-normalised features."""
@@ -104,29 +90,31 @@ def main() -> None:
     ap.add_argument("--tasks", default="scene,act,act_synopsis", help="which runs (comma-separated)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--scene-config", default="scene-small", help="packaged name or JSON (paper: scene)")
+    ap.add_argument("--act-config", default="act-small", help="packaged name or JSON (paper: act)")
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="mega-bench-"))
     t0 = time.perf_counter()
     manifest = generate(work / "synth", args.movies, seed=args.seed)
     report: dict = {"movies": args.movies, "seed": args.seed, "generate_s": time.perf_counter() - t0}
 
-    plans = {  # run name -> (task, overrides, train keys, training manifest)
-        "scene": ("scene", SCENE_OVERRIDES, SCENE_TRAIN, manifest),
-        "act": ("act", ACT_OVERRIDES, ACT_TRAIN, manifest),
-        "act_synopsis": ("act", ACT_OVERRIDES, ACT_TRAIN, synopsis_only(manifest)),
+    plans = {  # run name -> (task, config, training manifest)
+        "scene": ("scene", args.scene_config, manifest),
+        "act": ("act", args.act_config, manifest),
+        "act_synopsis": ("act", args.act_config, synopsis_only(manifest)),
     }
     for name in args.tasks.split(","):
-        task, overrides, keys, train_manifest = plans[name]
+        task, config, train_manifest = plans[name]
         t0 = time.perf_counter()
         summary = train(task, train_manifest, work / f"run_{name}", device=args.device, seed=args.seed,
-                        config_overrides=_with_train(task, overrides, keys))
+                        config=config)
         result = evaluate(summary["best_checkpoint"], manifest, "test", device=args.device)
         report[name] = {
             "test": result["metrics"],
             "best_epoch": summary["best_epoch"],
             "train_samples_per_s": summary["samples_per_s"],
             "wall_s": time.perf_counter() - t0,
-            "overrides": _with_train(task, overrides, keys),
+            "config": config,
         }
         if task == "scene":
             report[name]["baseline_adjacent_cosine"] = scene_baseline(manifest, summary["modalities"])

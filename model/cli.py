@@ -16,6 +16,8 @@ def add_train_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--task", required=True, choices=("scene", "act"))
     p.add_argument("--manifest", required=True, type=Path, help="manifest.jsonl (splits and labels)")
     p.add_argument("--out", required=True, type=Path, help="run folder: best.pt, last.pt, metrics.jsonl")
+    p.add_argument("--config", help="model/training config: a packaged name (default: the task's "
+                   "paper config; 'scene-small'/'act-small' train in minutes on a CPU) or a JSON file")
     p.add_argument("--epochs", type=int, help="default: the config's train.epochs")
     p.add_argument("--batch-size", type=int, help="windows (scene) or movies (act) per step")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the config's train.lr)")
@@ -47,7 +49,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = train(
         args.task, args.manifest, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         device=args.device, seed=args.seed, resume=args.resume, modalities=args.modalities,
-        progress=not args.no_progress,
+        progress=not args.no_progress, config=args.config,
     )
     print(json.dumps(summary, indent=2))
     return 0

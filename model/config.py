@@ -48,20 +48,27 @@ class MegaConfig:
         _validate(self)
 
 
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped in model/configs (the paper's, and small ones for CPU)."""
+    folder = importlib.resources.files("mega_pipe.model") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
 def load_config(task_or_path: str, **overrides: Any) -> MegaConfig:
     """Load the packaged config of a task ("scene", "act") or a JSON file, then apply overrides.
 
     Overrides replace whole top-level fields (``load_config("act", dropout=0.0)``); that keeps
     the rule simple and makes an override of ``train`` or ``synopsis`` explicit about every key.
     """
-    if task_or_path in TASKS:
-        resource = importlib.resources.files("mega_pipe.model") / "configs" / f"{task_or_path}.json"
-        text, origin = resource.read_text(encoding="utf-8"), f"packaged {task_or_path}.json"
+    packaged = importlib.resources.files("mega_pipe.model") / "configs" / f"{task_or_path}.json"
+    if "/" not in task_or_path and packaged.is_file():   # "scene", "act", "scene-small", ...
+        text, origin = packaged.read_text(encoding="utf-8"), f"packaged {task_or_path}.json"
     else:
         path = Path(task_or_path)
         if not path.is_file():
             raise MegaPipeError(
-                f"model config {task_or_path!r} is neither a task ({', '.join(TASKS)}) nor a JSON file"
+                f"model config {task_or_path!r} is neither a packaged config ({', '.join(packaged_configs())}) "
+                f"nor a JSON file"
             )
         text, origin = path.read_text(encoding="utf-8"), str(path)
     try:

@@ -381,6 +381,7 @@ def train(
     resume: bool = False,
     modalities: Sequence[str] | None = None,
     config_overrides: dict[str, Any] | None = None,
+    config: str | None = None,
     progress: bool = True,
 ) -> dict:
     """Train a MEGA model for ``task`` ("scene" | "act") on a manifest; write the run to ``out``.
@@ -414,7 +415,7 @@ def train(
     else:
         if last_path.exists():
             raise MegaPipeError(f"{out} already holds a run (last.pt); use --resume or another --out")
-        cfg = load_config(task, **(config_overrides or {}))
+        cfg = load_config(config or task, **(config_overrides or {}))
         if cfg.task != task:
             raise MegaPipeError(f"the config is for task {cfg.task!r}, not {task!r}")
         has_val = bool(_split(entries, "val"))
