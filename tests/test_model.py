@@ -89,7 +89,7 @@ def test_packaged_configs_and_overrides(tmp_path):
         ("scene", {"n_heads": 5}, "not divisible"),
         ("scene", {"positional": "rotary"}, "positional"),
         ("act", {"synopsis": {"max_len": 60}}, "synopsis"),
-        ("no/such/config.json", {}, "neither a task"),
+        ("no/such/config.json", {}, "neither a packaged config"),
     ],
 )
 def test_bad_configs_are_user_errors(source, overrides, message):
