@@ -230,8 +230,9 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
 
     keys = {}
     for m in wanted:
-        base = dict(contract=contract.CONTRACT_VERSION, modality=m, model=meta[m]["model_id"],
-                    sha=meta[m]["weights_sha256"], preprocess=extractors.entries[m].preprocess)
+        entry = extractors.entries[m]   # the registry entry identifies the weights
+        base = dict(contract=contract.CONTRACT_VERSION, modality=m, model=entry.name,
+                    sha=entry.sha256, preprocess=entry.preprocess)
         if samplings[m] == "text":
             keys[m] = stage_key(**base, cues=bytes_fingerprint(
                 json.dumps([[c.start_s, c.end_s, c.text] for c in cues]).encode()))
@@ -290,7 +291,8 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
             t0 = time.perf_counter()
             vecs = built["subtitle"].encode(synopsis["sentences"])
             contract.write_synopsis(out / "synopsis.parquet", movie_id, synopsis["sentences"],
-                                    np.asarray(vecs, np.float32), synopsis["meta"],
+                                    np.asarray(vecs, np.float32),
+                                    {**extractors.meta("subtitle"), "sampling": "sentence"},
                                     cache_key=synopsis["key"])
             stages["synopsis"] = {"seconds": time.perf_counter() - t0,
                                   "sentences": len(synopsis["sentences"])}
@@ -482,11 +484,10 @@ def _synopsis_input(inp: MovieInput, extractors: ExtractorPool) -> dict | None:
     if inp.synopsis is None:
         return None
     sentences = read_synopsis(inp.synopsis, one_per_line=inp.synopsis_lines)
-    m = extractors.meta("subtitle")
-    key = stage_key(contract=contract.CONTRACT_VERSION, model=m["model_id"], sha=m["weights_sha256"],
+    e = extractors.entries["subtitle"]
+    key = stage_key(contract=contract.CONTRACT_VERSION, model=e.name, sha=e.sha256,
                     sentences=bytes_fingerprint("\n".join(sentences).encode()))
-    out_meta = {**m, "sampling": "sentence"}
-    return {"sentences": sentences, "key": key, "meta": out_meta}
+    return {"sentences": sentences, "key": key}
 
 
 def run_extract(inputs: Sequence[MovieInput], out_root: Path, cfg: ExtractConfig,
