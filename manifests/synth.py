@@ -50,7 +50,7 @@ from mega_pipe.pipeline.runtime import code_version
 
 #: Where the studyforrest structure annotations live; overridable for other checkouts.
 STRUCTURE_DIR_ENV = "MEGA_PIPE_STRUCTURE_DIR"
-DEFAULT_STRUCTURE_DIR = Path("/work/shared/data/studyforrest-structure")
+DEFAULT_STRUCTURE_DIR = Path(__file__).resolve().parent / "studyforrest"   # shipped (CC0)
 
 #: Mean TP positions (fraction of the movie) from TRIPOD's statistics, spec §1.6.
 TRIPOD_TP_POSITIONS = (0.1139, 0.3186, 0.5065, 0.7415, 0.8943)

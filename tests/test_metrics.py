@@ -6,7 +6,6 @@ import csv
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from mega_pipe.model.metrics import (act_metrics, read_records, scene_metrics, s
                                      tp_prediction_set)
 from mega_pipe.pipeline.errors import MegaPipeError
 
-STUDYFORREST = Path("/work/shared/data/studyforrest-structure")
+from conftest import FORREST as STUDYFORREST
 
 
 # ----------------------------------------------------------------------------- helpers

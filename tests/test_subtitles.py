@@ -20,7 +20,7 @@ from mega_pipe.pipeline.subtitles import (
     text_subtitle_streams,
 )
 
-SINTEL_SRT = Path("/work/shared/data/sintel-subtitles/sintel_en.srt")
+from conftest import SINTEL_SRT
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
