@@ -179,22 +179,20 @@ def _check_selection(model_set: str, modalities: Sequence[str]) -> None:
         raise MegaPipeError(f"unknown modalit{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; choose from {', '.join(MODALITIES)}")
 
 
-def build_extractors(
+def locate_weights(
     model_set: str,
     modalities: Sequence[str],
     *,
-    device: str = "cpu",
     weights_dirs: Sequence[Path] = (),
     offline: bool = False,
     allow_download: bool = False,
-) -> dict[str, Extractor]:
-    """Build one extractor per modality (in the order given), every weights file verified.
+) -> dict[str, Path]:
+    """The weights file of every modality that needs one, without building any model.
 
-    Steps: resolve every entry's file; if some are missing, download them when
-    ``allow_download`` and not ``offline`` (into ``weights_dirs[0]``, else the library caches);
-    if any is still missing, raise one :class:`WeightsNotFoundError` naming every missing
-    modality, every path searched and how to fetch it — before any model is built. Then check
-    each file's sha256 (:class:`WeightsIntegrityError` on a mismatch) and build the models.
+    Resolve every entry's file; if some are missing, download them when ``allow_download`` and
+    not ``offline`` (into ``weights_dirs[0]``, else the library caches); if any is still missing,
+    raise one :class:`WeightsNotFoundError` naming every missing modality, every path searched
+    and how to fetch it. Cheap: callers use it to fail early, before long work starts.
     """
     _check_selection(model_set, modalities)
     entries = {m: entry_for(model_set, m) for m in dict.fromkeys(modalities)}
@@ -213,8 +211,34 @@ def build_extractors(
         reason = "offline" if offline else ("downloads failed: " + "; ".join(failures)) if failures else "downloading not allowed"
         report = missing_report(((entries[m], weights_search_paths(entries[m], weights_dirs)) for m in missing), reason)
         raise WeightsNotFoundError(report)
+    return paths
+
+
+def build_extractors(
+    model_set: str,
+    modalities: Sequence[str],
+    *,
+    device: str = "cpu",
+    weights_dirs: Sequence[Path] = (),
+    offline: bool = False,
+    allow_download: bool = False,
+) -> dict[str, Extractor]:
+    """Build one extractor per modality (in the order given), every weights file verified.
+
+    Files are found by :func:`locate_weights` (one :class:`WeightsNotFoundError` before any
+    model is built); then each file's sha256 is checked (:class:`WeightsIntegrityError` on a
+    mismatch) and the models are built.
+    """
+    paths = locate_weights(model_set, modalities, weights_dirs=weights_dirs, offline=offline,
+                           allow_download=allow_download)
+    entries = {m: entry_for(model_set, m) for m in dict.fromkeys(modalities)}
     digests = {m: verify_file(entries[m], p) for m, p in paths.items()}
     return {m: _extractor_class(m)(e, paths.get(m), digests.get(m), device=device) for m, e in entries.items()}
+
+
+def extractor_batch_size(modality: str) -> int:
+    """The default encode batch of a modality's extractor (no model is built or imported)."""
+    return _extractor_class(modality).batch_size
 
 
 def _extractor_class(modality: str) -> type[Extractor]:

@@ -96,6 +96,14 @@ class ExtractorPool:
             (int(e.preprocess.get("input_size", 0)) for e in self.entries.values()), default=224)
         self._built: dict = {}
 
+    def check(self, modalities: Sequence[str]) -> None:
+        """Fail now (WeightsNotFoundError listing every searched path) if weights are missing."""
+        from mega_pipe.extractors.registry import locate_weights
+
+        locate_weights(self.cfg.model_set, [m for m in modalities if m not in self._built],
+                       weights_dirs=self.cfg.weights_dirs, offline=self.cfg.offline,
+                       allow_download=self.cfg.allow_download)
+
     def get(self, modalities: Sequence[str]) -> dict:
         from mega_pipe.extractors.registry import build_extractors
 
@@ -125,10 +133,13 @@ class _Batcher:
     meanwhile (PyTorch and FFmpeg release the GIL); at most ``max_pending`` batches wait, which
     bounds memory when the models are slower than the decoder."""
 
-    def __init__(self, extractors: Mapping, timings: dict, worker: ThreadPoolExecutor,
-                 max_pending: int = 3):
-        self.extractors = dict(extractors)
-        self.size = max(1, min(x.batch_size for x in self.extractors.values()))
+    def __init__(self, modalities: Sequence[str], models: Future, timings: dict,
+                 worker: ThreadPoolExecutor, max_pending: int = 3):
+        from mega_pipe.extractors.registry import extractor_batch_size
+
+        self.modalities = list(modalities)
+        self.models = models          # the extractors, being built on the worker thread
+        self.size = max(1, min(extractor_batch_size(m) for m in self.modalities))
         self.timings = timings
         self.worker = worker
         self._slots = threading.BoundedSemaphore(max_pending)
@@ -158,9 +169,10 @@ class _Batcher:
     def _encode(self, batch) -> dict[str, np.ndarray]:
         try:
             out = {}
-            for m, x in self.extractors.items():
+            models = self.models.result()
+            for m in self.modalities:
                 t0 = time.perf_counter()
-                out[m] = np.asarray(x.encode(batch), np.float32)
+                out[m] = np.asarray(models[m].encode(batch), np.float32)
                 self.timings[m] = self.timings.get(m, 0.0) + time.perf_counter() - t0
             return out
         finally:
@@ -171,9 +183,9 @@ class _Batcher:
         done = [f.result() for f in self._futures]     # re-raises an encoding error
         spans = np.asarray(self.spans, np.float64).reshape(-1, 2)
         out = {}
-        for m, x in self.extractors.items():
+        for m in self.modalities:
             vecs = (np.concatenate([d[m] for d in done]) if done
-                    else np.zeros((0, x.dim), np.float32))
+                    else np.zeros((0, self.models.result()[m].dim), np.float32))
             out[m] = (spans[:, 0], np.minimum(spans[:, 1], end_time), vecs)
         return out
 
@@ -255,19 +267,16 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
 
     # The folder is being changed: mark it incomplete until the new manifest is written.
     (out / "manifest.json").unlink(missing_ok=True)
-    built = extractors.get([m for m in todo] + (["subtitle"] if synopsis and synopsis["todo"]
-                                                 and "subtitle" not in todo else []))
-    for m in wanted:   # provenance: computed now -> the loaded weights; cached -> as recorded
-        path = out / "samples" / f"{m}.parquet"
-        meta[m] = (extractors.meta(m) if m in todo
-                   else contract.read_metadata(path).get("modalities", {}).get(m, meta[m]))
+    text_mods = [m for m in todo if SAMPLING[m] == "text"] + (
+        ["subtitle"] if synopsis and synopsis["todo"] and "subtitle" not in todo else [])
+    extractors.check(todo + text_mods)   # missing weights: fail before any decoding
 
     # -- the decode pass ---------------------------------------------------------------------------
     decode_mods = [m for m in todo if samplings[m] in VISUAL_SAMPLINGS + ("audio",)]
     fresh: dict[str, tuple] = {}
     if decode_mods or not shots_cached:
         shots, end_time, n_frames, dstats = _decode_pass(
-            info, cfg, extractors.frame_size, {m: built[m] for m in decode_mods}, samplings,
+            info, cfg, extractors, decode_mods, samplings,
             detect=not shots_cached, fresh=fresh, warnings=warnings, log=log)
         stages["decode"] = dstats
         if shots_cached:
@@ -279,6 +288,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
                        **cfg.detector.to_json()}
 
     # -- text ------------------------------------------------------------------------------------
+    built = extractors.get(text_mods)
     if "subtitle" in todo:
         t0 = time.perf_counter()
         vecs = built["subtitle"].encode([c.text for c in cues]) if cues else None
@@ -300,6 +310,10 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
             stages["synopsis"] = {"cached": True, "sentences": len(synopsis["sentences"])}
 
     # -- samples files (new ones) and pooling ----------------------------------------------------
+    for m in wanted:   # provenance: computed now -> the loaded weights; cached -> as recorded
+        path = out / "samples" / f"{m}.parquet"
+        meta[m] = (extractors.meta(m) if m in todo
+                   else contract.read_metadata(path).get("modalities", {}).get(m, meta[m]))
     t0 = time.perf_counter()
     starts = np.array([s.start_s for s in shots])
     ends = np.array([s.end_s for s in shots])
@@ -348,24 +362,30 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
     return manifest
 
 
-def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, frame_size: int, exts: Mapping,
+def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods: Sequence[str],
                  samplings: Mapping, *, detect: bool, fresh: dict, warnings: list, log) -> tuple:
-    """Decode the movie once; detect shots and encode every frame/clip/audio modality."""
+    """Decode the movie once; detect shots and encode every frame/clip/audio modality.
+
+    The models are built on the encode thread while decoding and shot detection start (model
+    construction and library imports take seconds); batches queue behind the build."""
     timings: dict[str, float] = {}
-    frame_x = {m: x for m, x in exts.items() if samplings[m] == "frame"}
-    clip_x = {m: x for m, x in exts.items() if samplings[m] == "clip"}
-    audio_x = {m: x for m, x in exts.items() if samplings[m] == "audio"}
-    for m, x in {**frame_x, **clip_x}.items():
-        if x.input_size > frame_size:
-            raise MegaPipeError(f"{m} needs frames of at least {x.input_size} px "
+    frame_size = pool.frame_size
+    frame_m = [m for m in mods if samplings[m] == "frame"]
+    clip_m = [m for m in mods if samplings[m] == "clip"]
+    audio_m = [m for m in mods if samplings[m] == "audio"]
+    for m in frame_m + clip_m:
+        need = int(pool.entries[m].preprocess.get("input_size", 0))
+        if need > frame_size:
+            raise MegaPipeError(f"{m} needs frames of at least {need} px "
                                 f"(--frame-size is {frame_size})")
-    clip_len = max((x.clip_len for x in clip_x.values()), default=0)
+    clip_len = max((int(pool.entries[m].preprocess.get("clip_len", 0)) for m in clip_m), default=0)
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
-    frames_b = _Batcher(frame_x, timings, worker) if frame_x else None
-    clips_b = _Batcher(clip_x, timings, worker) if clip_x else None
-    audio_b = _Batcher(audio_x, timings, worker) if audio_x else None
+    models = worker.submit(pool.get, mods)
+    frames_b = _Batcher(frame_m, models, timings, worker) if frame_m else None
+    clips_b = _Batcher(clip_m, models, timings, worker) if clip_m else None
+    audio_b = _Batcher(audio_m, models, timings, worker) if audio_m else None
     detector = ShotDetector(cfg.detector, info.video.frame_rate) if detect else None
-    sampler = SecondSampler(clip_len, float(info.video.frame_rate)) if frame_x or clip_x else None
+    sampler = SecondSampler(clip_len, float(info.video.frame_rate)) if frame_m or clip_m else None
     windower = None
 
     def take(samples) -> None:
@@ -383,7 +403,7 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, frame_size: int, exts: Map
     t0 = time.perf_counter()
     total = info.video.frames or (int(info.duration_s * info.video.frame_rate)
                                   if info.duration_s else None)
-    with _torch_threads(), worker, MovieDecoder(info, frame_size, audio=bool(audio_x)) as dec, \
+    with _torch_threads(), worker, MovieDecoder(info, frame_size, audio=bool(audio_m)) as dec, \
             _progress(total, Path(info.path).name, cfg.progress) as bar:
         for frame in dec.frames():
             if detector:
