@@ -233,16 +233,12 @@ def build_extractors(
                            allow_download=allow_download)
     entries = {m: entry_for(model_set, m) for m in dict.fromkeys(modalities)}
     digests = {m: verify_file(entries[m], p) for m, p in paths.items()}
-    return {m: _extractor_class(m)(e, paths.get(m), digests.get(m), device=device) for m, e in entries.items()}
+    return {m: extractor_class(m)(e, paths.get(m), digests.get(m), device=device) for m, e in entries.items()}
 
 
-def extractor_batch_size(modality: str) -> int:
-    """The default encode batch of a modality's extractor (no model is built or imported)."""
-    return _extractor_class(modality).batch_size
-
-
-def _extractor_class(modality: str) -> type[Extractor]:
-    """The modality's extractor class, imported on first use (open_clip/transformers load slowly)."""
+def extractor_class(modality: str) -> type[Extractor]:
+    """The modality's extractor class, imported on first use (open_clip/transformers load slowly).
+    Its class attributes (``sampling``, ``batch_size``) are usable without building a model."""
     module, cls_name = _EXTRACTORS[modality]
     return getattr(importlib.import_module(f".{module}", __package__), cls_name)
 

@@ -42,8 +42,6 @@ from .sampling import AudioWindower, SecondSampler
 from .shots import DetectorConfig, Shot, ShotDetector
 
 VISUAL_SAMPLINGS = ("frame", "clip")
-SAMPLING = {"clip": "frame", "place": "frame", "appr": "frame", "action": "clip",
-            "audio": "audio", "subtitle": "text"}
 
 
 @dataclass(frozen=True)
@@ -123,7 +121,14 @@ class ExtractorPool:
         built = self._built.get(m)
         return {"dim": e.dim, "model_id": e.name,
                 "weights_sha256": built.weights_sha256 if built else e.sha256,
-                "sampling": e.preprocess.get("sampling", SAMPLING[m])}
+                "sampling": self.sampling(m)}
+
+    @staticmethod
+    def sampling(m: str) -> str:
+        """What one sample of modality ``m`` is, as its extractor class declares it."""
+        from mega_pipe.extractors.registry import extractor_class
+
+        return extractor_class(m).sampling.value
 
 
 class _Batcher:
@@ -135,11 +140,11 @@ class _Batcher:
 
     def __init__(self, modalities: Sequence[str], models: Future, timings: dict,
                  worker: ThreadPoolExecutor, max_pending: int = 3):
-        from mega_pipe.extractors.registry import extractor_batch_size
+        from mega_pipe.extractors.registry import extractor_class
 
         self.modalities = list(modalities)
         self.models = models          # the extractors, being built on the worker thread
-        self.size = max(1, min(extractor_batch_size(m) for m in self.modalities))
+        self.size = max(1, min(extractor_class(m).batch_size for m in self.modalities))
         self.timings = timings
         self.worker = worker
         self._slots = threading.BoundedSemaphore(max_pending)
@@ -238,7 +243,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
             warnings.append("no subtitles (no --subtitles file, sidecar or text stream): "
                             "subtitle features absent")
     meta = {m: extractors.meta(m) for m in wanted}
-    samplings = {m: SAMPLING[m] for m in wanted}
+    samplings = {m: extractors.sampling(m) for m in wanted}
 
     keys = {}
     for m in wanted:
@@ -267,7 +272,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
 
     # The folder is being changed: mark it incomplete until the new manifest is written.
     (out / "manifest.json").unlink(missing_ok=True)
-    text_mods = [m for m in todo if SAMPLING[m] == "text"] + (
+    text_mods = [m for m in todo if samplings[m] == "text"] + (
         ["subtitle"] if synopsis and synopsis["todo"] and "subtitle" not in todo else [])
     extractors.check(todo + text_mods)   # missing weights: fail before any decoding
 

@@ -173,7 +173,7 @@ def test_missing_weights_fail_fast_with_every_searched_path(tmp_path: Path, monk
     def no_build(modality):
         raise AssertionError(f"{modality} was built before the missing files were reported")
 
-    monkeypatch.setattr(registry, "_extractor_class", no_build)
+    monkeypatch.setattr(registry, "extractor_class", no_build)
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
     empty = tmp_path / "empty"
     empty.mkdir()
