@@ -58,9 +58,9 @@ def ffmpeg_exe() -> str:
 
 
 def working_size(info: ProbeInfo, short_side: int) -> tuple[int, int]:
-    """(width, height) of the decoded frames: display aspect ratio, short side = ``short_side``,
-    even dimensions (never upscaled beyond the source's own short side... except to reach the
-    extractors' minimum, which they need)."""
+    """(width, height) of the decoded frames: the display aspect ratio, short side =
+    ``short_side``, even dimensions. Sources smaller than that are upscaled: the extractors'
+    preprocessing needs at least this size."""
     dw, dh = info.video.display_width, info.video.display_height
     if dw >= dh:
         h = short_side
