@@ -95,6 +95,17 @@ def test_a_row_does_not_depend_on_its_batch(tiny: dict, media: dict) -> None:
         np.testing.assert_allclose(whole, single, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+def test_audio_windows_share_one_filterbank_exactly(tiny: dict, media: dict) -> None:
+    """Consecutive windows are featurised once over their span; the input is still exactly what
+    transformers' ASTFeatureExtractor gives window by window, also across a break in the run."""
+    ex = tiny["audio"]
+    windows = media["audio"]
+    batch = np.concatenate([windows, windows[:1] * 0.5, windows[1:]])   # runs: 0-2, 3, 4-5
+    assert [len(r) for r in ex._runs(batch)] == [3, 1, 2]
+    want = ex.features(list(batch), sampling_rate=16000, return_tensors="np")["input_values"]
+    np.testing.assert_array_equal(ex._preprocess(batch).numpy(), want)
+
+
 def test_preprocessing_is_bound_to_the_entry(media: dict) -> None:
     """The same weights with another entry's preprocessing give other vectors."""
     from mega_pipe.extractors.appr import ApprExtractor
