@@ -32,7 +32,7 @@ import torch
 from . import contract
 from .atomic import write_json
 from .cache import bytes_fingerprint, cached_key, file_fingerprint, stage_key
-from .decode import MovieDecoder
+from .decode import downscale, MovieDecoder
 from .errors import MegaPipeError
 from . import runtime
 from .runtime import resolve_device
@@ -165,7 +165,14 @@ class _Batcher:
         for f in self._futures[-4:]:     # fail fast: stop decoding once an encode has failed
             if f.done() and f.exception():
                 raise f.exception()
-        batch = self._inputs if isinstance(self._inputs[0], str) else np.stack(self._inputs)
+        first = self._inputs[0]
+        if isinstance(first, str):
+            batch = self._inputs
+        elif isinstance(first, list):    # clips as lists of frames: one copy into the batch
+            batch = np.stack([f for clip in self._inputs for f in clip])
+            batch = batch.reshape(len(self._inputs), len(first), *batch.shape[1:])
+        else:
+            batch = np.stack(self._inputs)
         self._slots.acquire()
         self._futures.append(self.worker.submit(self._encode, batch))
         self.spans += self._spans
@@ -391,6 +398,10 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods:
     audio_b = _Batcher(audio_m, models, timings, worker) if audio_m else None
     detector = ShotDetector(cfg.detector, info.video.frame_rate) if detect else None
     sampler = SecondSampler(clip_len, float(info.video.frame_rate)) if frame_m or clip_m else None
+    # Clips are made of frames shrunk to what the clip models need (once per frame, not per
+    # clip); shot detection shrinks its frames too, so it reuses them when the sizes agree.
+    clip_input = max((int(pool.entries[m].preprocess.get("input_size", 0)) for m in clip_m), default=0)
+    clip_factor = max(1, frame_size // clip_input) if clip_input else 1
     windower = None
 
     def take(samples) -> None:
@@ -410,11 +421,13 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods:
                                   if info.duration_s else None)
     with _torch_threads(), worker, MovieDecoder(info, frame_size, audio=bool(audio_m)) as dec, \
             _progress(total, Path(info.path).name, cfg.progress) as bar:
+        reuse = detector is not None and detector.factor(dec.width) == clip_factor
         for frame in dec.frames():
+            small = downscale(frame.image, clip_factor)
             if detector:
-                detector.push(frame.index, frame.t, frame.image)
+                detector.push(frame.index, frame.t, small if reuse else frame.image)
             if sampler:
-                take(sampler.push(frame))
+                take(sampler.push(frame, small))
             if audio_b:
                 if windower is None:
                     windower = AudioWindower(dec.audio_offset())

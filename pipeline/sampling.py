@@ -6,7 +6,8 @@ Both work incrementally on the single decode pass (mega-spec §1.5; docs/contrac
   presentation time is ≤ ``k + 0.5`` (for a partial last second, its midpoint) — and records the
   interval ``[k, k + 1)`` clipped to the movie's end, so the intervals tile the timeline;
 * its action clip is the 16 consecutive decoded frames centred on that frame (8 before it, the
-  frame itself and 7 after; indices clamped at the movie edges);
+  frame itself and 7 after; indices clamped at the movie edges), taken from the smaller copies of
+  the frames pushed alongside them when the clip model needs fewer pixels;
 * audio window ``k`` is the 10 s of audio centred on ``k + 0.5`` (zero outside the movie).
 """
 from __future__ import annotations
@@ -27,8 +28,8 @@ class SecondSample:
     t_start: float
     t_end: float
     frame_index: int
-    image: np.ndarray               # (H, W, 3) uint8
-    clip: np.ndarray | None = None  # (clip_len, H, W, 3) uint8 when clips are wanted
+    image: np.ndarray                       # (H, W, 3) uint8
+    clip: list[np.ndarray] | None = None    # clip_len (h, w, 3) uint8 frames when clips are wanted
 
 
 class SecondSampler:
@@ -40,16 +41,19 @@ class SecondSampler:
         self.after = clip_len - self.before - 1  # frames after it
         # Enough frames to cover one second plus a clip on each side at the nominal rate.
         self._buf: deque[Frame] = deque(maxlen=max(4, int(math.ceil(fps)) + 2 * clip_len + 4))
+        self._clip_images: deque[np.ndarray] = deque(maxlen=self._buf.maxlen)
         self._next_k = 0
         self._pending: list[tuple[int, int]] = []   # (k, centre frame index)
 
-    def push(self, frame: Frame) -> list[SecondSample]:
+    def push(self, frame: Frame, clip_image: np.ndarray | None = None) -> list[SecondSample]:
+        """Add the next frame (and, optionally, the copy of it that clips are made of)."""
         if self._buf and frame.t > self._next_k + 0.5:
             prev = self._buf[-1]
             while frame.t > self._next_k + 0.5:   # a held frame can cover several seconds
                 self._pending.append((self._next_k, prev.index))
                 self._next_k += 1
         self._buf.append(frame)
+        self._clip_images.append(frame.image if clip_image is None else clip_image)
         return self._ready(frame.index, end_time=None)
 
     def finish(self, end_time: float) -> list[SecondSample]:
@@ -69,14 +73,13 @@ class SecondSampler:
             if end_time is None and last_index < c + self.after:
                 break
             self._pending.pop(0)
-            by_index = {f.index: f for f in self._buf}
             lo, hi = self._buf[0].index, self._buf[-1].index
             clip = None
-            if self.clip_len:
-                idx = [min(max(i, 0), hi) for i in range(c - self.before, c + self.after + 1)]
-                clip = np.stack([by_index[max(i, lo)].image for i in idx])
+            if self.clip_len:   # buffer positions of the clip's frames, clamped at the edges
+                clip = [self._clip_images[min(max(i, lo), hi) - lo]
+                        for i in range(c - self.before, c + self.after + 1)]
             t_end = k + 1.0 if end_time is None else min(k + 1.0, end_time)
-            out.append(SecondSample(k, float(k), t_end, c, by_index[c].image, clip))
+            out.append(SecondSample(k, float(k), t_end, c, self._buf[c - lo].image, clip))
         return out
 
 

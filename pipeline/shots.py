@@ -12,6 +12,7 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
+from .decode import downscale
 from .errors import MegaPipeError
 
 DETECTORS = ("adaptive", "content", "fade")
@@ -73,15 +74,15 @@ class ShotDetector:
 
     def push(self, index: int, t: float, rgb: np.ndarray) -> None:
         self.times.append(t)
-        # PySceneDetect detects on frames downscaled to ~256 px wide (its default, and what its
-        # thresholds are tuned for); doing the same keeps detection cheap at any working size.
-        factor = max(1, round(rgb.shape[1] / DETECT_WIDTH))
-        if factor > 1:
-            rgb = cv2.resize(rgb, (rgb.shape[1] // factor, rgb.shape[0] // factor),
-                             interpolation=cv2.INTER_AREA)
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)   # PySceneDetect expects OpenCV's BGR
+        bgr = cv2.cvtColor(downscale(rgb, self.factor(rgb.shape[1])), cv2.COLOR_RGB2BGR)   # PySceneDetect expects OpenCV's BGR
         for tc in self.detector.process_frame(self._timecode(index, self.rate), bgr):
             self.cuts.add(tc.frame_num)
+
+    @staticmethod
+    def factor(width: int) -> int:
+        """PySceneDetect detects on frames downscaled to ~256 px wide (its default, and what its
+        thresholds are tuned for); the same integer factor keeps detection cheap at any size."""
+        return max(1, round(width / DETECT_WIDTH))
 
     def finish(self, end_time: float) -> list[Shot]:
         n = len(self.times)

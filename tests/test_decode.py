@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import BUNNY, TESTVIDEO, ffmpeg, need
-from mega_pipe.pipeline.decode import AUDIO_RATE, MovieDecoder
+from mega_pipe.pipeline.decode import downscale, AUDIO_RATE, MovieDecoder
 from mega_pipe.pipeline.errors import InputError
 from mega_pipe.pipeline.probe import probe
 from mega_pipe.pipeline.sampling import AudioWindower, SecondSampler
@@ -37,11 +37,12 @@ def test_testvideo_probe_and_timestamps():
 def test_vfr_timestamps_and_per_second_frames(vfr_movie):
     info = probe(vfr_movie)
     sampler = SecondSampler(clip_len=16, fps=float(info.video.frame_rate))
-    samples, times = [], []
+    samples, times, small = [], [], []
     with MovieDecoder(info, 64, audio=False) as dec:
         for f in dec.frames():
             times.append(f.t)
-            samples += sampler.push(f)
+            small.append(downscale(f.image, 2))
+            samples += sampler.push(f, small[-1])
         samples += sampler.finish(dec.end_time)
     # Reference: PyAV's own decode of the same file (independent of our FFmpeg pipe).
     import av
@@ -57,9 +58,12 @@ def test_vfr_timestamps_and_per_second_frames(vfr_movie):
     assert on_screen[:2] == [5, 15]
     assert [s.frame_index for s in samples] == on_screen
     assert [(s.t_start, s.t_end) for s in samples] == [(0, 1), (1, 2), (2, 3), (3, 4)]
-    # Clips are 16 consecutive decoded frames centred on the sample's frame.
-    assert samples[2].clip.shape[0] == 16
-    assert all(s.clip is not None for s in samples)
+    # Clips are 16 consecutive decoded frames centred on the sample's frame (8 before, 7 after,
+    # clamped at the start), made of the half-size copies pushed with the frames.
+    for s in samples:
+        want = [min(max(i, 0), len(small) - 1) for i in range(s.frame_index - 8, s.frame_index + 8)]
+        assert len(s.clip) == 16 and all(a is small[i] for a, i in zip(s.clip, want))
+        assert s.clip[0].shape == (32, 57, 3) and s.image.shape == (64, 114, 3)
 
 
 def test_offset_start_is_time_zero(offset_movie):
