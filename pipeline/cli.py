@@ -174,5 +174,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The console script: :func:`main`, then an immediate exit.
+
+    With torch, torchvision and transformers loaded, the interpreter's own teardown takes about a
+    second (measured on 2 cores: 4.7 s for import + exit, 3.7 s with this exit). By the time
+    :func:`main` returns every output has been written and renamed into place, so after flushing
+    the standard streams nothing is lost by skipping it. (Code that starts services needing an
+    orderly shutdown must stop them before :func:`main` returns.)"""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
