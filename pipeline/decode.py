@@ -22,6 +22,7 @@ first video frame (gaps filled with silence by ``aresample``; the first audio PT
 """
 from __future__ import annotations
 
+import io
 import os
 import queue
 import re
@@ -79,7 +80,20 @@ def working_size(info: ProbeInfo, short_side: int) -> tuple[int, int]:
 class Frame:
     index: int          # 0-based decoded frame number (presentation order)
     t: float            # presentation time (s) on the movie timeline (first frame = 0)
-    image: np.ndarray   # (H, W, 3) uint8 RGB at the working resolution (read-only)
+    image: np.ndarray   # (H, W, 3) uint8 RGB at the working resolution (shared: do not modify)
+
+
+def _pipe(size: int = 1 << 20) -> tuple[int, int]:
+    """An OS pipe enlarged to ``size`` bytes where Linux allows it (default 64 KiB): FFmpeg then
+    writes a whole frame without waiting for the reader, instead of in 64 KiB steps."""
+    r, w = os.pipe()
+    try:
+        import fcntl
+
+        fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (ImportError, OSError):
+        pass
+    return r, w
 
 
 def downscale(image: np.ndarray, factor: int) -> np.ndarray:
@@ -140,15 +154,20 @@ class MovieDecoder:
     def __enter__(self) -> "MovieDecoder":
         audio_r = audio_w = None
         if self.want_audio:
-            audio_r, audio_w = os.pipe()
+            audio_r, audio_w = _pipe()
+        video_r, video_w = _pipe()
         cmd = self._command(audio_w)
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            bufsize=1 << 20, pass_fds=(audio_w,) if audio_w is not None else ())
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=video_w, stderr=subprocess.PIPE,
+                pass_fds=(audio_w,) if audio_w is not None else ())
+        finally:
+            for fd in (video_w, audio_w):
+                if fd is not None:
+                    os.close(fd)
         if audio_w is not None:
-            os.close(audio_w)
             self._start(self._read_audio, os.fdopen(audio_r, "rb", buffering=1 << 20), name="audio")
-        self._start(self._read_video)
+        self._start(self._read_video, io.FileIO(video_r, "rb"))
         self._start(self._read_log)
         return self
 
@@ -178,14 +197,18 @@ class MovieDecoder:
         self._threads.append(t)
 
     # -- reader threads (each drains one pipe so FFmpeg never blocks on another) ----------------
-    def _read_video(self) -> None:
-        size = self.width * self.height * 3
-        stdout = self._proc.stdout
-        while True:
-            buf = stdout.read(size)
-            if len(buf) < size:
-                break
-            self._frames.put(buf)
+    def _read_video(self, f: io.FileIO) -> None:
+        """Read each frame straight into its own array (one copy, out of the kernel's pipe)."""
+        shape = (self.height, self.width, 3)
+        with f:
+            while True:
+                frame = np.empty(shape, np.uint8)
+                view, got = memoryview(frame).cast("B"), 0
+                while got < view.nbytes and (n := f.readinto(view[got:])):
+                    got += n
+                if got < view.nbytes:
+                    break
+                self._frames.put(frame)
         self._frames.put(None)
 
     def _read_audio(self, f) -> None:
@@ -221,13 +244,12 @@ class MovieDecoder:
 
     # -- the frame stream ---------------------------------------------------------------------
     def frames(self) -> Iterator[Frame]:
-        shape = (self.height, self.width, 3)
         tb = None
         last_pts = None
         last_dur = 0
         while True:
-            buf = self._frames.get()
-            if buf is None:
+            image = self._frames.get()
+            if image is None:
                 break
             item = self._pts.get()
             if item is None:   # FFmpeg's log ended before its frames did: should not happen
@@ -239,8 +261,7 @@ class MovieDecoder:
             if last_pts is not None and pts <= last_pts:
                 self.pts_warnings.append(f"non-increasing PTS at frame {self.n_frames}")
             last_pts, last_dur = pts, dur
-            yield Frame(self.n_frames, float((pts - self.first_pts) * tb),
-                        np.frombuffer(buf, np.uint8).reshape(shape))
+            yield Frame(self.n_frames, float((pts - self.first_pts) * tb), image)
             self.n_frames += 1
         self._proc.wait()
         for t in self._threads:
