@@ -93,6 +93,12 @@ def config_to_dict(cfg: MegaConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
+# Act training knobs (docs/training.md); the loss functions' defaults are the paper's literal forms.
+SYNC_KEYS = ("space", "xi", "quantile", "tau", "prior", "prior_final", "prior_epochs")
+SYNC_SPACES = ("fused", "content")
+DISTILL_KEYS = ("tau", "direction", "cosine", "teacher_tau")
+
+
 def _validate(cfg: MegaConfig) -> None:
     """Reject configs that would fail (or silently misbehave) at build or forward time."""
 
@@ -117,6 +123,13 @@ def _validate(cfg: MegaConfig) -> None:
         fail(f"align_scope must be one of {ALIGN_SCOPES}, got {cfg.align_scope!r}")
     if not isinstance(cfg.train, dict):
         fail("train must be a JSON object")
+    sync, distill = cfg.train.get("sync", {}), cfg.train.get("distill", {})
+    unknown = set(sync) - set(SYNC_KEYS) or set(distill) - set(DISTILL_KEYS)
+    if unknown:
+        fail(f"unknown train.sync/train.distill key(s) {sorted(unknown)} "
+             f"(sync: {', '.join(SYNC_KEYS)}; distill: {', '.join(DISTILL_KEYS)})")
+    if sync.get("space", "fused") not in SYNC_SPACES:
+        fail(f"train.sync.space must be one of {SYNC_SPACES}, got {sync['space']!r}")
     if cfg.synopsis is not None:
         if not isinstance(cfg.synopsis, dict) or set(cfg.synopsis) != set(SYNOPSIS_KEYS):
             fail(f"synopsis must be null or an object with exactly the keys {SYNOPSIS_KEYS}")

@@ -40,15 +40,21 @@ def balanced_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     return (weight * ce).sum()
 
 
-def _band(n_rows: int, n_cols: int, xi: float, device: torch.device) -> Tensor:
-    """Diagonal band of Eq. 2: |i/L_sh − j/L_syn| < ξ, as a (n_rows, n_cols) bool matrix."""
+def _offset(n_rows: int, n_cols: int, device: torch.device) -> Tensor:
+    """|i/L_sh − j/L_syn| for every (shot, sentence), float64 (n_rows, n_cols)."""
     rows = torch.arange(n_rows, device=device, dtype=torch.float64)[:, None] / n_rows
     cols = torch.arange(n_cols, device=device, dtype=torch.float64)[None, :] / n_cols
-    return (rows - cols).abs() < xi
+    return (rows - cols).abs()
+
+
+def _band(n_rows: int, n_cols: int, xi: float, device: torch.device) -> Tensor:
+    """Diagonal band of Eq. 2: |i/L_sh − j/L_syn| < ξ, as a (n_rows, n_cols) bool matrix."""
+    return _offset(n_rows, n_cols, device) < xi
 
 
 @torch.no_grad()
-def sync_estep(sim: Tensor, n_shots: int, n_sents: int, xi: float = 0.3, quantile: float = 0.85) -> Tensor:
+def sync_estep(sim: Tensor, n_shots: int, n_sents: int, xi: float = 0.3, quantile: float = 0.85,
+               prior: float = 0.0) -> Tensor:
     """Closed-form E-step (Eq. 4 with the diagonal constraint of Eq. 2): the match matrix W.
 
     W_ij = 1[m_ij ≥ λ and |i/L_sh − j/L_syn| < ξ]. λ is not given (§1.4); an absolute threshold
@@ -56,11 +62,19 @@ def sync_estep(sim: Tensor, n_shots: int, n_sents: int, xi: float = 0.3, quantil
     ``quantile`` of this movie's in-band similarities (§5 #7): the top (1 − quantile) of the
     band are positives. ``sim`` may be padded; only the top-left (n_shots, n_sents) block is
     used and the rest of W is 0. Returns a float {0, 1} matrix shaped like ``sim``, no grad.
+
+    ``prior`` (our addition) adds ``prior · (1 − |i/L_sh − j/L_syn| / ξ)`` to m_ij before
+    thresholding: the story-order prior of Eq. 2 as a score instead of only a band. At the start
+    of training the embeddings are random, so an E-step on m alone picks random pairs and the
+    M-step then learns them; the trainer starts with a large prior (W = the band's centre line,
+    which is roughly right because synopses follow the story) and anneals it to 0.
     """
     if not (1 <= n_shots <= sim.shape[0] and 1 <= n_sents <= sim.shape[1]):
         raise MegaPipeError(f"sync_estep: {n_shots} shots x {n_sents} sentences do not fit sim {tuple(sim.shape)}")
     block = sim[:n_shots, :n_sents].detach().float()
     band = _band(n_shots, n_sents, xi, sim.device)
+    if prior:
+        block = block + prior * (1.0 - _offset(n_shots, n_sents, sim.device).float() / xi)
     threshold = torch.quantile(block[band], quantile)
     weights = torch.zeros(sim.shape, dtype=torch.float32, device=sim.device)
     weights[:n_shots, :n_sents] = ((block >= threshold) & band).float()
@@ -100,12 +114,20 @@ def distillation_loss(
     q: Tensor,
     tau: float = 1.0,
     direction: str = "teacher_student",
+    cosine: bool = False,
+    teacher_tau: float = 1.0,
 ) -> Tensor:
     """Synopsis-to-shot knowledge distillation, Eq. 5-8 (§1.4 b).
 
     a = softmax over sentences of u_i·v_j / τ (Eq. 5); the teacher P[:, n] = softmax over shots
     of (a @ q)[:, n] (Eq. 6), q = gold one-hot sentence TP labels (§5 #9); the student
     O[:, n] = softmax over shots of the shot logits (Eq. 7); loss = Σ_n KL (Eq. 8).
+
+    Two knobs the paper leaves open (τ is NOT FOUND): ``cosine`` computes Eq. 5 on normalised
+    embeddings, the space the synchronisation's contrastive loss trains (so τ can be the sync
+    temperature); ``teacher_tau`` divides the Eq. 6 scores, which lie in [0, 1] — at 1 a fully
+    aligned shot weighs only e ≈ 2.7 times any other, a nearly flat teacher over hundreds of
+    shots; 0.1 makes it peak on the aligned shots.
 
     ``direction="teacher_student"`` (default, §5 #10) is KL(P ‖ O) with P detached: the usual
     distillation loss (GraphTP's ``KLDivLoss(log O, P)``), training only the shot logits.
@@ -114,13 +136,22 @@ def distillation_loss(
     """
     if direction not in DISTILLATION_DIRECTIONS:
         raise MegaPipeError(f"distillation direction must be one of {DISTILLATION_DIRECTIONS}, got {direction!r}")
-    attention = torch.softmax(shot_emb @ sent_emb.T / tau, dim=1)  # (L_sh, L_syn)
-    log_p = torch.log_softmax(attention @ q.to(attention.dtype), dim=0)  # (L_sh, 5)
+    log_p = teacher_log_distribution(shot_emb, sent_emb, q, tau=tau, cosine=cosine, teacher_tau=teacher_tau)
     log_o = torch.log_softmax(shot_logits, dim=0)
     if direction == "teacher_student":
         log_p = log_p.detach()
         return (log_p.exp() * (log_p - log_o)).sum()
     return (log_o.exp() * (log_o - log_p)).sum()
+
+
+def teacher_log_distribution(shot_emb: Tensor, sent_emb: Tensor, q: Tensor, *, tau: float = 1.0,
+                             cosine: bool = False, teacher_tau: float = 1.0) -> Tensor:
+    """log P of Eq. 5-6 (arguments as in :func:`distillation_loss`): (L_sh, 5), each column a log
+    softmax over the shots."""
+    if cosine:
+        shot_emb, sent_emb = F.normalize(shot_emb, dim=-1), F.normalize(sent_emb, dim=-1)
+    attention = torch.softmax(shot_emb @ sent_emb.T / tau, dim=1)  # (L_sh, L_syn), Eq. 5
+    return torch.log_softmax(attention @ q.to(attention.dtype) / teacher_tau, dim=0)  # Eq. 6
 
 
 def tp_cross_entropy(logits: Tensor, target_dist: Tensor) -> Tensor:

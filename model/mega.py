@@ -363,6 +363,12 @@ class MEGA(nn.Module):
         logits, shot_emb = self.head(self.fusion(streams, key_mask))
         return MegaOutput(logits=logits, shot_emb=shot_emb)
 
+    def content_embeddings(self, feats: Mapping[str, Tensor]) -> Tensor:
+        """Per shot, the shot encoders' linear projections concatenated over the modalities:
+        (B, L, width · M), what a shot shows with no position in it (used for synchronisation
+        when ``train.sync.space`` is "content"; docs/training.md)."""
+        return torch.cat([self.streams[m].shot_encoder.proj(feats[m]) for m in self.modalities], dim=-1)
+
     def _check_inputs(self, feats: Mapping[str, Tensor], mask: Tensor, positions: Tensor | None) -> None:
         """Turn wrong inputs into one readable line instead of a shape error deep inside."""
         if set(feats) != set(self.modalities):
@@ -440,6 +446,10 @@ class SynopsisModel(nn.Module):
         key_mask = torch.cat([mask.new_ones(mask.shape[0], n_b), mask], dim=1)
         sent_emb = self.stream(sents, token_index(mask), bins, key_mask)[:, n_b:]
         return self.head(sent_emb), sent_emb
+
+    def content_embeddings(self, sents: Tensor) -> Tensor:
+        """The sentence encoder's linear projection (B, S, C·M): a sentence without its position."""
+        return self.stream.shot_encoder.proj(sents)
 
 
 # --- Parameter counts (the fidelity check of §1.2.1 against Tab. 2g/2h) ---------------------

@@ -81,6 +81,7 @@ log = logging.getLogger(__name__)
 
 SELECT_METRIC = {"scene": "ap", "act": "ta"}
 ACT_LOSSES = ("sync", "distill", "synopsis", "shot_tp")
+CPU_PARAMETER_HINT = 10_000_000   # above this, training on the CPU gets a hint about the small configs
 
 
 # --- Run state -------------------------------------------------------------------------------
@@ -201,29 +202,43 @@ def _scene_step_loss(run: _Run, samples: SceneSamples, index: np.ndarray) -> dic
     return {"loss": loss}
 
 
-def _act_step_loss(run: _Run, movies: Sequence[MovieData]) -> dict[str, torch.Tensor]:
-    """The act losses of §1.4 for a batch of whole movies, averaged over the movies."""
+def _act_step_loss(run: _Run, movies: Sequence[MovieData], epoch: float | None = None) -> dict[str, torch.Tensor]:
+    """The act losses of §1.4 for a batch of whole movies, averaged over the movies.
+
+    ``epoch`` (fractional) sets the E-step's diagonal prior (losses.sync_estep): ``sync.prior``,
+    annealed linearly to ``sync.prior_final`` over ``sync.prior_epochs`` when that is > 0
+    (validation, without an epoch, uses the final value)."""
     train = run.cfg.train
     weights = {"shot_tp": 1.0, **train.get("loss_weights", {})}
     sync_cfg, kd_cfg = train.get("sync", {}), train.get("distill", {})
+    prior, ramp = sync_cfg.get("prior", 0.0), sync_cfg.get("prior_epochs", 0)
+    if ramp > 0:
+        progress = 1.0 if epoch is None else min(1.0, epoch / ramp)
+        prior += (sync_cfg.get("prior_final", prior) - prior) * progress
     batch = pack_windows(movies, list(run.modality_dims), run.cfg.max_len, run.device)
     sents, sent_mask = pack_synopses(movies, run.device)
     with autocast(run.device):
         out = run.model(batch.feats, batch.mask, batch.positions)
         sent_logits, sent_emb = run.synopsis_model(sents, sent_mask)
     shot_logits = stitch_windows(out.logits.float(), batch)
-    shot_emb = stitch_windows(out.shot_emb.float(), batch)
+    if sync_cfg.get("space", "fused") == "content":   # synchronise what shots and sentences show
+        shot_emb = stitch_windows(run.model.content_embeddings(batch.feats).float(), batch)
+        sent_emb = run.synopsis_model.content_embeddings(sents)
+    else:
+        shot_emb = stitch_windows(out.shot_emb.float(), batch)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ACT_LOSSES}
     for i, movie in enumerate(movies):
         n_sent = len(movie.synopsis)
         u, v = shot_emb[i], sent_emb[i, :n_sent].float()
         q = torch.from_numpy(tp_targets(movie.tp_sentences, n_sent, movie.movie_id, "sentence")).to(run.device)
         sim = F.normalize(u.detach(), dim=-1) @ F.normalize(v.detach(), dim=-1).T
-        w = sync_estep(sim, movie.n_shots, n_sent, xi=sync_cfg.get("xi", 0.3), quantile=sync_cfg.get("quantile", 0.85))
+        w = sync_estep(sim, movie.n_shots, n_sent, xi=sync_cfg.get("xi", 0.3),
+                       quantile=sync_cfg.get("quantile", 0.85), prior=prior)
         parts["sync"].append(sync_mstep_loss(u, v, w, tau=sync_cfg.get("tau", 0.07)))
         parts["distill"].append(
             distillation_loss(shot_logits[i], u, v, q, tau=kd_cfg.get("tau", 1.0),
-                              direction=kd_cfg.get("direction", "teacher_student"))
+                              direction=kd_cfg.get("direction", "teacher_student"),
+                              cosine=kd_cfg.get("cosine", False), teacher_tau=kd_cfg.get("teacher_tau", 1.0))
         )
         parts["synopsis"].append(tp_cross_entropy(sent_logits[i, :n_sent].float(), q))
         if movie.tp_shots is not None:
@@ -255,11 +270,11 @@ def _train_epoch(run: _Run, epoch: int, opt: torch.optim.Optimizer, sched: torch
     start = time.perf_counter()
     bar = tqdm(batches, desc=f"{run.task} epoch {epoch + 1}/{run.settings['epochs']}", file=sys.stderr,
                disable=not progress, leave=False, unit="batch")
-    for index in bar:
+    for step, index in enumerate(bar):
         if run.task == "scene":
             losses = _scene_step_loss(run, samples, index)
         else:
-            losses = _act_step_loss(run, [run.train_movies[i] for i in index])
+            losses = _act_step_loss(run, [run.train_movies[i] for i in index], epoch + step / len(batches))
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         opt.step()
@@ -434,6 +449,10 @@ def train(
 
     if settings["epochs"] < 1 or settings["batch_size"] < 1 or settings["lr"] <= 0:
         raise MegaPipeError("epochs and batch size must be at least 1 and the learning rate positive")
+    n_params = sum(p.numel() for p in run.parameters())
+    if dev.type == "cpu" and n_params > CPU_PARAMETER_HINT:
+        log.warning("training a %.1fM-parameter model on the CPU is slow (the paper configs are sized "
+                    "for a GPU); --config %s-small trains in minutes", n_params / 1e6, task)
     samples = None
     if task == "scene":
         samples = SceneSamples(run.train_movies, settings["modalities"], cfg.align_scope == "movie")

@@ -11,6 +11,7 @@ from mega_pipe.model.losses import (
     distillation_loss,
     sync_estep,
     sync_mstep_loss,
+    teacher_log_distribution,
     tp_cross_entropy,
 )
 from mega_pipe.pipeline.errors import MegaPipeError
@@ -180,3 +181,46 @@ def test_tp_cross_entropy_is_distillation_kl_plus_entropy():
     hard[[3, 7, 8, 11, 14], torch.arange(5)] = 1.0
     expected = -sum(torch.log_softmax(logits[:, n], dim=0)[i] for n, i in enumerate([3, 7, 8, 11, 14]))
     torch.testing.assert_close(tp_cross_entropy(logits, hard), expected)
+
+
+# --- story-order prior, teacher sharpness (our choices, docs/training.md) -------------------------
+
+
+def test_estep_prior_turns_the_band_into_its_centre_line():
+    """With a dominant prior the E-step ignores the similarities and keeps the pairs closest to
+    the diagonal; with a small one the similarities still decide."""
+    n_shots, n_sents = 40, 10
+    sim = torch.rand(n_shots, n_sents, generator=torch.Generator().manual_seed(2))
+    i, j = np.meshgrid(np.arange(n_shots), np.arange(n_sents), indexing="ij")
+    offset = np.abs(i / n_shots - j / n_sents)
+    W = sync_estep(sim, n_shots, n_sents, xi=0.3, quantile=0.8, prior=1000.0).numpy().astype(bool)
+    band = offset < 0.3
+    assert not (W & ~band).any() and 0.15 < W.sum() / band.sum() < 0.25
+    # every kept pair is at least as close to the diagonal as every dropped in-band pair
+    assert offset[W].max() <= offset[band & ~W].min() + 1e-3
+    weak = sync_estep(sim, n_shots, n_sents, xi=0.3, quantile=0.8, prior=1e-6)
+    assert torch.equal(weak, sync_estep(sim, n_shots, n_sents, xi=0.3, quantile=0.8))
+
+
+def test_teacher_temperature():
+    torch.manual_seed(3)
+    n_shots, n_sents = 30, 6
+    shot_emb, sent_emb = torch.randn(n_shots, 8), torch.randn(n_sents, 8)
+    q = torch.zeros(n_sents, 5)
+    q[torch.arange(5), torch.arange(5)] = 1.0
+    # Each column is a distribution over shots; a lower teacher temperature sharpens it.
+    def entropy(log_p):
+        return -(log_p.exp() * log_p).sum(dim=0)
+    flat = teacher_log_distribution(shot_emb, sent_emb, q, cosine=True, tau=0.07)
+    sharp = teacher_log_distribution(shot_emb, sent_emb, q, cosine=True, tau=0.07, teacher_tau=0.1)
+    torch.testing.assert_close(sharp.exp().sum(dim=0), torch.ones(5))
+    assert (entropy(sharp) < entropy(flat)).all()
+    # cosine: the length of the embeddings does not matter; with dot products it does
+    torch.testing.assert_close(teacher_log_distribution(3 * shot_emb, sent_emb, q, cosine=True, tau=0.07), flat)
+    assert not torch.allclose(teacher_log_distribution(3 * shot_emb, sent_emb, q),
+                              teacher_log_distribution(shot_emb, sent_emb, q))
+    # distillation_loss uses exactly this teacher
+    logits = torch.randn(n_shots, 5)
+    expected = (sharp.exp() * (sharp - torch.log_softmax(logits, dim=0))).sum()
+    torch.testing.assert_close(
+        distillation_loss(logits, shot_emb, sent_emb, q, cosine=True, tau=0.07, teacher_tau=0.1), expected)

@@ -89,6 +89,8 @@ def test_packaged_configs_and_overrides(tmp_path):
         ("scene", {"n_heads": 5}, "not divisible"),
         ("scene", {"positional": "rotary"}, "positional"),
         ("act", {"synopsis": {"max_len": 60}}, "synopsis"),
+        ("act", {"train": {"sync": {"space": "fusion"}}}, "sync.space"),
+        ("act", {"train": {"distill": {"temperature": 0.1}}}, "unknown train.sync/train.distill"),
         ("no/such/config.json", {}, "neither a packaged config"),
     ],
 )
@@ -235,6 +237,27 @@ def test_tiny_act_model_overfits_toy_problem():
 
 
 # --- synopsis model ---------------------------------------------------------------------------
+
+
+def test_content_embeddings_carry_no_position():
+    """The synchronisation space of ``train.sync.space = "content"``: what a shot or sentence shows,
+    so reordering the inputs reorders the embeddings (the fused u_i and v_j depend on position)."""
+    cfg = tiny_config("act")
+    dims = {"a": 6, "b": 4}
+    model, synopsis = MEGA(cfg, dims).eval(), SynopsisModel(cfg, 10, len(dims)).eval()
+    feats = {m: torch.randn(1, 9, d) for m, d in dims.items()}
+    order = torch.randperm(9)
+    shuffled = {m: f[:, order] for m, f in feats.items()}
+    with torch.no_grad():
+        c, c_shuffled = model.content_embeddings(feats), model.content_embeddings(shuffled)
+        mask = torch.ones(1, 9, dtype=torch.bool)
+        u, u_shuffled = model(feats, mask).shot_emb, model(shuffled, mask).shot_emb
+    assert c.shape == (1, 9, cfg.width * 2)
+    torch.testing.assert_close(c_shuffled, c[:, order])
+    assert not torch.allclose(u_shuffled, u[:, order], atol=1e-3)
+    sents = torch.randn(1, 7, 10)
+    torch.testing.assert_close(synopsis.content_embeddings(sents[:, [6, 0, 1, 2, 3, 4, 5]]),
+                               synopsis.content_embeddings(sents)[:, [6, 0, 1, 2, 3, 4, 5]])
 
 
 def test_synopsis_model_shapes_and_padding():
