@@ -74,7 +74,8 @@ class ShotDetector:
 
     def push(self, index: int, t: float, rgb: np.ndarray) -> None:
         self.times.append(t)
-        bgr = cv2.cvtColor(downscale(rgb, self.factor(rgb.shape[1])), cv2.COLOR_RGB2BGR)   # PySceneDetect expects OpenCV's BGR
+        small = downscale(rgb, self.factor(rgb.shape[1]))
+        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)   # PySceneDetect expects OpenCV's BGR
         for tc in self.detector.process_frame(self._timecode(index, self.rate), bgr):
             self.cuts.add(tc.frame_num)
 
