@@ -6,7 +6,7 @@ See docs/extractors.md. The public API::
     extractors = build_extractors("tiny", MODALITIES)
     vectors = extractors["clip"].encode(frames)   # float32 (B, dim)
 """
-from .base import Extractor, Sampling, WeightsEntry
+from .entry import SAMPLING, Sampling, WeightsEntry
 from .registry import (
     MODALITIES,
     MODEL_SETS,
@@ -23,6 +23,7 @@ __all__ = [
     "MODALITIES",
     "MODEL_SETS",
     "REGISTRY",
+    "SAMPLING",
     "Extractor",
     "Sampling",
     "WeightsEntry",
@@ -33,3 +34,13 @@ __all__ = [
     "entry_for",
     "weights_search_paths",
 ]
+
+
+def __getattr__(name: str):
+    """``Extractor`` (the protocol class) is imported on first access: it needs torch, which the
+    rest of this package does not (the pipeline plans a run before importing it)."""
+    if name == "Extractor":
+        from .base import Extractor
+
+        return Extractor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,12 +7,12 @@ centre-cropped to 112x112, Kinetics mean/std. The feature is the 512-d global-po
 """
 from __future__ import annotations
 
-from .base import Sampling
+from .entry import SAMPLING
 from .convnet import PooledCNNExtractor
 
 
 class ActionExtractor(PooledCNNExtractor):
     """R(2+1)D-18 pool features of one 16-frame clip per second."""
 
-    sampling = Sampling.CLIP
+    sampling = SAMPLING["action"]
     batch_size = 8

@@ -7,12 +7,12 @@ CNN), one frame per second.
 """
 from __future__ import annotations
 
-from .base import Sampling
+from .entry import SAMPLING
 from .convnet import PooledCNNExtractor
 
 
 class ApprExtractor(PooledCNNExtractor):
     """ImageNet ResNet-50 pool features of one frame per second."""
 
-    sampling = Sampling.FRAME
+    sampling = SAMPLING["appr"]
     batch_size = 32

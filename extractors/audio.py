@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Extractor, Sampling, WeightsEntry
+from .base import Extractor
+from .entry import SAMPLING, WeightsEntry
 from .hf import load_pretrained
 
 _FRAME_S, _SHIFT_S = 0.025, 0.010   # Kaldi fbank frames (ASTFeatureExtractor's defaults)
@@ -35,7 +36,7 @@ _FRAME_S, _SHIFT_S = 0.025, 0.010   # Kaldi fbank frames (ASTFeatureExtractor's 
 class AudioExtractor(Extractor):
     """AST pooled embedding of one 10 s, 16 kHz mono window per row."""
 
-    sampling = Sampling.AUDIO
+    sampling = SAMPLING["audio"]
     batch_size = 16
 
     def __init__(self, entry: WeightsEntry, *args: Any, **kwargs: Any) -> None:

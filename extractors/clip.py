@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Extractor, Sampling, as_uint8_array, read_state_dict
+from .base import Extractor, as_uint8_array, read_state_dict
+from .entry import SAMPLING
 from .preprocess import image_batch
 
 # Entries of OpenAI's TorchScript state dict that are constants, not parameters.
@@ -29,7 +30,7 @@ _OPENAI_CONSTANTS = ("input_resolution", "context_length", "vocab_size")
 class ClipExtractor(Extractor):
     """open_clip vision tower: one L2-normalised embedding per frame."""
 
-    sampling = Sampling.FRAME
+    sampling = SAMPLING["clip"]
     batch_size = 64
 
     def _build_model(self) -> nn.Module:

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Extractor, Sampling, as_uint8_array, read_state_dict
+from .base import Extractor, as_uint8_array, read_state_dict
+from .entry import Sampling
 from .preprocess import image_batch, video_batch
 
 

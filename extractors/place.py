@@ -7,12 +7,12 @@ torchvision ResNet-50. Preprocessing follows CSAIL's demo code: squash to 256x25
 """
 from __future__ import annotations
 
-from .base import Sampling
+from .entry import SAMPLING
 from .convnet import PooledCNNExtractor
 
 
 class PlaceExtractor(PooledCNNExtractor):
     """Places365 ResNet-50 pool features of one frame per second."""
 
-    sampling = Sampling.FRAME
+    sampling = SAMPLING["place"]
     batch_size = 32

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from mega_pipe.pipeline.errors import MegaPipeError
 
-from .base import Extractor, WeightsEntry
+from .entry import WeightsEntry
 from .weights import (
     WeightsIntegrityError,
     WeightsNotFoundError,
@@ -30,6 +30,9 @@ from .weights import (
     verify_file,
     weights_search_paths,
 )
+
+if TYPE_CHECKING:   # the extractor classes import torch: only when a model is built
+    from .base import Extractor
 
 __all__ = [
     "MODALITIES",
@@ -237,8 +240,9 @@ def build_extractors(
 
 
 def extractor_class(modality: str) -> type[Extractor]:
-    """The modality's extractor class, imported on first use (open_clip/transformers load slowly).
-    Its class attributes (``sampling``, ``batch_size``) are usable without building a model."""
+    """The modality's extractor class, imported on first use (torch, open_clip and transformers
+    load slowly). Its class attributes (``sampling``, ``batch_size``) are usable without building
+    a model; ``entry.SAMPLING`` gives the sampling without importing the class at all."""
     module, cls_name = _EXTRACTORS[modality]
     return getattr(importlib.import_module(f".{module}", __package__), cls_name)
 

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Extractor, Sampling, WeightsEntry
+from .base import Extractor
+from .entry import SAMPLING, WeightsEntry
 from .hf import load_pretrained, quiet_transformers
 
 
@@ -34,7 +35,7 @@ def minilm_dir() -> Path:
 class SubtitleExtractor(Extractor):
     """Mean-pooled, L2-normalised BERT sentence embedding of one text per row."""
 
-    sampling = Sampling.TEXT
+    sampling = SAMPLING["subtitle"]
     batch_size = 64
 
     def __init__(self, entry: WeightsEntry, *args: Any, **kwargs: Any) -> None:

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 from mega_pipe.pipeline.atomic import atomic_path
 from mega_pipe.pipeline.errors import MegaPipeError
 
-from .base import WeightsEntry, file_sha256
+from .entry import WeightsEntry, file_sha256
 
 ENV_VAR = "MEGA_PIPE_WEIGHTS_DIR"
 _OPEN_CLIP_CACHE = "~/.cache/clip"  # open_clip's download_pretrained_from_url default

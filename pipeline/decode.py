@@ -138,7 +138,7 @@ class MovieDecoder:
     def _command(self, audio_fd: int | None) -> list[str]:
         v = self.info.video
         graph = (f"[0:{v.index}]scale={self.width}:{self.height}:flags=area,setsar=1,"
-                 f"format=yuv420p,scale,format=rgb24,showinfo[v]")
+                 f"format=yuv420p,scale,format=rgb24,showinfo=checksum=0[v]")
         if audio_fd is not None:
             # ashowinfo reports the first audio PTS in the same (copyts) clock as showinfo;
             # aresample's async mode fills timestamp gaps with silence.

@@ -15,7 +15,6 @@ The stages, in order:
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-import torch
 
 from . import contract
 from .atomic import write_json
@@ -72,13 +70,19 @@ class MovieInput:
 
 
 class ExtractorPool:
-    """Builds extractors on first need and keeps them for the whole run (several movies)."""
+    """Builds extractors on first need and keeps them for the whole run (several movies).
+
+    Planning a run (entries, samplings, weights lookup) needs no deep-learning library; torch and
+    the model libraries are imported only when :meth:`get` builds a model, so decoding can start
+    first (docs/decoding.md)."""
 
     def __init__(self, cfg: ExtractConfig):
         from mega_pipe.extractors.registry import MODALITIES, REGISTRY
 
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        # An explicit --device cuda is checked now (one clear error before any work); "auto" is
+        # resolved when the first model is built.
+        self._device = None if cfg.device == "auto" else resolve_device(cfg.device)
         self.entries = {e.modality: e for e in REGISTRY.values() if e.model_set == cfg.model_set}
         if not self.entries:
             raise MegaPipeError(f"unknown model set {cfg.model_set!r}")
@@ -107,8 +111,9 @@ class ExtractorPool:
 
         missing = [m for m in modalities if m not in self._built]
         if missing:
+            self._device = self._device or resolve_device(self.cfg.device)
             self._built.update(build_extractors(
-                self.cfg.model_set, missing, device=self.device,
+                self.cfg.model_set, missing, device=self._device,
                 weights_dirs=self.cfg.weights_dirs, offline=self.cfg.offline,
                 allow_download=self.cfg.allow_download))
         return {m: self._built[m] for m in modalities}
@@ -125,10 +130,10 @@ class ExtractorPool:
 
     @staticmethod
     def sampling(m: str) -> str:
-        """What one sample of modality ``m`` is, as its extractor class declares it."""
-        from mega_pipe.extractors.registry import extractor_class
+        """What one sample of modality ``m`` is (its extractor class declares the same)."""
+        from mega_pipe.extractors.entry import SAMPLING
 
-        return extractor_class(m).sampling.value
+        return SAMPLING[m].value
 
 
 class _Batcher:
@@ -136,15 +141,15 @@ class _Batcher:
 
     Encoding runs on a worker thread so that decoding, shot detection and sampling go on
     meanwhile (PyTorch and FFmpeg release the GIL); at most ``max_pending`` batches wait, which
-    bounds memory when the models are slower than the decoder."""
+    bounds memory when the models are slower than the decoder. The models are built on that
+    thread while decoding starts: inputs collect until they exist (their batch size is the
+    extractors' own), and a failed build stops the pass at the next input."""
 
     def __init__(self, modalities: Sequence[str], models: Future, timings: dict,
                  worker: ThreadPoolExecutor, max_pending: int = 3):
-        from mega_pipe.extractors.registry import extractor_class
-
         self.modalities = list(modalities)
         self.models = models          # the extractors, being built on the worker thread
-        self.size = max(1, min(extractor_class(m).batch_size for m in self.modalities))
+        self.size: int | None = None  # known once the models are built
         self.timings = timings
         self.worker = worker
         self._slots = threading.BoundedSemaphore(max_pending)
@@ -156,27 +161,40 @@ class _Batcher:
     def add(self, t_start: float, t_end: float, x) -> None:
         self._inputs.append(x)
         self._spans.append((t_start, t_end))
-        if len(self._inputs) >= self.size:
+        if self.size is None and self.models.done():
+            self._set_size()
+        if self.size is not None and len(self._inputs) >= self.size:
             self.flush()
 
+    def _set_size(self) -> None:
+        models = self.models.result()     # re-raises a failed build
+        self.size = max(1, min(models[m].batch_size for m in self.modalities))
+
     def flush(self) -> None:
+        """Submit every collected input, in batches of at most ``size``."""
         if not self._inputs:
             return
+        if self.size is None:
+            self._set_size()
         for f in self._futures[-4:]:     # fail fast: stop decoding once an encode has failed
             if f.done() and f.exception():
                 raise f.exception()
-        first = self._inputs[0]
-        if isinstance(first, str):
-            batch = self._inputs
-        elif isinstance(first, list):    # clips as lists of frames: one copy into the batch
-            batch = np.stack([f for clip in self._inputs for f in clip])
-            batch = batch.reshape(len(self._inputs), len(first), *batch.shape[1:])
-        else:
-            batch = np.stack(self._inputs)
-        self._slots.acquire()
-        self._futures.append(self.worker.submit(self._encode, batch))
+        for i in range(0, len(self._inputs), self.size):
+            self._submit(self._inputs[i:i + self.size])
         self.spans += self._spans
         self._inputs, self._spans = [], []
+
+    def _submit(self, inputs: list) -> None:
+        first = inputs[0]
+        if isinstance(first, str):
+            batch = inputs
+        elif isinstance(first, list):    # clips as lists of frames: one copy into the batch
+            batch = np.stack([f for clip in inputs for f in clip])
+            batch = batch.reshape(len(inputs), len(first), *batch.shape[1:])
+        else:
+            batch = np.stack(inputs)
+        self._slots.acquire()
+        self._futures.append(self.worker.submit(self._encode, batch))
 
     def _encode(self, batch) -> dict[str, np.ndarray]:
         try:
@@ -391,12 +409,6 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods:
             raise MegaPipeError(f"{m} needs frames of at least {need} px "
                                 f"(--frame-size is {frame_size})")
     clip_len = max((int(pool.entries[m].preprocess.get("clip_len", 0)) for m in clip_m), default=0)
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
-    models = worker.submit(pool.get, mods)
-    frames_b = _Batcher(frame_m, models, timings, worker) if frame_m else None
-    clips_b = _Batcher(clip_m, models, timings, worker) if clip_m else None
-    audio_b = _Batcher(audio_m, models, timings, worker) if audio_m else None
-    detector = ShotDetector(cfg.detector, info.video.frame_rate) if detect else None
     sampler = SecondSampler(clip_len, float(info.video.frame_rate)) if frame_m or clip_m else None
     # Clips are made of frames shrunk to what the clip models need (once per frame, not per
     # clip); shot detection shrinks its frames too, so it reuses them when the sizes agree.
@@ -419,8 +431,16 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods:
     t0 = time.perf_counter()
     total = info.video.frames or (int(info.duration_s * info.video.frame_rate)
                                   if info.duration_s else None)
-    with _torch_threads(), worker, MovieDecoder(info, frame_size, audio=bool(audio_m)) as dec, \
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+    with worker, MovieDecoder(info, frame_size, audio=bool(audio_m)) as dec, \
             _progress(total, Path(info.path).name, cfg.progress) as bar:
+        # FFmpeg is decoding from here on. The models, and the libraries they need (seconds of
+        # imports), are built on the encode thread meanwhile; samples collect until they exist.
+        models = worker.submit(_build_models, pool, mods)
+        frames_b = _Batcher(frame_m, models, timings, worker) if frame_m else None
+        clips_b = _Batcher(clip_m, models, timings, worker) if clip_m else None
+        audio_b = _Batcher(audio_m, models, timings, worker) if audio_m else None
+        detector = ShotDetector(cfg.detector, info.video.frame_rate) if detect else None
         reuse = detector is not None and detector.factor(dec.width) == clip_factor
         for frame in dec.frames():
             small = downscale(frame.image, clip_factor)
@@ -453,16 +473,18 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods:
         "encode_seconds": timings, "frame_size": frame_size}
 
 
-@contextlib.contextmanager
-def _torch_threads():
-    """FFmpeg's decoder threads already use the cores: oversubscribing them with PyTorch's
-    intra-op threads slows both down badly (docs/decoding.md), so the models get half."""
-    before = torch.get_num_threads()
+def _build_models(pool: ExtractorPool, mods: Sequence[str]) -> dict:
+    """Build the extractors (on the encode thread, which is where they run).
+
+    FFmpeg's decoder threads already use the cores: oversubscribing them with PyTorch's intra-op
+    threads slows both down badly (docs/decoding.md), so the encode thread gets half of them.
+    (The setting is per thread: the caller's own torch threads are untouched.)"""
+    if not mods:
+        return {}
+    import torch
+
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return pool.get(mods)
 
 
 def _read_shots(path: Path) -> tuple[list[Shot], float]:

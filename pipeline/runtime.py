@@ -24,6 +24,10 @@ def code_version() -> dict:
 
 
 def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` if available, else ``cpu``; ``cuda`` is checked. Imports torch only
+    when it must (``cpu`` needs no check)."""
+    if device == "cpu":
+        return device
     import torch
 
     if device == "auto":

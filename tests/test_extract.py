@@ -177,3 +177,58 @@ def test_failure_mid_run_leaves_no_partial_output(tmp_path, monkeypatch, cut_mov
     path, _ = cut_movie
     assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip") == 1
     assert not (tmp_path / "cuts").exists()
+
+
+def test_decoding_starts_before_the_model_libraries_are_imported(tmp_path, cut_movie):
+    """The run is planned without torch; FFmpeg starts first and the imports overlap decoding."""
+    import subprocess
+    import sys
+
+    path, _ = cut_movie
+    code = f"""
+import sys
+from mega_pipe.pipeline import decode
+enter = decode.MovieDecoder.__enter__
+seen = []
+def spy(self):
+    seen.append("torch" in sys.modules)
+    return enter(self)
+decode.MovieDecoder.__enter__ = spy
+from mega_pipe.pipeline.cli import main
+rc = main(["extract", {str(path)!r}, "--models", "tiny", "--no-progress", "--out", {str(tmp_path)!r},
+           "--modalities", "clip,action,audio"])
+print(rc, seen, "torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.splitlines()[-1].split() == ["0", "[False]", "True"], out.stderr[-2000:]
+    assert (tmp_path / "cuts" / "manifest.json").exists()
+
+
+def test_batcher_collects_until_the_models_exist_then_encodes_in_their_batch_size():
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from mega_pipe.extractors import build_extractors
+    from mega_pipe.pipeline.errors import MegaPipeError
+    from mega_pipe.pipeline.extract import _Batcher
+
+    model = build_extractors("tiny", ["clip"])["clip"]
+    frames = np.random.default_rng(0).integers(0, 256, (model.batch_size + 6, 224, 256, 3), np.uint8)
+    built: Future = Future()
+    with ThreadPoolExecutor(1) as worker:
+        b = _Batcher(["clip"], built, {}, worker)
+        for i, f in enumerate(frames[:-1]):
+            b.add(i, i + 1, f)
+        assert b.size is None and not b._futures        # nothing can be encoded yet
+        built.set_result({"clip": model})
+        b.add(len(frames) - 1, len(frames), frames[-1])
+        assert b.size == model.batch_size and len(b._futures) == 2   # 64 + 6
+        ts, te, vecs = b.results(end_time=1e9)["clip"]
+    assert list(ts) == list(range(len(frames))) and list(te) == list(range(1, len(frames) + 1))
+    np.testing.assert_allclose(vecs, model.encode(frames), atol=1e-5)
+
+    failed: Future = Future()
+    failed.set_exception(MegaPipeError("weights missing"))
+    with ThreadPoolExecutor(1) as worker:
+        b = _Batcher(["clip"], failed, {}, worker)
+        with pytest.raises(MegaPipeError, match="weights missing"):
+            b.add(0, 1, frames[0])
