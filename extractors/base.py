@@ -1,4 +1,4 @@
-"""The extractor protocol shared by every modality, and the weights entry it is built from.
+"""The extractor protocol shared by every modality, built from a weights entry (entry.py).
 
 An :class:`Extractor` turns a batch of decoded inputs (frames, clips, audio windows or sentences)
 into one float32 vector per input. Everything that makes two feature files comparable — the
@@ -28,7 +28,7 @@ from torch import nn
 
 from mega_pipe.pipeline.errors import MegaPipeError
 
-from .entry import Sampling, WeightsEntry, file_sha256  # noqa: F401  (re-exported)
+from .entry import Sampling, WeightsEntry, file_sha256
 
 
 class Extractor(abc.ABC):

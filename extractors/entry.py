@@ -53,7 +53,7 @@ class WeightsEntry:
         return bool(self.filename)
 
 
-# What one sample of each modality is (mega-spec §1.5); the extractor classes declare the same.
+# What one sample of each modality is (mega-spec §1.5); each extractor class's `sampling` reads it.
 SAMPLING = {
     "clip": Sampling.FRAME,
     "place": Sampling.FRAME,

@@ -130,7 +130,7 @@ class ExtractorPool:
 
     @staticmethod
     def sampling(m: str) -> str:
-        """What one sample of modality ``m`` is (its extractor class declares the same)."""
+        """What one sample of modality ``m`` is (``entry.SAMPLING``, which its class also reads)."""
         from mega_pipe.extractors.entry import SAMPLING
 
         return SAMPLING[m].value

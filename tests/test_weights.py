@@ -30,7 +30,8 @@ from mega_pipe.extractors import (
     weights_search_paths,
 )
 from mega_pipe.extractors import registry
-from mega_pipe.extractors.base import file_sha256, read_state_dict
+from mega_pipe.extractors.base import read_state_dict
+from mega_pipe.extractors.entry import file_sha256
 from mega_pipe.extractors.weights import ENV_VAR, fetch_weights, resolve_weights
 from mega_pipe.pipeline.errors import MegaPipeError
 
