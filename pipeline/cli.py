@@ -80,9 +80,9 @@ def _cmd_extract(args) -> int:
 
 def _summary_line(out: Path, m: dict) -> str:
     st = m["stages"]
-    mods = ", ".join(f"{k}({st.get(k, {}).get('samples', 0)})" for k in m["modalities"])
-    cached = "cached" if all(st.get(k, {}).get("cached") for k in m["modalities"]) else \
-        f"{m['seconds']:.1f} s"
+    mods = ", ".join(f"{k}({st.get(k, {}).get('samples', 0)})" for k in m["modalities"]) or \
+        "no features"
+    cached = "cached" if m.get("up_to_date") else f"{m['seconds']:.1f} s"
     return (f"{m['movie_id']}: {st['shots']['count']} shots, {m['timeline']['duration_s']:.1f} s "
             f"of video, {mods} -> {Path(out) / m['movie_id']} [{cached}]"
             + (f"; warnings: {'; '.join(m['warnings'])}" if m["warnings"] else ""))

@@ -229,7 +229,8 @@ def _progress(total: int | None, desc: str, enabled: bool):
 
 def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
                   extractors: ExtractorPool, log: Callable[[str], None] = lambda s: None) -> dict:
-    """Extract one movie into ``out_root/<movie_id>/``; return its manifest.
+    """Extract one movie into ``out_root/<movie_id>/``; return its manifest (with
+    ``"up_to_date": True`` added when every stage was cached and nothing was written).
 
     On failure a folder this call created is removed again; an existing folder keeps its valid
     files (they are cache for the next run) but loses its manifest, so it reads as incomplete."""
@@ -293,7 +294,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
     if previous and previous.get("pool_key") == pool_key and not todo and not (
             synopsis and synopsis["todo"]):
         log(f"{movie_id}: up to date (all stages cached)")
-        return previous
+        return {**previous, "up_to_date": True}
 
     # The folder is being changed: mark it incomplete until the new manifest is written.
     (out / "manifest.json").unlink(missing_ok=True)

@@ -105,13 +105,15 @@ def test_sintel_subtitles_pool_onto_a_movie(tmp_path, cut_movie):
     assert pq.read_table(tmp_path / "cuts" / "samples" / "subtitle.parquet").num_rows == 26
 
 
-def test_rerun_skips_work_and_is_identical(tmp_path, cut_movie):
+def test_rerun_skips_work_and_is_identical(tmp_path, capsys, cut_movie):
     path, _ = cut_movie
     assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip,place") == 0
     d = tmp_path / "cuts"
     before = {p.name: p.stat().st_mtime_ns for p in (d / "samples").iterdir()}
     first = pq.read_table(d / "shots.parquet")
+    capsys.readouterr()
     assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip,place") == 0
+    assert capsys.readouterr().out.rstrip().endswith("[cached]")
     assert {p.name: p.stat().st_mtime_ns for p in (d / "samples").iterdir()} == before
     assert pq.read_table(d / "shots.parquet").equals(first)
     # adding a modality computes only that one; the others are reused as they are
@@ -123,6 +125,14 @@ def test_rerun_skips_work_and_is_identical(tmp_path, cut_movie):
     assert not m["stages"]["appr"].get("cached")
     second = pq.read_table(d / "shots.parquet")
     np.testing.assert_array_equal(vectors_of(second["clip"]), vectors_of(first["clip"]))
+    # another detector: only the shots (and pooling) are redone, and the summary says so
+    capsys.readouterr()
+    assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip,place,appr",
+                   "--detector", "content") == 0
+    out = capsys.readouterr().out
+    assert "[cached]" not in out and " s]" in out
+    m = json.loads((d / "manifest.json").read_text())
+    assert not m["stages"]["shots"]["cached"] and m["stages"]["clip"]["cached"]
 
 
 def test_contract_readable_by_polars_duckdb_pandas(sample):
