@@ -32,8 +32,7 @@ from .atomic import write_json
 from .cache import bytes_fingerprint, cached_key, file_fingerprint, stage_key
 from .decode import downscale, MovieDecoder
 from .errors import MegaPipeError
-from . import runtime
-from .runtime import resolve_device
+from .runtime import code_version, resolve_device
 from .pooling import pool
 from .probe import ProbeInfo, probe
 from .sampling import AudioWindower, SecondSampler
@@ -374,7 +373,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
     manifest = {
         "contract": contract.CONTRACT_VERSION,
         "movie_id": movie_id,
-        "code_version": runtime.code_version(),
+        "code_version": code_version(),
         "source": {"path": str(video.resolve()), "size": video.stat().st_size,
                    "fingerprint": fingerprint,
                    "subtitles": cue_source, "synopsis": str(inp.synopsis) if inp.synopsis else None},
