@@ -254,7 +254,7 @@ def add_weights_cli(subparsers: argparse._SubParsersAction) -> None:
     Each sub-command sets ``func``: call ``args.func(args)``; it returns the exit status.
     """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--weights-dir", dest="weights_dirs", metavar="D", type=Path, action="append", default=[],
+    common.add_argument("--weights-dir", metavar="D", type=Path, action="append", default=[],
                         help="folder holding weights files (repeatable; searched first, before $MEGA_PIPE_WEIGHTS_DIR)")
     common.add_argument("--model-set", choices=[*MODEL_SETS, "all"], default="all", help="which model set (default: all)")
     common.add_argument("--modalities", type=_modality_list, default=list(MODALITIES), metavar="M[,M...]",
@@ -291,7 +291,7 @@ def _print_table(header: Sequence[str], rows: list[Sequence[str]]) -> None:
 def _cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for e in _selected(args):
-        path = resolve_weights(e, args.weights_dirs) if e.needs_file else None
+        path = resolve_weights(e, args.weights_dir) if e.needs_file else None
         where = "built-in" if not e.needs_file else str(path) if path else "missing"
         rows.append([e.modality, e.model_set, e.name, str(e.dim), (e.sha256 or "-")[:16], e.licence, where])
     _print_table(["modality", "set", "name", "dim", "sha256", "licence", "path"], rows)
@@ -299,7 +299,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    dest = args.weights_dirs[0] if args.weights_dirs else None
+    dest = args.weights_dir[0] if args.weights_dir else None
     status = 0
     for e in (e for e in _selected(args) if e.needs_file):
         present = (dest / e.filename) if dest is not None else resolve_weights(e)
@@ -317,9 +317,10 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     status = 0
     for e in (e for e in _selected(args) if e.needs_file):
-        path = resolve_weights(e, args.weights_dirs)
+        path = resolve_weights(e, args.weights_dir)
         if path is None:
             print(f"{e.name}: missing")
+            status = 1
             continue
         digest = file_sha256(path)
         if e.sha256 is None:

@@ -96,7 +96,8 @@ def missing_report(missing: Iterable[tuple[WeightsEntry, list[Path]]], reason: s
         lines.append(f"  {entry.modality} ({entry.name}, {entry.filename}); searched:")
         lines += [f"    {p}" for p in paths]
         lines.append(f"    how to get it: {entry.fetch_hint}")
-    lines.append(f"Pass the folder holding the files as --weights-dir (or set ${ENV_VAR}).")
+    lines.append(f"Pass the folder holding the files as --weights-dir (or set ${ENV_VAR}); "
+                 "to try mega-pipe without any weights, use --models tiny (small random models).")
     return "\n".join(lines)
 
 

@@ -36,7 +36,7 @@ def add_eval_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     p.add_argument("--checkpoint", required=True, type=Path)
     p.add_argument("--manifest", required=True, type=Path)
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--out", type=Path, help="where eval_<split>.json and predictions go "
+    p.add_argument("--out", type=Path, help="where eval_<task>_<split>.json and predictions_<task>_<split>.jsonl go "
                    "(default: the checkpoint's folder)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.set_defaults(func=_cmd_eval)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -75,9 +77,15 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
     if not path.is_file():
         raise MegaPipeError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors of a truncated or foreign file
-        raise MegaPipeError(f"checkpoint {path} cannot be read: {exc}") from None
+        with warnings.catch_warnings():   # torch warns about foreign pickle protocols
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # not a pickle, or one holding code objects (never loaded)
+        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint (not a file of tensors and "
+                            "plain data that torch.load reads safely)") from None
+    except Exception as exc:  # zip/EOF errors of a truncated or foreign file: first line only
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint ({detail})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise MegaPipeError(f"{path} is not a mega-pipe checkpoint ({CHECKPOINT_FORMAT})")
     cfg = MegaConfig(**state["config"])

@@ -539,7 +539,7 @@ def evaluate(
 ) -> dict:
     """Score a checkpoint on one split of a manifest.
 
-    Writes ``eval_<split>.json`` (metrics) and ``predictions_<split>.jsonl`` (one record per
+    Writes ``eval_<task>_<split>.json`` (metrics) and ``predictions_<task>_<split>.jsonl`` (one record per
     movie, the input of ``mega-pipe score``) to ``out`` (default: the checkpoint's folder) and
     returns the metrics with the paths. Act gold is the shot-level ``tp_shots`` (§5 #17).
     """
@@ -561,7 +561,8 @@ def evaluate(
         records = _act_records(ckpt.model, movies, ckpt.device)
         metrics = act_metrics(records)
     out_dir = Path(out) if out is not None else Path(checkpoint).parent
-    metrics_path, records_path = out_dir / f"eval_{split}.json", out_dir / f"predictions_{split}.jsonl"
+    stem = f"{ckpt.task}_{split}"   # one --out can hold the evaluations of both tasks
+    metrics_path, records_path = out_dir / f"eval_{stem}.json", out_dir / f"predictions_{stem}.jsonl"
     write_text(records_path, "".join(json.dumps(r) + "\n" for r in records))
     result = {
         "task": ckpt.task,

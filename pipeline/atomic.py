@@ -29,6 +29,66 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an OS lock (``flock``) on the file ``path`` for the block, or fail at once with one
+    line naming the holder.
+
+    The kernel releases the lock when the holder exits, however it exits (SIGKILL included), so a
+    crashed run never blocks the next one (it leaves a stale, unlocked file). The holder deletes
+    the file when done; a process that locked a file which was deleted meanwhile sees that its
+    inode is no longer the path's and tries again, so two holders can never coexist."""
+    import fcntl
+
+    from .errors import MegaPipeError
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            f.close()
+            raise MegaPipeError(f"{what} is being written by another mega-pipe run (pid {holder}); "
+                                "wait for it to finish or use another --out") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        f.close()          # the file we locked was deleted by its previous holder: again
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        f.close()          # releases the lock
+
+
+def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Fail now, before any work, if ``path`` cannot be written as a file (a directory, or a
+    folder that cannot be created or written); return it as a Path."""
+    from .errors import MegaPipeError
+
+    path = Path(path)
+    if path.is_dir():
+        raise MegaPipeError(f"{what} {path} is a directory: give a file name")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MegaPipeError(f"{what} {path}: cannot create {parent} ({e.strerror})") from None
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise MegaPipeError(f"{what} {path} is not writable")
+    return path
+
+
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
     """Write ``obj`` as JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -18,8 +18,8 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def add_extract_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``extract`` and ``segment``."""
+def add_extract_options(p: argparse.ArgumentParser, models: str = "paper") -> None:
+    """Options shared by ``extract``, ``segment`` and ``demo`` (``models``: the default set)."""
     from .shots import DETECTORS
 
     p.add_argument("--subtitles", type=Path, help="sidecar subtitle file (.srt/.vtt/.ass); "
@@ -27,8 +27,10 @@ def add_extract_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synopsis", type=Path, help="synopsis text file (embedded sentence by sentence)")
     p.add_argument("--synopsis-lines", action="store_true",
                    help="the synopsis file has exactly one sentence per line (TRIPOD converter output)")
-    p.add_argument("--id", dest="movie_id", help="movie id (default: the file name's stem)")
-    p.add_argument("--models", default="paper", help="model set: paper (default) or tiny")
+    p.add_argument("--id", help="movie id (default: the file name's stem)")
+    p.add_argument("--models", default=models, choices=("paper", "tiny"),
+                   help=f"model set: paper (pretrained weights, `mega-pipe weights list`) or tiny "
+                   f"(small random models: try the tool, tests) (default {models})")
     p.add_argument("--modalities", type=_csv, default=None,
                    help="comma-separated subset of clip,place,appr,action,audio,subtitle")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -64,9 +66,9 @@ def extract_config(args):
 def _cmd_extract(args) -> int:
     from .extract import MovieInput, run_extract
 
-    if len(args.videos) > 1 and (args.subtitles or args.synopsis or args.movie_id):
+    if len(args.videos) > 1 and (args.subtitles or args.synopsis or args.id):
         raise MegaPipeError("--subtitles, --synopsis and --id apply to a single VIDEO")
-    inputs = [MovieInput(Path(v), args.subtitles, args.synopsis, args.movie_id, args.synopsis_lines)
+    inputs = [MovieInput(Path(v), args.subtitles, args.synopsis, args.id, args.synopsis_lines)
               for v in args.videos]
     log = (lambda s: print(s, file=sys.stderr))
     done, failed = run_extract(inputs, args.out, extract_config(args), log=log)
@@ -108,6 +110,15 @@ def _cmd_model_summary(args) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mega-pipe")
+    except PackageNotFoundError:   # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 CONVERTERS = {"manifest-movienet": "movienet", "manifest-tripod": "tripod"}
 
 
@@ -116,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mega-pipe",
         description="Movies -> per-shot multimodal features -> MEGA scene and act boundaries.")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     e = sub.add_parser("extract", help="extract per-shot multimodal features (Parquet)")

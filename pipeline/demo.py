@@ -97,7 +97,6 @@ def _cmd_demo(args) -> int:
 
     sample = make_sample(args.out / "input")
     print(f"sample movie: {sample['movie']} (cuts at frames {sample['cuts']})", file=sys.stderr)
-    args.models = args.models or "tiny"
     done, failed = run_extract([MovieInput(sample["movie"], sample["subtitles"], sample["synopsis"])],
                                args.out / "features", extract_config(args),
                                log=lambda s: print(s, file=sys.stderr))
@@ -122,5 +121,5 @@ def add_demo_cli(sub) -> None:
 
     p = sub.add_parser("demo", help="generate a sample movie and extract its features (tiny models)")
     p.add_argument("--out", type=Path, default=Path("mega-pipe-demo"))
-    add_extract_options(p)
-    p.set_defaults(func=_cmd_demo, models=None)
+    add_extract_options(p, models="tiny")
+    p.set_defaults(func=_cmd_demo)

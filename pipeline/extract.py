@@ -15,6 +15,7 @@ The stages, in order:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from . import contract
-from .atomic import write_json
+from .atomic import exclusive_lock, write_json
 from .cache import bytes_fingerprint, cached_key, file_fingerprint, stage_key
 from .decode import downscale, MovieDecoder
 from .errors import MegaPipeError
@@ -226,35 +227,51 @@ def _progress(total: int | None, desc: str, enabled: bool):
                 dynamic_ncols=True)
 
 
+def movie_id_of(inp: MovieInput) -> str:
+    return inp.movie_id or Path(inp.video).stem
+
+
 def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
                   extractors: ExtractorPool, log: Callable[[str], None] = lambda s: None) -> dict:
     """Extract one movie into ``out_root/<movie_id>/``; return its manifest (with
     ``"up_to_date": True`` added when every stage was cached and nothing was written).
 
-    On failure a folder this call created is removed again; an existing folder keeps its valid
-    files (they are cache for the next run) but loses its manifest, so it reads as incomplete."""
+    The folder is locked while it is written (``.<movie_id>.lock`` beside it): a second run on
+    the same folder fails at once with one line. A new folder is built as ``.<movie_id>.partial``
+    and renamed into place when complete, so a failed or killed run leaves no folder that looks
+    like a movie's. An existing folder is updated in place: it loses its manifest first (reads as
+    incomplete) and keeps its valid files as cache for the next run."""
     video = Path(inp.video)
-    info = probe(video)
-    out = Path(out_root) / (inp.movie_id or video.stem)
-    created = not out.exists()
-    try:
-        return _extract(inp, info, out, cfg, extractors, log)
-    except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+    movie_id = movie_id_of(inp)
+    out_root = Path(out_root)
+    out = out_root / movie_id
+    with exclusive_lock(out_root / f".{movie_id}.lock", str(out)):
+        info = probe(video)
+        if out.exists():
+            return _extract(inp, info, out, movie_id, cfg, extractors, log)
+        staging = out_root / f".{movie_id}.partial"
+        shutil.rmtree(staging, ignore_errors=True)      # left by a killed run
+        try:
+            manifest = _extract(inp, info, staging, movie_id, cfg, extractors, log)
+            staging.rename(out)
+            return manifest
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
-def _extract(inp: MovieInput, info: ProbeInfo, out: Path, cfg: ExtractConfig,
+def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: ExtractConfig,
              extractors: ExtractorPool, log: Callable[[str], None]) -> dict:
     t_run = time.perf_counter()
     video = Path(inp.video)
-    movie_id = out.name
     (out / "samples").mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     stages: dict[str, dict] = {}
     fingerprint = file_fingerprint(video)
     previous = _read_manifest(out / "manifest.json")
+    if previous and previous["source"]["fingerprint"] != fingerprint \
+            and previous["source"]["path"] != str(video.resolve()):
+        raise MegaPipeError(f"{out} holds the features of another movie "
+                            f"({previous['source']['path']}): give {video} another --id or --out")
 
     # -- which modalities this movie has, and which must be computed -----------------------------
     wanted = list(extractors.modalities)
@@ -555,19 +572,37 @@ def run_extract(inputs: Sequence[MovieInput], out_root: Path, cfg: ExtractConfig
     """Extract several movies; a failing movie is reported and the others carry on."""
     from mega_pipe.extractors.registry import WeightsNotFoundError
 
-    extractors = ExtractorPool(cfg)
-    done, failed = [], []
+    ids: dict[str, list[str]] = {}
     for inp in inputs:
-        try:
-            done.append(extract_movie(inp, out_root, cfg, extractors, log=log))
-        except WeightsNotFoundError:
-            raise                      # no movie can be processed: stop the run
-        except Exception as e:         # this movie failed; the others carry on
-            if debug_enabled():
-                raise
-            msg = str(e) if isinstance(e, MegaPipeError) else f"{inp.video}: {type(e).__name__}: {e}"
-            failed.append((str(inp.video), msg))
-            log(f"error: {msg}")
+        ids.setdefault(movie_id_of(inp), []).append(str(inp.video))
+    bad = [k for k in ids if not k or k.startswith(".") or "/" in k or os.sep in k]
+    if bad:
+        raise MegaPipeError(f"movie id {bad[0]!r} cannot name a folder (empty, hidden or a path)")
+    clashes = {k: v for k, v in ids.items() if len(v) > 1}
+    if clashes:
+        k, v = next(iter(clashes.items()))
+        raise MegaPipeError(f"{len(v)} inputs would share the output folder {Path(out_root) / k} "
+                            f"({', '.join(v)}): extract them in separate runs with --id or --out")
+    extractors = ExtractorPool(cfg)
+    root_existed = Path(out_root).exists()
+    done, failed = [], []
+    try:
+        for inp in inputs:
+            try:
+                done.append(extract_movie(inp, out_root, cfg, extractors, log=log))
+            except WeightsNotFoundError:
+                raise                      # no movie can be processed: stop the run
+            except Exception as e:         # this movie failed; the others carry on
+                if debug_enabled():
+                    raise
+                msg = (str(e) if isinstance(e, MegaPipeError)
+                       else f"{inp.video}: {type(e).__name__}: {e}")
+                failed.append((str(inp.video), msg))
+                log(f"mega-pipe: error: {msg}")
+    finally:
+        if not done and not root_existed:
+            with contextlib.suppress(OSError):      # leave no empty output root behind
+                Path(out_root).rmdir()
     return done, failed
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from .atomic import write_json
+from .atomic import check_output_file, write_json
 from .contract import read_metadata
 from .errors import MegaPipeError
 
@@ -133,6 +133,7 @@ def _cmd_segment(args) -> int:
     from .extract import MovieInput, run_extract
     from .runtime import code_version
 
+    check_output_file(args.out)
     ckpts, missing = {}, []
     for task, path in (("scene", args.scene_checkpoint), ("act", args.act_checkpoint)):
         if path is None:
@@ -146,7 +147,7 @@ def _cmd_segment(args) -> int:
         args.modalities = tuple(dict.fromkeys(m for c in ckpts.values() for m in c.modalities))
     if "act" in ckpts and ckpts["act"].synopsis_model is not None and args.synopsis is None:
         print("note: no --synopsis: the act model predicts from the shots alone", file=sys.stderr)
-    done, failed = run_extract([MovieInput(args.video, args.subtitles, args.synopsis, args.movie_id,
+    done, failed = run_extract([MovieInput(args.video, args.subtitles, args.synopsis, args.id,
                                            args.synopsis_lines)],
                                args.features, extract_config(args),
                                log=lambda s: print(s, file=sys.stderr))
@@ -165,7 +166,7 @@ def _cmd_segment(args) -> int:
         if len(shots["start_s"]) < 6:
             missing.append(f"acts: only {len(shots['start_s'])} shots, fewer than six acts")
         act = {"posteriors": np.asarray(predict_act(ckpts["act"], features))}
-    doc = build_boundaries(manifest, features, shots, scene, act, missing, args.threshold)
+    doc = build_boundaries(manifest, features, shots, scene, act, missing, args.scene_threshold)
     doc["provenance"] = {
         "scene_checkpoint": str(args.scene_checkpoint) if args.scene_checkpoint else None,
         "act_checkpoint": str(args.act_checkpoint) if args.act_checkpoint else None,
@@ -200,7 +201,7 @@ def add_segment_cli(sub) -> None:
     p.add_argument("--act-checkpoint", type=Path)
     p.add_argument("--features", type=Path, default=Path("out"),
                    help="feature cache root, shared with `extract --out` (default ./out)")
-    p.add_argument("--scene-threshold", dest="threshold", type=float, default=0.5,
+    p.add_argument("--scene-threshold", type=float, default=0.5,
                    help="boundary probability that ends a scene (default 0.5)")
     add_extract_options(p)
     p.set_defaults(func=_cmd_segment)

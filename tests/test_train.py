@@ -158,9 +158,9 @@ def test_resume_needs_a_run(manifest, tmp_path):
 def test_evaluate_writes_metrics_and_scoreable_records(scene_run, manifest, tmp_path):
     out, _ = scene_run
     result = evaluate(out / "best.pt", manifest, "test", out=tmp_path, device="cpu")
-    saved = json.loads((tmp_path / "eval_test.json").read_text())
+    saved = json.loads((tmp_path / "eval_scene_test.json").read_text())
     assert saved["metrics"] == result["metrics"] and 0.0 <= result["metrics"]["ap"] <= 1.0
-    records = read_records(tmp_path / "predictions_test.jsonl")
+    records = read_records(tmp_path / "predictions_scene_test.jsonl")
     assert score_records("scene", records) == result["metrics"]  # what `mega-pipe score` recomputes
     n_test = sum(e.split == "test" for e in read_manifest(manifest))
     assert len(records) == n_test == result["n_movies"]
@@ -213,7 +213,7 @@ def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path)
     assert set(result["metrics"]) >= {"ta", "pa", "d"}
 
 
-def test_act_training_uses_shot_gold_when_present(manifest, tmp_path):
+def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path):
     out = tmp_path / "act"
     train("act", manifest, out, epochs=1, batch_size=4, lr=1e-3, device="cpu",
           config_overrides={**ACT_CFG, **_train_dict("act", optimizer="adamw")}, progress=False)
@@ -221,3 +221,12 @@ def test_act_training_uses_shot_gold_when_present(manifest, tmp_path):
     losses = json.loads(line)["train"]
     assert set(losses) == {"sync", "distill", "synopsis", "shot_tp", "loss"}
     assert losses["loss"] == pytest.approx(sum(v for k, v in losses.items() if k != "loss"), rel=1e-5)
+
+    # Both tasks evaluated into one folder: neither overwrites the other, each file scores.
+    both = tmp_path / "eval"
+    for task, ckpt in (("scene", scene_run[0] / "best.pt"), ("act", out / "best.pt")):
+        evaluate(ckpt, manifest, "test", out=both, device="cpu")
+    for task in ("scene", "act"):
+        saved = json.loads((both / f"eval_{task}_test.json").read_text())
+        assert saved["task"] == task
+        assert score_records(task, read_records(both / f"predictions_{task}_test.jsonl")) == saved["metrics"]

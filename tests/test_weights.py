@@ -190,7 +190,7 @@ def test_missing_weights_fail_fast_with_every_searched_path(tmp_path: Path, monk
         for p in paths:
             assert str(p) in message
         assert entry.fetch_hint in message
-    assert "--weights-dir" in message and not list(empty.iterdir())
+    assert "--weights-dir" in message and "--models tiny" in message and not list(empty.iterdir())
 
 
 def test_resolution_order(tmp_path: Path, monkeypatch, isolated_caches: Path) -> None:
@@ -248,7 +248,9 @@ def test_weights_cli(tmp_path: Path, monkeypatch, capsys) -> None:
     assert str(registry.resolve_weights(entry_for("paper", "subtitle"))) in out
 
     status, out = run_cli(["weights", "verify", "--model-set", "paper", "--modalities", "subtitle,place"], capsys)
-    assert status == 0 and "all-minilm-l6-v2" in out and ": ok" in out and "resnet50-places365: missing" in out
+    assert status == 1 and "all-minilm-l6-v2" in out and ": ok" in out and "resnet50-places365: missing" in out
+    status, out = run_cli(["weights", "verify", "--model-set", "paper", "--modalities", "subtitle"], capsys)
+    assert status == 0 and ": ok" in out
 
     places = tmp_path / "w" / REGISTRY["resnet50-places365"].filename
     places.parent.mkdir()
