@@ -6,13 +6,11 @@ See docs/extractors.md. The public API::
     extractors = build_extractors("tiny", MODALITIES)
     vectors = extractors["clip"].encode(frames)   # float32 (B, dim)
 """
-from .entry import SAMPLING, Sampling, WeightsEntry
+from .entry import MODALITIES, MODALITY_SPECS, ModalitySpec, Sampling, WeightsEntry
+from .errors import ExtractorError, WeightsIntegrityError, WeightsNotFoundError
 from .registry import (
-    MODALITIES,
     MODEL_SETS,
     REGISTRY,
-    WeightsIntegrityError,
-    WeightsNotFoundError,
     add_weights_cli,
     build_extractors,
     entry_for,
@@ -22,9 +20,11 @@ from .registry import (
 __all__ = [
     "MODALITIES",
     "MODEL_SETS",
+    "MODALITY_SPECS",
+    "ModalitySpec",
     "REGISTRY",
-    "SAMPLING",
     "Extractor",
+    "ExtractorError",
     "Sampling",
     "WeightsEntry",
     "WeightsIntegrityError",

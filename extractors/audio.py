@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .base import Extractor
-from .entry import SAMPLING, WeightsEntry
+from .entry import WeightsEntry
 from .hf import load_pretrained
 
 _FRAME_S, _SHIFT_S = 0.025, 0.010   # Kaldi fbank frames (ASTFeatureExtractor's defaults)
@@ -36,8 +36,6 @@ _FRAME_S, _SHIFT_S = 0.025, 0.010   # Kaldi fbank frames (ASTFeatureExtractor's 
 class AudioExtractor(Extractor):
     """AST pooled embedding of one 10 s, 16 kHz mono window per row."""
 
-    sampling = SAMPLING["audio"]
-    batch_size = 16
 
     def __init__(self, entry: WeightsEntry, *args: Any, **kwargs: Any) -> None:
         spec = entry.preprocess
@@ -48,7 +46,7 @@ class AudioExtractor(Extractor):
         self.features = self._fbank_extractor(spec, spec["max_length"], spec["do_normalize"])
         # The unnormalised filterbank of a whole run of consecutive windows.
         self.window_frames = 1 + (self.window_samples - int(round(rate * _FRAME_S))) // self.shift
-        span_frames = self.window_frames + (self.batch_size - 1) * self.stride_samples // self.shift
+        span_frames = self.window_frames + (entry.batch_size - 1) * self.stride_samples // self.shift
         self.span_features = self._fbank_extractor(spec, span_frames, False)
         super().__init__(entry, *args, **kwargs)
 

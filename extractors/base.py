@@ -26,27 +26,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from mega_pipe.pipeline.errors import MegaPipeError
-
 from .entry import Sampling, WeightsEntry, file_sha256
+from .errors import ExtractorError
 
 
 class Extractor(abc.ABC):
     """Encodes batches of one modality into float32 ``(B, dim)`` arrays.
 
-    Subclasses set :attr:`sampling` (and a default :attr:`batch_size`) and implement
-    :meth:`_build_model`, :meth:`_load_model`, :meth:`_preprocess` and :meth:`_forward`. The
-    constructor builds the model under a fixed seed, so the tiny set is deterministic whatever
-    the global RNG state. ``input_size`` and ``clip_len`` come from the entry's preprocessing.
+    Subclasses implement :meth:`_build_model`, :meth:`_load_model`, :meth:`_preprocess` and
+    :meth:`_forward`. The constructor builds the model under a fixed seed, so the tiny set is
+    deterministic whatever the global RNG state. ``sampling``, ``batch_size``, ``input_size``
+    and ``clip_len`` come from the entry (the modality table and the weights' preprocessing).
 
     ``weights_sha256`` is the sha256 of the weights file actually loaded; for the tiny set, which
     loads no file, it is a sha256 over the initialised state dict (names, dtypes, shapes and
     bytes), so the provenance recorded in feature files still changes whenever the tiny model
     does.
     """
-
-    sampling: Sampling
-    batch_size: int = 32
 
     def __init__(
         self,
@@ -61,8 +57,10 @@ class Extractor(abc.ABC):
         self.name: str = entry.modality
         self.dim: int = entry.dim
         self.model_id: str = entry.name
-        self.input_size: int = int(entry.preprocess.get("input_size", 0))
-        self.clip_len: int = int(entry.preprocess.get("clip_len", 0))
+        self.sampling: Sampling = entry.sampling
+        self.batch_size: int = entry.batch_size
+        self.input_size: int = entry.input_size
+        self.clip_len: int = entry.clip_len
         self.device = torch.device("cpu")
         with seeded(int(entry.arch.get("seed", 0))):
             model = self._build_model() if weights_path is None else self._load_file(Path(weights_path))
@@ -74,7 +72,7 @@ class Extractor(abc.ABC):
         self.to(device)
 
     def _load_file(self, path: Path) -> nn.Module:
-        """:meth:`_load_model`, turning any failure into a one-line :class:`MegaPipeError`.
+        """:meth:`_load_model`, turning any failure into a one-line :class:`ExtractorError`.
 
         A file can pass the sha256 check and still not load only where no digest is published
         (then it may be any file of that name); the message says which file and what to do.
@@ -84,7 +82,7 @@ class Extractor(abc.ABC):
         except Exception as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             reason = reason if len(reason) <= 200 else reason[:199] + "…"
-            raise MegaPipeError(
+            raise ExtractorError(
                 f"{path} does not load as {self.model_id} ({reason}); check it with `mega-pipe weights verify` "
                 f"and replace it ({self.entry.fetch_hint})"
             ) from exc

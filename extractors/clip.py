@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from .base import Extractor, as_uint8_array, read_state_dict
-from .entry import SAMPLING
 from .preprocess import image_batch
 
 # Entries of OpenAI's TorchScript state dict that are constants, not parameters.
@@ -30,8 +29,6 @@ _OPENAI_CONSTANTS = ("input_resolution", "context_length", "vocab_size")
 class ClipExtractor(Extractor):
     """open_clip vision tower: one L2-normalised embedding per frame."""
 
-    sampling = SAMPLING["clip"]
-    batch_size = 64
 
     def _build_model(self) -> nn.Module:
         from open_clip.model import CLIP

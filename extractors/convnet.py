@@ -68,7 +68,21 @@ class TinyConvNet(nn.Sequential):
 
 
 class PooledCNNExtractor(Extractor):
-    """A CNN whose pooled pre-classifier activation is the feature (FRAME or CLIP sampling)."""
+    """A CNN whose pooled pre-classifier activation is the feature (FRAME or CLIP sampling).
+
+    It serves three modalities (mega-spec §1.5, §5 #15), which differ only in their entries:
+
+    - ``place``: ResNet-50 trained on Places365. CSAIL's ``resnet50_places365.pth.tar`` is a
+      training checkpoint whose ``state_dict`` was saved from ``nn.DataParallel`` (keys prefixed
+      ``module.``); preprocessing as CSAIL's demo code: squash to 256x256, centre-crop 224,
+      ImageNet mean/std. 2048-d, one frame per second.
+    - ``appr``: torchvision's ``ResNet50_Weights.IMAGENET1K_V2`` with its own transforms (short
+      side to 232, bilinear with antialiasing, centre-crop 224, ImageNet mean/std). 2048-d (as
+      GraphTP's appearance features), one frame per second.
+    - ``action``: R(2+1)D-18, ``R2Plus1D_18_Weights.KINETICS400_V1``: every frame resized to
+      exactly 128x171 (bilinear, *without* antialiasing, as torchvision hard-codes for these
+      weights), centre-cropped to 112x112, Kinetics mean/std. 512-d, one 16-frame clip per second.
+    """
 
     def _build_model(self) -> nn.Module:
         arch = self.entry.arch

@@ -22,6 +22,29 @@ class Sampling(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class ModalitySpec:
+    """One modality: what one sample is (mega-spec §1.5), how many samples one forward pass
+    encodes, and the extractor class (``module.Class`` in this package) that runs it."""
+
+    name: str
+    sampling: Sampling
+    batch_size: int
+    extractor: str
+
+
+# The modality table, in default order; every other place reads modality facts from here.
+MODALITY_SPECS: dict[str, ModalitySpec] = {s.name: s for s in (
+    ModalitySpec("clip", Sampling.FRAME, 64, "clip.ClipExtractor"),
+    ModalitySpec("place", Sampling.FRAME, 32, "convnet.PooledCNNExtractor"),
+    ModalitySpec("appr", Sampling.FRAME, 32, "convnet.PooledCNNExtractor"),
+    ModalitySpec("action", Sampling.CLIP, 8, "convnet.PooledCNNExtractor"),
+    ModalitySpec("audio", Sampling.AUDIO, 16, "audio.AudioExtractor"),
+    ModalitySpec("subtitle", Sampling.TEXT, 64, "subtitle.SubtitleExtractor"),
+)}
+MODALITIES = tuple(MODALITY_SPECS)
+
+
+@dataclass(frozen=True, kw_only=True)
 class WeightsEntry:
     """One row of the weights registry: a model, its weights file and its preprocessing.
 
@@ -32,15 +55,17 @@ class WeightsEntry:
     that need no file (the tiny set).
 
     ``arch`` describes the architecture to build (JSON-able, read by the modality's extractor
-    class); for tiny entries it also holds the ``seed`` of the random initialisation.
+    class); for tiny entries it also holds the ``seed`` of the random initialisation. The
+    modality's facts (sampling, batch size) and the decoder sizes the preprocessing needs
+    (``input_size``, ``clip_len``) are read through the entry.
     """
 
     name: str
     modality: str
     model_set: str
     source: str
-    filename: str
-    sha256: str | None
+    filename: str = ""
+    sha256: str | None = None
     licence: str
     dim: int
     preprocess: dict
@@ -52,16 +77,27 @@ class WeightsEntry:
         """True when the weights come from a file (paper models); False for seeded random init."""
         return bool(self.filename)
 
+    @property
+    def spec(self) -> ModalitySpec:
+        return MODALITY_SPECS[self.modality]
 
-# What one sample of each modality is (mega-spec §1.5); each extractor class's `sampling` reads it.
-SAMPLING = {
-    "clip": Sampling.FRAME,
-    "place": Sampling.FRAME,
-    "appr": Sampling.FRAME,
-    "action": Sampling.CLIP,
-    "audio": Sampling.AUDIO,
-    "subtitle": Sampling.TEXT,
-}
+    @property
+    def sampling(self) -> Sampling:
+        return self.spec.sampling
+
+    @property
+    def batch_size(self) -> int:
+        return self.spec.batch_size
+
+    @property
+    def input_size(self) -> int:
+        """Short side (px) the decoder must deliver at least; 0 for audio and text."""
+        return int(self.preprocess.get("input_size", 0))
+
+    @property
+    def clip_len(self) -> int:
+        """Frames per clip (clip sampling), else 0."""
+        return int(self.preprocess.get("clip_len", 0))
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:

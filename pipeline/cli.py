@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from mega_pipe.extractors.errors import ExtractorError
+
 from .errors import MegaPipeError
 
 
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["MEGA_PIPE_DEBUG"] = "1"
             debug = True
         return args.func(args) or 0
-    except MegaPipeError as e:
+    except (MegaPipeError, ExtractorError) as e:
         if debug:
             raise
         print(f"mega-pipe: error: {e}", file=sys.stderr)

@@ -95,7 +95,7 @@ class ExtractorPool:
         # The working resolution depends on the model set, not on the modality subset, so that
         # adding or dropping a modality never invalidates the cached features of the others.
         self.frame_size = cfg.frame_size or max(
-            (int(e.preprocess.get("input_size", 0)) for e in self.entries.values()), default=224)
+            (e.input_size for e in self.entries.values()), default=224)
         self._built: dict = {}
 
     def check(self, modalities: Sequence[str]) -> None:
@@ -128,12 +128,9 @@ class ExtractorPool:
                 "weights_sha256": built.weights_sha256 if built else e.sha256,
                 "sampling": self.sampling(m)}
 
-    @staticmethod
-    def sampling(m: str) -> str:
-        """What one sample of modality ``m`` is (``entry.SAMPLING``, which its class also reads)."""
-        from mega_pipe.extractors.entry import SAMPLING
-
-        return SAMPLING[m].value
+    def sampling(self, m: str) -> str:
+        """What one sample of modality ``m`` is (the modality table, through its entry)."""
+        return self.entries[m].sampling.value
 
 
 class _Batcher:
@@ -421,15 +418,15 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods:
     clip_m = [m for m in mods if samplings[m] == "clip"]
     audio_m = [m for m in mods if samplings[m] == "audio"]
     for m in frame_m + clip_m:
-        need = int(pool.entries[m].preprocess.get("input_size", 0))
+        need = pool.entries[m].input_size
         if need > frame_size:
             raise MegaPipeError(f"{m} needs frames of at least {need} px "
                                 f"(--frame-size is {frame_size})")
-    clip_len = max((int(pool.entries[m].preprocess.get("clip_len", 0)) for m in clip_m), default=0)
+    clip_len = max((pool.entries[m].clip_len for m in clip_m), default=0)
     sampler = SecondSampler(clip_len, float(info.video.frame_rate)) if frame_m or clip_m else None
     # Clips are made of frames shrunk to what the clip models need (once per frame, not per
     # clip); shot detection shrinks its frames too, so it reuses them when the sizes agree.
-    clip_input = max((int(pool.entries[m].preprocess.get("input_size", 0)) for m in clip_m), default=0)
+    clip_input = max((pool.entries[m].input_size for m in clip_m), default=0)
     clip_factor = max(1, frame_size // clip_input) if clip_input else 1
     windower = None
 
@@ -570,7 +567,7 @@ def _synopsis_input(inp: MovieInput, extractors: ExtractorPool) -> dict | None:
 def run_extract(inputs: Sequence[MovieInput], out_root: Path, cfg: ExtractConfig,
                 log: Callable[[str], None] = print) -> tuple[list[dict], list[tuple[str, str]]]:
     """Extract several movies; a failing movie is reported and the others carry on."""
-    from mega_pipe.extractors.registry import WeightsNotFoundError
+    from mega_pipe.extractors.errors import ExtractorError, WeightsNotFoundError
 
     ids: dict[str, list[str]] = {}
     for inp in inputs:
@@ -595,7 +592,7 @@ def run_extract(inputs: Sequence[MovieInput], out_root: Path, cfg: ExtractConfig
             except Exception as e:         # this movie failed; the others carry on
                 if debug_enabled():
                     raise
-                msg = (str(e) if isinstance(e, MegaPipeError)
+                msg = (str(e) if isinstance(e, (MegaPipeError, ExtractorError))
                        else f"{inp.video}: {type(e).__name__}: {e}")
                 failed.append((str(inp.video), msg))
                 log(f"mega-pipe: error: {msg}")

@@ -108,13 +108,13 @@ def test_audio_windows_share_one_filterbank_exactly(tiny: dict, media: dict) -> 
 
 def test_preprocessing_is_bound_to_the_entry(media: dict) -> None:
     """The same weights with another entry's preprocessing give other vectors."""
-    from mega_pipe.extractors.appr import ApprExtractor
     from mega_pipe.extractors.audio import AudioExtractor
+    from mega_pipe.extractors.convnet import PooledCNNExtractor
 
     entry = entry_for("tiny", "appr")
-    base = ApprExtractor(entry).encode(media["frame"])
+    base = PooledCNNExtractor(entry).encode(media["frame"])
     for change in ({"mean": [0.5, 0.5, 0.5]}, {"crop": 160}, {"resize": [256, 256]}):
-        other = ApprExtractor(dataclasses.replace(entry, preprocess={**entry.preprocess, **change}))
+        other = PooledCNNExtractor(dataclasses.replace(entry, preprocess={**entry.preprocess, **change}))
         assert not np.allclose(other.encode(media["frame"]), base, atol=1e-4), change
     audio = entry_for("tiny", "audio")
     shifted = dataclasses.replace(audio, preprocess={**audio.preprocess, "mean": 0.0})

@@ -33,7 +33,7 @@ from mega_pipe.extractors import registry
 from mega_pipe.extractors.base import read_state_dict
 from mega_pipe.extractors.entry import file_sha256
 from mega_pipe.extractors.weights import ENV_VAR, fetch_weights, resolve_weights
-from mega_pipe.pipeline.errors import MegaPipeError
+from mega_pipe.extractors.errors import ExtractorError
 
 
 @pytest.fixture(autouse=True)
@@ -139,7 +139,7 @@ def test_wrong_sha256_is_rejected(tmp_path: Path, monkeypatch) -> None:
 def test_a_file_of_the_wrong_model_fails_with_a_clear_error(tmp_path: Path) -> None:
     """Places365 publishes no digest, so a wrong file gets past the sha256 check but not the loader."""
     torch.save(random_resnet50(1000).state_dict(), tmp_path / REGISTRY["resnet50-places365"].filename)
-    with pytest.raises(MegaPipeError, match=r"resnet50_places365\.pth\.tar does not load as resnet50-places365 \(.*size mismatch") as info:
+    with pytest.raises(ExtractorError, match=r"resnet50_places365\.pth\.tar does not load as resnet50-places365 \(.*size mismatch") as info:
         build_extractors("paper", ["place"], weights_dirs=[tmp_path])
     assert "\n" not in str(info.value)
 
@@ -229,7 +229,7 @@ def test_fetch_downloads_verifies_and_is_atomic(tmp_path: Path, monkeypatch) -> 
         fetch_weights(bad, tmp_path / "other")
     assert not any((tmp_path / "other").iterdir())
     unreachable = dataclasses.replace(good, source=(tmp_path / "nowhere.pth").as_uri())
-    with pytest.raises(MegaPipeError, match="could not download"):
+    with pytest.raises(ExtractorError, match="could not download"):
         fetch_weights(unreachable, tmp_path / "other")
 
 

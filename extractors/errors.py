@@ -1,0 +1,17 @@
+"""The extractors' own errors (this package is a leaf: it imports nothing else of mega-pipe).
+
+Each is a problem the user can fix (missing or corrupt weights, an unknown model set or modality,
+a download that failed) with a message meant to be shown as is; the command line maps them to
+its one-line error like its own."""
+
+
+class ExtractorError(Exception):
+    """A user-fixable problem with a model selection or its weights."""
+
+
+class WeightsNotFoundError(ExtractorError):
+    """Weights files are missing; the message lists every path searched and how to fetch them."""
+
+
+class WeightsIntegrityError(ExtractorError):
+    """A weights file exists but its sha256 is not the published one."""
