@@ -50,6 +50,16 @@ def add_extract_options(p: argparse.ArgumentParser, models: str = "paper") -> No
     p.add_argument("--frame-size", type=int, default=None,
                    help="short side in px of the decoded frames (default: the largest input "
                    "size of the model set's image models)")
+    p.add_argument("--audio-track", metavar="N|LANG",
+                   help="audio stream to use: its number among the audio streams (0, 1, ...) or "
+                   "its language tag (e.g. eng); default the first")
+    p.add_argument("--subtitle-track", metavar="N|LANG",
+                   help="subtitle stream inside VIDEO to use (number among the subtitle streams "
+                   "or language tag; preferred to a sidecar file); default: a sidecar, else the "
+                   "first text stream")
+    p.add_argument("--strict", action="store_true",
+                   help="treat warnings (truncated file, decoding errors, subtitles outside the "
+                   "movie, several audio tracks, ...) as errors: the movie fails")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -62,7 +72,8 @@ def extract_config(args):
         detector=DetectorConfig(args.detector, args.threshold, args.min_shot_len),
         frame_size=args.frame_size, weights_dirs=tuple(args.weights_dir),
         offline=args.offline, allow_download=args.download and not args.offline,
-        progress=not args.no_progress)
+        progress=not args.no_progress, audio_track=args.audio_track,
+        subtitle_track=args.subtitle_track, strict=args.strict)
 
 
 def _cmd_extract(args) -> int:

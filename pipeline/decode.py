@@ -29,7 +29,6 @@ import re
 import shutil
 import subprocess
 import threading
-from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
@@ -44,6 +43,10 @@ AUDIO_RATE = 16_000
 _SHOWINFO_FRAME = re.compile(rb"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\S+\s+duration:\s*(-?\d+)")
 _SHOWINFO_TB = re.compile(rb"config in time_base:\s*(\d+)/(\d+)")
 _ASHOWINFO_FIRST = re.compile(rb"Parsed_ashowinfo.*\bn:\s*0\s+pts:\s*-?\d+\s+pts_time:\s*(-?[\d.]+)")
+# With ``-loglevel level+info`` FFmpeg tags each line with its level after the context prefixes:
+# "[h264 @ 0x55d0] [error] Invalid NAL unit size (1531 > 552)."
+_LOG_LINE = re.compile(r"^(?:\[[^\]]*\] )*\[(\w+)\] ?(.*)")
+_ERROR_LEVELS = ("error", "fatal", "panic")
 
 
 def ffmpeg_exe() -> str:
@@ -125,7 +128,7 @@ class MovieDecoder:
         self._audio_lock = threading.Lock()
         self._audio_start: Fraction | None = None     # first audio PTS (s), from ashowinfo
         self._audio_known = threading.Event()
-        self._log_tail: deque[str] = deque(maxlen=20)
+        self._last_error: str | None = None
         self._time_base: Fraction | None = None
         self._proc: subprocess.Popen | None = None
         self._threads: list[threading.Thread] = []
@@ -133,6 +136,8 @@ class MovieDecoder:
         self.end_time: float | None = None
         self.n_frames = 0
         self.pts_warnings: list[str] = []
+        self.decode_errors = 0                # FFmpeg's error-level messages (damaged data)...
+        self.first_error: str | None = None   # ... and the first one
 
     # -- process management -------------------------------------------------------------------
     def _command(self, audio_fd: int | None) -> list[str]:
@@ -144,7 +149,7 @@ class MovieDecoder:
             # aresample's async mode fills timestamp gaps with silence.
             graph += (f";[0:{self.info.audio.index}]ashowinfo,aresample={AUDIO_RATE}:async=1,"
                       f"aformat=sample_fmts=flt:channel_layouts=mono[a]")
-        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info",
+        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-nostats", "-loglevel", "level+info",
                "-copyts", "-i", self.info.path, "-filter_complex", graph,
                "-map", "[v]", "-fps_mode", "passthrough", "-f", "rawvideo", "pipe:1"]
         if audio_fd is not None:
@@ -233,13 +238,16 @@ class MovieDecoder:
             if m:
                 self._time_base = Fraction(int(m.group(1)), int(m.group(2)))
             elif b"Parsed_showinfo" not in line:
-                self._log_tail.append(line.decode("utf-8", "replace").rstrip())
+                m = _LOG_LINE.match(line.decode("utf-8", "replace").rstrip())
+                if m and m.group(1) in _ERROR_LEVELS:
+                    self.decode_errors += 1
+                    self.first_error = self.first_error or m.group(2)
+                    self._last_error = m.group(2)
         self._audio_known.set()
         self._pts.put(None)
 
     def _error(self) -> InputError:
-        errs = [ln for ln in self._log_tail if ln and not ln.startswith(" ")]
-        msg = errs[-1] if errs else f"ffmpeg exited with code {self._proc.returncode}"
+        msg = self._last_error or f"ffmpeg exited with code {self._proc.returncode}"
         return InputError(f"{self.info.path}: decoding failed: {msg}")
 
     # -- the frame stream ---------------------------------------------------------------------
@@ -273,6 +281,15 @@ class MovieDecoder:
         if last_dur <= 0:   # unknown duration of the last frame: use the mean frame interval
             last_dur = 1 / (self.info.video.frame_rate * tb)
         self.end_time = float((last_pts + last_dur - self.first_pts) * tb)
+
+    def warnings(self) -> list[str]:
+        """What went wrong without stopping the decoding (call after ``frames()``)."""
+        out = self.pts_warnings[:5]
+        if self.decode_errors:
+            n = self.decode_errors
+            out.append(f"ffmpeg reported {n} decoding error{'s' * (n > 1)} (damaged file?), "
+                       f"first: {self.first_error.rstrip('.')}")
+        return out
 
     def audio_offset(self) -> int:
         """Audio samples that precede t = 0 (negative: that much silence comes first).

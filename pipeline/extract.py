@@ -21,7 +21,7 @@ import os
 import shutil
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -32,7 +32,7 @@ from . import contract
 from .atomic import exclusive_lock, write_json
 from .cache import bytes_fingerprint, cached_key, file_fingerprint, stage_key
 from .decode import downscale, MovieDecoder
-from .errors import MegaPipeError
+from .errors import InputError, MegaPipeError
 from .runtime import code_version, resolve_device
 from .pooling import pool
 from .probe import ProbeInfo, probe
@@ -53,11 +53,15 @@ class ExtractConfig:
     offline: bool = False
     allow_download: bool = False
     progress: bool = True
+    audio_track: str | None = None     # --audio-track: a number among the audio streams or a
+    subtitle_track: str | None = None  # language tag; likewise --subtitle-track. None: automatic
+    strict: bool = False               # warnings fail the movie (not recorded: changes no output)
 
     def to_json(self) -> dict:
         return {"model_set": self.model_set, "modalities": list(self.modalities or []) or None,
                 "device": self.device, "detector": self.detector.to_json(),
-                "frame_size": self.frame_size, "offline": self.offline}
+                "frame_size": self.frame_size, "offline": self.offline,
+                "audio_track": self.audio_track, "subtitle_track": self.subtitle_track}
 
 
 @dataclass(frozen=True)
@@ -243,7 +247,7 @@ def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
     out_root = Path(out_root)
     out = out_root / movie_id
     with exclusive_lock(out_root / f".{movie_id}.lock", str(out)):
-        info = probe(video)
+        info = probe(video, cfg.audio_track, cfg.subtitle_track)
         if out.exists():
             return _extract(inp, info, out, movie_id, cfg, extractors, log)
         staging = out_root / f".{movie_id}.partial"
@@ -275,6 +279,9 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
     if "audio" in wanted and info.audio is None:
         wanted.remove("audio")
         warnings.append("no audio stream: audio features absent")
+    elif "audio" in wanted and len(info.audio_tracks) > 1 and cfg.audio_track is None:
+        warnings.append(_track_note("audio", len(info.audio_tracks), info.audio.track,
+                                    info.audio.language))
     cues, cue_source = _subtitle_cues(inp, info, warnings) if "subtitle" in wanted else (None, None)
     if "subtitle" in wanted and not cues:
         wanted.remove("subtitle")
@@ -289,11 +296,13 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
         entry = extractors.entries[m]   # the registry entry identifies the weights
         base = dict(contract=contract.CONTRACT_VERSION, modality=m, model=entry.name,
                     sha=entry.sha256, preprocess=entry.preprocess)
-        if samplings[m] == "text":
+        if samplings[m] == "text":   # the cues themselves, whichever file or track they are from
             keys[m] = stage_key(**base, cues=bytes_fingerprint(
                 json.dumps([[c.start_s, c.end_s, c.text] for c in cues]).encode()))
         else:
-            keys[m] = stage_key(**base, source=fingerprint, frame_size=extractors.frame_size)
+            track = {"audio_stream": info.audio.index} if samplings[m] == "audio" else {}
+            keys[m] = stage_key(**base, source=fingerprint, frame_size=extractors.frame_size,
+                                **track)
     shots_key = stage_key(source=fingerprint, detector=cfg.detector.to_json(),
                           frame_size=extractors.frame_size)
     todo = [m for m in wanted if cached_key(out / "samples" / f"{m}.parquet") != keys[m]]
@@ -306,6 +315,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
                          synopsis=synopsis["key"] if synopsis else None)
     if previous and previous.get("pool_key") == pool_key and not todo and not (
             synopsis and synopsis["todo"]):
+        _check_strict(cfg, movie_id, previous.get("warnings", []))
         log(f"{movie_id}: up to date (all stages cached)")
         return {**previous, "up_to_date": True}
 
@@ -314,6 +324,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
     text_mods = [m for m in todo if samplings[m] == "text"] + (
         ["subtitle"] if synopsis and synopsis["todo"] and "subtitle" not in todo else [])
     extractors.check(todo + text_mods)   # missing weights: fail before any decoding
+    _check_strict(cfg, movie_id, warnings)
 
     # -- the decode pass ---------------------------------------------------------------------------
     decode_mods = [m for m in todo if samplings[m] in VISUAL_SAMPLINGS + ("audio",)]
@@ -321,13 +332,17 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
     if decode_mods or not shots_cached:
         shots, end_time, n_frames, dstats = _decode_pass(
             info, cfg, extractors, decode_mods, samplings,
-            detect=not shots_cached, fresh=fresh, warnings=warnings, log=log)
+            detect=not shots_cached, fresh=fresh, log=log)
         stages["decode"] = dstats
         if shots_cached:
             shots, end_time = _read_shots(out / "shots.parquet")
-    else:
+    else:   # nothing to decode: what the decoder reported last time still holds
         shots, end_time = _read_shots(out / "shots.parquet")
         n_frames = int(shots[-1].end_frame) if shots else 0
+        stages["decode"] = {"cached": True, "warnings": previous["stages"].get(
+            "decode", {}).get("warnings", [])}
+    warnings += stages["decode"]["warnings"]
+    warnings += _timeline_warnings(info, end_time, cues if "subtitle" in wanted else None)
     stages["shots"] = {"key": shots_key, "count": len(shots), "cached": shots_cached,
                        **cfg.detector.to_json()}
 
@@ -384,13 +399,15 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
     outputs = ["shots.parquet"] + [f"samples/{m}.parquet" for m in wanted]
     if synopsis:
         outputs.append("synopsis.parquet")
+    _check_strict(cfg, movie_id, warnings)
+    stat = video.stat()
     manifest = {
         "contract": contract.CONTRACT_VERSION,
         "movie_id": movie_id,
         "code_version": code_version(),
-        "source": {"path": str(video.resolve()), "size": video.stat().st_size,
-                   "fingerprint": fingerprint,
-                   "subtitles": cue_source, "synopsis": str(inp.synopsis) if inp.synopsis else None},
+        "source": {"path": str(video.resolve()), "size": stat.st_size, "mtime": stat.st_mtime,
+                   "fingerprint": fingerprint, "subtitles": cue_source,
+                   "synopsis": str(Path(inp.synopsis).resolve()) if inp.synopsis else None},
         "probe": info.to_json(),
         "timeline": {"duration_s": end_time, "frames": n_frames},
         "config": {**cfg.to_json(), "frame_size": extractors.frame_size},
@@ -407,12 +424,15 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
 
 
 def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods: Sequence[str],
-                 samplings: Mapping, *, detect: bool, fresh: dict, warnings: list, log) -> tuple:
+                 samplings: Mapping, *, detect: bool, fresh: dict, log) -> tuple:
     """Decode the movie once; detect shots and encode every frame/clip/audio modality.
 
     The models are built on the encode thread while decoding and shot detection start (model
-    construction and library imports take seconds); batches queue behind the build."""
+    construction and library imports take seconds); batches queue behind the build. The timings
+    keep the two apart: ``decode_seconds`` is the decoding loop, ``model_startup_seconds`` the
+    build, ``model_wait_seconds`` how long the finished decoding still waited for it."""
     timings: dict[str, float] = {}
+    startup: dict[str, float] = {}
     frame_size = pool.frame_size
     frame_m = [m for m in mods if samplings[m] == "frame"]
     clip_m = [m for m in mods if samplings[m] == "clip"]
@@ -450,7 +470,7 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods:
             _progress(total, Path(info.path).name, cfg.progress) as bar:
         # FFmpeg is decoding from here on. The models, and the libraries they need (seconds of
         # imports), are built on the encode thread meanwhile; samples collect until they exist.
-        models = worker.submit(_build_models, pool, mods)
+        models = worker.submit(_build_models, pool, mods, startup)
         frames_b = _Batcher(frame_m, models, timings, worker) if frame_m else None
         clips_b = _Batcher(clip_m, models, timings, worker) if clip_m else None
         audio_b = _Batcher(audio_m, models, timings, worker) if audio_m else None
@@ -468,7 +488,9 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods:
                 take_audio()
             bar.update(1)
         end_time, n_frames = dec.end_time, dec.n_frames
-        warnings += dec.pts_warnings[:5]
+        decode_seconds = time.perf_counter() - t0
+        wait([models])
+        waited = time.perf_counter() - t0 - decode_seconds
         if sampler:
             take(sampler.finish(end_time))
         if audio_b:
@@ -481,24 +503,34 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods:
     else:
         shots = []
     seconds = time.perf_counter() - t0
-    log(f"decoded {n_frames} frames ({end_time:.1f} s of video) in {seconds:.1f} s")
+    model_startup = startup.get("seconds", 0.0)
+    log(f"decoded {n_frames} frames ({end_time:.1f} s of video) in {decode_seconds:.1f} s"
+        + (f"; model start-up {model_startup:.1f} s" if mods else "")
+        + (f" (decoding then waited {waited:.1f} s for it)" if waited >= 0.05 else ""))
     return shots, end_time, n_frames, {
-        "seconds": seconds, "frames": n_frames, "duration_s": end_time,
-        "encode_seconds": timings, "frame_size": frame_size}
+        "seconds": seconds, "decode_seconds": decode_seconds,
+        "model_startup_seconds": model_startup, "model_wait_seconds": waited,
+        "frames": n_frames, "duration_s": end_time,
+        "encode_seconds": timings, "frame_size": frame_size, "warnings": dec.warnings()}
 
 
-def _build_models(pool: ExtractorPool, mods: Sequence[str]) -> dict:
-    """Build the extractors (on the encode thread, which is where they run).
+def _build_models(pool: ExtractorPool, mods: Sequence[str], clock: dict) -> dict:
+    """Build the extractors (on the encode thread, which is where they run); the time it takes
+    goes to ``clock["seconds"]``.
 
     FFmpeg's decoder threads already use the cores: oversubscribing them with PyTorch's intra-op
     threads slows both down badly (docs/decoding.md), so the encode thread gets half of them.
     (The setting is per thread: the caller's own torch threads are untouched.)"""
     if not mods:
         return {}
-    import torch
+    t0 = time.perf_counter()
+    try:
+        import torch
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
-    return pool.get(mods)
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+        return pool.get(mods)
+    finally:
+        clock["seconds"] = time.perf_counter() - t0
 
 
 def _read_shots(path: Path) -> tuple[list[Shot], float]:
@@ -519,12 +551,15 @@ def _read_manifest(path: Path) -> dict | None:
 
 
 def _subtitle_cues(inp: MovieInput, info: ProbeInfo, warnings: list) -> tuple:
-    """Cues from ``--subtitles``, else a sidecar next to the video, else an embedded text stream."""
+    """Cues from ``--subtitles``, else the stream ``--subtitle-track`` chose, else a sidecar next
+    to the video, else the first embedded text stream."""
     from .subtitles import Cue, read_embedded_subtitles, read_subtitle_file, text_subtitle_streams
 
     video = Path(inp.video)
     path = inp.subtitles
-    if path is None:
+    if path is not None and info.subtitle_track is not None:
+        raise InputError("--subtitles and --subtitle-track exclude each other")
+    if path is None and info.subtitle_track is None:
         for ext in (".srt", ".vtt", ".ass", ".ssa"):
             cand = video.with_suffix(ext)
             if cand.exists():
@@ -540,16 +575,58 @@ def _subtitle_cues(inp: MovieInput, info: ProbeInfo, warnings: list) -> tuple:
     if path is not None:
         cues, w = read_subtitle_file(path)
         warnings += w
-        return shifted(cues), str(path)
+        return shifted(cues), str(Path(path).resolve())
     streams = text_subtitle_streams(video) if info.subtitles else []
     text_streams = [s for s in streams if s["is_text"]]
-    if text_streams:
-        cues, w = read_embedded_subtitles(video, text_streams[0]["index"])
+    chosen = (streams[info.subtitle_track] if info.subtitle_track is not None
+              else text_streams[0] if text_streams else None)
+    if chosen:
+        if info.subtitle_track is None and len(text_streams) > 1:
+            warnings.append(_track_note("subtitle", len(text_streams), chosen["index"],
+                                        chosen["language"]))
+        cues, w = read_embedded_subtitles(video, chosen["index"])   # a bitmap stream: error
         warnings += w
-        return shifted(cues), f"subtitle stream {text_streams[0]['index']}"
+        return shifted(cues), f"subtitle stream {chosen['index']}"
     if info.subtitles:
         warnings.append("only bitmap subtitle streams: subtitle features absent")
     return None, None
+
+
+def _track_note(kind: str, n: int, track: int, language: str | None) -> str:
+    return (f"{n} {kind} tracks, using #{track} ({language or 'no language tag'}); "
+            f"choose with --{kind}-track")
+
+
+# Decoding that ends more than this much before the headers' duration is reported. Headers are
+# not exact: the container's duration covers every stream (audio often runs a little past the
+# last frame), and where a container stores none FFmpeg estimates it from the bit rate, off by a
+# few per cent. Whole-second / 2 % gaps are beyond that noise, while a file cut short (a broken
+# download or copy) typically loses far more.
+SHORT_DECODE_S, SHORT_DECODE_FRACTION = 1.0, 0.02
+
+
+def _timeline_warnings(info: ProbeInfo, end_time: float, cues: list | None) -> list[str]:
+    """Checks that need the decoded timeline's end: decoding that stopped clearly short of the
+    headers' duration (a truncated or damaged file), and subtitle cues outside the movie."""
+    out = []
+    expected = info.expected_duration()
+    if expected and expected - end_time > max(SHORT_DECODE_S, SHORT_DECODE_FRACTION * expected):
+        out.append(f"decoding ended at {end_time:.1f} s of the {expected:.1f} s the file's "
+                   f"headers announce: the file is truncated or damaged")
+    outside = sum(c.end_s <= 0 or c.start_s >= end_time for c in cues or [])
+    if outside:
+        where = f"{outside} of {len(cues)} cues lie outside the movie's 0–{end_time:.1f} s"
+        out.append(f"subtitles: {where} (wrong file or offset?)" if outside * 2 <= len(cues)
+                   else f"subtitles: {where}: most do not fit this movie (another movie's "
+                   f"subtitles, or an offset?)")
+    return out
+
+
+def _check_strict(cfg: ExtractConfig, movie_id: str, warnings: Sequence[str]) -> None:
+    """--strict: any warning fails the movie."""
+    if cfg.strict and warnings:
+        raise MegaPipeError(f"{movie_id}: failed (--strict) on {len(warnings)} warning"
+                            f"{'s' * (len(warnings) > 1)}: {'; '.join(warnings)}")
 
 
 def _synopsis_input(inp: MovieInput, extractors: ExtractorPool) -> dict | None:

@@ -26,6 +26,7 @@ class VideoInfo:
     time_base: Fraction
     start_time: Fraction | None  # seconds, from the stream header (None when unknown)
     frames: int | None          # frame count from the header (None when unknown)
+    duration: Fraction | None = None  # seconds, from the stream header (None when unknown)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class AudioInfo:
     sample_rate: int
     channels: int
     start_time: Fraction | None
+    track: int = 0              # position among the audio streams (what --audio-track counts)
+    language: str | None = None
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,19 @@ class ProbeInfo:
     duration_s: float | None     # container duration (header), None when unknown
     start_time: float            # container start time (s); subtitle cue times are relative to it
     video: VideoInfo
-    audio: AudioInfo | None
-    subtitles: list[dict] = field(default_factory=list)
+    audio: AudioInfo | None      # the audio track to decode (--audio-track; default the first)
+    subtitles: list[dict] = field(default_factory=list)  # every subtitle stream; "index" counts them
+    audio_tracks: list[AudioInfo] = field(default_factory=list)  # every audio stream
+    subtitle_track: int | None = None  # the chosen subtitle stream (--subtitle-track), else None
+
+    def expected_duration(self) -> float | None:
+        """How long the decoded timeline should be according to the headers: the video stream's
+        duration, else the container's (which covers every stream) from the first video frame."""
+        if self.video.duration:
+            return float(self.video.duration)
+        if self.duration_s is None:
+            return None
+        return self.duration_s - max(0.0, float(self.video.start_time or 0) - self.start_time)
 
     def to_json(self) -> dict:
         def conv(o):
@@ -70,8 +85,30 @@ def _fraction(x) -> Fraction | None:
     return f if f > 0 else None
 
 
-def probe(path: str | Path) -> ProbeInfo:
-    """Probe ``path``; raise :class:`InputError` if it is unreadable or has no video stream."""
+def choose_track(kind: str, languages: list[str | None], choice: str | None) -> int | None:
+    """The position of the ``kind`` track that ``choice`` names: its number among the movie's
+    ``kind`` streams (``"1"``) or its language tag (``"fra"``); None when ``choice`` is None.
+    Raise :class:`InputError`, listing the tracks, when there is no such track."""
+    if choice is None:
+        return None
+    if choice.isdigit():
+        if int(choice) < len(languages):
+            return int(choice)
+    else:
+        for i, lang in enumerate(languages):
+            if lang and lang.lower() == choice.lower():
+                return i
+    have = ", ".join(f"#{i} ({lang or 'no language tag'})" for i, lang in enumerate(languages))
+    raise InputError(f"--{kind}-track {choice}: no such {kind} track "
+                     f"(the movie has {have or 'none'})")
+
+
+def probe(path: str | Path, audio_track: str | None = None,
+          subtitle_track: str | None = None) -> ProbeInfo:
+    """Probe ``path``; raise :class:`InputError` if it is unreadable or has no video stream.
+
+    ``audio_track`` / ``subtitle_track`` choose the stream to use (see :func:`choose_track`);
+    an unknown one raises :class:`InputError`."""
     import av
 
     path = Path(path)
@@ -113,24 +150,28 @@ def probe(path: str | Path) -> ProbeInfo:
             frame_rate=rate, time_base=tb,
             start_time=None if vs.start_time is None else vs.start_time * tb,
             frames=vs.frames or None,
+            duration=vs.duration * tb if vs.duration else None,
         )
-        audio = None
-        if container.streams.audio:
-            a = container.streams.audio[0]
+        tracks = []
+        for i, a in enumerate(container.streams.audio):
             atb = _fraction(a.time_base) or Fraction(1, a.codec_context.sample_rate or 1)
-            audio = AudioInfo(
+            tracks.append(AudioInfo(
                 index=a.index, codec=a.codec_context.name,
                 sample_rate=a.codec_context.sample_rate or 0,
                 channels=a.codec_context.channels or 0,
                 start_time=None if a.start_time is None else a.start_time * atb,
-            )
+                track=i, language=a.metadata.get("language"), title=a.metadata.get("title"),
+            ))
         subs = [
             {"index": i, "stream": s.index, "codec": s.codec_context.name,
-             "language": s.metadata.get("language")}
+             "language": s.metadata.get("language"), "title": s.metadata.get("title")}
             for i, s in enumerate(container.streams.subtitles)
         ]
+        a_pos = choose_track("audio", [t.language for t in tracks], audio_track)
+        s_pos = choose_track("subtitle", [s["language"] for s in subs], subtitle_track)
         duration = container.duration / 1_000_000 if container.duration else None
         start = container.start_time / 1_000_000 if container.start_time else 0.0
         return ProbeInfo(path=str(path), container=container.format.name, duration_s=duration,
                          start_time=start,
-                         video=video, audio=audio, subtitles=subs)
+                         video=video, audio=tracks[a_pos or 0] if tracks else None,
+                         subtitles=subs, audio_tracks=tracks, subtitle_track=s_pos)
