@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from .entry import WeightsEntry, file_sha256
-from .errors import ExtractorError, WeightsIntegrityError, WeightsNotFoundError
+from .errors import ExtractorError, WeightsIntegrityError
 
 ENV_VAR = "MEGA_PIPE_WEIGHTS_DIR"
 _OPEN_CLIP_CACHE = "~/.cache/clip"  # open_clip's download_pretrained_from_url default

@@ -30,9 +30,8 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
-
+from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.schema import SPLITS, MovieEntry, run_script, write_manifest
-from mega_pipe.pipeline.errors import MegaPipeError
 
 DEFAULT_FPS = 24.0          # MovieNet's frame numbers assume 24 fps (§1.6, §2.1)
 DEFAULT_TOLERANCE_S = 1.0   # how far our cut may be from MovieNet's and still carry its label

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import pyarrow.parquet as pq
-
-from mega_pipe.pipeline.atomic import atomic_path
-from mega_pipe.pipeline.errors import MegaPipeError
+from mega_pipe.manifests.atomic import atomic_path
+from mega_pipe.manifests.errors import MegaPipeError
 
 SPLITS = ("train", "val", "test")
 N_TURNING_POINTS = 5

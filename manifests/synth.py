@@ -41,12 +41,11 @@ from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
-
+from mega_pipe.manifests.atomic import write_json
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.features import CONTRACT_VERSION, write_shots, write_synopsis
+from mega_pipe.manifests.provenance import code_version
 from mega_pipe.manifests.schema import MovieEntry, run_script, write_manifest
-from mega_pipe.pipeline.atomic import write_json
-from mega_pipe.pipeline.contract import CONTRACT_VERSION, write_shots, write_synopsis
-from mega_pipe.pipeline.errors import MegaPipeError
-from mega_pipe.pipeline.runtime import code_version
 
 #: Where the studyforrest structure annotations live; overridable for other checkouts.
 STRUCTURE_DIR_ENV = "MEGA_PIPE_STRUCTURE_DIR"

@@ -31,11 +31,15 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pyarrow.parquet as pq
-
-from mega_pipe.manifests.schema import (N_TURNING_POINTS, SPLITS, MovieEntry, run_script,
-                                        write_manifest)
-from mega_pipe.pipeline.atomic import atomic_path
-from mega_pipe.pipeline.errors import MegaPipeError
+from mega_pipe.manifests.atomic import atomic_path
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.schema import (
+    N_TURNING_POINTS,
+    SPLITS,
+    MovieEntry,
+    run_script,
+    write_manifest,
+)
 
 TP_COLUMNS = tuple(f"tp{k}" for k in range(1, N_TURNING_POINTS + 1))
 REQUIRED_COLUMNS = ("movie_name", "synopsis_segmented", *TP_COLUMNS)

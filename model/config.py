@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mega_pipe.pipeline.errors import MegaPipeError
+from mega_pipe.manifests.errors import MegaPipeError
 
 TASKS = ("scene", "act")
 POSITIONAL_KINDS = ("learned", "sinusoidal")

@@ -32,11 +32,10 @@ from typing import Sequence
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from torch import Tensor
-
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.features import shot_modalities, vectors_of
 from mega_pipe.manifests.schema import MovieEntry
-from mega_pipe.pipeline.contract import shot_modalities, vectors_of
-from mega_pipe.pipeline.errors import MegaPipeError
+from torch import Tensor
 
 SCENE_HALF_WINDOW = 8  # 17-shot windows: 2·8 + 1, BaSSL / MEGA scene L (spec §1.2.1)
 SYNOPSIS_KEY = "synopsis"  # the normaliser's entry for synopsis sentence vectors

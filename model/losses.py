@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from mega_pipe.manifests.errors import MegaPipeError
 from torch import Tensor
-
-from mega_pipe.pipeline.errors import MegaPipeError
 
 DISTILLATION_DIRECTIONS = ("teacher_student", "literal")
 

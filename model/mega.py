@@ -32,10 +32,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
+from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.model.config import MegaConfig, config_to_dict, load_config
-from mega_pipe.pipeline.errors import MegaPipeError
+from torch import Tensor, nn
 
 INIT_STD = 0.02  # BERT initialisation, which the post-LN blocks of §1.2 step 4 follow
 

@@ -15,7 +15,6 @@ what is predicted.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import warnings
@@ -25,7 +24,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-
+from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.model.config import MegaConfig
 from mega_pipe.model.data import (
     MovieData,
@@ -35,9 +34,8 @@ from mega_pipe.model.data import (
     read_movie,
     stitch_windows,
 )
+from mega_pipe.model.device import autocast, resolve_device
 from mega_pipe.model.mega import MEGA, SynopsisModel
-from mega_pipe.pipeline.errors import MegaPipeError
-from mega_pipe.pipeline.runtime import resolve_device
 
 CHECKPOINT_FORMAT = "mega-pipe-checkpoint/1"
 SCENE_INFERENCE_BATCH = 1024  # windows per forward pass; 17-shot windows are small
@@ -62,13 +60,6 @@ def build_models(cfg: MegaConfig, modality_dims: dict[str, int], sentence_dim: i
     model = MEGA(cfg, modality_dims)
     synopsis = SynopsisModel(cfg, sentence_dim, len(modality_dims)) if cfg.task == "act" else None
     return model, synopsis
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (fast, no loss scaling needed); plain fp32 on CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:

@@ -41,15 +41,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
-
+from mega_pipe.manifests.atomic import atomic_path, write_json, write_text
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.provenance import code_version
 from mega_pipe.manifests.schema import MovieEntry, read_manifest
 from mega_pipe.model.config import MegaConfig, config_to_dict, load_config
 from mega_pipe.model.data import (
+    UNLABELLED,
     MovieData,
     Normalizer,
     SceneSamples,
-    UNLABELLED,
     choose_modalities,
     load_entries,
     pack_synopses,
@@ -57,6 +58,7 @@ from mega_pipe.model.data import (
     stitch_windows,
     tp_targets,
 )
+from mega_pipe.model.device import autocast, resolve_device
 from mega_pipe.model.losses import (
     balanced_cross_entropy,
     distillation_loss,
@@ -68,14 +70,11 @@ from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.model.predict import (
     CHECKPOINT_FORMAT,
     act_posteriors,
-    autocast,
     build_models,
     load_checkpoint,
     scene_probabilities,
 )
-from mega_pipe.pipeline.atomic import atomic_path, write_json, write_text
-from mega_pipe.pipeline.errors import MegaPipeError
-from mega_pipe.pipeline.runtime import code_version, resolve_device
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

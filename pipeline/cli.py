@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 from mega_pipe.extractors.errors import ExtractorError
-
-from .errors import MegaPipeError
+from mega_pipe.manifests.errors import MegaPipeError
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -164,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mega_pipe.extractors.registry import add_weights_cli
     from mega_pipe.model.cli import add_eval_cli, add_train_cli
-    from .segment import add_segment_cli
+
     from .demo import add_demo_cli
+    from .segment import add_segment_cli
 
     add_weights_cli(sub)
     add_train_cli(sub)

@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+from mega_pipe.manifests import features as contract
+from mega_pipe.manifests.atomic import exclusive_lock, write_json
+from mega_pipe.manifests.errors import InputError, MegaPipeError
+from mega_pipe.manifests.provenance import code_version
+from mega_pipe.model.device import resolve_device
 
-from . import contract
-from .atomic import exclusive_lock, write_json
 from .cache import bytes_fingerprint, cached_key, file_fingerprint, stage_key
-from .decode import downscale, MovieDecoder
-from .errors import InputError, MegaPipeError
-from .runtime import code_version, resolve_device
+from .decode import MovieDecoder, downscale
 from .pooling import pool
 from .probe import ProbeInfo, probe
 from .sampling import AudioWindower, SecondSampler
@@ -553,7 +554,12 @@ def _read_manifest(path: Path) -> dict | None:
 def _subtitle_cues(inp: MovieInput, info: ProbeInfo, warnings: list) -> tuple:
     """Cues from ``--subtitles``, else the stream ``--subtitle-track`` chose, else a sidecar next
     to the video, else the first embedded text stream."""
-    from .subtitles import Cue, read_embedded_subtitles, read_subtitle_file, text_subtitle_streams
+    from .subtitles import (
+        Cue,
+        read_embedded_subtitles,
+        read_subtitle_file,
+        text_subtitle_streams,
+    )
 
     video = Path(inp.video)
     path = inp.subtitles

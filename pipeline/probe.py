@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from .errors import InputError
+from mega_pipe.manifests.errors import InputError
+
 
 @dataclass(frozen=True)
 class VideoInfo:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-
-from .atomic import check_output_file, write_json
-from .contract import read_metadata
-from .errors import MegaPipeError
+from mega_pipe.manifests.atomic import check_output_file, write_json
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.features import read_metadata
 
 BOUNDARIES_SCHEMA = "mega-pipe/boundaries"
 BOUNDARIES_VERSION = 1
@@ -127,11 +126,11 @@ def _check_dims(ckpt, features: Path, which: str) -> None:
 
 
 def _cmd_segment(args) -> int:
+    from mega_pipe.manifests.provenance import code_version
     from mega_pipe.model.predict import load_checkpoint, predict_act, predict_scene
 
     from .cli import extract_config
     from .extract import MovieInput, run_extract
-    from .runtime import code_version
 
     check_output_file(args.out)
     ckpts, missing = {}, []

@@ -11,9 +11,9 @@ from fractions import Fraction
 
 import cv2
 import numpy as np
+from mega_pipe.manifests.errors import MegaPipeError
 
 from .decode import downscale
-from .errors import MegaPipeError
 
 DETECTORS = ("adaptive", "content", "fade")
 DETECT_WIDTH = 256
@@ -40,7 +40,11 @@ class Shot:
 
 
 def _make_detector(cfg: DetectorConfig, min_len_frames: int):
-    from scenedetect.detectors import AdaptiveDetector, ContentDetector, ThresholdDetector
+    from scenedetect.detectors import (
+        AdaptiveDetector,
+        ContentDetector,
+        ThresholdDetector,
+    )
 
     kw = {"min_scene_len": min_len_frames}
     if cfg.detector == "adaptive":

@@ -26,8 +26,7 @@ from typing import Literal
 import av
 import charset_normalizer
 import imageio_ffmpeg
-
-from mega_pipe.pipeline.errors import InputError
+from mega_pipe.manifests.errors import InputError
 
 Flavour = Literal["srt", "vtt", "ass"]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 
-from mega_pipe.pipeline.errors import InputError
+from mega_pipe.manifests.errors import InputError
 from mega_pipe.pipeline.subtitles import read_text_file
 
 _CLOSERS = "\"'”’»)]"

@@ -6,7 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from mega_pipe.pipeline.decode import ffmpeg_exe
 from mega_pipe.pipeline.demo import make_movie
 

@@ -5,10 +5,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
 from conftest import BUNNY, TESTVIDEO, ffmpeg, need
-from mega_pipe.pipeline.decode import downscale, AUDIO_RATE, MovieDecoder
-from mega_pipe.pipeline.errors import InputError
+from mega_pipe.manifests.errors import InputError
+from mega_pipe.pipeline.decode import AUDIO_RATE, MovieDecoder, downscale
 from mega_pipe.pipeline.probe import probe
 from mega_pipe.pipeline.sampling import AudioWindower, SecondSampler
 

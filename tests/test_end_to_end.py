@@ -6,7 +6,6 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-
 from mega_pipe.manifests.schema import MovieEntry, write_manifest
 from mega_pipe.pipeline.cli import main
 from mega_pipe.pipeline.demo import SAMPLE_SYNOPSIS, make_movie, write_srt

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import BUNNY, SINTEL_SRT, TESTVIDEO, need
+from mega_pipe.manifests.features import read_metadata, read_samples, vectors_of
 from mega_pipe.pipeline.cli import main
-from mega_pipe.pipeline.contract import read_metadata, read_samples, vectors_of
 from mega_pipe.pipeline.demo import make_sample
 from mega_pipe.pipeline.pooling import pool
 
@@ -218,7 +217,7 @@ def test_batcher_collects_until_the_models_exist_then_encodes_in_their_batch_siz
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from mega_pipe.extractors import build_extractors
-    from mega_pipe.pipeline.errors import MegaPipeError
+    from mega_pipe.manifests.errors import MegaPipeError
     from mega_pipe.pipeline.extract import _Batcher
 
     model = build_extractors("tiny", ["clip"])["clip"]

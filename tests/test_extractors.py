@@ -13,12 +13,17 @@ import av
 import numpy as np
 import pytest
 import torch
-
-from mega_pipe.extractors import MODALITIES, REGISTRY, Sampling, build_extractors, entry_for
-from mega_pipe.extractors.subtitle import SubtitleExtractor, minilm_dir
-
 from conftest import SHARED as DATA
+from mega_pipe.extractors import (
+    MODALITIES,
+    REGISTRY,
+    Sampling,
+    build_extractors,
+    entry_for,
+)
+from mega_pipe.extractors.subtitle import SubtitleExtractor, minilm_dir
 from mega_pipe.pipeline.subtitles import read_subtitle_file
+
 VIDEO = DATA / "bigbuckbunny-clip" / "bigbuckbunny.mp4"
 SUBTITLES = DATA / "sintel-subtitles" / "sintel_en.srt"
 SHORT_SIDE = 256  # the largest input_size of the image models (Places365's 256x256 squash)

@@ -5,7 +5,6 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import PYSCENE, ffmpeg, need
 from mega_pipe.pipeline.cli import main
 from mega_pipe.pipeline.probe import probe

@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ffmpeg
+from mega_pipe.manifests.errors import InputError
+from mega_pipe.manifests.features import read_samples
 from mega_pipe.pipeline.cli import main
-from mega_pipe.pipeline.contract import read_samples
 from mega_pipe.pipeline.decode import AUDIO_RATE, MovieDecoder
-from mega_pipe.pipeline.errors import InputError
 from mega_pipe.pipeline.probe import probe
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
+from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.model.losses import (
     balanced_cross_entropy,
     distillation_loss,
@@ -14,8 +14,6 @@ from mega_pipe.model.losses import (
     teacher_log_distribution,
     tp_cross_entropy,
 )
-from mega_pipe.pipeline.errors import MegaPipeError
-
 
 # --- balanced cross-entropy (§1.3, §5 #6) -------------------------------------------------------
 

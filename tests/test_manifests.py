@@ -9,12 +9,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from mega_pipe.manifests import movienet, tripod
+from mega_pipe.manifests.atomic import write_json
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.features import write_shots, write_synopsis
 from mega_pipe.manifests.schema import MovieEntry, read_manifest, write_manifest
-from mega_pipe.pipeline.atomic import write_json
-from mega_pipe.pipeline.contract import write_shots, write_synopsis
-from mega_pipe.pipeline.errors import MegaPipeError
 
 
 def make_features(folder: Path, end_s: list[float], sentences: list[str] | None = None,

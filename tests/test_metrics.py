@@ -9,14 +9,21 @@ import sys
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, f1_score, recall_score, roc_auc_score
-
-from mega_pipe.model.metrics import (act_metrics, read_records, scene_metrics, score_records,
-                                     tp_prediction_set)
-from mega_pipe.pipeline.errors import MegaPipeError
-
 from conftest import FORREST as STUDYFORREST
-
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.model.metrics import (
+    act_metrics,
+    read_records,
+    scene_metrics,
+    score_records,
+    tp_prediction_set,
+)
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    recall_score,
+    roc_auc_score,
+)
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-
+from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.model.config import MegaConfig, config_to_dict, load_config
 from mega_pipe.model.losses import tp_cross_entropy
 from mega_pipe.model.mega import (
@@ -17,7 +17,6 @@ from mega_pipe.model.mega import (
     model_summary,
     normalised_positions,
 )
-from mega_pipe.pipeline.errors import MegaPipeError
 
 SCENE_DIMS = {"bassl": 2048, "place": 2048, "clip": 512}
 ACT_DIMS = {"appr": 2048, "clip": 512, "action": 512, "place": 2048, "audio": 768, "subtitle": 384}

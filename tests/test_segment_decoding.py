@@ -4,7 +4,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-
 from mega_pipe.pipeline.segment import ordered_turning_points, scenes_from_probabilities
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import PYSCENE, TESTVIDEO, need
 from mega_pipe.pipeline.decode import MovieDecoder
 from mega_pipe.pipeline.pooling import pool

@@ -9,8 +9,8 @@ from pathlib import Path
 import av
 import imageio_ffmpeg
 import pytest
-
-from mega_pipe.pipeline.errors import MegaPipeError
+from conftest import SINTEL_SRT
+from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.pipeline.subtitles import (
     Cue,
     clean_cue_text,
@@ -20,7 +20,6 @@ from mega_pipe.pipeline.subtitles import (
     text_subtitle_streams,
 )
 
-from conftest import SINTEL_SRT
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 

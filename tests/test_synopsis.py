@@ -4,8 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from mega_pipe.pipeline.errors import MegaPipeError
+from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.pipeline.synopsis import read_synopsis, split_sentences
 
 # A TRIPOD-style synopsis (our own text): wrapped prose in two paragraphs, with abbreviations,

@@ -7,13 +7,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.features import read_metadata, shot_modalities
 from mega_pipe.manifests.schema import read_manifest
-from mega_pipe.manifests.synth import TRIPOD_TP_POSITIONS, SynthParams, generate, load_structure, main
+from mega_pipe.manifests.synth import (
+    TRIPOD_TP_POSITIONS,
+    SynthParams,
+    generate,
+    load_structure,
+    main,
+)
 from mega_pipe.model.data import Normalizer, load_entries
 from mega_pipe.model.metrics import scene_metrics
-from mega_pipe.pipeline.contract import read_metadata, shot_modalities
-from mega_pipe.pipeline.errors import MegaPipeError
 
 MODALITIES = {"clip": 24, "place": 16}
 

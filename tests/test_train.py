@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-
+from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.schema import read_manifest, write_manifest
 from mega_pipe.manifests.synth import SynthParams, generate
 from mega_pipe.model import train as train_module
@@ -24,7 +24,6 @@ from mega_pipe.model.data import (
 from mega_pipe.model.metrics import read_records, score_records
 from mega_pipe.model.predict import load_checkpoint, predict_act, predict_scene
 from mega_pipe.model.train import evaluate, train
-from mega_pipe.pipeline.errors import MegaPipeError
 
 SMALL = SynthParams(scenes=(12, 18), sentences=(10, 14))
 MODALITIES = {"clip": 16, "place": 12, "appr": 8}

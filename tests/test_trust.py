@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TESTVIDEO, need
-from mega_pipe.pipeline.atomic import exclusive_lock
+from mega_pipe.manifests.atomic import exclusive_lock
 from mega_pipe.pipeline.cli import build_parser, extract_config, main
 from mega_pipe.pipeline.demo import make_movie
 
@@ -126,7 +125,7 @@ def test_failed_run_leaves_no_output_folder(tmp_path, capsys):
 
 
 def _hold_lock(path: Path) -> subprocess.Popen:
-    code = ("import sys, time; from mega_pipe.pipeline.atomic import exclusive_lock\n"
+    code = ("import sys, time; from mega_pipe.manifests.atomic import exclusive_lock\n"
             "with exclusive_lock(sys.argv[1], 'x'):\n"
             "    print('locked', flush=True); time.sleep(120)\n")
     p = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)

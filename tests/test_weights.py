@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-
 from mega_pipe.extractors import (
     MODALITIES,
     REGISTRY,
@@ -27,13 +26,13 @@ from mega_pipe.extractors import (
     add_weights_cli,
     build_extractors,
     entry_for,
+    registry,
     weights_search_paths,
 )
-from mega_pipe.extractors import registry
 from mega_pipe.extractors.base import read_state_dict
 from mega_pipe.extractors.entry import file_sha256
-from mega_pipe.extractors.weights import ENV_VAR, fetch_weights, resolve_weights
 from mega_pipe.extractors.errors import ExtractorError
+from mega_pipe.extractors.weights import ENV_VAR, fetch_weights, resolve_weights
 
 
 @pytest.fixture(autouse=True)
@@ -79,9 +78,8 @@ def test_registry_is_complete_and_consistent() -> None:
 def test_paper_preprocessing_matches_the_publishers() -> None:
     """Entries carry the transforms their weights ship with (torchvision, open_clip, AST, MiniLM)."""
     import open_clip
-    from transformers import ASTFeatureExtractor
-
     from mega_pipe.extractors.subtitle import minilm_dir
+    from transformers import ASTFeatureExtractor
 
     for name, weights in (("appr", torchvision.models.ResNet50_Weights.IMAGENET1K_V2),
                           ("action", torchvision.models.video.R2Plus1D_18_Weights.KINETICS400_V1)):
