@@ -30,11 +30,17 @@ def vector_array(vectors: np.ndarray, dim: int) -> pa.FixedSizeListArray:
 
 
 def vectors_of(column: pa.ChunkedArray | pa.Array, dim: int | None = None) -> np.ndarray:
-    """A fixed_size_list<float32> column as a (N, D) float32 numpy array (zero-copy when possible)."""
+    """A fixed_size_list<float32> column as a (N, D) float32 numpy array (zero-copy when possible);
+    a null entry (an absent modality, docs/contract.md) is a row of NaN, never zeros."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     d = dim or column.type.list_size
-    return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, d).astype(np.float32, copy=False)
+    if not column.null_count:
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, d).astype(np.float32, copy=False)
+    values = column.values.slice(column.offset * d, len(column) * d)
+    out = values.to_numpy(zero_copy_only=False).reshape(-1, d).astype(np.float32)
+    out[column.is_null().to_numpy(zero_copy_only=False)] = np.nan
+    return out
 
 
 def _metadata(kind: str, movie_id: str, modalities: Mapping[str, dict] | None = None,
@@ -90,9 +96,14 @@ def read_samples(path: str | Path) -> dict:
 
 
 def write_shots(path: Path, movie_id: str, shots: Sequence, pooled: Mapping[str, tuple],
-                modality_meta: Mapping[str, dict], cache_key: str | None = None) -> None:
+                modality_meta: Mapping[str, dict], cache_key: str | None = None,
+                absent: Mapping[str, str] | None = None) -> None:
     """``shots`` are objects with index/start_frame/end_frame/start_s/end_s; ``pooled`` maps a
-    modality to (means (S, D), counts (S,))."""
+    modality to (means (S, D), counts (S,)). ``absent`` maps a modality the run asked for but
+    the movie lacks to the reason: its column is all null, its count all 0, and its metadata
+    entry carries ``"absent": reason`` (docs/contract.md, absent modalities). Columns follow
+    the order of ``modality_meta``, which must cover ``pooled`` and ``absent``."""
+    absent = dict(absent or {})
     n = len(shots)
     cols: dict[str, pa.Array] = {
         "movie_id": pa.array([movie_id] * n, pa.string()),
@@ -102,20 +113,35 @@ def write_shots(path: Path, movie_id: str, shots: Sequence, pooled: Mapping[str,
         "start_s": pa.array([s.start_s for s in shots], pa.float64()),
         "end_s": pa.array([s.end_s for s in shots], pa.float64()),
     }
-    for m, (means, counts) in pooled.items():
+    meta = {}
+    for m in modality_meta:
         dim = int(modality_meta[m]["dim"])
-        cols[m] = vector_array(means, dim)
-        cols[f"{m}_count"] = pa.array(np.asarray(counts, np.int32), pa.int32())
-    table = pa.table(cols).replace_schema_metadata(
-        _metadata("shots", movie_id, {m: modality_meta[m] for m in pooled}, cache_key))
+        if m in absent:
+            cols[m] = pa.nulls(n, vector_type(dim))
+            cols[f"{m}_count"] = pa.array(np.zeros(n, np.int32))
+            meta[m] = {**modality_meta[m], "absent": absent[m]}
+        elif m in pooled:
+            means, counts = pooled[m]
+            cols[m] = vector_array(means, dim)
+            cols[f"{m}_count"] = pa.array(np.asarray(counts, np.int32), pa.int32())
+            meta[m] = modality_meta[m]
+    table = pa.table(cols).replace_schema_metadata(_metadata("shots", movie_id, meta, cache_key))
     _write(path, table)
 
 
+def absent_modalities(schema: pa.Schema) -> dict[str, str]:
+    """Modality columns the file marks absent (all null, count 0): modality -> reason."""
+    meta = json.loads((schema.metadata or {}).get(METADATA_KEY, b"{}"))
+    return {m: v["absent"] for m, v in meta.get("modalities", {}).items() if v.get("absent")}
+
+
 def shot_modalities(schema: pa.Schema) -> list[str]:
-    """Feature columns of a shots table: fixed-size-list columns with a ``<m>_count`` partner."""
-    names = set(schema.names)
+    """The modalities a shots table has: fixed-size-list columns with a ``<m>_count`` partner,
+    except those marked absent (:func:`absent_modalities`)."""
+    names, absent = set(schema.names), absent_modalities(schema)
     return [f.name for f in schema
-            if pa.types.is_fixed_size_list(f.type) and f"{f.name}_count" in names]
+            if pa.types.is_fixed_size_list(f.type) and f"{f.name}_count" in names
+            and f.name not in absent]
 
 
 def write_synopsis(path: Path, movie_id: str, sentences: Sequence[str], vectors: np.ndarray,

@@ -244,6 +244,20 @@ class _Shot(NamedTuple):
     end_s: float
 
 
+def default_modalities() -> dict[str, int]:
+    """The synthetic set's default modalities: those of the ``tiny`` extractor set, with its
+    dimensions (read from the weights registry), so a checkpoint trained on the default
+    synthetic set segments a movie extracted with ``--models tiny``."""
+    from mega_pipe.extractors.registry import MODALITIES, entry_for
+
+    return {m: entry_for("tiny", m).dim for m in MODALITIES}
+
+
+def format_modalities(modalities: Mapping[str, int]) -> str:
+    """``{"clip": 32, ...}`` -> ``"clip:32,..."``, the form ``--modalities`` reads."""
+    return ",".join(f"{m}:{d}" for m, d in modalities.items())
+
+
 def _model_meta(dim: int) -> dict:
     return {"dim": dim, "model_id": "synthetic", "weights_sha256": None, "sampling": "synthetic per shot"}
 
@@ -303,14 +317,15 @@ def generate(
 ) -> Path:
     """Write ``n_movies`` synthetic movies under ``out_dir`` and return the manifest path.
 
-    ``modalities`` maps modality name -> feature dimension (default clip/place/appr, 32 each).
+    ``modalities`` maps modality name -> feature dimension (default: :func:`default_modalities`,
+    the tiny extractor set's).
     Every movie has gold ``scene_labels`` (1 = last shot of its scene; the movie's last shot is
     unlabelled, as in MovieNet), ``tp_sentences`` and
     ``tp_shots``; the split fractions come from ``params.splits``.
     """
     if n_movies < 1:
         raise MegaPipeError(f"--movies must be at least 1 (got {n_movies})")
-    modalities = dict(modalities or {"clip": 32, "place": 32, "appr": 32})
+    modalities = dict(modalities or default_modalities())
     p = params or SynthParams()
     structure = load_structure(structure_dir)
     world = _make_world(np.random.default_rng([seed, 0x5EED]), modalities, p)
@@ -353,7 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("out", help="output folder (one sub-folder per movie + manifest.jsonl)")
     ap.add_argument("--movies", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--modalities", default="clip:32,place:32,appr:32", help="name:dim,name:dim,...")
+    ap.add_argument("--modalities", default=format_modalities(default_modalities()),
+                    help="name:dim,name:dim,... (default: the tiny extractor set's, %(default)s)")
     args = ap.parse_args(argv)
     print(generate(args.out, args.movies, args.seed, _parse_modalities(args.modalities)))
     return 0

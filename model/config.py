@@ -128,6 +128,9 @@ def _validate(cfg: MegaConfig) -> None:
     if unknown:
         fail(f"unknown train.sync/train.distill key(s) {sorted(unknown)} "
              f"(sync: {', '.join(SYNC_KEYS)}; distill: {', '.join(DISTILL_KEYS)})")
+    dropout = cfg.train.get("modality_dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        fail(f"train.modality_dropout must be in [0, 1), got {dropout!r}")
     if sync.get("space", "fused") not in SYNC_SPACES:
         fail(f"train.sync.space must be one of {SYNC_SPACES}, got {sync['space']!r}")
     if cfg.synopsis is not None:

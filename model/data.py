@@ -20,14 +20,19 @@ Two sample layouts, one per task:
 
 Feature normalisation: per modality, mean/std over all training shots (the checkpoint stores
 them, so inference applies exactly the training transform).
+
+Missing modalities: a shot whose ``<m>`` is null (the movie lacks ``m``) or whose ``<m>_count``
+is 0 (no sample overlapped it) has ``m`` *missing*: ``MovieData.present[m]`` is False there,
+its normalised features are 0 and the model replaces them by its learned "missing" embedding
+(docs/model.md). A missing value is never read as a zero feature.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -53,6 +58,7 @@ class MovieData:
     movie_id: str
     features: dict[str, np.ndarray]  # modality -> (n_shots, D_m) float32
     shot_frames: np.ndarray  # (n_shots, 2) int64: start_frame, end_frame (exclusive)
+    present: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (n_shots,) bool; absent key = all
     synopsis: np.ndarray | None = None  # (n_sentences, D) float32
     scene_labels: np.ndarray | None = None  # (n_shots,) int64 in {0, 1, UNLABELLED}
     tp_sentences: list[list[int]] | None = None
@@ -62,6 +68,10 @@ class MovieData:
     def n_shots(self) -> int:
         return len(self.shot_frames)
 
+    def presence(self, modality: str) -> np.ndarray:
+        """(n_shots,) bool: where ``modality`` has a value (see the module docstring)."""
+        return self.present.get(modality, np.ones(self.n_shots, dtype=bool))
+
 
 def _check_complete(folder: Path) -> None:
     if not (folder / "manifest.json").is_file():
@@ -69,26 +79,41 @@ def _check_complete(folder: Path) -> None:
 
 
 def available_modalities(folder: str | os.PathLike) -> list[str]:
-    """The modality columns of a feature folder's shots.parquet, in file order (schema only)."""
+    """The modalities a feature folder's shots.parquet has, in file order (schema only): its
+    modality columns minus those marked absent (docs/contract.md)."""
     folder = Path(folder)
     _check_complete(folder)
     return shot_modalities(pq.read_schema(folder / "shots.parquet"))
 
 
-def read_movie(folder: str | os.PathLike, modalities: Sequence[str], *, synopsis: bool = False) -> MovieData:
-    """Load the requested modalities (and the synopsis vectors) of one feature folder."""
+def read_movie(folder: str | os.PathLike, modalities: Sequence[str], *, synopsis: bool = False,
+               dims: Mapping[str, int] | None = None) -> MovieData:
+    """Load the requested modalities (and the synopsis vectors) of one feature folder.
+
+    A modality the folder lacks is an error, unless ``dims`` (a checkpoint's input dimensions)
+    is given: then it is read as missing on every shot (inference without it, docs/model.md)."""
     folder = Path(folder)
-    present = available_modalities(folder)
-    missing = [m for m in modalities if m not in present]
-    if missing:
+    have = available_modalities(folder)
+    missing = [m for m in modalities if m not in have]
+    if missing and dims is None:
         raise MegaPipeError(
-            f"{folder} lacks modality {', '.join(missing)} (it has: {', '.join(present) or 'none'})"
+            f"{folder} lacks modality {', '.join(missing)} (it has: {', '.join(have) or 'none'})"
         )
-    table = pq.read_table(folder / "shots.parquet", columns=["start_frame", "end_frame", *modalities])
+    read = [m for m in modalities if m in have]
+    table = pq.read_table(folder / "shots.parquet",
+                          columns=["start_frame", "end_frame", *read, *(f"{m}_count" for m in read)])
     if table.num_rows == 0:
         raise MegaPipeError(f"{folder}/shots.parquet has no shots")
     frames = np.stack([table["start_frame"].to_numpy(), table["end_frame"].to_numpy()], axis=1)
-    features = {m: vectors_of(table[m]) for m in modalities}
+    features, present = {}, {}
+    for m in modalities:
+        if m in have:
+            vectors = vectors_of(table[m])
+            present[m] = (table[f"{m}_count"].to_numpy() > 0) & np.isfinite(vectors).all(axis=1)
+            features[m] = np.where(present[m][:, None], vectors, np.float32(0.0))
+        else:
+            features[m] = np.zeros((table.num_rows, dims[m]), np.float32)
+            present[m] = np.zeros(table.num_rows, dtype=bool)
     sentences = None
     if synopsis:
         path = folder / "synopsis.parquet"
@@ -98,14 +123,17 @@ def read_movie(folder: str | os.PathLike, modalities: Sequence[str], *, synopsis
         if len(sentences) == 0:
             raise MegaPipeError(f"{path} has no sentences")
     movie_id = json.loads((folder / "manifest.json").read_text()).get("movie_id", folder.name)
-    return MovieData(movie_id=movie_id, features=features, shot_frames=frames.astype(np.int64), synopsis=sentences)
+    return MovieData(movie_id=movie_id, features=features, shot_frames=frames.astype(np.int64),
+                     present=present, synopsis=sentences)
 
 
-def load_entries(entries: Sequence[MovieEntry], modalities: Sequence[str], *, synopsis: bool = False) -> list[MovieData]:
-    """Read every manifest entry and attach its gold labels (checked against the shot count)."""
+def load_entries(entries: Sequence[MovieEntry], modalities: Sequence[str], *, synopsis: bool = False,
+                 dims: Mapping[str, int] | None = None) -> list[MovieData]:
+    """Read every manifest entry and attach its gold labels (checked against the shot count);
+    ``dims`` as in :func:`read_movie`."""
     movies = []
     for entry in entries:
-        movie = read_movie(entry.features, modalities, synopsis=synopsis)
+        movie = read_movie(entry.features, modalities, synopsis=synopsis, dims=dims)
         movie.movie_id = entry.movie_id
         if entry.scene_labels is not None:
             movie.scene_labels = scene_label_array(entry.scene_labels, movie.n_shots, entry.movie_id)
@@ -150,7 +178,8 @@ class Normalizer:
 
     Extracted features live on very different scales (CLIP unit vectors vs. ReLU CNN features);
     standardising them lets one learning rate suit all modalities. A constant channel (std 0)
-    is only centred.
+    is only centred. Statistics use the shots where the modality is present; missing shots
+    stay 0 after :meth:`apply`.
     """
 
     mean: dict[str, np.ndarray]
@@ -162,6 +191,8 @@ class Normalizer:
         mean, std = {}, {}
         for key in keys:
             rows = np.concatenate([_array(movie, key) for movie in movies]).astype(np.float64)
+            if not len(rows):   # never present in training: identity transform
+                rows = np.zeros((1, _array(movies[0], key, present_only=False).shape[1]))
             mean[key] = rows.mean(axis=0).astype(np.float32)
             sd = rows.std(axis=0)
             std[key] = np.where(sd > 1e-8, sd, 1.0).astype(np.float32)
@@ -171,6 +202,7 @@ class Normalizer:
         """Normalise a movie's features (and synopsis) in place and return it."""
         for m in movie.features:
             movie.features[m] = (movie.features[m] - self.mean[m]) / self.std[m]
+            movie.features[m][~movie.presence(m)] = 0.0
         if movie.synopsis is not None and SYNOPSIS_KEY in self.mean:
             movie.synopsis = (movie.synopsis - self.mean[SYNOPSIS_KEY]) / self.std[SYNOPSIS_KEY]
         return movie
@@ -187,8 +219,24 @@ class Normalizer:
         )
 
 
-def _array(movie: MovieData, key: str) -> np.ndarray:
-    return movie.synopsis if key == SYNOPSIS_KEY else movie.features[key]
+def _array(movie: MovieData, key: str, present_only: bool = True) -> np.ndarray:
+    if key == SYNOPSIS_KEY:
+        return movie.synopsis
+    return movie.features[key][movie.presence(key)] if present_only else movie.features[key]
+
+
+def drop_modalities(present: Mapping[str, Tensor], p: float) -> dict[str, Tensor]:
+    """Modality dropout (config ``train.modality_dropout``, docs/training.md): every row of a
+    batch (a scene window, an act window) loses each modality with probability ``p``, for the
+    whole row; a row never loses all of them. Draws from torch's global RNG, so the trainer's
+    seed and ``--resume`` make it reproducible. ``p`` = 0 (evaluation) returns ``present``."""
+    if p <= 0:
+        return dict(present)
+    names = list(present)
+    rows = present[names[0]].shape[0]
+    drop = torch.rand(rows, len(names), device=present[names[0]].device) < p
+    drop &= ~drop.all(dim=1, keepdim=True)
+    return {m: present[m] & ~drop[:, k, None] for k, m in enumerate(names)}
 
 
 # --- Scene samples (spec §1.3) ---------------------------------------------------------------
@@ -202,6 +250,7 @@ def scene_windows(n_shots: int, half: int = SCENE_HALF_WINDOW) -> np.ndarray:
 @dataclass
 class SceneBatch:
     feats: dict[str, Tensor]  # (B, 17, D_m)
+    present: dict[str, Tensor]  # (B, 17) bool per modality: the shot has a value
     mask: Tensor  # (B, 17) bool, all True (windows are clipped, never padded)
     positions: Tensor | None  # (B, 17) movie-global r_i when align_scope == "movie", else None
     labels: Tensor | None  # (B,) centre-shot labels
@@ -213,6 +262,7 @@ class SceneSamples:
     def __init__(self, movies: Sequence[MovieData], modalities: Sequence[str], movie_positions: bool) -> None:
         self.modalities = list(modalities)
         self.feats = {m: np.concatenate([mv.features[m] for mv in movies]).astype(np.float32) for m in modalities}
+        self.present = {m: np.concatenate([mv.presence(m) for mv in movies]) for m in modalities}
         offsets = np.cumsum([0] + [mv.n_shots for mv in movies])
         self.windows = np.concatenate([scene_windows(mv.n_shots) + off for mv, off in zip(movies, offsets)])
         self.positions = None
@@ -230,10 +280,11 @@ class SceneSamples:
     def batch(self, index: np.ndarray, device: torch.device) -> SceneBatch:
         rows = self.windows[index]
         feats = {m: torch.from_numpy(self.feats[m][rows]).to(device) for m in self.modalities}
+        present = {m: torch.from_numpy(self.present[m][rows]).to(device) for m in self.modalities}
         mask = torch.ones(rows.shape, dtype=torch.bool, device=device)
         positions = None if self.positions is None else torch.from_numpy(self.positions[index]).to(device)
         labels = None if self.labels is None else torch.from_numpy(self.labels[index]).to(device)
-        return SceneBatch(feats, mask, positions, labels)
+        return SceneBatch(feats, present, mask, positions, labels)
 
 
 # --- Act samples (spec §1.4, §5 #12) ---------------------------------------------------------
@@ -257,6 +308,7 @@ class WindowBatch:
     """Padded windows of several movies, plus how to put them back together."""
 
     feats: dict[str, Tensor]  # (W, L, D_m)
+    present: dict[str, Tensor]  # (W, L) bool per modality: the shot has a value
     mask: Tensor  # (W, L) bool
     positions: Tensor  # (W, L) movie-global r_i = i / n_shots
     spans: list[tuple[int, int, int]]  # per window: (movie index in the batch, start, end)
@@ -270,13 +322,16 @@ def pack_windows(movies: Sequence[MovieData], modalities: Sequence[str], max_len
     mask = np.zeros((len(spans), length), dtype=bool)
     positions = np.zeros((len(spans), length), dtype=np.float32)
     feats = {m: np.zeros((len(spans), length, movies[0].features[m].shape[1]), np.float32) for m in modalities}
+    present = {m: np.zeros((len(spans), length), dtype=bool) for m in modalities}
     for row, (i, s, e) in enumerate(spans):
         mask[row, : e - s] = True
         positions[row, : e - s] = np.arange(s, e) / movies[i].n_shots
         for m in modalities:
             feats[m][row, : e - s] = movies[i].features[m][s:e]
+            present[m][row, : e - s] = movies[i].presence(m)[s:e]
     return WindowBatch(
         feats={m: torch.from_numpy(v).to(device) for m, v in feats.items()},
+        present={m: torch.from_numpy(v).to(device) for m, v in present.items()},
         mask=torch.from_numpy(mask).to(device),
         positions=torch.from_numpy(positions).to(device),
         spans=spans,

@@ -126,19 +126,30 @@ class AlignPE(nn.Module):
 class ShotEncoder(nn.Module):
     """x = Dropout(LayerNorm(Linear_{D→C}(f) + PE[i] + AlignPE[b_i])), in Tab. 1a's order.
 
+    A shot whose feature is missing (``present`` False: the movie lacks the modality, or no
+    sample overlapped the shot) gets the learned ``missing`` embedding instead of Linear(f), so
+    "no value" is never confused with a real feature (docs/model.md, missing modalities).
     The synopsis model uses the same block as its "Sentence Encoder".
     """
 
-    def __init__(self, in_dim: int, cfg: MegaConfig) -> None:
+    def __init__(self, in_dim: int, cfg: MegaConfig, can_be_missing: bool = True) -> None:
         super().__init__()
         self.proj = nn.Linear(in_dim, cfg.width)
+        self.missing = nn.Parameter(torch.randn(cfg.width) * INIT_STD) if can_be_missing else None
         self.position = PositionalEncoding(cfg.max_len, cfg.width, cfg.positional)
         self.norm = nn.LayerNorm(cfg.width)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, feats: Tensor, index: Tensor, align: Tensor | None) -> Tensor:
-        """feats (B, L, D), index (B, L), align (B, L, C) or None (ablation) -> (B, L, C)."""
-        x = self.proj(feats) + self.position(index)
+    def content(self, feats: Tensor, present: Tensor | None = None) -> Tensor:
+        """Linear(f), or the missing embedding where ``present`` (B, L) is False: (B, L, C)."""
+        x = self.proj(feats)
+        return x if present is None else torch.where(present[..., None], x, self.missing.to(x.dtype))
+
+    def forward(self, feats: Tensor, index: Tensor, align: Tensor | None,
+                present: Tensor | None = None) -> Tensor:
+        """feats (B, L, D), index (B, L), align (B, L, C) or None (ablation), present (B, L)
+        bool or None (all present) -> (B, L, C)."""
+        x = self.content(feats, present) + self.position(index)
         if align is not None:
             x = x + align
         return self.dropout(self.norm(x))
@@ -193,18 +204,21 @@ class EncoderLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(width)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, key_mask: Tensor, memory: Tensor | None = None) -> Tensor:
-        """x (B, T, C) tokens to update; key_mask (B, T) True = real; memory (B, S, C) or None.
+    def forward(self, x: Tensor, key_mask: Tensor, memory: Tensor | None = None,
+                memory_mask: Tensor | None = None) -> Tensor:
+        """x (B, T, C) tokens to update; key_mask (B, T) True = real; memory (B, S, C) or None;
+        memory_mask (B, S) or None (every memory token attended to).
 
-        Memory tokens are never masked. Every caller puts bottleneck tokens (never masked) among
-        the keys, so no query row ever has all its keys masked and no NaN can appear, even for
-        a fully padded sequence.
+        Every caller puts the stream's own bottleneck tokens (never masked) among the keys of
+        ``x``, so no query row ever has all its keys masked and no NaN can appear, even for a
+        fully padded sequence.
         """
         batch, n_query, width = x.shape
         context, context_mask = x, key_mask
         if memory is not None:
             context = torch.cat([memory, x], dim=1)
-            memory_mask = key_mask.new_ones(batch, memory.shape[1])
+            if memory_mask is None:
+                memory_mask = key_mask.new_ones(batch, memory.shape[1])
             context_mask = torch.cat([memory_mask, key_mask], dim=1)
         head_dim = width // self.n_heads
         q = self.query(x).view(batch, n_query, self.n_heads, head_dim).transpose(1, 2)
@@ -225,20 +239,22 @@ class EncoderLayer(nn.Module):
 class UnimodalStream(nn.Module):
     """One modality: shot encoder, bottleneck tokens, concat [B_m; x_m], N_u encoder layers."""
 
-    def __init__(self, in_dim: int, cfg: MegaConfig) -> None:
+    def __init__(self, in_dim: int, cfg: MegaConfig, can_be_missing: bool = True) -> None:
         super().__init__()
         self.align_pe = AlignPE(cfg.n_bottleneck, cfg.width) if cfg.align_pe else None
         self.align_pe_in_bottleneck = cfg.align_pe and cfg.align_pe_in_bottleneck
-        self.shot_encoder = ShotEncoder(in_dim, cfg)
+        self.shot_encoder = ShotEncoder(in_dim, cfg, can_be_missing)
         self.bottleneck = BottleneckTokens(cfg.n_bottleneck, cfg.width)
         self.unimodal = nn.ModuleList(
             EncoderLayer(cfg.width, cfg.ffn_width, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_unimodal)
         )
 
-    def forward(self, feats: Tensor, index: Tensor, bins: Tensor, key_mask: Tensor) -> Tensor:
-        """feats (B, L, D) -> tokens (B, L_n + L, C); key_mask (B, L_n + L) covers both parts."""
+    def forward(self, feats: Tensor, index: Tensor, bins: Tensor, key_mask: Tensor,
+                present: Tensor | None = None) -> Tensor:
+        """feats (B, L, D) -> tokens (B, L_n + L, C); key_mask (B, L_n + L) covers both parts;
+        present (B, L) bool or None: where the modality has a value (``ShotEncoder``)."""
         align = self.align_pe(bins) if self.align_pe is not None else None
-        shots = self.shot_encoder(feats, index, align)
+        shots = self.shot_encoder(feats, index, align, present)
         table = self.align_pe.table if self.align_pe_in_bottleneck else None
         tokens = torch.cat([self.bottleneck(feats.shape[0], table), shots], dim=1)
         for layer in self.unimodal:
@@ -256,7 +272,9 @@ class BottleneckFusion(nn.Module):
     (§5 #4; identical to "once at fusion start" for N_f = 1, the value used by both tasks);
     each modality's layer then updates its own bottleneck tokens and shots from its own fused
     sequence, so each modality keeps its own copy of the bottlenecks. The bottlenecks are the
-    only path between modalities (concatenated, not averaged as in MBT, §1.2).
+    only path between modalities (concatenated, not averaged as in MBT, §1.2). A modality
+    missing on every shot of a sequence (``available`` False for that row) has nothing to
+    share: its bottlenecks are masked out of the other modalities' fusion for that row.
     """
 
     def __init__(self, cfg: MegaConfig, n_modalities: int) -> None:
@@ -269,16 +287,21 @@ class BottleneckFusion(nn.Module):
             for _ in range(n_modalities)
         )
 
-    def forward(self, streams: list[Tensor], key_mask: Tensor) -> list[Tensor]:
-        """streams: per modality (B, L_n + L, C) -> per modality fused shot tokens (B, L, C)."""
+    def forward(self, streams: list[Tensor], key_mask: Tensor, available: list[Tensor] | None = None) -> list[Tensor]:
+        """streams: per modality (B, L_n + L, C) -> per modality fused shot tokens (B, L, C);
+        available: per modality (B,) bool (the modality has a value on some shot) or None."""
         n_b = self.n_bottleneck
+        if available is None:
+            available = [key_mask.new_ones(key_mask.shape[0]) for _ in streams]
+        shares = [a[:, None].expand(-1, n_b) for a in available]   # (B, L_n) per modality
         for depth in range(len(self.layers[0])):
             bottlenecks = [tokens[:, :n_b] for tokens in streams]
             fused = []
             for m, (tokens, layers) in enumerate(zip(streams, self.layers)):
-                others = [b for k, b in enumerate(bottlenecks) if k != m]
-                memory = torch.cat(others, dim=1) if others else None
-                fused.append(layers[depth](tokens, key_mask, memory=memory))
+                others = [k for k in range(len(streams)) if k != m]
+                memory = torch.cat([bottlenecks[k] for k in others], dim=1) if others else None
+                memory_mask = torch.cat([shares[k] for k in others], dim=1) if others else None
+                fused.append(layers[depth](tokens, key_mask, memory=memory, memory_mask=memory_mask))
             streams = fused
         return [tokens[:, n_b:] for tokens in streams]
 
@@ -344,11 +367,15 @@ class MEGA(nn.Module):
         feats: Mapping[str, Tensor],
         mask: Tensor,
         positions: Tensor | None = None,
+        present: Mapping[str, Tensor] | None = None,
     ) -> MegaOutput:
         """feats: per modality (B, L, D_m); mask (B, L) bool, True = real shot; positions (B, L)
-        normalised positions r_i in [0, 1) for Align.PE, or None for i / true length (§5 #3).
+        normalised positions r_i in [0, 1) for Align.PE, or None for i / true length (§5 #3);
+        present: per modality (B, L) bool, False where the modality has no value (a modality
+        left out counts as present everywhere; docs/model.md, missing modalities).
         """
-        self._check_inputs(feats, mask, positions)
+        present = dict(present or {})
+        self._check_inputs(feats, mask, positions, present)
         if positions is None:
             if self.cfg.align_scope == "movie":
                 raise MegaPipeError(
@@ -358,17 +385,23 @@ class MEGA(nn.Module):
         index = token_index(mask)
         bins = align_bins(positions, self.cfg.n_bottleneck)
         key_mask = torch.cat([mask.new_ones(mask.shape[0], self.cfg.n_bottleneck), mask], dim=1)
-        streams = [self.streams[m](feats[m], index, bins, key_mask) for m in self.modalities]
-        logits, shot_emb = self.head(self.fusion(streams, key_mask))
+        streams = [self.streams[m](feats[m], index, bins, key_mask, present.get(m)) for m in self.modalities]
+        available = [(present[m] & mask).any(dim=1) if m in present else mask.new_ones(mask.shape[0])
+                     for m in self.modalities]
+        logits, shot_emb = self.head(self.fusion(streams, key_mask, available))
         return MegaOutput(logits=logits, shot_emb=shot_emb)
 
-    def content_embeddings(self, feats: Mapping[str, Tensor]) -> Tensor:
-        """Per shot, the shot encoders' linear projections concatenated over the modalities:
-        (B, L, width · M), what a shot shows with no position in it (used for synchronisation
-        when ``train.sync.space`` is "content"; docs/training.md)."""
-        return torch.cat([self.streams[m].shot_encoder.proj(feats[m]) for m in self.modalities], dim=-1)
+    def content_embeddings(self, feats: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:
+        """Per shot, the shot encoders' linear projections (the missing embedding where a
+        modality is missing) concatenated over the modalities: (B, L, width · M), what a shot
+        shows with no position in it (used for synchronisation when ``train.sync.space`` is
+        "content"; docs/training.md)."""
+        present = present or {}
+        return torch.cat([self.streams[m].shot_encoder.content(feats[m], present.get(m))
+                          for m in self.modalities], dim=-1)
 
-    def _check_inputs(self, feats: Mapping[str, Tensor], mask: Tensor, positions: Tensor | None) -> None:
+    def _check_inputs(self, feats: Mapping[str, Tensor], mask: Tensor, positions: Tensor | None,
+                      present: Mapping[str, Tensor]) -> None:
         """Turn wrong inputs into one readable line instead of a shape error deep inside."""
         if set(feats) != set(self.modalities):
             raise MegaPipeError(
@@ -385,6 +418,10 @@ class MEGA(nn.Module):
             expected = (*mask.shape, self.modality_dims[m])
             if tuple(feats[m].shape) != expected:
                 raise MegaPipeError(f"features of {m!r} have shape {tuple(feats[m].shape)}, expected {expected}")
+        for m, p in present.items():
+            if m not in self.modality_dims or p.dtype != torch.bool or p.shape != mask.shape:
+                raise MegaPipeError(f"present[{m!r}] must be a {tuple(mask.shape)} bool tensor for one of "
+                                    f"{self.modalities}, got {tuple(p.shape)} {p.dtype}")
         if positions is not None:
             if positions.shape != mask.shape:
                 raise MegaPipeError(f"positions have shape {tuple(positions.shape)}, expected {tuple(mask.shape)}")
@@ -425,7 +462,7 @@ class SynopsisModel(nn.Module):
             synopsis=None,
         )
         self.sentence_dim = sentence_dim
-        self.stream = UnimodalStream(sentence_dim, self.cfg)
+        self.stream = UnimodalStream(sentence_dim, self.cfg, can_be_missing=False)   # sentences always exist
         self.head = nn.Linear(self.cfg.width, cfg.n_classes)
         self.apply(_init_linear)
 

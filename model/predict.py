@@ -114,7 +114,7 @@ def scene_probabilities(model: MEGA, samples: SceneSamples, device: torch.device
     for index in _batches(len(samples), SCENE_INFERENCE_BATCH):
         batch = samples.batch(index, device)
         with autocast(device):
-            logits = model(batch.feats, batch.mask, batch.positions).logits[:, centre]
+            logits = model(batch.feats, batch.mask, batch.positions, batch.present).logits[:, centre]
         out.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
     return np.concatenate(out).astype(np.float64)
 
@@ -127,7 +127,7 @@ def act_posteriors(model: MEGA, movies: Sequence[MovieData], modalities: Sequenc
     for movie in movies:  # one movie per pass: its windows are the batch
         batch = pack_windows([movie], modalities, model.cfg.max_len, device)
         with autocast(device):
-            logits = model(batch.feats, batch.mask, batch.positions).logits
+            logits = model(batch.feats, batch.mask, batch.positions, batch.present).logits
         (movie_logits,) = stitch_windows(logits.float(), batch)
         result.append(torch.softmax(movie_logits, dim=0).T.cpu().numpy().astype(np.float64))
     return result
@@ -142,8 +142,9 @@ def _as_checkpoint(ckpt: Checkpoint | str | os.PathLike, task: str) -> Checkpoin
 
 
 def _read(ckpt: Checkpoint, features_dir: str | os.PathLike) -> MovieData:
-    """Read the checkpoint's modalities from a feature folder and apply its normalisation."""
-    return ckpt.normalizer.apply(read_movie(features_dir, ckpt.modalities))
+    """Read the checkpoint's modalities from a feature folder and apply its normalisation; a
+    modality the folder lacks is predicted without (missing on every shot, docs/model.md)."""
+    return ckpt.normalizer.apply(read_movie(features_dir, ckpt.modalities, dims=ckpt.model.modality_dims))
 
 
 def predict_scene(ckpt: Checkpoint | str | os.PathLike, features_dir: str | os.PathLike) -> np.ndarray:

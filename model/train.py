@@ -52,6 +52,7 @@ from mega_pipe.model.data import (
     Normalizer,
     SceneSamples,
     choose_modalities,
+    drop_modalities,
     load_entries,
     pack_synopses,
     pack_windows,
@@ -192,11 +193,17 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: MegaConfig, steps_per_epoch: int
 # --- Losses ----------------------------------------------------------------------------------
 
 
+def _modality_dropout(run: _Run) -> float:
+    """``train.modality_dropout`` while training; 0 in evaluation mode (validation)."""
+    return float(run.cfg.train.get("modality_dropout", 0.0)) if run.model.training else 0.0
+
+
 def _scene_step_loss(run: _Run, samples: SceneSamples, index: np.ndarray) -> dict[str, torch.Tensor]:
     batch = samples.batch(index, run.device)
     centre = samples.windows.shape[1] // 2
+    present = drop_modalities(batch.present, _modality_dropout(run))
     with autocast(run.device):
-        logits = run.model(batch.feats, batch.mask, batch.positions).logits[:, centre]
+        logits = run.model(batch.feats, batch.mask, batch.positions, present).logits[:, centre]
     loss = balanced_cross_entropy(logits.float(), batch.labels)
     return {"loss": loss}
 
@@ -216,12 +223,13 @@ def _act_step_loss(run: _Run, movies: Sequence[MovieData], epoch: float | None =
         prior += (sync_cfg.get("prior_final", prior) - prior) * progress
     batch = pack_windows(movies, list(run.modality_dims), run.cfg.max_len, run.device)
     sents, sent_mask = pack_synopses(movies, run.device)
+    present = drop_modalities(batch.present, _modality_dropout(run))
     with autocast(run.device):
-        out = run.model(batch.feats, batch.mask, batch.positions)
+        out = run.model(batch.feats, batch.mask, batch.positions, present)
         sent_logits, sent_emb = run.synopsis_model(sents, sent_mask)
     shot_logits = stitch_windows(out.logits.float(), batch)
     if sync_cfg.get("space", "fused") == "content":   # synchronise what shots and sentences show
-        shot_emb = stitch_windows(run.model.content_embeddings(batch.feats).float(), batch)
+        shot_emb = stitch_windows(run.model.content_embeddings(batch.feats, present).float(), batch)
         sent_emb = run.synopsis_model.content_embeddings(sents)
     else:
         shot_emb = stitch_windows(out.shot_emb.float(), batch)
@@ -546,7 +554,7 @@ def evaluate(
     entries = _split(read_manifest(manifest), split)
     if not entries:
         raise MegaPipeError(f"the manifest has no movie with split {split!r}")
-    movies = [ckpt.normalizer.apply(m) for m in load_entries(entries, ckpt.modalities)]
+    movies = [ckpt.normalizer.apply(m) for m in load_entries(entries, ckpt.modalities, dims=ckpt.model.modality_dims)]
     if ckpt.task == "scene":
         missing = [m.movie_id for m in movies if m.scene_labels is None]
         if missing:

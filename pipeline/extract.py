@@ -276,9 +276,13 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
                             f"({previous['source']['path']}): give {video} another --id or --out")
 
     # -- which modalities this movie has, and which must be computed -----------------------------
+    # A modality the run asks for but the movie lacks stays in shots.parquet as an absent
+    # (all-null) column, so every movie of one run has the same schema (docs/contract.md).
     wanted = list(extractors.modalities)
+    absent: dict[str, str] = {}
     if "audio" in wanted and info.audio is None:
         wanted.remove("audio")
+        absent["audio"] = "movie has no audio stream"
         warnings.append("no audio stream: audio features absent")
     elif "audio" in wanted and len(info.audio_tracks) > 1 and cfg.audio_track is None:
         warnings.append(_track_note("audio", len(info.audio_tracks), info.audio.track,
@@ -286,10 +290,11 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
     cues, cue_source = _subtitle_cues(inp, info, warnings) if "subtitle" in wanted else (None, None)
     if "subtitle" in wanted and not cues:
         wanted.remove("subtitle")
+        absent["subtitle"] = "movie has no subtitles"
         if cue_source is None:
             warnings.append("no subtitles (no --subtitles file, sidecar or text stream): "
                             "subtitle features absent")
-    meta = {m: extractors.meta(m) for m in wanted}
+    meta = {m: extractors.meta(m) for m in extractors.modalities}
     samplings = {m: extractors.sampling(m) for m in wanted}
 
     keys = {}
@@ -313,7 +318,8 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
     if synopsis:
         synopsis["todo"] = cached_key(out / "synopsis.parquet") != synopsis["key"]
     pool_key = stage_key(shots=shots_key, **{m: keys[m] for m in wanted},
-                         synopsis=synopsis["key"] if synopsis else None)
+                         synopsis=synopsis["key"] if synopsis else None,
+                         **({"absent": absent} if absent else {}))
     if previous and previous.get("pool_key") == pool_key and not todo and not (
             synopsis and synopsis["todo"]):
         _check_strict(cfg, movie_id, previous.get("warnings", []))
@@ -394,7 +400,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
             warnings.append(f"{m}: no samples")
         pooled[m] = pool(starts, ends, ts, te, vecs)
     contract.write_shots(out / "shots.parquet", movie_id, shots, pooled, meta,
-                         cache_key=pool_key)
+                         cache_key=pool_key, absent=absent)
     stages["pool"] = {"seconds": time.perf_counter() - t0}
 
     outputs = ["shots.parquet"] + [f"samples/{m}.parquet" for m in wanted]

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from mega_pipe.manifests.atomic import check_output_file, write_json
 from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import read_metadata
+from mega_pipe.manifests.features import absent_modalities, read_metadata, shot_modalities
 
 BOUNDARIES_SCHEMA = "mega-pipe/boundaries"
 BOUNDARIES_VERSION = 1
@@ -114,15 +114,38 @@ def build_boundaries(manifest: dict, features: Path, shots: dict, scene: dict | 
 
 
 def _check_dims(ckpt, features: Path, which: str) -> None:
+    """Refuse features whose dimensions differ from the checkpoint's, saying what to do: the
+    ``--models`` set that gives the checkpoint's dimensions, or else the synthetic set that
+    matches the movie's features (to train a checkpoint that fits them)."""
+    from mega_pipe.extractors.registry import MODALITIES, MODEL_SETS, entry_for
+    from mega_pipe.manifests.synth import format_modalities
+
     meta = read_metadata(features / "shots.parquet").get("modalities", {})
-    for m in ckpt.modalities:
-        want = int(ckpt.normalizer.mean[m].shape[0])
-        have = meta.get(m, {}).get("dim")
-        if have is not None and have != want:
-            raise MegaPipeError(
-                f"{which} checkpoint expects {m} features of dimension {want} but the movie's are "
-                f"{have} (model {meta[m].get('model_id')}): extract with the model set the "
-                f"checkpoint was trained on (--models)")
+    want = dict(ckpt.model.modality_dims)
+    wrong = [m for m in want if meta.get(m, {}).get("dim") not in (None, want[m])]
+    if not wrong:
+        return
+    sets = [s for s in MODEL_SETS
+            if all(m in MODALITIES and entry_for(s, m).dim == d for m, d in want.items())]
+    if sets:
+        advice = f"extract with --models {sets[0]}"
+    else:
+        have = format_modalities({m: v["dim"] for m, v in meta.items()})
+        advice = ("no model set gives the checkpoint's dimensions: train one on features like the "
+                  f"movie's, e.g. `python -m mega_pipe.manifests.synth OUT --modalities {have}`")
+    raise MegaPipeError(
+        f"{which} checkpoint expects {format_modalities({m: want[m] for m in wrong})} but the "
+        f"movie's features are {format_modalities({m: meta[m]['dim'] for m in wrong})} "
+        f"(model {', '.join(str(meta[m].get('model_id')) for m in wrong)}): {advice}")
+
+
+def _missing_modalities(ckpts: dict, features: Path) -> list[str]:
+    """One ``missing`` line per checkpoint modality the movie lacks (predicted without it)."""
+    schema = pq.read_schema(features / "shots.parquet")
+    have, absent = shot_modalities(schema), absent_modalities(schema)
+    wanted = dict.fromkeys(m for c in ckpts.values() for m in c.modalities)
+    return [f"{m}: {absent.get(m, 'not in the feature folder')}; predicted without it"
+            for m in wanted if m not in have]
 
 
 def _cmd_segment(args) -> int:
@@ -157,6 +180,7 @@ def _cmd_segment(args) -> int:
     shots = pq.read_table(features / "shots.parquet",
                           columns=["start_frame", "end_frame", "start_s", "end_s"]).to_pydict()
     scene = act = None
+    missing += _missing_modalities(ckpts, features)
     if "scene" in ckpts:
         _check_dims(ckpts["scene"], features, "scene")
         scene = {"prob": predict_scene(ckpts["scene"], features)}

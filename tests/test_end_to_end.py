@@ -92,3 +92,37 @@ def test_segment_without_checkpoints_says_what_is_missing(world, tmp_path, capsy
     doc = json.loads(out.read_text())
     assert doc["scenes"] is None and doc["turning_points"] is None and len(doc["missing"]) == 2
     assert "no --scene-checkpoint" in capsys.readouterr().err
+
+
+def test_synthetic_checkpoint_segments_a_tiny_extracted_movie(tmp_path, capsys):
+    """README's newcomer path: train on the default synthetic set, segment a real movie extracted
+    with --models tiny. testvideo.mp4 has no audio and no subtitles: predicted without them."""
+    from conftest import TESTVIDEO, need
+    from mega_pipe.manifests.synth import SynthParams, generate
+
+    manifest = generate(tmp_path / "synth", 4, params=SynthParams(scenes=(8, 10), sentences=(6, 8)))
+    run = tmp_path / "scene"
+    assert main(["train", "--task", "scene", "--config", "scene-small", "--manifest", str(manifest),
+                 "--out", str(run), "--epochs", "1", "--device", "cpu", "--no-progress"]) == 0
+    out = tmp_path / "boundaries.json"
+    args = ["segment", str(need(TESTVIDEO)), "--out", str(out), "--models", "tiny",
+            "--scene-checkpoint", str(run / "best.pt"), "--features", str(tmp_path / "features"),
+            "--device", "cpu", "--no-progress"]
+    assert main(args) == 0
+    doc = json.loads(out.read_text())
+    assert len(doc["scene_boundary_prob"]) == len(doc["shots"]) > 1
+    assert "audio: movie has no audio stream; predicted without it" in doc["missing"]
+    assert "subtitle: movie has no subtitles; predicted without it" in doc["missing"]
+
+    # A checkpoint of other dimensions: the error says which synthetic set fits the movie.
+    other = generate(tmp_path / "other", 2, modalities={"clip": 8, "place": 8},
+                     params=SynthParams(scenes=(8, 10), sentences=(6, 8)))
+    assert main(["train", "--task", "scene", "--config", "scene-small", "--manifest", str(other),
+                 "--out", str(tmp_path / "other_run"), "--epochs", "1", "--device", "cpu",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    args[args.index("--scene-checkpoint") + 1] = str(tmp_path / "other_run" / "best.pt")
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "expects clip:8,place:8 but the movie's features are clip:32,place:48" in err
+    assert "python -m mega_pipe.manifests.synth OUT --modalities clip:32,place:48`" in err

@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import BUNNY, SINTEL_SRT, TESTVIDEO, need
-from mega_pipe.manifests.features import read_metadata, read_samples, vectors_of
+from mega_pipe.manifests.features import (absent_modalities, read_metadata, read_samples,
+                                          shot_modalities, vectors_of)
 from mega_pipe.pipeline.cli import main
 from mega_pipe.pipeline.demo import make_sample
 from mega_pipe.pipeline.pooling import pool
@@ -48,7 +49,11 @@ def test_testvideo_shots_and_visual_modalities(testvideo_out):
         assert m in t.column_names and f"{m}_count" in t.column_names
         assert (t[f"{m}_count"].to_numpy() > 0).all()
     manifest = json.loads((testvideo_out / "manifest.json").read_text())
-    assert "audio" not in t.column_names and any("no audio" in w for w in manifest["warnings"])
+    assert any("no audio" in w for w in manifest["warnings"]) and "audio" not in manifest["modalities"]
+    # absent, not zero-filled: the column is there (one schema per run), all null, count 0
+    assert t["audio"].null_count == t.num_rows and not t["audio_count"].to_numpy().any()
+    assert "audio" not in shot_modalities(t.schema)
+    assert absent_modalities(t.schema)["audio"] == "movie has no audio stream"
     assert manifest["probe"]["video"]["frame_rate"] == "30000/1001"
     assert t["shot_idx"].type.bit_width == 32 and t["start_frame"].type.bit_width == 64
 
@@ -56,8 +61,7 @@ def test_testvideo_shots_and_visual_modalities(testvideo_out):
 def test_pooled_features_equal_overlap_mean_of_samples(testvideo_out, sample):
     for folder in (testvideo_out, sample["dir"]):
         t = pq.read_table(folder / "shots.parquet")
-        meta = read_metadata(folder / "shots.parquet")["modalities"]
-        for m in meta:
+        for m in shot_modalities(t.schema):
             s = read_samples(folder / "samples" / f"{m}.parquet")
             means, counts = pool(t["start_s"].to_numpy(), t["end_s"].to_numpy(),
                                  s["t_start"], s["t_end"], s["vectors"])
@@ -241,3 +245,47 @@ def test_batcher_collects_until_the_models_exist_then_encodes_in_their_batch_siz
         b = _Batcher(["clip"], failed, {}, worker)
         with pytest.raises(MegaPipeError, match="weights missing"):
             b.add(0, 1, frames[0])
+
+
+def test_one_schema_for_every_movie_of_a_run(tmp_path):
+    """Movies with and without audio/subtitles extracted with one model set share the
+    shots.parquet schema, so a glob over the catalogue reads in one call in every reader."""
+    import duckdb
+    import polars as pl
+    import pyarrow.dataset as ds
+
+    from mega_pipe.pipeline.demo import make_movie, write_srt
+
+    make_movie(tmp_path / "talkie.mp4", [2, 2], size=(160, 90))
+    write_srt(tmp_path / "talkie.srt")                               # sidecar subtitles
+    make_movie(tmp_path / "silent.mp4", [2, 2], size=(160, 90), audio=False)
+    out = tmp_path / "out"
+    assert extract(str(tmp_path / "talkie.mp4"), str(tmp_path / "silent.mp4"), "--out", str(out)) == 0
+    schemas = [pq.read_schema(out / m / "shots.parquet").remove_metadata() for m in ("talkie", "silent")]
+    assert schemas[0] == schemas[1]
+
+    glob = str(out / "*" / "shots.parquet")
+    frames = {
+        "polars": pl.read_parquet(glob).to_pandas(),
+        "duckdb": duckdb.sql(f"SELECT * FROM read_parquet('{glob}')").df(),
+        "pyarrow/pandas": ds.dataset(sorted(out.glob("*/shots.parquet")), format="parquet").to_table().to_pandas(),
+    }
+    for reader, df in frames.items():
+        assert len(df) == 4, reader
+        for m in ("audio", "subtitle"):
+            silent, talkie = df[df.movie_id == "silent"], df[df.movie_id == "talkie"]
+            assert silent[m].isna().all() and (silent[f"{m}_count"] == 0).all(), (reader, m)
+            assert talkie[m].notna().all() and (talkie[f"{m}_count"] > 0).all(), (reader, m)
+
+    silent = pq.read_schema(out / "silent" / "shots.parquet")
+    assert absent_modalities(silent) == {"audio": "movie has no audio stream",
+                                         "subtitle": "movie has no subtitles"}
+    assert shot_modalities(silent) == list(VISUAL)
+    manifest = json.loads((out / "silent" / "manifest.json").read_text())
+    assert manifest["modalities"] == list(VISUAL)                    # what the movie really has
+    # Readers see the absent modality as missing, never as a zero feature.
+    from mega_pipe.model.data import available_modalities, read_movie
+
+    assert available_modalities(out / "silent") == list(VISUAL)
+    movie = read_movie(out / "silent", ["clip", "audio"], dims={"audio": 24})
+    assert not movie.presence("audio").any() and movie.presence("clip").all()

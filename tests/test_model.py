@@ -47,7 +47,8 @@ def test_scene_parameter_count_matches_paper():
     summary = model_summary("scene", SCENE_DIMS)
     layer = 7_087_872  # one 768/3072 post-LN layer
     linears = sum(d * 768 + 768 for d in SCENE_DIMS.values())
-    per_modality_tables = 17 * 768 + 2 * 768 + 2 * 768 + 2 * 768  # PE, Align.PE, bottleneck, LayerNorm
+    # PE, Align.PE, bottleneck, LayerNorm, missing embedding
+    per_modality_tables = 17 * 768 + 2 * 768 + 2 * 768 + 2 * 768 + 768
     expected = 9 * layer + linears + 3 * per_modality_tables + (3 * 768 * 2 + 2)
     assert summary["parameters"] == expected
     assert abs(summary["parameters"] - 67.57e6) / 67.57e6 < 0.01

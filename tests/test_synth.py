@@ -128,3 +128,15 @@ def test_noise_free_scenes_show_the_planted_structure(tmp_path, framing):
         plain = [movie.features["clip"][i] for i in np.flatnonzero(scene == s) if i not in tp]
         distinct = np.unique(np.round(np.array(plain), 4), axis=0)
         assert len(distinct) <= (1 if framing == 0.0 else 2)
+
+
+def test_default_modalities_are_the_tiny_extractors(tmp_path):
+    """A checkpoint trained on the default synthetic set fits movies extracted with --models tiny."""
+    from mega_pipe.extractors.registry import REGISTRY
+    from mega_pipe.manifests.synth import default_modalities
+
+    tiny = {e.modality: e.dim for e in REGISTRY.values() if e.model_set == "tiny"}
+    assert default_modalities() == tiny and tiny["place"] == 48
+    assert main([str(tmp_path), "--movies", "1"]) == 0
+    shots = pq.read_schema(read_manifest(tmp_path / "manifest.jsonl")[0].features / "shots.parquet")
+    assert {m: shots.field(m).type.list_size for m in shot_modalities(shots)} == tiny

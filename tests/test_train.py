@@ -16,7 +16,9 @@ from mega_pipe.model.data import (
     MovieData,
     act_windows,
     choose_modalities,
+    drop_modalities,
     pack_windows,
+    read_movie,
     scene_label_array,
     scene_windows,
     stitch_windows,
@@ -171,10 +173,13 @@ def test_predict_scene_shapes_and_missing_modality(scene_run, manifest, tmp_path
     probs = predict_scene(out / "best.pt", entry.features)
     assert probs.shape == (len(entry.scene_labels),)
     assert np.all((probs >= 0) & (probs <= 1))
-    # A folder without one of the checkpoint's modalities is refused, naming the modality.
+    # A folder without one of the checkpoint's modalities is predicted without it; reading it
+    # for training (no checkpoint dims) is refused, naming the modality.
     other = read_manifest(generate(tmp_path, 1, seed=2, modalities={"clip": 16, "place": 12}, params=SMALL))
+    probs = predict_scene(out / "best.pt", other[0].features)
+    assert probs.shape == (len(other[0].scene_labels),) and np.all(np.isfinite(probs))
     with pytest.raises(MegaPipeError, match="lacks modality appr"):
-        predict_scene(out / "best.pt", other[0].features)
+        read_movie(other[0].features, list(MODALITIES))
     with pytest.raises(MegaPipeError, match="not a 'act' one"):
         predict_act(out / "best.pt", entry.features)
 
@@ -229,3 +234,80 @@ def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path)
         saved = json.loads((both / f"eval_{task}_test.json").read_text())
         assert saved["task"] == task
         assert score_records(task, read_records(both / f"predictions_{task}_test.jsonl")) == saved["metrics"]
+
+# --- missing modalities (docs/model.md) ------------------------------------------------------
+
+
+AV = {"clip": 16, "audio": 8, "subtitle": 8}
+
+
+@pytest.fixture(scope="module")
+def av_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("av")
+    manifest = generate(root / "synth", 6, seed=4, modalities=AV, params=SMALL)
+    out = root / "run"
+    train("scene", manifest, out, epochs=2, batch_size=64, lr=3e-3, device="cpu",
+          config_overrides=SCENE_OVERRIDES, progress=False)
+    return manifest, out / "best.pt"
+
+
+def _without_audio(src, dst):
+    """A copy of a feature folder whose audio is absent the way extract writes it."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shutil.copytree(src, dst)
+    t = pq.read_table(dst / "shots.parquet")
+    meta = json.loads(t.schema.metadata[b"mega_pipe"])
+    meta["modalities"]["audio"]["absent"] = "movie has no audio stream"
+    t = t.set_column(t.schema.get_field_index("audio"), "audio", pa.nulls(t.num_rows, t.schema.field("audio").type))
+    t = t.set_column(t.schema.get_field_index("audio_count"), "audio_count", pa.array(np.zeros(t.num_rows, np.int32)))
+    pq.write_table(t.replace_schema_metadata({b"mega_pipe": json.dumps(meta).encode()}), dst / "shots.parquet")
+    return dst
+
+
+def test_checkpoint_predicts_a_movie_without_one_of_its_modalities(av_run, tmp_path):
+    manifest, ckpt = av_run
+    entry = next(e for e in read_manifest(manifest) if e.split == "test")
+    full = predict_scene(ckpt, entry.features)
+    no_audio = predict_scene(ckpt, _without_audio(entry.features, tmp_path / "no_audio"))
+    assert no_audio.shape == full.shape and np.all(np.isfinite(no_audio))
+    assert np.all((no_audio >= 0) & (no_audio <= 1))
+    assert not np.allclose(no_audio, full)          # audio was used, and is now masked
+    movie = read_movie(tmp_path / "no_audio", list(AV), dims=AV)
+    assert not movie.presence("audio").any() and movie.presence("clip").all()
+
+
+def test_modality_dropout_drops_while_training_and_never_in_evaluation(av_run, monkeypatch, tmp_path):
+    present = {m: torch.ones(200, 17, dtype=torch.bool) for m in AV}
+    torch.manual_seed(0)
+    first = drop_modalities(present, 0.3)
+    torch.manual_seed(0)
+    again = drop_modalities(present, 0.3)
+    assert all(torch.equal(first[m], again[m]) for m in AV)          # seeded: reproducible
+    rows = torch.stack([first[m][:, 0] for m in AV], dim=1)          # (200, M), whole rows
+    assert all(torch.equal(first[m], first[m][:, :1].expand(-1, 17)) for m in AV)
+    assert 0.15 < 1 - rows.float().mean() < 0.35 and rows.any(dim=1).all()   # never all dropped
+    assert all(torch.equal(v, present[m]) for m, v in drop_modalities(present, 0.0).items())
+
+    # Through the trainer: the forward passes of training drop, those of validation do not.
+    from mega_pipe.model.mega import MEGA
+
+    seen = []
+    forward = MEGA.forward
+
+    def spy(self, feats, mask, positions=None, present=None):
+        seen.append((self.training, all(bool(p.all()) for p in (present or {}).values())))
+        return forward(self, feats, mask, positions, present)
+
+    monkeypatch.setattr(MEGA, "forward", spy)
+    manifest, _ = av_run
+    overrides = {**SCENE_CFG, **_train_dict("scene", modality_dropout=0.3)}
+    train("scene", manifest, tmp_path / "run", epochs=1, batch_size=64, lr=1e-3, device="cpu",
+          config_overrides=overrides, progress=False)
+    assert {complete for training, complete in seen if training} == {False}
+    assert {complete for training, complete in seen if not training} == {True}
+    with pytest.raises(MegaPipeError, match="modality_dropout"):
+        load_config("scene", train={"modality_dropout": 1.0})
