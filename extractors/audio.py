@@ -79,10 +79,10 @@ class AudioExtractor(Extractor):
                 f"expected audio as float32 (B, {self.window_samples}), got {getattr(batch, 'dtype', type(batch).__name__)} "
                 f"{getattr(batch, 'shape', None)}"
             )
-        fbank = np.concatenate([self._fbank_run(run) for run in self._runs(batch)])
+        fbank = np.concatenate([self._fbank_run(run) for run in self.consecutive_runs(batch)])
         return torch.from_numpy(fbank).to(self.device)
 
-    def _runs(self, batch: np.ndarray) -> list[np.ndarray]:
+    def consecutive_runs(self, batch: np.ndarray) -> list[np.ndarray]:
         """Split the batch where a window is not the previous one moved on by one stride."""
         s, starts = self.stride_samples, [0]
         for i in range(1, len(batch)):

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.features import FeatureFolder
 from mega_pipe.manifests.schema import SPLITS, MovieEntry, run_script, write_manifest
 
 DEFAULT_FPS = 24.0          # MovieNet's frame numbers assume 24 fps (§1.6, §2.1)
@@ -169,16 +169,6 @@ class MovieNetReport:
     warnings: list[str]
 
 
-def _feature_problem(folder: Path) -> str | None:
-    if not folder.is_dir():
-        return f"no feature folder {folder}"
-    if not (folder / "manifest.json").is_file():
-        return f"{folder} has no manifest.json (incomplete extract run)"
-    if not (folder / "shots.parquet").is_file():
-        return f"{folder} has no shots.parquet"
-    return None
-
-
 def convert_movienet(label_dir: str | os.PathLike, shot_dir: str | os.PathLike,
                      split_file: str | os.PathLike, features_root: str | os.PathLike,
                      manifest_path: str | os.PathLike, *, fps: float = DEFAULT_FPS,
@@ -193,16 +183,16 @@ def convert_movienet(label_dir: str | os.PathLike, shot_dir: str | os.PathLike,
     report = MovieNetReport([], {}, {}, [])
     for split, ids in read_split_file(split_file).items():
         for imdb in ids:
-            folder = features_root / imdb
-            problem = _feature_problem(folder)
+            folder = FeatureFolder(features_root / imdb)
+            problem = folder.problem()
             if problem:
                 report.skipped[imdb] = problem
                 continue
             frames = read_shot_file(shot_dir / f"{imdb}.txt")
             labels = read_label_file(label_dir / f"{imdb}.txt", len(frames))
-            our_end_s = pq.read_table(folder / "shots.parquet", columns=["end_s"])["end_s"].to_numpy()
+            our_end_s = folder.read_shots(["end_s"])["end_s"].to_numpy()
             if our_end_s.size == 0:
-                report.skipped[imdb] = f"{folder}/shots.parquet has no shots"
+                report.skipped[imdb] = f"{folder.shots_path} has no shots"
                 continue
             result = transfer_labels(labels, frames, our_end_s, method=transfer, fps=fps,
                                      tolerance_s=tolerance_s)

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-import pyarrow.parquet as pq
 from mega_pipe.manifests.atomic import atomic_path
 from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.features import FeatureFolder
 
 SPLITS = ("train", "val", "test")
 N_TURNING_POINTS = 5
@@ -101,35 +101,22 @@ def _entry_from_json(obj: object, base: Path) -> MovieEntry:
     )
 
 
-def parquet_rows(path: Path) -> int:
-    """Number of rows of a Parquet file, from its footer only (cheap for large files)."""
-    return pq.ParquetFile(path).metadata.num_rows
-
-
 def _check_features(entry: MovieEntry) -> None:
-    """Check the entry against its extract output folder (contract: manifest.json written last)."""
-    folder = entry.features
-    if not folder.is_dir():
-        raise _Invalid(f"features folder {folder} does not exist")
-    if not (folder / "manifest.json").is_file():
-        raise _Invalid(f"features folder {folder} has no manifest.json (incomplete extract run)")
-    shots_file = folder / "shots.parquet"
-    if not shots_file.is_file():
-        raise _Invalid(f"features folder {folder} has no shots.parquet")
-    n_shots = parquet_rows(shots_file)
+    """Check the entry against its extract output folder (docs/contract.md)."""
+    folder = FeatureFolder(entry.features)
+    problem = folder.problem(synopsis=entry.tp_sentences is not None)
+    if problem:
+        raise _Invalid(problem)
+    n_shots = folder.n_shots()
     if entry.scene_labels is not None and len(entry.scene_labels) != n_shots:
         raise _Invalid(f"'scene_labels' has {len(entry.scene_labels)} entries but "
-                       f"{shots_file} has {n_shots} shots")
+                       f"{folder.shots_path} has {n_shots} shots")
     if entry.tp_shots is not None:
-        _check_range(entry.tp_shots, n_shots, "tp_shots", f"{shots_file} has {n_shots} shots")
+        _check_range(entry.tp_shots, n_shots, "tp_shots", f"{folder.shots_path} has {n_shots} shots")
     if entry.tp_sentences is not None:
-        synopsis = folder / "synopsis.parquet"
-        if not synopsis.is_file():
-            raise _Invalid(f"'tp_sentences' given but {folder} has no synopsis.parquet "
-                           "(extract with --synopsis)")
-        n_sents = parquet_rows(synopsis)
+        n_sents = folder.n_sentences()
         _check_range(entry.tp_sentences, n_sents, "tp_sentences",
-                     f"{synopsis} has {n_sents} sentences")
+                     f"{folder.synopsis_path} has {n_sents} sentences")
 
 
 def _check_range(tps: list[list[int]], n: int, name: str, context: str) -> None:

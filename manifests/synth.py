@@ -41,9 +41,13 @@ from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
-from mega_pipe.manifests.atomic import write_json
 from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import CONTRACT_VERSION, write_shots, write_synopsis
+from mega_pipe.manifests.features import (
+    CONTRACT_VERSION,
+    FeatureFolder,
+    shots_table,
+    synopsis_table,
+)
 from mega_pipe.manifests.provenance import code_version
 from mega_pipe.manifests.schema import MovieEntry, run_script, write_manifest
 
@@ -264,7 +268,8 @@ def _model_meta(dim: int) -> dict:
 
 def _write_movie(folder: Path, movie_id: str, movie: _Movie, modalities: Mapping[str, int], p: SynthParams,
                  seed: int, version: dict) -> None:
-    """Write one movie folder in the extract contract, manifest.json last."""
+    """Write one movie folder in the extract contract, the manifest last."""
+    out = FeatureFolder(folder)
     n = len(movie.shot_starts)
     start_frames = np.round(movie.shot_starts * FPS).astype(np.int64)
     end_frames = np.maximum(np.round(movie.shot_ends * FPS).astype(np.int64), start_frames + 1)
@@ -274,25 +279,22 @@ def _write_movie(folder: Path, movie_id: str, movie: _Movie, modalities: Mapping
     ]
     meta = {m: _model_meta(d) for m, d in modalities.items()}
     pooled = {m: (movie.features[m], np.ones(n, dtype=np.int32)) for m in modalities}
-    write_shots(folder / "shots.parquet", movie_id, shots, pooled, meta)
+    out.write_shots(shots_table(movie_id, shots, pooled, meta))
     texts = [f"Scenes {a}-{b} of {movie_id} happen." for a, b in movie.sentence_scenes]
-    write_synopsis(folder / "synopsis.parquet", movie_id, texts, movie.sentences, _model_meta(movie.sentences.shape[1]))
-
-    write_json(
-        folder / "manifest.json",
-        {
-            "contract": CONTRACT_VERSION,
-            "movie_id": movie_id,
-            "code_version": version,
-            "source": {"synthetic": True, "seed": seed},
-            "probe": {"duration_s": float(end_frames[-1] / FPS), "video": {"frame_rate": f"{FPS}/1"}},
-            "config": {"generator": "mega_pipe.manifests.synth", **asdict(p)},
-            "models": meta,
-            "stages": {},
-            "outputs": ["shots.parquet", "synopsis.parquet"],
-            "warnings": [],
-        },
-    )
+    out.write_synopsis(synopsis_table(movie_id, texts, movie.sentences,
+                                      _model_meta(movie.sentences.shape[1])))
+    out.write_manifest({
+        "contract": CONTRACT_VERSION,
+        "movie_id": movie_id,
+        "code_version": version,
+        "source": {"synthetic": True, "seed": seed},
+        "probe": {"duration_s": float(end_frames[-1] / FPS), "video": {"frame_rate": f"{FPS}/1"}},
+        "config": {"generator": "mega_pipe.manifests.synth", **asdict(p)},
+        "models": meta,
+        "stages": {},
+        "outputs": out.outputs(list(modalities), synopsis=True),
+        "warnings": [],
+    })
 
 
 def _assign_splits(rng: np.random.Generator, n_movies: int, fractions: Mapping[str, float]) -> list[str]:

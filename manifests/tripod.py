@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import pyarrow.parquet as pq
 from mega_pipe.manifests.atomic import atomic_path
 from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.features import FeatureFolder
 from mega_pipe.manifests.schema import (
     N_TURNING_POINTS,
     SPLITS,
@@ -183,17 +183,15 @@ def _resolve_id(name: str, features_root: Path, name_map: Mapping[str, str] | No
     return slugify(name)
 
 
-def _features_problem(folder: Path, sentences: list[str]) -> str | None:
-    """Why the movie cannot be trained on yet, or None when its synopsis.parquet holds exactly
-    the TRIPOD sentences."""
-    if not (folder / "manifest.json").is_file():
-        return f"no complete feature folder {folder}"
-    synopsis = folder / "synopsis.parquet"
-    if not synopsis.is_file():
-        return f"{folder} has no synopsis.parquet"
-    texts = [_clean(t) for t in pq.read_table(synopsis, columns=["text"])["text"].to_pylist()]
+def _features_problem(folder: FeatureFolder, sentences: list[str]) -> str | None:
+    """Why the movie cannot be trained on yet, or None when its synopsis holds exactly the
+    TRIPOD sentences."""
+    problem = folder.problem(synopsis=True)
+    if problem:
+        return problem
+    texts = [_clean(t) for t in folder.read_synopsis()[0]]
     if texts != sentences:
-        return (f"{synopsis} holds {len(texts)} sentences that differ from TRIPOD's "
+        return (f"{folder.synopsis_path} holds {len(texts)} sentences that differ from TRIPOD's "
                 f"{len(sentences)}")
     return None
 
@@ -230,7 +228,7 @@ def convert_tripod(csv_by_split: Mapping[str, str | os.PathLike],
             folder = features_root / movie_id
             report.entries.append(MovieEntry(movie_id=movie_id, features=folder, split=split,
                                              tp_sentences=movie.tp_sentences))
-            problem = _features_problem(folder, movie.sentences)
+            problem = _features_problem(FeatureFolder(folder), movie.sentences)
             if problem:
                 report.problems[movie_id] = problem
     if not report.entries:

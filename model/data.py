@@ -2,7 +2,7 @@
 
 Everything downstream of ``mega-pipe extract`` reads the per-movie folder only: the modality
 columns of ``shots.parquet`` (every ``fixed_size_list`` column with a ``<m>_count`` partner,
-``pipeline.contract.shot_modalities``) and, for act training, ``synopsis.parquet``.
+``manifests.features.FeatureFolder.modalities``) and, for act training, ``synopsis.parquet``.
 
 Two sample layouts, one per task:
 
@@ -28,17 +28,14 @@ its normalised features are 0 and the model replaces them by its learned "missin
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import shot_modalities, vectors_of
+from mega_pipe.manifests.features import FeatureFolder, vectors_of
 from mega_pipe.manifests.schema import MovieEntry
 from torch import Tensor
 
@@ -73,17 +70,10 @@ class MovieData:
         return self.present.get(modality, np.ones(self.n_shots, dtype=bool))
 
 
-def _check_complete(folder: Path) -> None:
-    if not (folder / "manifest.json").is_file():
-        raise MegaPipeError(f"feature folder {folder} is incomplete or missing (no manifest.json)")
-
-
 def available_modalities(folder: str | os.PathLike) -> list[str]:
-    """The modalities a feature folder's shots.parquet has, in file order (schema only): its
-    modality columns minus those marked absent (docs/contract.md)."""
-    folder = Path(folder)
-    _check_complete(folder)
-    return shot_modalities(pq.read_schema(folder / "shots.parquet"))
+    """The modalities a feature folder has, in file order (schema only): its modality columns
+    minus those marked absent (docs/contract.md)."""
+    return FeatureFolder(folder).require_complete().modalities()
 
 
 def read_movie(folder: str | os.PathLike, modalities: Sequence[str], *, synopsis: bool = False,
@@ -92,18 +82,17 @@ def read_movie(folder: str | os.PathLike, modalities: Sequence[str], *, synopsis
 
     A modality the folder lacks is an error, unless ``dims`` (a checkpoint's input dimensions)
     is given: then it is read as missing on every shot (inference without it, docs/model.md)."""
-    folder = Path(folder)
-    have = available_modalities(folder)
+    folder = FeatureFolder(folder).require_complete(synopsis=synopsis)
+    have = folder.modalities()
     missing = [m for m in modalities if m not in have]
     if missing and dims is None:
         raise MegaPipeError(
             f"{folder} lacks modality {', '.join(missing)} (it has: {', '.join(have) or 'none'})"
         )
     read = [m for m in modalities if m in have]
-    table = pq.read_table(folder / "shots.parquet",
-                          columns=["start_frame", "end_frame", *read, *(f"{m}_count" for m in read)])
+    table = folder.read_shots(["start_frame", "end_frame", *read, *(f"{m}_count" for m in read)])
     if table.num_rows == 0:
-        raise MegaPipeError(f"{folder}/shots.parquet has no shots")
+        raise MegaPipeError(f"{folder.shots_path} has no shots")
     frames = np.stack([table["start_frame"].to_numpy(), table["end_frame"].to_numpy()], axis=1)
     features, present = {}, {}
     for m in modalities:
@@ -114,15 +103,10 @@ def read_movie(folder: str | os.PathLike, modalities: Sequence[str], *, synopsis
         else:
             features[m] = np.zeros((table.num_rows, dims[m]), np.float32)
             present[m] = np.zeros(table.num_rows, dtype=bool)
-    sentences = None
-    if synopsis:
-        path = folder / "synopsis.parquet"
-        if not path.is_file():
-            raise MegaPipeError(f"{folder} has no synopsis.parquet (act training needs --synopsis at extract)")
-        sentences = vectors_of(pq.read_table(path, columns=["vector"])["vector"])
-        if len(sentences) == 0:
-            raise MegaPipeError(f"{path} has no sentences")
-    movie_id = json.loads((folder / "manifest.json").read_text()).get("movie_id", folder.name)
+    sentences = folder.read_synopsis()[1] if synopsis else None
+    if sentences is not None and len(sentences) == 0:
+        raise MegaPipeError(f"{folder.synopsis_path} has no sentences")
+    movie_id = folder.movie_id
     return MovieData(movie_id=movie_id, features=features, shot_frames=frames.astype(np.int64),
                      present=present, synopsis=sentences)
 

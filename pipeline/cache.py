@@ -1,17 +1,15 @@
 """Cache keys: a stage's output is reused when its inputs, config and weights are unchanged.
 
-Each output file carries the key it was computed with (Parquet schema metadata ``cache_key``),
-so reuse is decided by the file itself: a file whose key matches the key the current run would
-compute is kept; anything else is recomputed.
+A key is a digest of everything a stage's output depends on (:func:`stage_key`); each output
+file carries the key it was computed with (``FeatureFolder.cached_key`` reads it back), so reuse
+is decided by the file itself: a file whose key matches the key the current run would compute is
+kept; anything else is recomputed.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
-
-import pyarrow.parquet as pq
 
 _BLOCK = 1 << 20
 
@@ -41,15 +39,3 @@ def stage_key(**parts) -> str:
     """A short stable digest of JSON-serialisable parts."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
-
-
-def cached_key(path: str | Path) -> str | None:
-    """The cache key stored in a Parquet file's metadata, or None (missing / unreadable file)."""
-    if not os.path.exists(path):
-        return None
-    try:
-        md = pq.read_schema(path).metadata or {}
-    except Exception:   # a truncated or foreign file is simply not a cache hit
-        return None
-    key = md.get(b"cache_key")
-    return key.decode() if key else None

@@ -103,10 +103,10 @@ def _cmd_demo(args) -> int:
     if failed:
         return 1
     m = done[0]
-    import pyarrow.parquet as pq
+    from mega_pipe.manifests.features import FeatureFolder
 
-    shots = pq.read_table(args.out / "features" / m["movie_id"] / "shots.parquet",
-                          columns=["shot_idx", "start_frame", "end_frame", "start_s", "end_s"])
+    shots = FeatureFolder(args.out / "features" / m["movie_id"]).read_shots(
+        ["shot_idx", "start_frame", "end_frame", "start_s", "end_s"])
     print("shot  start_frame  end_frame  start_s  end_s")
     for row in shots.to_pylist():
         print(f"{row['shot_idx']:>4}  {row['start_frame']:>11}  {row['end_frame']:>9}  "

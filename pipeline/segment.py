@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 from mega_pipe.manifests.atomic import check_output_file, write_json
 from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import absent_modalities, read_metadata, shot_modalities
+from mega_pipe.manifests.features import FeatureFolder
 
 BOUNDARIES_SCHEMA = "mega-pipe/boundaries"
 BOUNDARIES_VERSION = 1
@@ -120,7 +119,7 @@ def _check_dims(ckpt, features: Path, which: str) -> None:
     from mega_pipe.extractors.registry import MODALITIES, MODEL_SETS, entry_for
     from mega_pipe.manifests.synth import format_modalities
 
-    meta = read_metadata(features / "shots.parquet").get("modalities", {})
+    meta = FeatureFolder(features).modality_meta()
     want = dict(ckpt.model.modality_dims)
     wrong = [m for m in want if meta.get(m, {}).get("dim") not in (None, want[m])]
     if not wrong:
@@ -141,8 +140,8 @@ def _check_dims(ckpt, features: Path, which: str) -> None:
 
 def _missing_modalities(ckpts: dict, features: Path) -> list[str]:
     """One ``missing`` line per checkpoint modality the movie lacks (predicted without it)."""
-    schema = pq.read_schema(features / "shots.parquet")
-    have, absent = shot_modalities(schema), absent_modalities(schema)
+    folder = FeatureFolder(features)
+    have, absent = folder.modalities(), folder.absent_modalities()
     wanted = dict.fromkeys(m for c in ckpts.values() for m in c.modalities)
     return [f"{m}: {absent.get(m, 'not in the feature folder')}; predicted without it"
             for m in wanted if m not in have]
@@ -177,8 +176,7 @@ def _cmd_segment(args) -> int:
         return 1
     manifest = done[0]
     features = Path(args.features) / manifest["movie_id"]
-    shots = pq.read_table(features / "shots.parquet",
-                          columns=["start_frame", "end_frame", "start_s", "end_s"]).to_pydict()
+    shots = {k: v.tolist() for k, v in FeatureFolder(features).read_shot_times().items()}
     scene = act = None
     missing += _missing_modalities(ckpts, features)
     if "scene" in ckpts:

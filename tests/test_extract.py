@@ -9,8 +9,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import BUNNY, SINTEL_SRT, TESTVIDEO, need
-from mega_pipe.manifests.features import (absent_modalities, read_metadata, read_samples,
-                                          shot_modalities, vectors_of)
+from mega_pipe.manifests.features import (
+    FeatureFolder,
+    absent_modalities,
+    shot_modalities,
+    vectors_of,
+)
 from mega_pipe.pipeline.cli import main
 from mega_pipe.pipeline.demo import make_sample
 from mega_pipe.pipeline.pooling import pool
@@ -62,7 +66,7 @@ def test_pooled_features_equal_overlap_mean_of_samples(testvideo_out, sample):
     for folder in (testvideo_out, sample["dir"]):
         t = pq.read_table(folder / "shots.parquet")
         for m in shot_modalities(t.schema):
-            s = read_samples(folder / "samples" / f"{m}.parquet")
+            s = FeatureFolder(folder).read_samples(m)
             means, counts = pool(t["start_s"].to_numpy(), t["end_s"].to_numpy(),
                                  s["t_start"], s["t_end"], s["vectors"])
             np.testing.assert_array_equal(t[f"{m}_count"].to_numpy(), counts)
@@ -70,7 +74,7 @@ def test_pooled_features_equal_overlap_mean_of_samples(testvideo_out, sample):
 
 
 def test_per_second_sample_intervals_tile_the_movie(testvideo_out):
-    s = read_samples(testvideo_out / "samples" / "clip.parquet")
+    s = FeatureFolder(testvideo_out).read_samples('clip')
     assert len(s["t_start"]) == 25                    # 24.024 s -> seconds 0..24
     np.testing.assert_array_equal(s["t_start"], np.arange(25))
     assert s["t_end"][-1] == pytest.approx(24.024)
@@ -181,12 +185,12 @@ def test_bad_input_one_line_others_carry_on(tmp_path, capsys, cut_movie):
 
 
 def test_failure_mid_run_leaves_no_partial_output(tmp_path, monkeypatch, cut_movie):
-    from mega_pipe.pipeline import extract as ex
+    from mega_pipe.pipeline.decode_pass import BatchEncoder
 
     def crash(self, batch):
         raise RuntimeError("simulated crash during encoding")
 
-    monkeypatch.setattr(ex._Batcher, "_encode", crash)
+    monkeypatch.setattr(BatchEncoder, "encode", crash)
     path, _ = cut_movie
     assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip") == 1
     assert not (tmp_path / "cuts").exists()
@@ -222,19 +226,19 @@ def test_batcher_collects_until_the_models_exist_then_encodes_in_their_batch_siz
 
     from mega_pipe.extractors import build_extractors
     from mega_pipe.manifests.errors import MegaPipeError
-    from mega_pipe.pipeline.extract import _Batcher
+    from mega_pipe.pipeline.decode_pass import BatchEncoder
 
     model = build_extractors("tiny", ["clip"])["clip"]
     frames = np.random.default_rng(0).integers(0, 256, (model.batch_size + 6, 224, 256, 3), np.uint8)
     built: Future = Future()
     with ThreadPoolExecutor(1) as worker:
-        b = _Batcher(["clip"], built, {}, worker)
+        b = BatchEncoder(["clip"], built, worker)
         for i, f in enumerate(frames[:-1]):
             b.add(i, i + 1, f)
-        assert b.size is None and not b._futures        # nothing can be encoded yet
+        assert b.size is None and b.submitted == 0        # nothing can be encoded yet
         built.set_result({"clip": model})
         b.add(len(frames) - 1, len(frames), frames[-1])
-        assert b.size == model.batch_size and len(b._futures) == 2   # 64 + 6
+        assert b.size == model.batch_size and b.submitted == 2   # 64 + 6
         ts, te, vecs = b.results(end_time=1e9)["clip"]
     assert list(ts) == list(range(len(frames))) and list(te) == list(range(1, len(frames) + 1))
     np.testing.assert_allclose(vecs, model.encode(frames), atol=1e-5)
@@ -242,7 +246,7 @@ def test_batcher_collects_until_the_models_exist_then_encodes_in_their_batch_siz
     failed: Future = Future()
     failed.set_exception(MegaPipeError("weights missing"))
     with ThreadPoolExecutor(1) as worker:
-        b = _Batcher(["clip"], failed, {}, worker)
+        b = BatchEncoder(["clip"], failed, worker)
         with pytest.raises(MegaPipeError, match="weights missing"):
             b.add(0, 1, frames[0])
 
@@ -253,7 +257,6 @@ def test_one_schema_for_every_movie_of_a_run(tmp_path):
     import duckdb
     import polars as pl
     import pyarrow.dataset as ds
-
     from mega_pipe.pipeline.demo import make_movie, write_srt
 
     make_movie(tmp_path / "talkie.mp4", [2, 2], size=(160, 90))

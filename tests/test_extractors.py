@@ -106,7 +106,7 @@ def test_audio_windows_share_one_filterbank_exactly(tiny: dict, media: dict) -> 
     ex = tiny["audio"]
     windows = media["audio"]
     batch = np.concatenate([windows, windows[:1] * 0.5, windows[1:]])   # runs: 0-2, 3, 4-5
-    assert [len(r) for r in ex._runs(batch)] == [3, 1, 2]
+    assert [len(r) for r in ex.consecutive_runs(batch)] == [3, 1, 2]
     want = ex.features(list(batch), sampling_rate=16000, return_tensors="np")["input_values"]
     np.testing.assert_array_equal(ex._preprocess(batch).numpy(), want)
 

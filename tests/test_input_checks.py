@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ffmpeg
 from mega_pipe.manifests.errors import InputError
-from mega_pipe.manifests.features import read_samples
+from mega_pipe.manifests.features import FeatureFolder
 from mega_pipe.pipeline.cli import main
 from mega_pipe.pipeline.decode import AUDIO_RATE, MovieDecoder
 from mega_pipe.pipeline.probe import probe
@@ -146,7 +146,7 @@ def test_tracks_in_manifest_and_cache_keys(tmp_path, capsys, tracks_movie):
     assert "2 audio tracks, using #0 (eng); choose with --audio-track" in m["warnings"]
     assert "2 subtitle tracks, using #0 (eng); choose with --subtitle-track" in m["warnings"]
     assert pq.read_table(out / "samples" / "subtitle.parquet")["text"].to_pylist() == ["Hello there."]
-    eng = read_samples(out / "samples" / "audio.parquet")["vectors"]
+    eng = FeatureFolder(out).read_samples('audio')["vectors"]
 
     # another track recomputes that modality only; the shots are reused
     assert extract(str(tracks_movie), "--modalities", "audio,subtitle", "--audio-track", "fra",
@@ -156,7 +156,7 @@ def test_tracks_in_manifest_and_cache_keys(tmp_path, capsys, tracks_movie):
     assert m["probe"]["audio"]["language"] == "fra" and m["config"]["audio_track"] == "fra"
     assert not any("tracks, using" in w for w in m["warnings"])
     assert pq.read_table(out / "samples" / "subtitle.parquet")["text"].to_pylist() == ["Bonjour."]
-    assert not np.allclose(read_samples(out / "samples" / "audio.parquet")["vectors"], eng)
+    assert not np.allclose(FeatureFolder(out).read_samples('audio')["vectors"], eng)
     # the same streams named by number: nothing to do
     capsys.readouterr()
     assert extract(str(tracks_movie), "--modalities", "audio,subtitle", "--audio-track", "1",

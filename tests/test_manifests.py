@@ -10,9 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from mega_pipe.manifests import movienet, tripod
-from mega_pipe.manifests.atomic import write_json
 from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import write_shots, write_synopsis
+from mega_pipe.manifests.features import FeatureFolder, shots_table, synopsis_table
 from mega_pipe.manifests.schema import MovieEntry, read_manifest, write_manifest
 
 
@@ -24,13 +23,15 @@ def make_features(folder: Path, end_s: list[float], sentences: list[str] | None 
     shots = [SimpleNamespace(index=i, start_frame=round(s * 25), end_frame=round(e * 25),
                              start_s=s, end_s=e) for i, (s, e) in enumerate(zip(starts, end_s))]
     n = len(shots)
-    write_shots(folder / "shots.parquet", folder.name, shots,
-                {"clip": (np.ones((n, 4), np.float32), np.ones(n, np.int32))}, {"clip": {"dim": 4}})
+    out = FeatureFolder(folder)
+    out.write_shots(shots_table(folder.name, shots, {"clip": (np.ones((n, 4), np.float32),
+                                                              np.ones(n, np.int32))},
+                                {"clip": {"dim": 4}}))
     if sentences is not None:
-        write_synopsis(folder / "synopsis.parquet", folder.name, sentences,
-                       np.zeros((len(sentences), 4), np.float32), {"dim": 4})
+        out.write_synopsis(synopsis_table(folder.name, sentences,
+                                          np.zeros((len(sentences), 4), np.float32), {"dim": 4}))
     if complete:
-        write_json(folder / "manifest.json", {"contract": 1, "movie_id": folder.name})
+        out.write_manifest({"contract": 1, "movie_id": folder.name})
     return folder
 
 
@@ -291,7 +292,7 @@ def test_tripod_conversion(tmp_path):
     assert entries["Space Story (film)"].split == "test"
     assert sorted(report.problems) == ["Space Story (film)", "quiet_drama"]
     assert "differ" in report.problems["Space Story (film)"]
-    assert "no complete feature folder" in report.problems["quiet_drama"]
+    assert "does not exist" in report.problems["quiet_drama"]
 
     with pytest.raises(MegaPipeError, match="does not exist"):
         read_manifest(manifest)

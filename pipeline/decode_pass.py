@@ -1,0 +1,252 @@
+"""The single decode pass: every frame to the shot detector and the per-second sampler, whose
+samples (frames, 16-frame clips) and the 10 s audio windows are encoded in batches while
+decoding goes on (docs/decoding.md).
+
+The models are built on the encode thread while FFmpeg starts (library imports and model
+construction take seconds); samples collect in :class:`BatchEncoder` until the models exist.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+from mega_pipe.manifests.errors import MegaPipeError
+
+from .decode import MovieDecoder, downscale
+from .probe import ProbeInfo
+from .sampling import AudioWindower, SecondSampler
+from .shots import Shot, ShotDetector
+
+if TYPE_CHECKING:
+    from .extract import ExtractConfig, ExtractorPool
+
+
+class BatchEncoder:
+    """Collects inputs of one kind and encodes them in batches with every extractor that uses
+    them.
+
+    Encoding runs on a worker thread so that decoding, shot detection and sampling go on
+    meanwhile (PyTorch and FFmpeg release the GIL); at most ``max_pending`` batches wait, which
+    bounds memory when the models are slower than the decoder. ``models`` is a future of the
+    extractors (built on that thread while decoding starts): inputs collect until it is done,
+    then go out in the extractors' own batch size; a failed build raises at the next input."""
+
+    def __init__(self, modalities: Sequence[str], models: Future, worker: ThreadPoolExecutor,
+                 timings: dict | None = None, max_pending: int = 3):
+        self.modalities = list(modalities)
+        self.models = models
+        self.size: int | None = None      # the batch size, known once the models are built
+        self.timings = {} if timings is None else timings   # modality -> seconds encoding
+        self.worker = worker
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._inputs: list = []
+        self._spans: list[tuple[float, float]] = []
+        self._submitted_spans: list[tuple[float, float]] = []
+        self._futures: list[Future] = []
+
+    @property
+    def submitted(self) -> int:
+        """Batches handed to the worker so far."""
+        return len(self._futures)
+
+    def add(self, t_start: float, t_end: float, x) -> None:
+        self._inputs.append(x)
+        self._spans.append((t_start, t_end))
+        if self.size is None and self.models.done():
+            self._set_size()
+        if self.size is not None and len(self._inputs) >= self.size:
+            self.flush()
+
+    def _set_size(self) -> None:
+        models = self.models.result()     # re-raises a failed build
+        self.size = max(1, min(models[m].batch_size for m in self.modalities))
+
+    def flush(self) -> None:
+        """Submit every collected input, in batches of at most ``size``."""
+        if not self._inputs:
+            return
+        if self.size is None:
+            self._set_size()
+        for f in self._futures[-4:]:     # fail fast: stop decoding once an encode has failed
+            if f.done() and f.exception():
+                raise f.exception()
+        for i in range(0, len(self._inputs), self.size):
+            self._slots.acquire()
+            self._futures.append(self.worker.submit(self._run, _stack(self._inputs[i:i + self.size])))
+        self._submitted_spans += self._spans
+        self._inputs, self._spans = [], []
+
+    def _run(self, batch) -> dict[str, np.ndarray]:
+        try:
+            return self.encode(batch)
+        finally:
+            self._slots.release()
+
+    def encode(self, batch) -> dict[str, np.ndarray]:
+        """One batch through every extractor (on the worker thread): modality -> vectors."""
+        out = {}
+        models = self.models.result()
+        for m in self.modalities:
+            t0 = time.perf_counter()
+            out[m] = np.asarray(models[m].encode(batch), np.float32)
+            self.timings[m] = self.timings.get(m, 0.0) + time.perf_counter() - t0
+        return out
+
+    def results(self, end_time: float) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """modality -> (t_start, t_end clipped to ``end_time``, vectors) of every input."""
+        self.flush()
+        done = [f.result() for f in self._futures]     # re-raises an encoding error
+        spans = np.asarray(self._submitted_spans, np.float64).reshape(-1, 2)
+        out = {}
+        for m in self.modalities:
+            vecs = (np.concatenate([d[m] for d in done]) if done
+                    else np.zeros((0, self.models.result()[m].dim), np.float32))
+            out[m] = (spans[:, 0], np.minimum(spans[:, 1], end_time), vecs)
+        return out
+
+
+def _stack(inputs: list):
+    """One batch array from a list of inputs (clips, as lists of frames, in one copy)."""
+    first = inputs[0]
+    if isinstance(first, str):
+        return inputs
+    if isinstance(first, list):
+        batch = np.stack([f for clip in inputs for f in clip])
+        return batch.reshape(len(inputs), len(first), *batch.shape[1:])
+    return np.stack(inputs)
+
+
+@dataclass
+class PassResult:
+    shots: list[Shot]            # empty when detection was not asked for
+    end_time: float              # the decoded timeline's end (s)
+    n_frames: int
+    samples: dict[str, tuple]    # modality -> (t_start, t_end, vectors)
+    stats: dict                  # the manifest's stages.decode
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Which decoded outputs the pass produces, and at what sizes."""
+
+    frame: list[str]
+    clip: list[str]
+    audio: list[str]
+    clip_len: int
+    clip_factor: int     # clips (and, when equal, shot detection) use frames shrunk this much
+
+
+def _layout(pool: ExtractorPool, mods: Sequence[str]) -> _Layout:
+    by = {kind: [m for m in mods if pool.sampling(m) == kind] for kind in ("frame", "clip", "audio")}
+    for m in by["frame"] + by["clip"]:
+        if pool.entries[m].input_size > pool.frame_size:
+            raise MegaPipeError(f"{m} needs frames of at least {pool.entries[m].input_size} px "
+                                f"(--frame-size is {pool.frame_size})")
+    clip_input = max((pool.entries[m].input_size for m in by["clip"]), default=0)
+    return _Layout(by["frame"], by["clip"], by["audio"],
+                   clip_len=max((pool.entries[m].clip_len for m in by["clip"]), default=0),
+                   clip_factor=max(1, pool.frame_size // clip_input) if clip_input else 1)
+
+
+def decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods: Sequence[str],
+                *, detect: bool, log) -> PassResult:
+    """Decode the movie once; detect shots (when ``detect``) and encode every frame, clip and
+    audio modality of ``mods``. The timings keep model start-up apart from decoding:
+    ``decode_seconds`` is the decoding loop, ``model_startup_seconds`` the build,
+    ``model_wait_seconds`` how long the finished decoding still waited for it."""
+    lay = _layout(pool, mods)
+    timings: dict[str, float] = {}
+    startup: dict[str, float] = {}
+    sampler = (SecondSampler(lay.clip_len, float(info.video.frame_rate))
+               if lay.frame or lay.clip else None)
+    t0 = time.perf_counter()
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+    with worker, MovieDecoder(info, pool.frame_size, audio=bool(lay.audio)) as dec, \
+            _progress(info, cfg.progress) as bar:
+        # FFmpeg is decoding from here on; the models are built on the encode thread meanwhile.
+        models = worker.submit(_build_models, pool, mods, startup)
+        enc = {kind: BatchEncoder(ms, models, worker, timings)
+               for kind, ms in (("frame", lay.frame), ("clip", lay.clip), ("audio", lay.audio))
+               if ms}
+        detector = ShotDetector(cfg.detector, info.video.frame_rate) if detect else None
+        reuse = detector is not None and detector.factor(dec.width) == lay.clip_factor
+        windower = None
+        for frame in dec.frames():
+            small = downscale(frame.image, lay.clip_factor)
+            if detector:
+                detector.push(frame.index, frame.t, small if reuse else frame.image)
+            if sampler:
+                _add_samples(sampler.push(frame, small), enc)
+            if "audio" in enc:
+                windower = windower or AudioWindower(dec.audio_offset())
+                _add_audio(windower, dec.take_audio(), enc["audio"])
+            bar.update(1)
+        end_time, n_frames = dec.end_time, dec.n_frames
+        decode_seconds = time.perf_counter() - t0
+        wait([models])
+        waited = time.perf_counter() - t0 - decode_seconds
+        if sampler:
+            _add_samples(sampler.finish(end_time), enc)
+        if "audio" in enc:
+            _add_audio(windower or AudioWindower(dec.audio_offset()), dec.take_audio(),
+                       enc["audio"], end_time)
+        samples = {m: v for e in enc.values() for m, v in e.results(end_time).items()}
+    startup_s = startup.get("seconds", 0.0)
+    log(f"decoded {n_frames} frames ({end_time:.1f} s of video) in {decode_seconds:.1f} s"
+        + (f"; model start-up {startup_s:.1f} s" if mods else "")
+        + (f" (decoding then waited {waited:.1f} s for it)" if waited >= 0.05 else ""))
+    return PassResult(
+        shots=detector.finish(end_time) if detector else [], end_time=end_time, n_frames=n_frames,
+        samples=samples,
+        stats={"seconds": time.perf_counter() - t0, "decode_seconds": decode_seconds,
+               "model_startup_seconds": startup_s, "model_wait_seconds": waited,
+               "frames": n_frames, "duration_s": end_time, "encode_seconds": timings,
+               "frame_size": pool.frame_size, "warnings": dec.warnings()})
+
+
+def _add_samples(samples, enc: dict[str, BatchEncoder]) -> None:
+    for s in samples:
+        if "frame" in enc:
+            enc["frame"].add(s.t_start, s.t_end, s.image)
+        if "clip" in enc:
+            enc["clip"].add(s.t_start, s.t_end, s.clip)
+
+
+def _add_audio(windower: AudioWindower, audio, enc: BatchEncoder, end_time=None) -> None:
+    windower.feed(audio)
+    for w in windower.windows(end_time):
+        enc.add(w.t_start, w.t_end, w.samples)
+
+
+def _progress(info: ProbeInfo, enabled: bool):
+    from tqdm import tqdm
+
+    total = info.video.frames or (int(info.duration_s * info.video.frame_rate)
+                                  if info.duration_s else None)
+    return tqdm(total=total, desc=Path(info.path).name, unit="frame",
+                disable=not enabled or None, leave=False, dynamic_ncols=True)
+
+
+def _build_models(pool: ExtractorPool, mods: Sequence[str], clock: dict) -> dict:
+    """Build the extractors (on the encode thread, which is where they run); the time it takes
+    goes to ``clock["seconds"]``.
+
+    FFmpeg's decoder threads already use the cores: oversubscribing them with PyTorch's intra-op
+    threads slows both down badly (docs/decoding.md), so the encode thread gets half of them.
+    (The setting is per thread: the caller's own torch threads are untouched.)"""
+    if not mods:
+        return {}
+    t0 = time.perf_counter()
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+        return pool.get(mods)
+    finally:
+        clock["seconds"] = time.perf_counter() - t0
