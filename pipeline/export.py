@@ -538,9 +538,9 @@ def _cmd_export(args) -> int:
 
     if args.out is None and args.apply is None:
         raise MegaPipeError("give --out FILE (an export) and/or --apply MOVIE_COPY.mkv")
-    fmt = format_for(args.out, args.format) if args.out is not None else None
     if args.out is not None:
         check_output_file(args.out)
+    fmt = format_for(args.out, args.format) if args.out is not None else None
     src = load_source(args.input)
     movie = args.movie or src.movie_path
     if args.apply is not None:
