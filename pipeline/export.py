@@ -326,8 +326,8 @@ def write_edl(src: Source, segs: list[Segment]) -> str:
 def write_fcpxml(src: Source, segs: list[Segment]) -> str:
     """FCPXML through the OTIO fcpx_xml adapter. The adapter knows frame durations only for
     integer-ish rates (OTIO issue #903: 23.976 and 29.97 come out empty): the format's
-    ``frameDuration`` is set from the exact rate, the sequence's ``tcFormat`` (DF/NDF) added, and
-    every clip time checked against the exact frame / rate."""
+    ``frameDuration`` is set from the exact rate, its guessed ``name`` dropped, the sequence's
+    ``tcFormat`` (DF/NDF) added, and every clip time checked against the exact frame / rate."""
     import opentimelineio as otio
 
     rate, _ = timecode_rate(src.frame_rate)
@@ -337,8 +337,7 @@ def write_fcpxml(src: Source, segs: list[Segment]) -> str:
     root = ET.fromstring(text)
     for fmt in root.iter("format"):
         fmt.set("frameDuration", _fcpx_time(1 / exact))
-        if not fmt.get("name"):
-            del fmt.attrib["name"]
+        fmt.attrib.pop("name", None)     # the adapter's guess (via ffprobe; not an FCP name)
     for seq in root.iter("sequence"):
         seq.set("tcFormat", "DF" if is_drop_frame(rate) else "NDF")
     clips = [c for spine in root.iter("spine") for c in spine if c.tag in ("clip", "asset-clip")]
