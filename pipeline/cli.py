@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mega_pipe.extractors.registry import add_weights_cli
     from mega_pipe.model.cli import add_eval_cli, add_train_cli
 
+    from .export import add_export_cli
     from .demo import add_demo_cli
     from .segment import add_segment_cli
 
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_cli(sub)
     add_eval_cli(sub)
     add_segment_cli(sub)
+    add_export_cli(sub)
     add_demo_cli(sub)
     return p
 

@@ -155,6 +155,10 @@ def _cmd_segment(args) -> int:
     from .extract import MovieInput, run_extract
 
     check_output_file(args.out)
+    if args.chapters is not None:
+        from .export import check_apply_target
+
+        check_apply_target(args.video, args.chapters, "--chapters")
     ckpts, missing = {}, []
     for task, path in (("scene", args.scene_checkpoint), ("act", args.act_checkpoint)):
         if path is None:
@@ -164,6 +168,9 @@ def _cmd_segment(args) -> int:
             ckpts[task] = load_checkpoint(path, device=args.device)
             if ckpts[task].task != task:
                 raise MegaPipeError(f"--{task}-checkpoint {path} is a {ckpts[task].task} checkpoint")
+    need = {"scenes": "scene", "acts": "act"}.get(args.chapters_level or "")
+    if args.chapters is not None and need and need not in ckpts:
+        raise MegaPipeError(f"--chapters-level {args.chapters_level} needs --{need}-checkpoint")
     if args.modalities is None and ckpts:
         args.modalities = tuple(dict.fromkeys(m for c in ckpts.values() for m in c.modalities))
     if "act" in ckpts and ckpts["act"].synopsis_model is not None and args.synopsis is None:
@@ -198,6 +205,13 @@ def _cmd_segment(args) -> int:
           f"{'5 turning points' if doc['turning_points'] else 'no turning points'} -> {args.out}")
     for line in missing:
         print(f"not predicted: {line}", file=sys.stderr)
+    if args.chapters is not None:
+        from .export import apply_chapters, load_source
+
+        src = load_source(args.out)
+        level = args.chapters_level or src.default_level(chapters=True)
+        apply_chapters(src, level, args.video, args.chapters)
+        print(f"{manifest['movie_id']}: {level} chapters -> {args.chapters}")
     return 0
 
 
@@ -224,5 +238,10 @@ def add_segment_cli(sub) -> None:
                    help="feature cache root, shared with `extract --out` (default ./out)")
     p.add_argument("--scene-threshold", type=float, default=0.5,
                    help="boundary probability that ends a scene (default 0.5)")
+    p.add_argument("--chapters", type=Path, metavar="MOVIE_COPY",
+                   help="also write a copy of VIDEO (.mkv/.mp4/.mov) with the scene chapters "
+                   "(else act, else shot) embedded; streams copied, not re-encoded")
+    p.add_argument("--chapters-level", choices=("shots", "scenes", "acts"),
+                   help="segments that become --chapters (default: scenes, else acts, else shots)")
     add_extract_options(p)
     p.set_defaults(func=_cmd_segment)
