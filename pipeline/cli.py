@@ -152,12 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     from mega_pipe.extractors.registry import add_weights_cli
     from mega_pipe.model.cli import add_eval_cli, add_train_cli
     from .segment import add_segment_cli
+    from .report import add_report_cli
     from .demo import add_demo_cli
 
     add_weights_cli(sub)
     add_train_cli(sub)
     add_eval_cli(sub)
     add_segment_cli(sub)
+    add_report_cli(sub)
     add_demo_cli(sub)
     return p
 
