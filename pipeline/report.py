@@ -191,8 +191,10 @@ def bin_columns(m: np.ndarray, k: int) -> np.ndarray:
         return m
     cells = math.ceil(m.shape[1] / k)
     pad = np.full((m.shape[0], cells * k - m.shape[1]), np.nan)
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # an all-NaN cell stays NaN
         return np.nanmean(np.concatenate([m, pad], 1).reshape(m.shape[0], cells, k), axis=2)
 
 
@@ -456,16 +458,17 @@ def render_pngs(data: dict) -> dict[str, bytes]:
         save(fig, "scene_probability.png")
 
     k = data["matrix_bin"]
-    scene_edges = [(a // k, b // k) for a, b, _ in (data["scenes"] or [])]
+    scene_edges = [(a // k * k, (b // k + 1) * k) for a, b, _ in (data["scenes"] or [])]
     for m, sim in data["_float"]["similarity"].items():
         q = next(s for s in data["similarity"] if s["modality"] == m)
         fig, ax = plt.subplots(figsize=(6, 5.4))
-        im = ax.imshow(sim, cmap="viridis", vmin=q["lo"], vmax=q["hi"], interpolation="nearest")
+        side = sim.shape[0] * k                    # axes in shot numbers, also when binned
+        im = ax.imshow(sim, cmap="viridis", vmin=q["lo"], vmax=q["hi"], interpolation="nearest",
+                       extent=(0, side, side, 0))
         for a, b in scene_edges:
-            ax.add_patch(Rectangle((a - .5, a - .5), b - a + 1, b - a + 1, fill=False,
-                                   ec="white", lw=0.5))
+            ax.add_patch(Rectangle((a, a), b - a, b - a, fill=False, ec="white", lw=0.5))
         fig.colorbar(im, ax=ax, label="cosine similarity", shrink=0.8)
-        unit = "shot" if k == 1 else f"shot / {k}"
+        unit = "shot" if k == 1 else f"shot (cells of {k} shots)"
         ax.set_xlabel(unit)
         ax.set_ylabel(unit)
         ax.set_title(f"{m}: shot × shot cosine similarity", loc="left")
@@ -475,9 +478,10 @@ def render_pngs(data: dict) -> dict[str, bytes]:
         sb = data["_float"]["sync"]
         fig, ax = plt.subplots(figsize=(10, 4))
         im = ax.imshow(sb, cmap="magma", aspect="auto", interpolation="nearest",
-                       vmin=data["sync"]["lo"], vmax=data["sync"]["hi"])
+                       vmin=data["sync"]["lo"], vmax=data["sync"]["hi"],
+                       extent=(0, sb.shape[1] * k, sb.shape[0] - .5, -.5))
         fig.colorbar(im, ax=ax, shrink=0.8)
-        ax.set_xlabel("shot" if k == 1 else f"shot / {k}")
+        ax.set_xlabel("shot" if k == 1 else f"shot (cells of {k} shots)")
         ax.set_ylabel("synopsis sentence")
         ax.set_title("sentence × shot synchronisation", loc="left")
         save(fig, "sync_matrix.png")
