@@ -10,7 +10,7 @@ source, a keyframe every 10 s like broadcast files) so that real thumbnails are 
 Prints one JSON line per case: report seconds, HTML bytes, headless Chromium wall seconds and the
 page's own render time (``data-render-ms``: from script start to every element drawn).
 
-    python bench/bench_report.py [--shots 2000] [--out DIR] [--movie-seconds 7200]
+    python bench/bench_report.py [--shots 2000] [--out DIR] [--movie-seconds 7200 | --movie M]
 """
 from __future__ import annotations
 
@@ -140,11 +140,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--movie-seconds", type=float, default=0.0,
                     help="also encode a movie this long and cut real thumbnails (0: skip)")
+    ap.add_argument("--movie", type=Path, default=None,
+                    help="an existing long movie for the thumbnail case (instead of encoding one)")
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="mega-pipe-bench-report-"))
     root.mkdir(parents=True, exist_ok=True)
-    movie = None
-    if args.movie_seconds:
+    movie = args.movie
+    if movie is not None:
+        args.movie_seconds = float(subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+             str(movie)], capture_output=True, text=True).stdout or args.duration) \
+            if shutil.which("ffprobe") else args.duration
+    elif args.movie_seconds:
         movie = root / "long.mp4"
         t0 = time.perf_counter()
         make_long_movie(movie, args.movie_seconds)
