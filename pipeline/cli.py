@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     from mega_pipe.model.cli import add_eval_cli, add_train_cli
 
     from .export import add_export_cli
+    from .report import add_report_cli
     from .demo import add_demo_cli
     from .segment import add_segment_cli
 
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_cli(sub)
     add_segment_cli(sub)
     add_export_cli(sub)
+    add_report_cli(sub)
     add_demo_cli(sub)
     return p
 

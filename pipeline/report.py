@@ -1,0 +1,548 @@
+"""``mega-pipe report``: one self-contained HTML file for a movie (docs/report.md).
+
+Inputs: a ``boundaries.json`` (docs/boundaries.md) and/or the movie's feature folder
+(docs/contract.md). The page has no external references at all (inline CSS/JS, thumbnails as
+data URIs, similarity matrices as quantised numbers drawn on <canvas>), so it works offline and
+from a USB stick; only the movie itself is referenced, by a relative and an absolute file URI,
+to play a shot when it is clicked.
+
+Data gathering and rendering are separate: :func:`gather` builds one JSON-able dict, which
+:func:`render_html` puts into ``report_template.html`` and :func:`render_pngs` draws with
+matplotlib (``--png DIR``).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from mega_pipe.manifests.atomic import atomic_path, check_output_file
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.features import FeatureFolder, vectors_of
+
+TEMPLATE = Path(__file__).with_name("report_template.html")
+NO_DATA = 255            # quantised cell value meaning "undefined" (a shot without samples)
+LEVELS = 254             # defined values are quantised to 0..254
+
+
+# ---------------------------------------------------------------------------------- inputs
+def load_boundaries(path: Path) -> dict:
+    """Read and check a boundaries.json (schema mega-pipe/boundaries, a version we know)."""
+    from .segment import BOUNDARIES_SCHEMA, BOUNDARIES_VERSION
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MegaPipeError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise MegaPipeError(f"{path}: cannot read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise MegaPipeError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != BOUNDARIES_SCHEMA:
+        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise MegaPipeError(f"{path} is not a boundaries file (schema {got!r}, expected "
+                            f"{BOUNDARIES_SCHEMA!r}: written by `mega-pipe segment`)")
+    version = doc.get("version")
+    if not isinstance(version, int) or not 1 <= version <= BOUNDARIES_VERSION:
+        raise MegaPipeError(f"{path} is boundaries version {version!r}; this mega-pipe reads "
+                            f"versions 1 to {BOUNDARIES_VERSION} (upgrade mega-pipe)")
+    shots = doc.get("shots")
+    if not isinstance(shots, list) or not shots:
+        raise MegaPipeError(f"{path}: no shots")
+    try:
+        for s in shots:
+            float(s["start_s"]), float(s["end_s"])
+    except (TypeError, KeyError, ValueError):
+        raise MegaPipeError(f"{path}: a shot without numeric start_s/end_s") from None
+    n = len(shots)
+    for key in ("scenes", "acts"):
+        for item in doc.get(key) or []:
+            if not (isinstance(item, dict) and 0 <= item.get("first_shot", -1) <= item.get("last_shot", -1) < n):
+                raise MegaPipeError(f"{path}: {key} entry {item!r} does not fit its {n} shots")
+    for tp in doc.get("turning_points") or []:
+        if not (isinstance(tp, dict) and 0 <= tp.get("shot", -1) < n):
+            raise MegaPipeError(f"{path}: turning point {tp!r} does not fit its {n} shots")
+    prob = doc.get("scene_boundary_prob")
+    if prob is not None and (not isinstance(prob, list) or len(prob) != n):
+        raise MegaPipeError(f"{path}: scene_boundary_prob does not have one value per shot")
+    return doc
+
+
+def locate_features(doc: dict | None, boundaries_path: Path | None,
+                    features: Path | None) -> Path | None:
+    """The feature folder: ``--features``, else the boundaries' ``provenance.features`` (as
+    written, then relative to the boundaries file); None when it is not found."""
+    if features is not None:
+        if not FeatureFolder(features).is_complete:
+            raise MegaPipeError(f"--features {features} is not a complete feature folder "
+                                f"({FeatureFolder(features).problem()}; see docs/contract.md)")
+        return Path(features)
+    rel = ((doc or {}).get("provenance") or {}).get("features")
+    if not rel:
+        return None
+    for cand in (Path(rel), Path(boundaries_path).parent / rel if boundaries_path else None):
+        if cand is not None and FeatureFolder(cand).is_complete:
+            return cand
+    return None
+
+
+def read_features(path: Path) -> dict:
+    """Shots, pooled vectors, subtitle cues and synopsis sentences of a feature folder."""
+    folder = FeatureFolder(path)
+    try:
+        manifest = folder.read_manifest()
+        table = folder.read_shots()
+        mods = folder.modalities()
+    except (OSError, ValueError) as e:
+        raise MegaPipeError(f"feature folder {path}: cannot read ({e})") from None
+    if manifest is None:
+        raise MegaPipeError(f"feature folder {path}: {folder.problem()}")
+    out = {
+        "manifest": manifest,
+        "starts": table["start_s"].to_numpy().astype(float),
+        "ends": table["end_s"].to_numpy().astype(float),
+        "vectors": {m: vectors_of(table[m]) for m in mods},
+        "counts": {m: table[f"{m}_count"].to_numpy() for m in mods},
+        "cues": [],
+        "sentences": None,
+    }
+    if folder.samples_path("subtitle").is_file():
+        s = folder.read_samples("subtitle")
+        if "text" in s:
+            out["cues"] = [(float(a), float(b), t or "") for a, b, t in
+                           zip(s["t_start"], s["t_end"], s["text"])]
+    if folder.synopsis_path.is_file():
+        out["sentences"] = folder.read_synopsis()[0]
+    return out
+
+
+# ------------------------------------------------------------------------------- matrices
+def _bins(n: int, max_cells: int) -> int:
+    """Shots per matrix cell: 1, or more so that the matrix side stays ≤ max_cells (0: no cap)."""
+    return 1 if max_cells <= 0 or n <= max_cells else math.ceil(n / max_cells)
+
+
+def similarity_matrix(vectors: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
+    """Cosine similarity of shots (NaN where a shot has no samples), averaged over blocks of k
+    consecutive shots. The block mean of x_i·x_j is (Σ_A x)·(Σ_B x)/(|A||B|), so the binned
+    matrix costs O((N/k)²·D), never the full N×N."""
+    x = np.asarray(vectors, np.float64)
+    norm = np.linalg.norm(x, axis=1)
+    valid = (np.asarray(counts) > 0) & (norm > 0)
+    x = np.where(valid[:, None], x / np.where(norm > 0, norm, 1)[:, None], 0.0)
+    n = len(x)
+    cells = math.ceil(n / k)
+    pad = cells * k - n
+    xs = np.concatenate([x, np.zeros((pad, x.shape[1]))]).reshape(cells, k, -1).sum(1)
+    cnt = np.concatenate([valid, np.zeros(pad, bool)]).reshape(cells, k).sum(1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = (xs @ xs.T) / np.outer(cnt, cnt)
+    m[(cnt == 0)[:, None] | (cnt == 0)[None, :]] = np.nan
+    return np.clip(m, -1.0, 1.0)
+
+
+def quantise(m: np.ndarray, symmetric: bool) -> dict:
+    """uint8 cells (0..254 between lo and hi, 255 = undefined), base64. lo/hi are the 1st/99th
+    percentiles of the off-diagonal values, so the colour scale shows the structure rather than
+    the self-similarity of the diagonal. Symmetric matrices keep their lower triangle only."""
+    vals = m[~np.eye(*m.shape, dtype=bool)] if symmetric and m.shape[0] > 1 else m.ravel()
+    vals = vals[np.isfinite(vals)]
+    lo, hi = (float(np.percentile(vals, 1)), float(np.percentile(vals, 99))) if len(vals) else (0.0, 1.0)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    q = np.clip(np.round((m - lo) / (hi - lo) * LEVELS), 0, LEVELS)
+    q = np.where(np.isfinite(m), q, NO_DATA).astype(np.uint8)
+    data = q[np.tril_indices(m.shape[0])] if symmetric else q.ravel()
+    return {"rows": int(m.shape[0]), "cols": int(m.shape[1]), "lo": round(lo, 5), "hi": round(hi, 5),
+            "triangle": symmetric, "b64": base64.b64encode(data.tobytes()).decode("ascii")}
+
+
+def sync_matrix(doc: dict, n_shots: int) -> np.ndarray | None:
+    """The boundaries' sentence×shot matrix when present and rectangular (sentences × shots;
+    a shots × sentences matrix is transposed), else None."""
+    raw = doc.get("sync_matrix") if doc else None
+    if raw is None:
+        return None
+    try:
+        m = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if m.ndim != 2 or m.size == 0:
+        return None
+    if m.shape[1] != n_shots and m.shape[0] == n_shots:
+        m = m.T
+    return m if m.shape[1] == n_shots else None
+
+
+def bin_columns(m: np.ndarray, k: int) -> np.ndarray:
+    if k == 1:
+        return m
+    cells = math.ceil(m.shape[1] / k)
+    pad = np.full((m.shape[0], cells * k - m.shape[1]), np.nan)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # an all-NaN cell stays NaN
+        return np.nanmean(np.concatenate([m, pad], 1).reshape(m.shape[0], cells, k), axis=2)
+
+
+def shot_cues(starts, ends, cues) -> list[list[int]]:
+    """For every shot, the indices of the subtitle cues overlapping it by a positive length
+    (shots are in time order and do not overlap, so the candidates of a cue are a range)."""
+    out = [[] for _ in starts]
+    s, e = np.asarray(starts, float), np.asarray(ends, float)
+    for c, (a, b, _) in enumerate(cues):
+        first = int(np.searchsorted(e, a, side="right"))     # first shot ending after a
+        last = int(np.searchsorted(s, b, side="left")) - 1    # last shot starting before b
+        for i in range(max(first, 0), min(last, len(s) - 1) + 1):
+            if min(e[i], b) - max(s[i], a) > 0:
+                out[i].append(c)
+    return out
+
+
+# ----------------------------------------------------------------------------- thumbnails
+def thumbnail_times(starts, ends) -> list[float]:
+    return [(a + b) / 2 for a, b in zip(starts, ends)]
+
+
+def make_thumbnails(movie: Path, times: list[float], width: int, batch: int = 24,
+                    jobs: int | None = None, log=None) -> list[str | None]:
+    """One JPEG (base64) per time, ``width`` px wide: the frame on screen at that time.
+
+    Each ffmpeg call takes ``batch`` inputs, each opened with a fast input seek (``-ss`` before
+    ``-i``: jump to the keyframe before t, decode up to t) and writing one frame; calls run in
+    parallel. The movie is never decoded from start to end."""
+    from .decode import ffmpeg_exe
+
+    exe = ffmpeg_exe()
+    jobs = jobs or max(1, min(4, os.cpu_count() or 1))
+    vf = f"scale=trunc(iw*sar/2)*2:ih,scale={int(width)}:-2,setsar=1"
+    out: list[str | None] = [None] * len(times)
+    chunks = [list(range(i, min(i + batch, len(times)))) for i in range(0, len(times), batch)]
+    done = [0]
+
+    def run(idx: list[int]) -> None:
+        with tempfile.TemporaryDirectory(prefix="mega-pipe-thumbs-") as tmp:
+            cmd = [exe, "-nostdin", "-v", "error", "-y"]
+            for i in idx:
+                cmd += ["-ss", f"{max(0.0, times[i]):.6f}", "-i", str(movie)]
+            for k, i in enumerate(idx):
+                cmd += ["-map", f"{k}:v:0", "-frames:v", "1", "-vf", vf, "-q:v", "5",
+                        "-an", "-sn", "-dn", f"{tmp}/{i}.jpg"]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                last = (r.stderr.strip().splitlines() or ["?"])[-1]
+                raise MegaPipeError(f"thumbnails of {movie}: ffmpeg failed ({last})")
+            for i in idx:
+                p = Path(tmp) / f"{i}.jpg"
+                if p.is_file() and p.stat().st_size:
+                    out[i] = base64.b64encode(p.read_bytes()).decode("ascii")
+        done[0] += len(idx)
+        if log:
+            log(done[0])
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(run, chunks))
+    return out
+
+
+def movie_sources(movie: Path | None, out_html: Path) -> list[str]:
+    """URLs for the <video>: relative to the report (survives moving both together), then the
+    absolute file:// URI."""
+    if movie is None:
+        return []
+    movie = Path(movie).absolute()
+    srcs = []
+    try:
+        rel = os.path.relpath(movie, Path(out_html).absolute().parent)
+        srcs.append("/".join(quote(part) for part in Path(rel).parts))
+    except ValueError:          # another drive (Windows)
+        pass
+    srcs.append(movie.as_uri())
+    return srcs
+
+
+# ---------------------------------------------------------------------------------- gather
+def gather(boundaries: Path | None = None, features: Path | None = None,
+           movie: Path | None = None, thumbnails: bool = True, thumbnail_width: int = 160,
+           matrix_size: int = 1000, out_html: Path | None = None, log=None) -> dict:
+    """Everything the page shows, as one JSON-able dict (plus ``_float`` matrices for PNGs)."""
+    log = log or (lambda s: None)
+    if boundaries is None and features is None:
+        raise MegaPipeError("give a boundaries.json and/or --features (a feature folder)")
+    doc = load_boundaries(boundaries) if boundaries is not None else None
+    folder = locate_features(doc, boundaries, features)
+    feats = read_features(folder) if folder is not None else None
+    notes = []
+    if folder is None:
+        notes.append("no feature folder found (give --features): similarity matrices and "
+                     "subtitles are not shown")
+
+    if doc is not None:
+        starts = [float(s["start_s"]) for s in doc["shots"]]
+        ends = [float(s["end_s"]) for s in doc["shots"]]
+        info = dict(doc.get("movie") or {})
+        if feats is not None and len(feats["starts"]) != len(starts):
+            raise MegaPipeError(
+                f"feature folder {folder} has {len(feats['starts'])} shots but {boundaries} has "
+                f"{len(starts)}: they are not of the same movie and run (give the right --features)")
+    else:
+        starts, ends = feats["starts"].tolist(), feats["ends"].tolist()
+        man = feats["manifest"]
+        info = {"id": man.get("movie_id"), "path": (man.get("source") or {}).get("path"),
+                "duration_s": (man.get("timeline") or {}).get("duration_s"),
+                "frame_rate": ((man.get("probe") or {}).get("video") or {}).get("frame_rate")}
+    n = len(starts)
+    movie_path = Path(movie) if movie is not None else (Path(info["path"]) if info.get("path") else None)
+    if thumbnails and (movie_path is None or not movie_path.is_file()):
+        where = f"{movie_path} not found" if movie_path else "no movie path in the inputs"
+        raise MegaPipeError(f"thumbnails need the movie: {where} (give --movie PATH, or "
+                            "--no-thumbnails)")
+    duration = info.get("duration_s") or max(ends)
+
+    data = {
+        "generator": "mega-pipe report",
+        "movie": {"id": info.get("id") or "movie", "path": str(movie_path) if movie_path else None,
+                  "duration_s": float(duration), "frame_rate": info.get("frame_rate")},
+        "sources": movie_sources(movie_path, out_html or Path("report.html")),
+        "shots": [[round(a, 4), round(b, 4)] for a, b in zip(starts, ends)],
+        "scenes": None, "scene_boundary_prob": None, "scene_threshold": None,
+        "turning_points": None, "acts": None, "missing": [], "provenance": {},
+        "thumbnails": None, "thumbnail_width": int(thumbnail_width),
+        "similarity": [], "sync": None, "cues": [], "shot_cues": [], "notes": notes,
+        "_float": {"similarity": {}, "sync": None},
+    }
+    if doc is not None:
+        data["scenes"] = [[s["first_shot"], s["last_shot"], s.get("confidence")]
+                          for s in doc["scenes"]] if doc.get("scenes") else None
+        data["scene_boundary_prob"] = doc.get("scene_boundary_prob")
+        data["scene_threshold"] = doc.get("scene_threshold")
+        data["turning_points"] = [{"index": t.get("index"), "name": t.get("name"), "shot": t["shot"],
+                                   "confidence": t.get("confidence")}
+                                  for t in doc["turning_points"]] if doc.get("turning_points") else None
+        data["acts"] = [{"index": a.get("index"), "name": a.get("name"), "first_shot": a["first_shot"],
+                         "last_shot": a["last_shot"], "confidence": a.get("confidence")}
+                        for a in doc["acts"]] if doc.get("acts") else None
+        data["missing"] = list(doc.get("missing") or [])
+        prov = doc.get("provenance") or {}
+        data["provenance"] = {k: prov.get(k) for k in ("scene_checkpoint", "act_checkpoint", "features")}
+        data["provenance"]["code_version"] = (prov.get("code_version") or {}).get("version")
+    if folder is not None:
+        data["provenance"]["features_used"] = str(folder)
+
+    k = _bins(n, matrix_size)
+    data["matrix_bin"] = k
+    if feats is not None:
+        for m, vec in feats["vectors"].items():
+            sim = similarity_matrix(vec, feats["counts"][m], k)
+            data["_float"]["similarity"][m] = sim
+            data["similarity"].append({"modality": m, **quantise(sim, symmetric=True)})
+        data["cues"] = [[round(a, 3), round(b, 3), t] for a, b, t in feats["cues"]]
+        data["shot_cues"] = shot_cues(starts, ends, feats["cues"])
+    sync = sync_matrix(doc, n)
+    if doc is not None and doc.get("sync_matrix") is not None and sync is None:
+        notes.append("sync_matrix is not a sentences × shots matrix: not shown")
+    if sync is not None:
+        sb = bin_columns(sync, k)
+        data["_float"]["sync"] = sb
+        sentences = (feats or {}).get("sentences")
+        data["sync"] = {**quantise(sb, symmetric=False),
+                        "sentences": sentences if sentences and len(sentences) == sync.shape[0] else None}
+    if thumbnails:
+        t0 = time.perf_counter()
+        log(f"thumbnails: {n} shots from {movie_path}")
+        data["thumbnails"] = make_thumbnails(movie_path, thumbnail_times(starts, ends), thumbnail_width)
+        missing = sum(t is None for t in data["thumbnails"])
+        if missing:
+            notes.append(f"{missing} thumbnail(s) could not be decoded")
+        log(f"thumbnails: {n - missing} in {time.perf_counter() - t0:.1f} s")
+    return data
+
+
+# -------------------------------------------------------------------------------- renderers
+def render_html(data: dict) -> str:
+    public = {k: v for k, v in data.items() if not k.startswith("_")}
+    # JSON inside <script>: "<" escaped so that no "</script>" or "<!--" can end the element
+    blob = json.dumps(public, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+    blob = blob.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    template = TEMPLATE.read_text(encoding="utf-8")
+    if "/*__DATA__*/null" not in template:
+        raise MegaPipeError(f"{TEMPLATE} is damaged (no data placeholder): reinstall mega-pipe")
+    from html import escape
+
+    title = escape(f"{public['movie']['id']} · mega-pipe report")
+    return template.replace("__TITLE__", title).replace("/*__DATA__*/null", blob)
+
+
+def _fmt_time(t: float) -> str:
+    t = int(t)
+    return f"{t // 3600}:{t // 60 % 60:02d}:{t % 60:02d}" if t >= 3600 else f"{t // 60}:{t % 60:02d}"
+
+
+def render_pngs(data: dict) -> dict[str, bytes]:
+    """The report's figures as PNG files (matplotlib, Agg): name -> bytes."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    from matplotlib.ticker import FuncFormatter
+
+    shots = np.asarray(data["shots"], float)
+    starts, ends = shots[:, 0], shots[:, 1]
+    dur = data["movie"]["duration_s"] or float(ends.max())
+    mid = (starts + ends) / 2
+    tfmt = FuncFormatter(lambda v, _: _fmt_time(v))
+    out = {}
+
+    def save(fig, name):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
+        plt.close(fig)
+        out[name] = buf.getvalue()
+
+    # timeline: acts, scenes, shots, turning points
+    fig, ax = plt.subplots(figsize=(12, 2.6))
+    rows = ["shots", "scenes", "acts"]
+    cmap = plt.get_cmap("tab10")
+    ax.vlines(starts, 0.1, 0.9, color="0.35", lw=0.4)
+    for k, (a, b, conf) in enumerate(data["scenes"] or []):
+        ax.add_patch(Rectangle((starts[a], 1.1), ends[b] - starts[a], 0.8,
+                               color="#4a7bd0" if k % 2 == 0 else "#9cc0f5", lw=0))
+    for k, act in enumerate(data["acts"] or []):
+        a, b = act["first_shot"], act["last_shot"]
+        ax.add_patch(Rectangle((starts[a], 2.1), ends[b] - starts[a], 0.8, color=cmap(k % 10), lw=0, alpha=.8))
+        ax.text((starts[a] + ends[b]) / 2, 2.5, act["name"] or f"act {k + 1}", ha="center",
+                va="center", fontsize=7, clip_on=True)
+    for tp in data["turning_points"] or []:
+        t = starts[tp["shot"]]
+        ax.axvline(t, color="#d62728", lw=1.2)
+        ax.text(t, 3.05, f"TP{tp['index']} {tp['name'] or ''}", rotation=20, fontsize=7,
+                color="#d62728", va="bottom")
+    ax.set_xlim(0, dur)
+    ax.set_ylim(0, 3)
+    ax.set_yticks([0.5, 1.5, 2.5], rows)
+    ax.xaxis.set_major_formatter(tfmt)
+    ax.set_xlabel("time")
+    ax.set_title(f"{data['movie']['id']}: {len(shots)} shots"
+                 + (f", {len(data['scenes'])} scenes" if data["scenes"] else ""), loc="left", pad=18)
+    save(fig, "timeline.png")
+
+    if data["scene_boundary_prob"] is not None:
+        p = np.array([np.nan if v is None else v for v in data["scene_boundary_prob"]], float)
+        fig, ax = plt.subplots(figsize=(12, 2.6))
+        ax.plot(mid, p, lw=0.8, color="#1f4e9c")
+        ax.fill_between(mid, 0, p, color="#1f4e9c", alpha=0.2)
+        if data["scene_threshold"] is not None:
+            ax.axhline(data["scene_threshold"], color="#d62728", lw=0.8, ls="--", label="threshold")
+            ax.legend(loc="upper right", fontsize=7)
+        ax.set_xlim(0, dur)
+        ax.set_ylim(0, 1)
+        ax.xaxis.set_major_formatter(tfmt)
+        ax.set_ylabel("P(scene ends)")
+        ax.set_xlabel("time")
+        save(fig, "scene_probability.png")
+
+    k = data["matrix_bin"]
+    scene_edges = [(a // k * k, (b // k + 1) * k) for a, b, _ in (data["scenes"] or [])]
+    for m, sim in data["_float"]["similarity"].items():
+        q = next(s for s in data["similarity"] if s["modality"] == m)
+        fig, ax = plt.subplots(figsize=(6, 5.4))
+        side = sim.shape[0] * k                    # axes in shot numbers, also when binned
+        im = ax.imshow(sim, cmap="viridis", vmin=q["lo"], vmax=q["hi"], interpolation="nearest",
+                       extent=(0, side, side, 0))
+        for a, b in scene_edges:
+            ax.add_patch(Rectangle((a, a), b - a, b - a, fill=False, ec="white", lw=0.5))
+        fig.colorbar(im, ax=ax, label="cosine similarity", shrink=0.8)
+        unit = "shot" if k == 1 else f"shot (cells of {k} shots)"
+        ax.set_xlabel(unit)
+        ax.set_ylabel(unit)
+        ax.set_title(f"{m}: shot × shot cosine similarity", loc="left")
+        save(fig, f"similarity_{m}.png")
+
+    if data["_float"]["sync"] is not None:
+        sb = data["_float"]["sync"]
+        fig, ax = plt.subplots(figsize=(10, 4))
+        im = ax.imshow(sb, cmap="magma", aspect="auto", interpolation="nearest",
+                       vmin=data["sync"]["lo"], vmax=data["sync"]["hi"],
+                       extent=(0, sb.shape[1] * k, sb.shape[0] - .5, -.5))
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        ax.set_xlabel("shot" if k == 1 else f"shot (cells of {k} shots)")
+        ax.set_ylabel("synopsis sentence")
+        ax.set_title("sentence × shot synchronisation", loc="left")
+        save(fig, "sync_matrix.png")
+    return out
+
+
+# -------------------------------------------------------------------------------------- CLI
+def _check_png_dir(path: Path) -> Path:
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MegaPipeError(f"--png {path} is a file: give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MegaPipeError(f"--png {path}: cannot create it ({e.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise MegaPipeError(f"--png {path} is not writable")
+    return path
+
+
+def _cmd_report(args) -> int:
+    t0 = time.perf_counter()
+    out = check_output_file(args.out)
+    png_dir = _check_png_dir(args.png) if args.png is not None else None
+    if args.thumbnail_width < 16:
+        raise MegaPipeError("--thumbnail-width must be at least 16 px")
+    data = gather(args.boundaries, args.features, args.movie, not args.no_thumbnails,
+                  args.thumbnail_width, args.matrix_size, out,
+                  log=lambda s: print(s, file=sys.stderr))
+    html = render_html(data)
+    pngs = render_pngs(data) if png_dir is not None else {}
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_path(out) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+        os.chmod(tmp, 0o666 & ~umask)      # a report is meant to be shared (mkstemp made 0600)
+    for name, blob in pngs.items():
+        with atomic_path(png_dir / name) as tmp:
+            tmp.write_bytes(blob)
+            os.chmod(tmp, 0o666 & ~umask)
+    for note in data["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    size = out.stat().st_size
+    print(f"{data['movie']['id']}: {len(data['shots'])} shots, "
+          f"{len(data['similarity'])} similarity matrices -> {out} ({size / 1e6:.2f} MB"
+          + (f"; {len(pngs)} PNGs in {png_dir}" if pngs else "") + f") [{time.perf_counter() - t0:.1f} s]")
+    return 0
+
+
+def add_report_cli(sub) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML report of a movie's shots, scenes "
+                       "and acts (docs/report.md)")
+    p.add_argument("boundaries", type=Path, nargs="?", metavar="BOUNDARIES",
+                   help="boundaries.json written by `mega-pipe segment`")
+    p.add_argument("--out", type=Path, required=True, help="HTML file to write")
+    p.add_argument("--features", type=Path,
+                   help="the movie's feature folder (default: the boundaries' provenance.features)")
+    p.add_argument("--movie", type=Path, help="the movie file (default: the path in the inputs)")
+    p.add_argument("--no-thumbnails", action="store_true",
+                   help="no shot thumbnails (the movie is not needed)")
+    p.add_argument("--thumbnail-width", type=int, default=160, help="px (default 160)")
+    p.add_argument("--matrix-size", type=int, default=1000,
+                   help="largest side of a similarity matrix in cells; longer movies average "
+                   "blocks of consecutive shots (default 1000; 0: one cell per shot)")
+    p.add_argument("--png", type=Path, metavar="DIR", help="also write the figures as PNG files here")
+    p.set_defaults(func=_cmd_report)
