@@ -110,7 +110,7 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_model_summary(args) -> int:
-    from mega_pipe.model.mega import model_summary
+    from mega_pipe.model.summary import model_summary
 
     dims = {}
     for item in _csv(args.modalities):
