@@ -1,33 +1,122 @@
-"""MEGA hyper-parameters as data.
+"""MEGA hyper-parameters as data, with the dataclasses below as their schema.
 
-The architecture numbers of mega-spec §1.2.1 (Tab. 1b) live in ``model/configs/<task>.json``;
-this module only loads them into a frozen :class:`MegaConfig` and checks them, so a sweep or an
-ablation is a different JSON file (or an override), never a code change. Every field is
-validated here, once, so the model code can trust its config and a typo in a JSON file is
-reported as one clear line instead of a shape error deep inside a forward pass.
+The architecture numbers of mega-spec §1.2.1 (Tab. 1b) and the training settings live in
+``model/configs/<name>.json``; this module loads them into a frozen :class:`MegaConfig` (whose
+``train`` is a :class:`SceneTrainConfig` or :class:`ActTrainConfig`), so a sweep or an ablation
+is a different JSON file (or an override), never a code change.
+
+Every key is checked once, at load, before any data is read: an unknown key (at any level), a
+value of the wrong type, a missing required key or a value out of range is one
+:class:`MegaPipeError` line naming the file and the key path, e.g.
+``model/configs/act-small.json: train.sync.spce: unknown key (known: space, xi, ...)``.
+The model code can then trust its config.
+
+The defaults of the ``train`` dataclasses are the values of the packaged configs that were
+measured to learn (docs/training.md): ``scene-small`` for scene, ``act-small`` for act. So a
+config that leaves out ``train.sync`` or ``train.distill`` gets the content-space
+synchronisation with the annealed prior and the cosine, sharpened distillation of ``act-small``,
+not the literal paper forms (those stay the defaults of the functions in ``losses.py``).
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib.resources
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 from mega_pipe.manifests.errors import MegaPipeError
 
 TASKS = ("scene", "act")
-POSITIONAL_KINDS = ("learned", "sinusoidal")
-ALIGN_SCOPES = ("sequence", "movie")
-SYNOPSIS_KEYS = ("max_len", "n_bottleneck", "dropout", "n_layers")
+
+
+# --- The schema --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Act synchronisation, E-step and M-step (``losses.sync_estep`` / ``sync_mstep_loss``)."""
+
+    space: Literal["content", "fused"] = "content"  # what is synchronised (docs/training.md)
+    xi: float = 0.3  # diagonal band |i/L_sh - j/L_syn| < xi (Eq. 2)
+    quantile: float = 0.85  # lambda = this quantile of the movie's in-band similarities (§5 #7)
+    tau: float = 0.07  # M-step InfoNCE temperature (§5 #8)
+    prior: float = 10.0  # story-order prior added before thresholding ...
+    prior_final: float = 0.0  # ... annealed linearly to this ...
+    prior_epochs: float = 20.0  # ... over this many epochs (0: constant prior)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Act distillation, Eq. 5-8 (``losses.distillation_loss``)."""
+
+    cosine: bool = True  # Eq. 5 on cosine similarities
+    tau: float = 0.07  # Eq. 5 temperature
+    teacher_tau: float = 0.1  # Eq. 6 scores divided by this
+    direction: Literal["teacher_student", "literal"] = "teacher_student"  # KL(P||O), P detached
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Act loss = sum of weight * loss (§5 #11)."""
+
+    sync: float = 1.0
+    distill: float = 1.0
+    synopsis: float = 1.0
+    shot_tp: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings every task's trainer reads; defaults are ``scene-small``'s."""
+
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    lr: float = 1e-3  # peak learning rate (--lr overrides)
+    weight_decay: float = 0.01
+    schedule: Literal["cosine", "constant"] = "cosine"  # per step, to 0 at the last epoch
+    warmup_epochs: float = 0.5  # linear warm-up, may be fractional
+    epochs: int = 12  # --epochs overrides
+    batch_size: int = 64  # windows (scene) or movies (act); --batch-size overrides
+    modality_dropout: float = 0.1  # per row and modality while training, in [0, 1)
+
+
+@dataclass(frozen=True)
+class SceneTrainConfig(TrainConfig):
+    """``train`` of a scene config (§1.3): the common settings only."""
+
+
+@dataclass(frozen=True)
+class ActTrainConfig(TrainConfig):
+    """``train`` of an act config (§1.4); defaults are ``act-small``'s."""
+
+    warmup_epochs: float = 1.0
+    epochs: int = 60
+    batch_size: int = 2
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+@dataclass(frozen=True)
+class SynopsisConfig:
+    """The act synopsis model (§1.2.1 synopsis column)."""
+
+    max_len: int  # most sentences per synopsis: 60
+    n_bottleneck: int  # 20
+    dropout: float  # 0.1
+    n_layers: int  # 1
+
+
+TRAIN_SCHEMA: dict[str, type[TrainConfig]] = {"scene": SceneTrainConfig, "act": ActTrainConfig}
 
 
 @dataclass(frozen=True)
 class MegaConfig:
     """One MEGA model (mega-spec §1.2, Tab. 1a/1b); comments give scene / act values."""
 
-    task: str  # "scene" | "act"
+    task: Literal["scene", "act"]
     max_len: int  # L: 17 (scene) / 3000 (act)
     n_bottleneck: int  # L_n: bottleneck tokens = Align.PE bins: 2 / 100
     width: int  # C: 768 / 128
@@ -37,15 +126,22 @@ class MegaConfig:
     n_heads: int  # 8 (BaSSL) / 4 (our choice, see docs/model.md)
     dropout: float  # p: 0.1 / 0.5
     n_classes: int  # N_c: 2 / 5
-    positional: str  # "learned" | "sinusoidal" (§5 #5)
+    positional: Literal["learned", "sinusoidal"]  # §5 #5
     align_pe: bool = True  # ablation switch (Tab. 2a)
     align_pe_in_bottleneck: bool = True  # ablation switch (Tab. 2b)
-    align_scope: str = "sequence"  # "sequence": r_i within the input (§5 #2); "movie": caller passes r_i
-    synopsis: dict | None = None  # act only: {"max_len", "n_bottleneck", "dropout", "n_layers"}
-    train: dict = field(default_factory=dict)  # optimiser / loss defaults, read by the trainer
+    align_scope: Literal["sequence", "movie"] = "sequence"  # "movie": caller passes r_i (§5 #2)
+    synopsis: Union[SynopsisConfig, None] = None  # act only
+    train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
 
     def __post_init__(self) -> None:
-        _validate(self)
+        if self.train is None and self.task in TRAIN_SCHEMA:
+            object.__setattr__(self, "train", TRAIN_SCHEMA[self.task]())
+        problem = _value_problem(self)
+        if problem:
+            raise MegaPipeError(f"invalid MEGA config: {problem[0]}: {problem[1]}")
+
+
+# --- Loading -----------------------------------------------------------------------------------
 
 
 def packaged_configs() -> list[str]:
@@ -55,14 +151,16 @@ def packaged_configs() -> list[str]:
 
 
 def load_config(task_or_path: str, **overrides: Any) -> MegaConfig:
-    """Load the packaged config of a task ("scene", "act") or a JSON file, then apply overrides.
+    """Load a packaged config ("scene", "act", "scene-small", ...) or a JSON file, then apply
+    overrides, and check every key (one-line MegaPipeError naming the file and key path).
 
     Overrides replace whole top-level fields (``load_config("act", dropout=0.0)``); that keeps
-    the rule simple and makes an override of ``train`` or ``synopsis`` explicit about every key.
+    the rule simple and makes an override of ``train`` or ``synopsis`` explicit about every key
+    (given as a dict, checked like the file, or as a dataclass instance).
     """
     packaged = importlib.resources.files("mega_pipe.model") / "configs" / f"{task_or_path}.json"
     if "/" not in task_or_path and packaged.is_file():   # "scene", "act", "scene-small", ...
-        text, origin = packaged.read_text(encoding="utf-8"), f"packaged {task_or_path}.json"
+        text, origin = packaged.read_text(encoding="utf-8"), f"model/configs/{task_or_path}.json"
     else:
         path = Path(task_or_path)
         if not path.is_file():
@@ -74,71 +172,161 @@ def load_config(task_or_path: str, **overrides: Any) -> MegaConfig:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise MegaPipeError(f"model config {origin} is not valid JSON: {exc}") from None
+        raise MegaPipeError(f"{origin}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise MegaPipeError(f"model config {origin} must be a JSON object")
+        raise MegaPipeError(f"{origin}: must be a JSON object")
     data.update(overrides)
-    known = {f.name for f in dataclasses.fields(MegaConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise MegaPipeError(f"model config {origin}: unknown field(s) {', '.join(unknown)}")
+    return config_from_dict(data, origin)
+
+
+def config_from_dict(data: dict, origin: str = "model config") -> MegaConfig:
+    """Check plain data (a config file's, or a checkpoint's ``config``) and build the config."""
     try:
-        return MegaConfig(**data)
-    except TypeError as exc:  # a required field is missing
-        raise MegaPipeError(f"model config {origin}: {exc}") from None
+        task = data.get("task") if isinstance(data, dict) else None
+        if task not in TASKS:
+            raise _Problem("task", f"expected one of {_choices(TASKS)}, got {_show(task)}"
+                           if "task" in data else "required")
+        cfg = _build(MegaConfig, data, "", {"train": TRAIN_SCHEMA[task]})
+        if task == "act" and cfg.synopsis is None:
+            raise _Problem("synopsis", "required for task \"act\" (the synopsis model)")
+    except _Problem as problem:
+        raise MegaPipeError(f"{origin}: {problem.key}: {problem.message}") from None
+    except MegaPipeError as exc:   # a value check of __post_init__
+        raise MegaPipeError(f"{origin}: {str(exc).removeprefix('invalid MEGA config: ')}") from None
+    return cfg
 
 
 def config_to_dict(cfg: MegaConfig) -> dict:
-    """The config as plain JSON-able data; ``MegaConfig(**config_to_dict(cfg)) == cfg``."""
+    """The config as plain JSON-able data; ``config_from_dict(config_to_dict(cfg)) == cfg``."""
     return dataclasses.asdict(cfg)
 
 
-# Act training knobs (docs/training.md); the loss functions' defaults are the paper's literal forms.
-SYNC_KEYS = ("space", "xi", "quantile", "tau", "prior", "prior_final", "prior_epochs")
-SYNC_SPACES = ("fused", "content")
-DISTILL_KEYS = ("tau", "direction", "cosine", "teacher_tau")
+# Keys that older checkpoints carry and nothing ever read (removed from the schema).
+RETIRED_TRAIN_KEYS = ("loss", "label_position")
 
 
-def _validate(cfg: MegaConfig) -> None:
-    """Reject configs that would fail (or silently misbehave) at build or forward time."""
+def checkpoint_config(data: dict, origin: str) -> MegaConfig:
+    """A checkpoint's stored config: as :func:`config_from_dict`, tolerating retired keys."""
+    train = data.get("train")
+    if isinstance(train, dict):
+        data = {**data, "train": {k: v for k, v in train.items() if k not in RETIRED_TRAIN_KEYS}}
+    return config_from_dict(data, origin)
 
-    def fail(message: str) -> None:
-        raise MegaPipeError(f"invalid MEGA config: {message}")
 
-    if cfg.task not in TASKS:
-        fail(f"task must be one of {TASKS}, got {cfg.task!r}")
-    for name in ("max_len", "n_bottleneck", "width", "ffn_width", "n_fusion", "n_heads", "n_classes"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            fail(f"{name} must be a positive integer, got {value!r}")
-    if not isinstance(cfg.n_unimodal, int) or isinstance(cfg.n_unimodal, bool) or cfg.n_unimodal < 0:
-        fail(f"n_unimodal must be a non-negative integer, got {cfg.n_unimodal!r}")
-    if cfg.width % cfg.n_heads:
-        fail(f"width {cfg.width} is not divisible by n_heads {cfg.n_heads}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        fail(f"dropout must be in [0, 1), got {cfg.dropout!r}")
-    if cfg.positional not in POSITIONAL_KINDS:
-        fail(f"positional must be one of {POSITIONAL_KINDS}, got {cfg.positional!r}")
-    if cfg.align_scope not in ALIGN_SCOPES:
-        fail(f"align_scope must be one of {ALIGN_SCOPES}, got {cfg.align_scope!r}")
-    if not isinstance(cfg.train, dict):
-        fail("train must be a JSON object")
-    sync, distill = cfg.train.get("sync", {}), cfg.train.get("distill", {})
-    unknown = set(sync) - set(SYNC_KEYS) or set(distill) - set(DISTILL_KEYS)
+# --- Checking ------------------------------------------------------------------------------------
+
+
+class _Problem(Exception):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.message = key, message
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (str, bool, int, float, type(None))) else type(value).__name__
+
+
+def _choices(values) -> str:
+    return ", ".join(json.dumps(v) for v in values)
+
+
+def _build(cls: type, data: Any, prefix: str, schema: dict[str, type] | None = None) -> Any:
+    """``data`` (a dict) -> ``cls``: unknown keys, missing required keys and types checked."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise _Problem(prefix.rstrip(".") or "config", f"expected an object, got {_show(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        fail(f"unknown train.sync/train.distill key(s) {sorted(unknown)} "
-             f"(sync: {', '.join(SYNC_KEYS)}; distill: {', '.join(DISTILL_KEYS)})")
-    dropout = cfg.train.get("modality_dropout", 0.0)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        fail(f"train.modality_dropout must be in [0, 1), got {dropout!r}")
-    if sync.get("space", "fused") not in SYNC_SPACES:
-        fail(f"train.sync.space must be one of {SYNC_SPACES}, got {sync['space']!r}")
+        raise _Problem(prefix + unknown[0], f"unknown key (known: {', '.join(fields)})")
+    values = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise _Problem(key, "required")
+            continue
+        kind = (schema or {}).get(name, hints[name])
+        values[name] = _value(kind, data[name], key)
+    return cls(**values)
+
+
+def _value(kind: Any, value: Any, key: str) -> Any:
+    """One value against its annotation (bool, int, float, Literal, dataclass, Optional)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is Union:   # X | None
+        if value is None:
+            return None
+        (kind,) = [a for a in args if a is not type(None)]
+        return _value(kind, value, key)
+    if dataclasses.is_dataclass(kind):
+        return _build(kind, value, key + ".")
+    if origin is Literal:
+        if value not in args or isinstance(value, bool):
+            raise _Problem(key, f"expected one of {_choices(args)}, got {_show(value)}")
+        return value
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise _Problem(key, f"expected true or false, got {_show(value)}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Problem(key, f"expected an integer, got {_show(value)}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Problem(key, f"expected a number, got {_show(value)}")
+        return float(value)
+    raise TypeError(f"config schema: unsupported annotation {kind!r} for {key}")
+
+
+def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
+    """The first value out of range (key path, message), or None; types are checked at load."""
+    checks: list[tuple[str, bool, str]] = []
+
+    def positive_int(key: str, value: Any, minimum: int = 1) -> None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+        checks.append((key, ok, f"must be an integer >= {minimum}, got {value!r}"))
+
+    def in_range(key: str, value: Any, low: float, high: float, high_open: bool = True) -> None:
+        ok = isinstance(value, (int, float)) and low <= value and (value < high if high_open else value <= high)
+        checks.append((key, ok, f"must be in [{low}, {high}{')' if high_open else ']'}, got {value!r}"))
+
+    checks.append(("task", cfg.task in TASKS, f"expected one of {_choices(TASKS)}, got {cfg.task!r}"))
+    for name in ("max_len", "n_bottleneck", "width", "ffn_width", "n_fusion", "n_heads", "n_classes"):
+        positive_int(name, getattr(cfg, name))
+    positive_int("n_unimodal", cfg.n_unimodal, minimum=0)
+    checks.append(("width", not isinstance(cfg.width, int) or not isinstance(cfg.n_heads, int)
+                   or cfg.n_heads < 1 or cfg.width % cfg.n_heads == 0,
+                   f"{cfg.width} is not divisible by n_heads {cfg.n_heads}"))
+    in_range("dropout", cfg.dropout, 0.0, 1.0)
     if cfg.synopsis is not None:
-        if not isinstance(cfg.synopsis, dict) or set(cfg.synopsis) != set(SYNOPSIS_KEYS):
-            fail(f"synopsis must be null or an object with exactly the keys {SYNOPSIS_KEYS}")
+        checks.append(("synopsis", cfg.task == "act", "only for task \"act\" (use null)"))
         for name in ("max_len", "n_bottleneck", "n_layers"):
-            value = cfg.synopsis[name]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                fail(f"synopsis.{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= cfg.synopsis["dropout"] < 1.0:
-            fail(f"synopsis.dropout must be in [0, 1), got {cfg.synopsis['dropout']!r}")
+            positive_int(f"synopsis.{name}", getattr(cfg.synopsis, name))
+        in_range("synopsis.dropout", cfg.synopsis.dropout, 0.0, 1.0)
+    schema = TRAIN_SCHEMA.get(cfg.task)
+    checks.append(("train", schema is None or type(cfg.train) is schema,
+                   f"expected {schema.__name__ if schema else 'a TrainConfig'}, got {type(cfg.train).__name__}"))
+    train = cfg.train
+    if isinstance(train, TrainConfig):
+        checks.append(("train.lr", train.lr > 0, f"must be > 0, got {train.lr!r}"))
+        checks.append(("train.weight_decay", train.weight_decay >= 0, f"must be >= 0, got {train.weight_decay!r}"))
+        checks.append(("train.warmup_epochs", train.warmup_epochs >= 0, f"must be >= 0, got {train.warmup_epochs!r}"))
+        positive_int("train.epochs", train.epochs)
+        positive_int("train.batch_size", train.batch_size)
+        in_range("train.modality_dropout", train.modality_dropout, 0.0, 1.0)
+    if isinstance(train, ActTrainConfig):
+        for name, weight in dataclasses.asdict(train.loss_weights).items():
+            checks.append((f"train.loss_weights.{name}", weight >= 0, f"must be >= 0, got {weight!r}"))
+        sync, distill = train.sync, train.distill
+        in_range("train.sync.xi", sync.xi, 0.0, 1.0, high_open=False)
+        checks.append(("train.sync.xi", sync.xi > 0, f"must be > 0, got {sync.xi!r}"))
+        in_range("train.sync.quantile", sync.quantile, 0.0, 1.0, high_open=False)
+        checks.append(("train.sync.prior_epochs", sync.prior_epochs >= 0, f"must be >= 0, got {sync.prior_epochs!r}"))
+        for key, value in (("train.sync.tau", sync.tau), ("train.distill.tau", distill.tau),
+                           ("train.distill.teacher_tau", distill.teacher_tau)):
+            checks.append((key, value > 0, f"must be > 0, got {value!r}"))
+    return next(((key, message) for key, ok, message in checks if not ok), None)

@@ -106,9 +106,21 @@ def read_movie(folder: str | os.PathLike, modalities: Sequence[str], *, synopsis
     sentences = folder.read_synopsis()[1] if synopsis else None
     if sentences is not None and len(sentences) == 0:
         raise MegaPipeError(f"{folder.synopsis_path} has no sentences")
-    movie_id = folder.movie_id
-    return MovieData(movie_id=movie_id, features=features, shot_frames=frames.astype(np.int64),
-                     present=present, synopsis=sentences)
+    movie = MovieData(movie_id=folder.movie_id, features=features,
+                      shot_frames=frames.astype(np.int64), present=present, synopsis=sentences)
+    if dims is not None:
+        check_feature_dims([movie], dims, f"{folder}: ")
+    return movie
+
+
+def check_feature_dims(movies: Sequence[MovieData], dims: Mapping[str, int], where: str = "") -> None:
+    """Every movie's features have the dimensions ``dims`` (a model's inputs); else one line."""
+    for movie in movies:
+        for m, want in dims.items():
+            have = movie.features[m].shape[1] if m in movie.features else want
+            if have != want:
+                raise MegaPipeError(f"{where}movie {movie.movie_id}: modality {m} has {have}-d features, "
+                                    f"the model expects {want}-d")
 
 
 def load_entries(entries: Sequence[MovieEntry], modalities: Sequence[str], *, synopsis: bool = False,

@@ -27,3 +27,22 @@ def autocast(device) -> contextlib.AbstractContextManager:
 
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def rng_state(device) -> dict:
+    """The torch RNG state(s) a run draws from on ``device`` (CPU, plus CUDA's when used)."""
+    import torch
+
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device) -> None:
+    """Restore what :func:`rng_state` saved."""
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from mega_pipe.manifests.errors import MegaPipeError
 from torch import Tensor
 
 DISTILLATION_DIRECTIONS = ("teacher_student", "literal")
@@ -69,7 +68,7 @@ def sync_estep(sim: Tensor, n_shots: int, n_sents: int, xi: float = 0.3, quantil
     which is roughly right because synopses follow the story) and anneals it to 0.
     """
     if not (1 <= n_shots <= sim.shape[0] and 1 <= n_sents <= sim.shape[1]):
-        raise MegaPipeError(f"sync_estep: {n_shots} shots x {n_sents} sentences do not fit sim {tuple(sim.shape)}")
+        raise ValueError(f"sync_estep: {n_shots} shots x {n_sents} sentences do not fit sim {tuple(sim.shape)}")
     block = sim[:n_shots, :n_sents].detach().float()
     band = _band(n_shots, n_sents, xi, sim.device)
     if prior:
@@ -134,7 +133,7 @@ def distillation_loss(
     Single movie: shot_logits (L_sh, 5), shot_emb (L_sh, E), sent_emb (L_syn, E), q (L_syn, 5).
     """
     if direction not in DISTILLATION_DIRECTIONS:
-        raise MegaPipeError(f"distillation direction must be one of {DISTILLATION_DIRECTIONS}, got {direction!r}")
+        raise ValueError(f"distillation direction must be one of {DISTILLATION_DIRECTIONS}, got {direction!r}")
     log_p = teacher_log_distribution(shot_emb, sent_emb, q, tau=tau, cosine=cosine, teacher_tau=teacher_tau)
     log_o = torch.log_softmax(shot_logits, dim=0)
     if direction == "teacher_student":

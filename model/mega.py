@@ -21,6 +21,10 @@ distillation losses (``losses.py``) compare with the shots.
 The building blocks below follow the data flow: positional encodings, Align.PE, shot encoder,
 bottleneck tokens, unimodal transformer, bottleneck fusion, output head, the MEGA shot model,
 the synopsis model. Shapes: B batch, L tokens, C width, M modalities.
+
+This file holds the modules only. Wrong inputs raise ``ValueError``: a user's config is checked
+by ``config.py`` and a user's data by ``data.py`` before a module sees them, so these errors
+are programming errors. Parameter counts are ``summary.py``.
 """
 from __future__ import annotations
 
@@ -32,8 +36,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.model.config import MegaConfig, config_to_dict, load_config
+from mega_pipe.model.config import MegaConfig
 from torch import Tensor, nn
 
 INIT_STD = 0.02  # BERT initialisation, which the post-LN blocks of §1.2 step 4 follow
@@ -350,10 +353,10 @@ class MEGA(nn.Module):
     def __init__(self, cfg: MegaConfig, modality_dims: Mapping[str, int]) -> None:
         super().__init__()
         if not modality_dims:
-            raise MegaPipeError("MEGA needs at least one modality")
+            raise ValueError("MEGA needs at least one modality")
         for name, dim in modality_dims.items():
             if not name or "." in name or not isinstance(dim, numbers.Integral) or dim < 1:
-                raise MegaPipeError(f"bad modality {name!r}: dim {dim!r} (names without '.', dims >= 1)")
+                raise ValueError(f"bad modality {name!r}: dim {dim!r} (names without '.', dims >= 1)")
         self.cfg = cfg
         self.modalities: list[str] = list(modality_dims)
         self.modality_dims = {m: int(d) for m, d in modality_dims.items()}
@@ -378,7 +381,7 @@ class MEGA(nn.Module):
         self._check_inputs(feats, mask, positions, present)
         if positions is None:
             if self.cfg.align_scope == "movie":
-                raise MegaPipeError(
+                raise ValueError(
                     "align_scope 'movie' needs positions (global shot index / shots in the movie)"
                 )
             positions = normalised_positions(mask)
@@ -404,30 +407,30 @@ class MEGA(nn.Module):
                       present: Mapping[str, Tensor]) -> None:
         """Turn wrong inputs into one readable line instead of a shape error deep inside."""
         if set(feats) != set(self.modalities):
-            raise MegaPipeError(
+            raise ValueError(
                 f"MEGA was built for modalities {self.modalities}, got features for {sorted(feats)}"
             )
         if mask.dtype != torch.bool or mask.dim() != 2:
-            raise MegaPipeError(f"mask must be a (B, L) bool tensor, got {tuple(mask.shape)} {mask.dtype}")
+            raise ValueError(f"mask must be a (B, L) bool tensor, got {tuple(mask.shape)} {mask.dtype}")
         if mask.shape[1] > self.cfg.max_len:
-            raise MegaPipeError(
+            raise ValueError(
                 f"sequence of {mask.shape[1]} tokens exceeds the model's max_len {self.cfg.max_len}; "
                 "split it into chunks of at most max_len shots (the trainer does this)"
             )
         for m in self.modalities:
             expected = (*mask.shape, self.modality_dims[m])
             if tuple(feats[m].shape) != expected:
-                raise MegaPipeError(f"features of {m!r} have shape {tuple(feats[m].shape)}, expected {expected}")
+                raise ValueError(f"features of {m!r} have shape {tuple(feats[m].shape)}, expected {expected}")
         for m, p in present.items():
             if m not in self.modality_dims or p.dtype != torch.bool or p.shape != mask.shape:
-                raise MegaPipeError(f"present[{m!r}] must be a {tuple(mask.shape)} bool tensor for one of "
+                raise ValueError(f"present[{m!r}] must be a {tuple(mask.shape)} bool tensor for one of "
                                     f"{self.modalities}, got {tuple(p.shape)} {p.dtype}")
         if positions is not None:
             if positions.shape != mask.shape:
-                raise MegaPipeError(f"positions have shape {tuple(positions.shape)}, expected {tuple(mask.shape)}")
+                raise ValueError(f"positions have shape {tuple(positions.shape)}, expected {tuple(mask.shape)}")
             real = positions[mask]
             if real.numel() and (real.min() < 0 or real.max() > 1):
-                raise MegaPipeError("positions must be normalised to [0, 1)")
+                raise ValueError("positions must be normalised to [0, 1)")
 
 
 # --- The synopsis model (§1.2.1 "Act: Synopsis model", §1.4) ----------------------------------
@@ -446,18 +449,18 @@ class SynopsisModel(nn.Module):
     def __init__(self, cfg: MegaConfig, sentence_dim: int, n_modalities: int) -> None:
         super().__init__()
         if cfg.synopsis is None:
-            raise MegaPipeError(f"the {cfg.task!r} config has no synopsis section")
+            raise ValueError(f"the {cfg.task!r} config has no synopsis section")
         if n_modalities < 1 or sentence_dim < 1:
-            raise MegaPipeError("synopsis model needs n_modalities >= 1 and sentence_dim >= 1")
+            raise ValueError("synopsis model needs n_modalities >= 1 and sentence_dim >= 1")
         syn = cfg.synopsis
         self.cfg = dataclasses.replace(
             cfg,
-            max_len=syn["max_len"],
-            n_bottleneck=syn["n_bottleneck"],
+            max_len=syn.max_len,
+            n_bottleneck=syn.n_bottleneck,
             width=cfg.width * n_modalities,
             ffn_width=cfg.ffn_width * n_modalities,
-            n_unimodal=syn["n_layers"],
-            dropout=syn["dropout"],
+            n_unimodal=syn.n_layers,
+            dropout=syn.dropout,
             align_scope="sequence",
             synopsis=None,
         )
@@ -469,12 +472,12 @@ class SynopsisModel(nn.Module):
     def forward(self, sents: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """sents (B, S, D), mask (B, S) bool -> (logits (B, S, 5), embeddings v (B, S, C·M))."""
         if mask.dtype != torch.bool or tuple(sents.shape) != (*mask.shape, self.sentence_dim):
-            raise MegaPipeError(
+            raise ValueError(
                 f"synopsis input {tuple(sents.shape)} with mask {tuple(mask.shape)} {mask.dtype}; "
                 f"expected (B, S, {self.sentence_dim}) and a (B, S) bool mask"
             )
         if mask.shape[1] > self.cfg.max_len:
-            raise MegaPipeError(
+            raise ValueError(
                 f"synopsis of {mask.shape[1]} sentences exceeds max_len {self.cfg.max_len}"
             )
         n_b = self.cfg.n_bottleneck
@@ -486,48 +489,3 @@ class SynopsisModel(nn.Module):
     def content_embeddings(self, sents: Tensor) -> Tensor:
         """The sentence encoder's linear projection (B, S, C·M): a sentence without its position."""
         return self.stream.shot_encoder.proj(sents)
-
-
-# --- Parameter counts (the fidelity check of §1.2.1 against Tab. 2g/2h) ---------------------
-
-
-def count_parameters(module: nn.Module) -> int:
-    """All parameters (shared ones once); buffers such as the sinusoidal PE are not parameters."""
-    return sum(p.numel() for p in module.parameters())
-
-
-def _part_of(name: str) -> str:
-    """Which block of §1.2 a MEGA parameter belongs to, from its qualified name."""
-    top, *rest = name.split(".")
-    if top != "streams":
-        return top  # "fusion" | "head"
-    block = rest[1]
-    if block == "shot_encoder" and rest[2] == "position":
-        return "positional"
-    return block  # "shot_encoder" (linear + LayerNorm) | "align_pe" | "bottleneck" | "unimodal"
-
-
-def model_summary(task: str, modality_dims: Mapping[str, int], *, sentence_dim: int = 384) -> dict:
-    """Parameter counts of the model of ``task`` for these modalities.
-
-    For act the synopsis model (sentence dim ``sentence_dim``; 384 = the MiniLM encoder the
-    pipeline uses for subtitles and synopses) is included, because Tab. 2h's 6.78M counts both
-    networks. Built on the meta device, so nothing is allocated.
-    """
-    cfg = load_config(task)
-    with torch.device("meta"):
-        model = MEGA(cfg, modality_dims)
-        synopsis = SynopsisModel(cfg, sentence_dim, len(modality_dims)) if cfg.synopsis else None
-    by_part: dict[str, int] = {}
-    for name, param in model.named_parameters():
-        part = _part_of(name)
-        by_part[part] = by_part.get(part, 0) + param.numel()
-    if synopsis is not None:
-        by_part["synopsis_model"] = count_parameters(synopsis)
-    return {
-        "task": task,
-        "modalities": dict(modality_dims),
-        "parameters": count_parameters(model) + by_part.get("synopsis_model", 0),
-        "parameters_by_part": by_part,
-        "config": config_to_dict(cfg),
-    }

@@ -1,103 +1,31 @@
 """Inference from a MEGA checkpoint: scene-boundary probabilities and TP posteriors per shot.
 
-A checkpoint (written by ``train.py``) is self-contained: config, modality names and input
-dimensions, feature normalisation, task and code version travel with the weights, so a
-feature folder (docs/contract.md) and the checkpoint are all inference needs. Checkpoint keys:
-
-``format``, ``task``, ``config`` (``config_to_dict``), ``modalities`` (ordered), ``modality_dims``,
-``sentence_dim`` (act: the synopsis vector size, else None), ``normalization``
-(``Normalizer.state()``), ``model`` and ``synopsis_model`` (state dicts; the latter None for
-scene), ``code_version``, ``epoch``, ``val`` (validation metrics of that epoch), ``settings``
-(the training hyper-parameters). ``last.pt`` adds ``resume`` (optimizer, scheduler, RNG, history).
-
-The forward passes here are shared with training's validation, so what is validated is exactly
-what is predicted.
+A checkpoint (``checkpoint.py``: format, save, load) and a feature folder (docs/contract.md) are
+all inference needs. The forward passes here are shared with training's validation and with
+``mega-pipe eval`` (``tasks.py``), so what is validated is exactly what is predicted.
 """
 from __future__ import annotations
 
 import os
-import pickle
-import warnings
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.model.config import MegaConfig
+from mega_pipe.model.checkpoint import Checkpoint, load_checkpoint
 from mega_pipe.model.data import (
     MovieData,
-    Normalizer,
     SceneSamples,
     pack_windows,
     read_movie,
     stitch_windows,
 )
-from mega_pipe.model.device import autocast, resolve_device
-from mega_pipe.model.mega import MEGA, SynopsisModel
+from mega_pipe.model.device import autocast
+from mega_pipe.model.mega import MEGA
 
-CHECKPOINT_FORMAT = "mega-pipe-checkpoint/1"
+__all__ = ["Checkpoint", "load_checkpoint", "scene_probabilities", "act_posteriors", "predict_scene", "predict_act"]
+
 SCENE_INFERENCE_BATCH = 1024  # windows per forward pass; 17-shot windows are small
-
-
-@dataclass
-class Checkpoint:
-    """A loaded checkpoint, models in eval mode on ``device``."""
-
-    task: str
-    cfg: MegaConfig
-    modalities: list[str]
-    normalizer: Normalizer
-    model: MEGA
-    synopsis_model: SynopsisModel | None
-    device: torch.device
-    info: dict  # epoch, val metrics, settings, code_version
-
-
-def build_models(cfg: MegaConfig, modality_dims: dict[str, int], sentence_dim: int | None) -> tuple[MEGA, SynopsisModel | None]:
-    """The shot model, plus the synopsis model for act (spec §1.4: two networks)."""
-    model = MEGA(cfg, modality_dims)
-    synopsis = SynopsisModel(cfg, sentence_dim, len(modality_dims)) if cfg.task == "act" else None
-    return model, synopsis
-
-
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
-    """Rebuild the models of a checkpoint from its own config; MegaPipeError if unusable."""
-    path = Path(path)
-    if not path.is_file():
-        raise MegaPipeError(f"checkpoint {path} does not exist")
-    try:
-        with warnings.catch_warnings():   # torch warns about foreign pickle protocols
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # not a pickle, or one holding code objects (never loaded)
-        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint (not a file of tensors and "
-                            "plain data that torch.load reads safely)") from None
-    except Exception as exc:  # zip/EOF errors of a truncated or foreign file: first line only
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint ({detail})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint ({CHECKPOINT_FORMAT})")
-    cfg = MegaConfig(**state["config"])
-    dev = torch.device(resolve_device(device))
-    model, synopsis = build_models(cfg, state["modality_dims"], state["sentence_dim"])
-    model.load_state_dict(state["model"])
-    model.to(dev).eval()
-    if synopsis is not None:
-        synopsis.load_state_dict(state["synopsis_model"])
-        synopsis.to(dev).eval()
-    info = {k: state[k] for k in ("epoch", "val", "settings", "code_version")}
-    return Checkpoint(
-        task=state["task"],
-        cfg=cfg,
-        modalities=list(state["modalities"]),
-        normalizer=Normalizer.from_state(state["normalization"]),
-        model=model,
-        synopsis_model=synopsis,
-        device=dev,
-        info=info,
-    )
 
 
 def _batches(n: int, size: int) -> Iterator[np.ndarray]:

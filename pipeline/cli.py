@@ -110,7 +110,7 @@ def _cmd_score(args) -> int:
 
 
 def _cmd_model_summary(args) -> int:
-    from mega_pipe.model.mega import model_summary
+    from mega_pipe.model.summary import model_summary
 
     dims = {}
     for item in _csv(args.modalities):
@@ -164,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mega_pipe.extractors.registry import add_weights_cli
     from mega_pipe.model.cli import add_eval_cli, add_train_cli
 
+    from .demo import add_demo_cli
     from .export import add_export_cli
     from .report import add_report_cli
-    from .demo import add_demo_cli
     from .segment import add_segment_cli
 
     add_weights_cli(sub)

@@ -25,7 +25,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
-
 from mega_pipe.manifests.atomic import atomic_path, check_output_file
 from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.features import FeatureFolder, vectors_of

@@ -19,7 +19,6 @@ import opentimelineio as otio
 import pandas as pd
 import pytest
 import webvtt
-
 from conftest import ffmpeg
 from mega_pipe.pipeline.cli import main
 from mega_pipe.pipeline.demo import make_movie

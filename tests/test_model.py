@@ -6,17 +6,21 @@ import json
 import pytest
 import torch
 from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.model.config import MegaConfig, config_to_dict, load_config
+from mega_pipe.model.config import (
+    MegaConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 from mega_pipe.model.losses import tp_cross_entropy
 from mega_pipe.model.mega import (
     MEGA,
     EncoderLayer,
     SynopsisModel,
     align_bins,
-    count_parameters,
-    model_summary,
     normalised_positions,
 )
+from mega_pipe.model.summary import count_parameters, model_summary
 
 SCENE_DIMS = {"bassl": 2048, "place": 2048, "clip": 512}
 ACT_DIMS = {"appr": 2048, "clip": 512, "action": 512, "place": 2048, "audio": 768, "subtitle": 384}
@@ -73,24 +77,25 @@ def test_packaged_configs_and_overrides(tmp_path):
     assert (scene.max_len, scene.n_bottleneck, scene.width, scene.ffn_width) == (17, 2, 768, 3072)
     assert (scene.n_unimodal, scene.n_fusion, scene.n_classes, scene.positional) == (2, 1, 2, "learned")
     assert (act.max_len, act.n_bottleneck, act.width, act.ffn_width, act.dropout) == (3000, 100, 128, 128, 0.5)
-    assert act.positional == "sinusoidal" and act.synopsis["max_len"] == 60
+    assert act.positional == "sinusoidal" and act.synopsis.max_len == 60
     assert load_config("scene", dropout=0.0).dropout == 0.0
 
     path = tmp_path / "custom.json"
     path.write_text(json.dumps(config_to_dict(act)))
     assert load_config(str(path)) == act
-    assert MegaConfig(**config_to_dict(act)) == act
+    assert config_from_dict(config_to_dict(act)) == act
+    assert MegaConfig(**{**vars(act)}) == act
 
 
 @pytest.mark.parametrize(
     "source, overrides, message",
     [
-        ("scene", {"heads": 8}, "unknown field"),
+        ("scene", {"heads": 8}, "heads: unknown key"),
         ("scene", {"n_heads": 5}, "not divisible"),
         ("scene", {"positional": "rotary"}, "positional"),
         ("act", {"synopsis": {"max_len": 60}}, "synopsis"),
         ("act", {"train": {"sync": {"space": "fusion"}}}, "sync.space"),
-        ("act", {"train": {"distill": {"temperature": 0.1}}}, "unknown train.sync/train.distill"),
+        ("act", {"train": {"distill": {"temperature": 0.1}}}, "train.distill.temperature: unknown key"),
         ("no/such/config.json", {}, "neither a packaged config"),
     ],
 )
@@ -189,20 +194,20 @@ def test_ablation_switches():
         assert model(feats, mask).logits.shape == (1, 7, 5)
 
 
-def test_bad_inputs_are_user_errors():
+def test_bad_inputs_are_value_errors():
     dims = {"clip": 8}
     model = MEGA(tiny_config(), dims)
     feats, mask = random_batch(dims, [49], 49)
-    with pytest.raises(MegaPipeError, match="max_len.*chunks"):
+    with pytest.raises(ValueError, match="max_len.*chunks"):
         model(feats, mask)
     feats, mask = random_batch(dims, [5], 5)
-    with pytest.raises(MegaPipeError, match="modalities"):
+    with pytest.raises(ValueError, match="modalities"):
         model({"audio": feats["clip"]}, mask)
-    with pytest.raises(MegaPipeError, match="shape"):
+    with pytest.raises(ValueError, match="shape"):
         model({"clip": feats["clip"][..., :4]}, mask)
-    with pytest.raises(MegaPipeError, match="bool"):
+    with pytest.raises(ValueError, match="bool"):
         model(feats, mask.float())
-    with pytest.raises(MegaPipeError, match="positions"):
+    with pytest.raises(ValueError, match="positions"):
         MEGA(tiny_config(align_scope="movie"), dims)(feats, mask)
 
 
@@ -271,7 +276,7 @@ def test_synopsis_model_shapes_and_padding():
     assert logits.shape == (2, 12, 5) and emb.shape == (2, 12, 16 * 3)
     torch.testing.assert_close(logits[1, :7], alone_logits[0], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(emb[1, :7], alone_emb[0], atol=1e-5, rtol=1e-4)
-    with pytest.raises(MegaPipeError, match="max_len"):
+    with pytest.raises(ValueError, match="max_len"):
         model(torch.randn(1, 13, 10), torch.ones(1, 13, dtype=torch.bool))
-    with pytest.raises(MegaPipeError, match="synopsis"):
+    with pytest.raises(ValueError, match="synopsis"):
         SynopsisModel(tiny_config("scene"), 10, 3)

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import REPO
 from mega_pipe.pipeline.cli import main
 from mega_pipe.pipeline.demo import SAMPLE_SUBTITLES, make_movie, write_srt
 from mega_pipe.pipeline.segment import build_boundaries
+from PIL import Image
 
 SHOTS = [2, 2, 1.5, 2.5, 1.5, 2, 2]          # shot 3 is the plain colour 0x3060a0 (demo.SOURCES)
 

@@ -9,8 +9,7 @@ import torch
 from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.schema import read_manifest, write_manifest
 from mega_pipe.manifests.synth import SynthParams, generate
-from mega_pipe.model import train as train_module
-from mega_pipe.model.config import load_config
+from mega_pipe.model.config import config_to_dict, load_config
 from mega_pipe.model.data import (
     UNLABELLED,
     MovieData,
@@ -34,7 +33,8 @@ ACT_CFG = {"width": 16, "ffn_width": 32, "n_heads": 2, "n_bottleneck": 10}
 
 
 def _train_dict(task: str, **keys) -> dict:
-    return {"train": {**load_config(task).train, **keys}}
+    """A ``train`` override: the packaged task config's section with ``keys`` replaced."""
+    return {"train": {**config_to_dict(load_config(task))["train"], **keys}}
 
 
 SCENE_OVERRIDES = {**SCENE_CFG, **_train_dict("scene", optimizer="adamw", warmup_epochs=0.5)}
@@ -113,23 +113,17 @@ def test_scene_training_writes_run_and_learns(scene_run):
     assert best.modalities == list(MODALITIES) and best.cfg.width == 32
 
 
-def test_resume_continues_and_matches_uninterrupted_run(manifest, tmp_path, monkeypatch):
+def test_resume_continues_and_matches_uninterrupted_run(manifest, tmp_path):
     kwargs = dict(epochs=2, batch_size=64, lr=3e-3, device="cpu", seed=5,
                   config_overrides=SCENE_OVERRIDES, progress=False)
     train("scene", manifest, tmp_path / "full", **kwargs)
 
-    real_epoch, calls = train_module._train_epoch, []
+    def interrupt(record):
+        assert record["epoch"] == 1
+        raise KeyboardInterrupt  # the run dies after last.pt of epoch 1
 
-    def interrupted(*args, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # the run dies during epoch 2, after last.pt of epoch 1
-        return real_epoch(*args, **kw)
-
-    monkeypatch.setattr(train_module, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train("scene", manifest, tmp_path / "cut", **kwargs)
-    monkeypatch.setattr(train_module, "_train_epoch", real_epoch)
+        train("scene", manifest, tmp_path / "cut", on_epoch=interrupt, **kwargs)
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["epoch"] == 1
     with pytest.raises(MegaPipeError, match="already holds a run"):
         train("scene", manifest, tmp_path / "cut", **kwargs)

@@ -1,0 +1,132 @@
+"""Checkpoints: the one place that knows their format, writes them and reads them back.
+
+A checkpoint (``RUN/best.pt``, ``RUN/last.pt``) is self-contained: config, modality names and
+input dimensions, feature normalisation, task and code version travel with the weights, so a
+feature folder (docs/contract.md) and the checkpoint are all inference needs. Keys:
+
+``format``, ``task``, ``config`` (``config_to_dict``), ``modalities`` (ordered), ``modality_dims``,
+``sentence_dim`` (act: the synopsis vector size, else None), ``normalization``
+(``Normalizer.state()``), ``model`` and ``synopsis_model`` (state dicts; the latter None for
+scene), ``code_version``, ``epoch``, ``val`` (validation metrics of that epoch), ``settings``
+(the training hyper-parameters). ``last.pt`` adds ``resume`` (optimizer, scheduler, RNG, history).
+Only tensors and plain data: ``torch.load(weights_only=True)`` reads them.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from mega_pipe.manifests.atomic import atomic_path
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.provenance import code_version
+from mega_pipe.model.config import MegaConfig, checkpoint_config, config_to_dict
+from mega_pipe.model.data import Normalizer
+from mega_pipe.model.device import resolve_device
+from mega_pipe.model.mega import MEGA, SynopsisModel
+
+CHECKPOINT_FORMAT = "mega-pipe-checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint, models in eval mode on ``device``."""
+
+    task: str
+    cfg: MegaConfig
+    modalities: list[str]
+    normalizer: Normalizer
+    model: MEGA
+    synopsis_model: SynopsisModel | None
+    device: torch.device
+    info: dict  # epoch, val metrics, settings, code_version
+
+
+def build_models(cfg: MegaConfig, modality_dims: dict[str, int], sentence_dim: int | None) -> tuple[MEGA, SynopsisModel | None]:
+    """The shot model, plus the synopsis model when the config has one (act, spec §1.4: two
+    networks). A module's ValueError (e.g. a modality name with a '.') becomes a MegaPipeError."""
+    try:
+        model = MEGA(cfg, modality_dims)
+        synopsis = None if cfg.synopsis is None else SynopsisModel(cfg, sentence_dim, len(modality_dims))
+    except ValueError as exc:
+        raise MegaPipeError(f"cannot build the {cfg.task} model: {exc}") from None
+    return model, synopsis
+
+
+def checkpoint_state(cfg: MegaConfig, modality_dims: dict[str, int], sentence_dim: int | None,
+                     normalizer: Normalizer, model: MEGA, synopsis_model: SynopsisModel | None,
+                     epoch: int, val: dict, settings: dict) -> dict:
+    """Everything a checkpoint holds (without ``resume``)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "task": cfg.task,
+        "config": config_to_dict(cfg),
+        "modalities": list(modality_dims),
+        "modality_dims": dict(modality_dims),
+        "sentence_dim": sentence_dim,
+        "normalization": normalizer.state(),
+        "model": model.state_dict(),
+        "synopsis_model": None if synopsis_model is None else synopsis_model.state_dict(),
+        "code_version": code_version(),
+        "epoch": epoch,
+        "val": val,
+        "settings": dict(settings),
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write atomically: a crash leaves the previous file, never half of a new one."""
+    with atomic_path(Path(path)) as tmp:
+        torch.save(state, tmp)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The raw state of a mega-pipe checkpoint (on the CPU); MegaPipeError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise MegaPipeError(f"checkpoint {path} does not exist")
+    try:
+        with warnings.catch_warnings():   # torch warns about foreign pickle protocols
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # not a pickle, or one holding code objects (never loaded)
+        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint (not a file of tensors and "
+                            "plain data that torch.load reads safely)") from None
+    except Exception as exc:  # zip/EOF errors of a truncated or foreign file: first line only
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint ({detail})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint ({CHECKPOINT_FORMAT})")
+    return state
+
+
+def stored_config(state: dict, path: str | os.PathLike) -> MegaConfig:
+    """The config a checkpoint was trained with (keys retired since are dropped)."""
+    return checkpoint_config(state["config"], f"checkpoint {path}")
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
+    """Rebuild the models of a checkpoint from its own config; MegaPipeError if unusable."""
+    state = read_checkpoint(path)
+    cfg = stored_config(state, path)
+    dev = torch.device(resolve_device(device))
+    model, synopsis = build_models(cfg, state["modality_dims"], state["sentence_dim"])
+    model.load_state_dict(state["model"])
+    model.to(dev).eval()
+    if synopsis is not None:
+        synopsis.load_state_dict(state["synopsis_model"])
+        synopsis.to(dev).eval()
+    info = {k: state[k] for k in ("epoch", "val", "settings", "code_version")}
+    return Checkpoint(
+        task=state["task"],
+        cfg=cfg,
+        modalities=list(state["modalities"]),
+        normalizer=Normalizer.from_state(state["normalization"]),
+        model=model,
+        synopsis_model=synopsis,
+        device=dev,
+        info=info,
+    )

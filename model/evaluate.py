@@ -1,0 +1,57 @@
+"""``mega-pipe eval``: score a checkpoint on one split of a manifest.
+
+The records and metrics are the task's (``tasks.py``), the same code that validates every
+training epoch; the checkpoint is read by ``checkpoint.py``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from mega_pipe.manifests.atomic import write_json, write_text
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.schema import read_manifest
+from mega_pipe.model.checkpoint import load_checkpoint
+from mega_pipe.model.data import load_entries
+from mega_pipe.model.tasks import task_for
+
+
+def evaluate(
+    checkpoint: str | os.PathLike,
+    manifest: str | os.PathLike,
+    split: str = "test",
+    out: str | os.PathLike | None = None,
+    *,
+    device: str = "auto",
+) -> dict:
+    """Score a checkpoint on one split of a manifest.
+
+    Writes ``eval_<task>_<split>.json`` (metrics) and ``predictions_<task>_<split>.jsonl`` (one record per
+    movie, the input of ``mega-pipe score``) to ``out`` (default: the checkpoint's folder) and
+    returns the metrics with the paths. Act gold is the shot-level ``tp_shots`` (§5 #17).
+    """
+    ckpt = load_checkpoint(checkpoint, device)
+    task = task_for(ckpt.task)
+    entries = [e for e in read_manifest(manifest) if e.split == split]
+    if not entries:
+        raise MegaPipeError(f"the manifest has no movie with split {split!r}")
+    movies = [ckpt.normalizer.apply(m) for m in load_entries(entries, ckpt.modalities, dims=ckpt.model.modality_dims)]
+    task.check_gold(movies)
+    records = task.records(ckpt.model, ckpt.cfg, movies, ckpt.device)
+    metrics = task.metrics(records)
+    out_dir = Path(out) if out is not None else Path(checkpoint).parent
+    stem = f"{ckpt.task}_{split}"   # one --out can hold the evaluations of both tasks
+    metrics_path, records_path = out_dir / f"eval_{stem}.json", out_dir / f"predictions_{stem}.jsonl"
+    write_text(records_path, "".join(json.dumps(r) + "\n" for r in records))
+    result = {
+        "task": ckpt.task,
+        "split": split,
+        "checkpoint": str(checkpoint),
+        "epoch": ckpt.info["epoch"],
+        "n_movies": len(movies),
+        "metrics": metrics,
+        "predictions": str(records_path),
+    }
+    write_json(metrics_path, result)
+    return {**result, "eval_json": str(metrics_path)}

@@ -1,0 +1,300 @@
+"""The two MEGA tasks as objects: what the training loop and evaluation ask of a task.
+
+A :class:`Task` owns its label checks, its samples and batches, its step loss, its prediction
+records and metrics, and its model-selection value; ``train.py`` (the loop) and ``evaluate.py``
+pick the task once (:func:`task_for`) and never branch on its name.
+
+Scene segmentation (spec §1.3, :class:`SceneTask`): every labelled shot is a sample, its
+17-shot clipped window is the input and the class-balanced cross-entropy (§5 #6) is taken on
+the centre shot. Selected by validation AP.
+
+Act segmentation (spec §1.4, :class:`ActTask`): a batch is a few whole movies. Per movie:
+
+1. the shot model gives TP logits Y and shot embeddings u_i (long movies: overlapping windows,
+   averaged, ``data.py``); the synopsis model gives sentence TP logits and embeddings v_j;
+2. **E-step**: W from the current, detached cosine similarities of u and v inside the diagonal
+   band |i/L_sh − j/L_syn| < ξ, thresholded at a per-movie quantile (§1.4a, §5 #7);
+3. **M-step**: multi-positive InfoNCE on W (``sync``, §5 #8);
+4. **distillation** of the gold one-hot synopsis TP labels q through the shot↔sentence
+   attention into the shot logits (``distill``, Eq. 5–8, §5 #9–10);
+5. the synopsis model's own TP cross-entropy on the gold sentence labels (``synopsis``, §5 #9);
+6. when the manifest has shot-level gold (``tp_shots``) for the movie, also a direct per-TP
+   cross-entropy of the shot logits (``shot_tp``).
+
+The loss weights and the sync/distill settings are the config's ``train`` (``ActTrainConfig``).
+Selected by validation TA (shot-level gold, §5 #17); when no validation movie has it, by the
+validation loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.model.config import ActTrainConfig, MegaConfig
+from mega_pipe.model.data import (
+    UNLABELLED,
+    MovieData,
+    Normalizer,
+    SceneSamples,
+    drop_modalities,
+    pack_synopses,
+    pack_windows,
+    stitch_windows,
+    tp_targets,
+)
+from mega_pipe.model.device import autocast
+from mega_pipe.model.losses import (
+    balanced_cross_entropy,
+    distillation_loss,
+    sync_estep,
+    sync_mstep_loss,
+    tp_cross_entropy,
+)
+from mega_pipe.model.mega import MEGA, SynopsisModel
+from mega_pipe.model.metrics import act_metrics, scene_metrics
+from mega_pipe.model.predict import act_posteriors, scene_probabilities
+
+ACT_LOSSES = ("sync", "distill", "synopsis", "shot_tp")
+
+
+@dataclass
+class Run:
+    """What one training run works with (built fresh or restored from last.pt)."""
+
+    cfg: MegaConfig
+    settings: dict  # epochs, batch_size, lr, seed, modalities, val_split
+    modality_dims: dict[str, int]
+    sentence_dim: int | None
+    normalizer: Normalizer
+    train_movies: list[MovieData]
+    val_movies: list[MovieData]
+    model: MEGA
+    synopsis_model: SynopsisModel | None
+    device: torch.device
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        params = list(self.model.parameters())
+        if self.synopsis_model is not None:
+            params += list(self.synopsis_model.parameters())
+        return params
+
+    def set_train(self, mode: bool) -> None:
+        self.model.train(mode)
+        if self.synopsis_model is not None:
+            self.synopsis_model.train(mode)
+
+    def modality_dropout(self) -> float:
+        """``train.modality_dropout`` while training; 0 in evaluation mode (validation)."""
+        return self.cfg.train.modality_dropout if self.model.training else 0.0
+
+
+class Task:
+    """The interface of a task; one instance per training run or evaluation."""
+
+    name: str
+    uses_synopsis: bool = False  # its movies need synopsis vectors (and a synopsis model)
+
+    def check_training_labels(self, cfg: MegaConfig, movies: Sequence[MovieData]) -> None:
+        """Fail before training starts when a movie lacks what the task trains on."""
+        raise NotImplementedError
+
+    def check_gold(self, movies: Sequence[MovieData]) -> None:
+        """Fail before scoring when a movie lacks the gold the task is scored on."""
+        raise NotImplementedError
+
+    def prepare(self, run: Run) -> None:
+        """Build whatever the epochs sample from (called once per run)."""
+
+    def training_pool(self, run: Run) -> np.ndarray:
+        """Indices of the training samples one epoch shuffles and batches."""
+        raise NotImplementedError
+
+    def step_loss(self, run: Run, index: np.ndarray, epoch: float | None) -> dict[str, torch.Tensor]:
+        """Losses of one batch (``"loss"`` is what is minimised); ``epoch`` is fractional."""
+        raise NotImplementedError
+
+    def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
+        """Prediction records (one per movie), the format ``mega-pipe score`` reads."""
+        raise NotImplementedError
+
+    def metrics(self, records: list[dict]) -> dict:
+        raise NotImplementedError
+
+    def validate(self, run: Run) -> dict:
+        """``{"metrics": ..., "select": (metric name, value)}``; higher value is better."""
+        raise NotImplementedError
+
+
+class SceneTask(Task):
+    name = "scene"
+
+    def __init__(self) -> None:
+        self.samples: SceneSamples | None = None
+
+    def check_training_labels(self, cfg: MegaConfig, movies: Sequence[MovieData]) -> None:
+        for movie in movies:
+            if movie.scene_labels is None:
+                raise MegaPipeError(f"scene training needs scene_labels; movie {movie.movie_id} has none")
+
+    def check_gold(self, movies: Sequence[MovieData]) -> None:
+        missing = [m.movie_id for m in movies if m.scene_labels is None]
+        if missing:
+            raise MegaPipeError(f"cannot score scene boundaries: no scene_labels for {', '.join(missing)}")
+
+    def prepare(self, run: Run) -> None:
+        self.samples = SceneSamples(run.train_movies, run.settings["modalities"], run.cfg.align_scope == "movie")
+
+    def training_pool(self, run: Run) -> np.ndarray:
+        return np.flatnonzero(self.samples.labels != UNLABELLED)
+
+    def step_loss(self, run: Run, index: np.ndarray, epoch: float | None) -> dict[str, torch.Tensor]:
+        batch = self.samples.batch(index, run.device)
+        centre = self.samples.windows.shape[1] // 2
+        present = drop_modalities(batch.present, run.modality_dropout())
+        with autocast(run.device):
+            logits = run.model(batch.feats, batch.mask, batch.positions, present).logits[:, centre]
+        return {"loss": balanced_cross_entropy(logits.float(), batch.labels)}
+
+    def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
+        samples = SceneSamples(movies, list(model.modalities), cfg.align_scope == "movie")
+        probs = scene_probabilities(model, samples, device)
+        records, offset = [], 0
+        for movie in movies:
+            labels = None if movie.scene_labels is None else [
+                None if y == UNLABELLED else int(y) for y in movie.scene_labels
+            ]
+            records.append({
+                "movie_id": movie.movie_id,
+                "prob": probs[offset : offset + movie.n_shots].tolist(),
+                "label": labels,
+                "shot_frames": movie.shot_frames.tolist(),
+            })
+            offset += movie.n_shots
+        return records
+
+    def metrics(self, records: list[dict]) -> dict:
+        return scene_metrics(records)
+
+    @torch.no_grad()
+    def validate(self, run: Run) -> dict:
+        run.set_train(False)
+        metrics = self.metrics(self.records(run.model, run.cfg, run.val_movies, run.device))
+        return {"metrics": metrics, "select": ("ap", metrics["ap"])}
+
+
+class ActTask(Task):
+    name = "act"
+    uses_synopsis = True
+
+    def check_training_labels(self, cfg: MegaConfig, movies: Sequence[MovieData]) -> None:
+        for movie in movies:
+            if movie.tp_sentences is None:
+                raise MegaPipeError(f"act training needs tp_sentences; movie {movie.movie_id} has none")
+            if len(movie.synopsis) > cfg.synopsis.max_len:
+                raise MegaPipeError(
+                    f"{movie.movie_id}: synopsis of {len(movie.synopsis)} sentences exceeds the synopsis "
+                    f"model's max_len {cfg.synopsis.max_len} (raise it with a config override)"
+                )
+
+    def check_gold(self, movies: Sequence[MovieData]) -> None:
+        missing = [m.movie_id for m in movies if m.tp_shots is None]
+        if missing:
+            raise MegaPipeError(f"cannot score turning points: no tp_shots for {', '.join(missing)}")
+
+    def training_pool(self, run: Run) -> np.ndarray:
+        return np.arange(len(run.train_movies))
+
+    def step_loss(self, run: Run, index: np.ndarray, epoch: float | None) -> dict[str, torch.Tensor]:
+        return self.movie_losses(run, [run.train_movies[i] for i in index], epoch)
+
+    def movie_losses(self, run: Run, movies: Sequence[MovieData], epoch: float | None) -> dict[str, torch.Tensor]:
+        """The act losses of §1.4 for a batch of whole movies, averaged over the movies."""
+        train: ActTrainConfig = run.cfg.train
+        shot_logits, shot_emb, sent_logits, sent_emb = self._forward(run, movies)
+        prior = sync_prior(train, epoch)
+        parts: dict[str, list[torch.Tensor]] = {k: [] for k in ACT_LOSSES}
+        for i, movie in enumerate(movies):
+            n_sent = len(movie.synopsis)
+            u, v = shot_emb[i], sent_emb[i, :n_sent].float()
+            q = torch.from_numpy(tp_targets(movie.tp_sentences, n_sent, movie.movie_id, "sentence")).to(run.device)
+            sim = F.normalize(u.detach(), dim=-1) @ F.normalize(v.detach(), dim=-1).T
+            w = sync_estep(sim, movie.n_shots, n_sent, xi=train.sync.xi, quantile=train.sync.quantile, prior=prior)
+            parts["sync"].append(sync_mstep_loss(u, v, w, tau=train.sync.tau))
+            kd = train.distill
+            parts["distill"].append(distillation_loss(shot_logits[i], u, v, q, tau=kd.tau, direction=kd.direction,
+                                                      cosine=kd.cosine, teacher_tau=kd.teacher_tau))
+            parts["synopsis"].append(tp_cross_entropy(sent_logits[i, :n_sent].float(), q))
+            if movie.tp_shots is not None:
+                target = tp_targets(movie.tp_shots, movie.n_shots, movie.movie_id, "shot")
+                parts["shot_tp"].append(tp_cross_entropy(shot_logits[i], torch.from_numpy(target).to(run.device)))
+        losses = {k: torch.stack(v).mean() for k, v in parts.items() if v}
+        weights = dataclasses.asdict(train.loss_weights)
+        losses["loss"] = sum(weights[k] * v for k, v in losses.items())
+        return losses
+
+    @staticmethod
+    def _forward(run: Run, movies: Sequence[MovieData]) -> tuple:
+        """Per movie: shot logits, the shot and sentence embeddings of the sync space
+        (``train.sync.space``), and the synopsis model's sentence logits."""
+        batch = pack_windows(movies, list(run.modality_dims), run.cfg.max_len, run.device)
+        sents, sent_mask = pack_synopses(movies, run.device)
+        present = drop_modalities(batch.present, run.modality_dropout())
+        with autocast(run.device):
+            out = run.model(batch.feats, batch.mask, batch.positions, present)
+            sent_logits, sent_emb = run.synopsis_model(sents, sent_mask)
+        shot_logits = stitch_windows(out.logits.float(), batch)
+        if run.cfg.train.sync.space == "content":   # synchronise what shots and sentences show
+            shot_emb = stitch_windows(run.model.content_embeddings(batch.feats, present).float(), batch)
+            sent_emb = run.synopsis_model.content_embeddings(sents)
+        else:
+            shot_emb = stitch_windows(out.shot_emb.float(), batch)
+        return shot_logits, shot_emb, sent_logits, sent_emb
+
+    def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
+        posteriors = act_posteriors(model, movies, list(model.modalities), device)
+        return [
+            {"movie_id": m.movie_id, "posteriors": p.tolist(), "gold": m.tp_shots}
+            for m, p in zip(movies, posteriors)
+        ]
+
+    def metrics(self, records: list[dict]) -> dict:
+        return act_metrics(records)
+
+    @torch.no_grad()
+    def validate(self, run: Run) -> dict:
+        run.set_train(False)
+        movies = run.val_movies
+        with_gold = [m for m in movies if m.tp_shots is not None]
+        metrics = self.metrics(self.records(run.model, run.cfg, with_gold, run.device)) if with_gold else {}
+        losses = [self.movie_losses(run, [m], None) for m in movies]
+        metrics["loss"] = float(np.mean([float(l["loss"]) for l in losses]))
+        if with_gold:
+            return {"metrics": metrics, "select": ("ta", metrics["ta"])}
+        return {"metrics": metrics, "select": ("-loss", -metrics["loss"])}
+
+
+def sync_prior(train: ActTrainConfig, epoch: float | None) -> float:
+    """The E-step's diagonal prior at a (fractional) epoch: ``sync.prior``, annealed linearly
+    to ``sync.prior_final`` over ``sync.prior_epochs`` when that is > 0 (validation, without
+    an epoch, uses the final value)."""
+    sync = train.sync
+    prior, ramp = sync.prior, sync.prior_epochs
+    if ramp > 0:
+        progress = 1.0 if epoch is None else min(1.0, epoch / ramp)
+        prior += (sync.prior_final - prior) * progress
+    return prior
+
+
+TASKS: dict[str, type[Task]] = {"scene": SceneTask, "act": ActTask}
+
+
+def task_for(name: str) -> Task:
+    """A fresh task object for ``name`` ("scene" | "act")."""
+    if name not in TASKS:
+        raise MegaPipeError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
+    return TASKS[name]()

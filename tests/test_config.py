@@ -1,0 +1,136 @@
+"""Model configs: the dataclasses are the schema; every key is checked at load, in one line."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.model.config import (
+    ActTrainConfig,
+    SceneTrainConfig,
+    checkpoint_config,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    packaged_configs,
+)
+from mega_pipe.model.train import train
+
+
+def _write(tmp_path, data: dict, name: str = "x.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _act(**changes) -> dict:
+    data = config_to_dict(load_config("act-small"))
+    data.update(changes)
+    return data
+
+
+def _act_train(**changes) -> dict:
+    return _act(train={**config_to_dict(load_config("act-small"))["train"], **changes})
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (_act(n_head=4), "n_head: unknown key (known: task, max_len,"),
+        (_act_train(lr_peak=1e-3), "train.lr_peak: unknown key (known: optimizer, lr,"),
+        (_act_train(sync={"spce": "content"}), "train.sync.spce: unknown key (known: space, xi,"),
+        (_act_train(distill={"temperature": 0.1}), "train.distill.temperature: unknown key"),
+        (_act_train(loss_weights={"sync": 1, "kd": 1}), "train.loss_weights.kd: unknown key"),
+        (_act_train(lr="fast"), 'train.lr: expected a number, got "fast"'),
+        (_act_train(epochs=2.5), "train.epochs: expected an integer, got 2.5"),
+        (_act_train(distill={"cosine": "yes"}), 'train.distill.cosine: expected true or false, got "yes"'),
+        (_act_train(sync="content"), 'train.sync: expected an object, got "content"'),
+        (_act_train(optimizer="sgd"), 'train.optimizer: expected one of "adamw", "adam", got "sgd"'),
+        (_act_train(loss="balanced_cross_entropy"), "train.loss: unknown key"),   # retired
+        (_act_train(label_position="center"), "train.label_position: unknown key"),   # retired
+        (_act_train(modality_dropout=1.0), "train.modality_dropout: must be in [0.0, 1.0)"),
+        (_act_train(sync={"quantile": 1.5}), "train.sync.quantile: must be in"),
+        (_act(width="wide"), 'width: expected an integer, got "wide"'),
+        ({k: v for k, v in _act().items() if k != "width"}, "width: required"),
+        (_act(synopsis={"max_len": 60, "n_bottleneck": 20, "dropout": 0.1}), "synopsis.n_layers: required"),
+        (_act(synopsis=None), "synopsis: required for task"),
+        (_act(task="scenes"), 'task: expected one of "scene", "act", got "scenes"'),
+        (_act(positional="rotary"), "positional: expected one of"),
+    ],
+)
+def test_a_bad_key_is_one_line_naming_file_and_key(tmp_path, data, message):
+    path = _write(tmp_path, data)
+    with pytest.raises(MegaPipeError) as err:
+        load_config(str(path))
+    text = str(err.value)
+    assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+
+
+def test_act_only_sections_are_unknown_in_a_scene_config(tmp_path):
+    data = config_to_dict(load_config("scene-small"))
+    data["train"]["sync"] = {"space": "content"}
+    with pytest.raises(MegaPipeError, match=r"x\.json: train\.sync: unknown key"):
+        load_config(str(_write(tmp_path, data)))
+
+
+def test_packaged_configs_name_themselves_in_errors():
+    with pytest.raises(MegaPipeError, match=r"^model/configs/scene\.json: heads: unknown key"):
+        load_config("scene", heads=8)
+
+
+def test_config_errors_come_before_any_data_is_read(tmp_path):
+    path = _write(tmp_path, _act_train(sync={"spce": "content"}))
+    with pytest.raises(MegaPipeError, match=r"train\.sync\.spce: unknown key"):
+        train("act", tmp_path / "no" / "manifest.jsonl", tmp_path / "run", config=str(path), device="cpu",
+              progress=False)
+    with pytest.raises(MegaPipeError, match=r"train\.lr: expected a number"):
+        train("scene", tmp_path / "no" / "manifest.jsonl", tmp_path / "run", device="cpu", progress=False,
+              config_overrides={"train": {"lr": "fast"}})
+    assert not (tmp_path / "run").exists()
+
+
+def test_act_config_without_sync_and_distill_gets_the_measured_values(tmp_path):
+    """docs/training.md: content-space sync with the annealed prior, cosine Eq. 5, teacher τ."""
+    packaged = load_config("act-small").train
+    data = _act()
+    for key in ("sync", "distill", "loss_weights"):
+        del data["train"][key]
+    cfg = load_config(str(_write(tmp_path, data)))
+    assert cfg.train.sync == packaged.sync and cfg.train.distill == packaged.distill
+    assert cfg.train.loss_weights == packaged.loss_weights
+    assert (cfg.train.sync.space, cfg.train.sync.prior, cfg.train.distill.cosine) == ("content", 10.0, True)
+    # Without any train section: every act-small training value.
+    del data["train"]
+    assert load_config(str(_write(tmp_path, data))).train == packaged == ActTrainConfig()
+
+
+def test_code_defaults_equal_the_measured_packaged_configs():
+    assert load_config("scene-small").train == SceneTrainConfig()
+    assert load_config("act-small").train == ActTrainConfig()
+    # The paper-size act config only differs in the schedule length (docs/training.md).
+    act = load_config("act").train
+    assert dataclasses.replace(act, epochs=60, batch_size=2,
+                               sync=dataclasses.replace(act.sync, prior_epochs=20.0)) == ActTrainConfig()
+
+
+def test_every_packaged_config_round_trips():
+    for name in packaged_configs():
+        cfg = load_config(name)
+        assert config_from_dict(config_to_dict(cfg)) == cfg
+        assert json.loads(json.dumps(config_to_dict(cfg))) == config_to_dict(cfg)
+
+
+def test_checkpoints_with_retired_train_keys_still_load():
+    data = config_to_dict(load_config("scene"))
+    data["train"].update(loss="balanced_cross_entropy", label_position="center")
+    assert checkpoint_config(data, "checkpoint x") == load_config("scene")
+    with pytest.raises(MegaPipeError, match=r"^x: train\.(loss|label_position): unknown key"):
+        config_from_dict(data, "x")
+
+
+def test_model_summary_bad_modality_is_a_user_error():
+    from mega_pipe.model.summary import model_summary
+
+    with pytest.raises(MegaPipeError, match="model-summary: bad modality"):
+        model_summary("scene", {"a.b": 8})
