@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import threading
@@ -24,7 +25,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from mega_pipe.manifests import features as contract
@@ -41,6 +42,8 @@ from .sampling import AudioWindower, SecondSampler
 from .shots import DetectorConfig, Shot, ShotDetector
 
 VISUAL_SAMPLINGS = ("frame", "clip")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,7 @@ def movie_id_of(inp: MovieInput) -> str:
 
 
 def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
-                  extractors: ExtractorPool, log: Callable[[str], None] = lambda s: None) -> dict:
+                  extractors: ExtractorPool) -> dict:
     """Extract one movie into ``out_root/<movie_id>/``; return its manifest (with
     ``"up_to_date": True`` added when every stage was cached and nothing was written).
 
@@ -250,11 +253,11 @@ def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
     with exclusive_lock(out_root / f".{movie_id}.lock", str(out)):
         info = probe(video, cfg.audio_track, cfg.subtitle_track)
         if out.exists():
-            return _extract(inp, info, out, movie_id, cfg, extractors, log)
+            return _extract(inp, info, out, movie_id, cfg, extractors)
         staging = out_root / f".{movie_id}.partial"
         shutil.rmtree(staging, ignore_errors=True)      # left by a killed run
         try:
-            manifest = _extract(inp, info, staging, movie_id, cfg, extractors, log)
+            manifest = _extract(inp, info, staging, movie_id, cfg, extractors)
             staging.rename(out)
             return manifest
         finally:
@@ -262,7 +265,7 @@ def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
 
 
 def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: ExtractConfig,
-             extractors: ExtractorPool, log: Callable[[str], None]) -> dict:
+             extractors: ExtractorPool) -> dict:
     t_run = time.perf_counter()
     video = Path(inp.video)
     (out / "samples").mkdir(parents=True, exist_ok=True)
@@ -323,7 +326,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
     if previous and previous.get("pool_key") == pool_key and not todo and not (
             synopsis and synopsis["todo"]):
         _check_strict(cfg, movie_id, previous.get("warnings", []))
-        log(f"{movie_id}: up to date (all stages cached)")
+        log.info(f"{movie_id}: up to date (all stages cached)")
         return {**previous, "up_to_date": True}
 
     # The folder is being changed: mark it incomplete until the new manifest is written.
@@ -339,7 +342,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
     if decode_mods or not shots_cached:
         shots, end_time, n_frames, dstats = _decode_pass(
             info, cfg, extractors, decode_mods, samplings,
-            detect=not shots_cached, fresh=fresh, log=log)
+            detect=not shots_cached, fresh=fresh)
         stages["decode"] = dstats
         if shots_cached:
             shots, end_time = _read_shots(out / "shots.parquet")
@@ -431,7 +434,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, out: Path, movie_id: str, cfg: Ex
 
 
 def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods: Sequence[str],
-                 samplings: Mapping, *, detect: bool, fresh: dict, log) -> tuple:
+                 samplings: Mapping, *, detect: bool, fresh: dict) -> tuple:
     """Decode the movie once; detect shots and encode every frame/clip/audio modality.
 
     The models are built on the encode thread while decoding and shot detection start (model
@@ -511,7 +514,7 @@ def _decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods:
         shots = []
     seconds = time.perf_counter() - t0
     model_startup = startup.get("seconds", 0.0)
-    log(f"decoded {n_frames} frames ({end_time:.1f} s of video) in {decode_seconds:.1f} s"
+    log.info(f"decoded {n_frames} frames ({end_time:.1f} s of video) in {decode_seconds:.1f} s"
         + (f"; model start-up {model_startup:.1f} s" if mods else "")
         + (f" (decoding then waited {waited:.1f} s for it)" if waited >= 0.05 else ""))
     return shots, end_time, n_frames, {
@@ -654,8 +657,9 @@ def _synopsis_input(inp: MovieInput, extractors: ExtractorPool) -> dict | None:
 
 
 def run_extract(inputs: Sequence[MovieInput], out_root: Path, cfg: ExtractConfig,
-                log: Callable[[str], None] = print) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Extract several movies; a failing movie is reported and the others carry on."""
+                *, debug: bool = False) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Extract several movies; a failing movie is reported (an error on the log) and the others
+    carry on, unless ``debug``: then its exception propagates (with its traceback)."""
     from mega_pipe.extractors.errors import ExtractorError, WeightsNotFoundError
 
     ids: dict[str, list[str]] = {}
@@ -675,24 +679,19 @@ def run_extract(inputs: Sequence[MovieInput], out_root: Path, cfg: ExtractConfig
     try:
         for inp in inputs:
             try:
-                done.append(extract_movie(inp, out_root, cfg, extractors, log=log))
+                done.append(extract_movie(inp, out_root, cfg, extractors))
             except WeightsNotFoundError:
                 raise                      # no movie can be processed: stop the run
             except Exception as e:         # this movie failed; the others carry on
-                if debug_enabled():
+                if debug:
                     raise
                 msg = (str(e) if isinstance(e, (MegaPipeError, ExtractorError))
                        else f"{inp.video}: {type(e).__name__}: {e}")
                 failed.append((str(inp.video), msg))
-                log(f"mega-pipe: error: {msg}")
+                log.error(msg)
     finally:
         if not done and not root_existed:
             with contextlib.suppress(OSError):      # leave no empty output root behind
                 Path(out_root).rmdir()
     return done, failed
 
-
-def debug_enabled() -> bool:
-    import os
-
-    return os.environ.get("MEGA_PIPE_DEBUG", "") not in ("", "0")

@@ -1,27 +1,23 @@
-"""The ``mega-pipe`` command line.
-
-Errors the user can fix print one line (``mega-pipe: error: ...``) and exit with status 2;
-``--debug`` (or ``MEGA_PIPE_DEBUG=1``) shows the full traceback instead.
-"""
+"""``mega-pipe extract``, and the extraction options ``segment`` and ``demo`` share."""
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
+import logging
 from pathlib import Path
 
-from mega_pipe.extractors.errors import ExtractorError
 from mega_pipe.manifests.errors import MegaPipeError
 
+log = logging.getLogger(__name__)
 
-def _csv(value: str) -> tuple[str, ...]:
+
+def csv_list(value: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
 def add_extract_options(p: argparse.ArgumentParser, models: str = "paper") -> None:
     """Options shared by ``extract``, ``segment`` and ``demo`` (``models``: the default set)."""
-    from .shots import DETECTORS
+    from mega_pipe.pipeline.shots import DETECTORS
 
     p.add_argument("--subtitles", type=Path, help="sidecar subtitle file (.srt/.vtt/.ass); "
                    "default: VIDEO's sidecar, else a text subtitle stream inside VIDEO")
@@ -32,7 +28,7 @@ def add_extract_options(p: argparse.ArgumentParser, models: str = "paper") -> No
     p.add_argument("--models", default=models, choices=("paper", "tiny"),
                    help=f"model set: paper (pretrained weights, `mega-pipe weights list`) or tiny "
                    f"(small random models: try the tool, tests) (default {models})")
-    p.add_argument("--modalities", type=_csv, default=None,
+    p.add_argument("--modalities", type=csv_list, default=None,
                    help="comma-separated subset of clip,place,appr,action,audio,subtitle")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--offline", action="store_true", help="never download weights")
@@ -63,8 +59,8 @@ def add_extract_options(p: argparse.ArgumentParser, models: str = "paper") -> No
 
 
 def extract_config(args):
-    from .extract import ExtractConfig
-    from .shots import DetectorConfig
+    from mega_pipe.pipeline.extract import ExtractConfig
+    from mega_pipe.pipeline.shots import DetectorConfig
 
     return ExtractConfig(
         model_set=args.models, modalities=args.modalities, device=args.device,
@@ -76,23 +72,23 @@ def extract_config(args):
 
 
 def _cmd_extract(args) -> int:
-    from .extract import MovieInput, run_extract
+    from mega_pipe.pipeline.extract import MovieInput, run_extract
 
     if len(args.videos) > 1 and (args.subtitles or args.synopsis or args.id):
         raise MegaPipeError("--subtitles, --synopsis and --id apply to a single VIDEO")
     inputs = [MovieInput(Path(v), args.subtitles, args.synopsis, args.id, args.synopsis_lines)
               for v in args.videos]
-    log = (lambda s: print(s, file=sys.stderr))
-    done, failed = run_extract(inputs, args.out, extract_config(args), log=log)
+    done, failed = run_extract(inputs, args.out, extract_config(args), debug=args.debug)
     for m in done:
-        print(_summary_line(args.out, m))
+        print(summary_line(args.out, m))
     if failed:
-        print(f"{len(failed)} of {len(inputs)} movie(s) failed", file=sys.stderr)
+        log.info("%d of %d movie(s) failed", len(failed), len(inputs))
         return 1
     return 0
 
 
-def _summary_line(out: Path, m: dict) -> str:
+def summary_line(out: Path, m: dict) -> str:
+    """The one line ``extract`` prints on stdout per movie done."""
     st = m["stages"]
     mods = ", ".join(f"{k}({st.get(k, {}).get('samples', 0)})" for k in m["modalities"]) or \
         "no features"
@@ -102,116 +98,9 @@ def _summary_line(out: Path, m: dict) -> str:
             + (f"; warnings: {'; '.join(m['warnings'])}" if m["warnings"] else ""))
 
 
-def _cmd_score(args) -> int:
-    from mega_pipe.model.metrics import read_records, score_records
-
-    print(json.dumps(score_records(args.task, read_records(args.records)), indent=2))
-    return 0
-
-
-def _cmd_model_summary(args) -> int:
-    from mega_pipe.model.mega import model_summary
-
-    dims = {}
-    for item in _csv(args.modalities):
-        name, _, dim = item.partition("=")
-        if not dim.isdigit():
-            raise MegaPipeError(f"--modalities: expected name=dim, got {item!r}")
-        dims[name] = int(dim)
-    print(json.dumps(model_summary(args.task, dims), indent=2))
-    return 0
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mega-pipe")
-    except PackageNotFoundError:   # running from a source tree that was never installed
-        return "unknown (not installed)"
-
-
-CONVERTERS = {"manifest-movienet": "movienet", "manifest-tripod": "tripod"}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="mega-pipe",
-        description="Movies -> per-shot multimodal features -> MEGA scene and act boundaries.")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_cli(sub) -> None:
     e = sub.add_parser("extract", help="extract per-shot multimodal features (Parquet)")
     e.add_argument("videos", nargs="+", metavar="VIDEO")
     e.add_argument("--out", type=Path, default=Path("out"), help="output root (default ./out)")
     add_extract_options(e)
     e.set_defaults(func=_cmd_extract)
-
-    s = sub.add_parser("score", help="score prediction records (JSONL) with the paper's metrics")
-    s.add_argument("--task", required=True, choices=("scene", "act"))
-    s.add_argument("records", type=Path)
-    s.set_defaults(func=_cmd_score)
-
-    ms = sub.add_parser("model-summary", help="parameter count of a MEGA configuration")
-    ms.add_argument("--task", required=True, choices=("scene", "act"))
-    ms.add_argument("--modalities", required=True, help="name=dim,... e.g. bassl=2048,place=2048,clip=512")
-    ms.set_defaults(func=_cmd_model_summary)
-
-    for name, module in CONVERTERS.items():   # listed for --help; main() dispatches them
-        sub.add_parser(name, help=f"convert {module} annotations into a training manifest")
-
-    from mega_pipe.extractors.registry import add_weights_cli
-    from mega_pipe.model.cli import add_eval_cli, add_train_cli
-
-    from .demo import add_demo_cli
-    from .segment import add_segment_cli
-
-    add_weights_cli(sub)
-    add_train_cli(sub)
-    add_eval_cli(sub)
-    add_segment_cli(sub)
-    add_demo_cli(sub)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    debug = os.environ.get("MEGA_PIPE_DEBUG", "") not in ("", "0")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if argv and argv[0] in CONVERTERS:   # their own argument parsers, --help included
-            import importlib
-
-            return importlib.import_module(
-                f"mega_pipe.manifests.{CONVERTERS[argv[0]]}").main(argv[1:]) or 0
-        args = build_parser().parse_args(argv)
-        if args.debug:
-            os.environ["MEGA_PIPE_DEBUG"] = "1"
-            debug = True
-        return args.func(args) or 0
-    except (MegaPipeError, ExtractorError) as e:
-        if debug:
-            raise
-        print(f"mega-pipe: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("mega-pipe: interrupted", file=sys.stderr)
-        return 130
-
-
-def entry() -> None:
-    """The console script: :func:`main`, then an immediate exit.
-
-    With torch, torchvision and transformers loaded, the interpreter's own teardown takes about a
-    second (measured on 2 cores: 4.7 s for import + exit, 3.7 s with this exit). By the time
-    :func:`main` returns every output has been written and renamed into place, so after flushing
-    the standard streams nothing is lost by skipping it. (Code that starts services needing an
-    orderly shutdown must stop them before :func:`main` returns.)"""
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    entry()
