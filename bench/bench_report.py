@@ -28,7 +28,7 @@ import numpy as np
 from mega_pipe.manifests.synth import SynthParams, _Shot, generate
 from mega_pipe.manifests.atomic import write_json
 from mega_pipe.manifests.features import FeatureFolder, samples_table, shots_table, vectors_of
-from mega_pipe.pipeline.segment import _finite, build_boundaries
+from mega_pipe.pipeline.segment import build_boundaries, finite_json
 
 MODALITIES = {"clip": 64, "place": 64, "appr": 64, "action": 64, "audio": 32, "subtitle": 32}
 
@@ -87,7 +87,7 @@ def make_long_inputs(root: Path, shots: int = 2000, duration_s: float = 7200.0, 
     doc["provenance"] = {"scene_checkpoint": "synthetic", "act_checkpoint": "synthetic",
                          "features": str(folder), "models": {}, "code_version": {"version": "bench"}}
     boundaries = root / "boundaries.json"
-    write_json(boundaries, _finite(doc), indent=None)
+    write_json(boundaries, finite_json(doc), indent=None)
     return boundaries, folder
 
 

@@ -1,6 +1,7 @@
 """Learning check: does ``mega-pipe train`` learn the planted structure of the synthetic benchmark?
 
-Generates a synthetic set (``mega_pipe.manifests.synth``), trains both tasks through the public
+Generates a synthetic set (``mega_pipe.manifests.synth``, as ``mega-pipe manifest synth`` does:
+the tiny extractor set's modalities and dimensions), trains both tasks through the public
 ``train``/``evaluate`` API, and prints held-out (test split) numbers next to simple baselines:
 
 * scene: AP of MEGA vs. the AP of "1 − cosine similarity of a shot and the next shot" on the
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mega_pipe.extractors.registry import model_set_dims
 from mega_pipe.manifests.schema import read_manifest, write_manifest
 from mega_pipe.manifests.synth import generate
 from mega_pipe.model.data import Normalizer, load_entries
@@ -95,7 +97,7 @@ def main() -> None:
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="mega-bench-"))
     t0 = time.perf_counter()
-    manifest = generate(work / "synth", args.movies, seed=args.seed)
+    manifest = generate(work / "synth", args.movies, seed=args.seed, modalities=model_set_dims("tiny"))
     report: dict = {"movies": args.movies, "seed": args.seed, "generate_s": time.perf_counter() - t0}
 
     plans = {  # run name -> (task, config, training manifest)

@@ -11,7 +11,6 @@ from .errors import ExtractorError, WeightsIntegrityError, WeightsNotFoundError
 from .registry import (
     MODEL_SETS,
     REGISTRY,
-    add_weights_cli,
     build_extractors,
     entry_for,
     weights_search_paths,
@@ -29,7 +28,6 @@ __all__ = [
     "WeightsEntry",
     "WeightsIntegrityError",
     "WeightsNotFoundError",
-    "add_weights_cli",
     "build_extractors",
     "entry_for",
     "weights_search_paths",

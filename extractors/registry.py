@@ -1,4 +1,4 @@
-"""The weights registry (model sets ``paper`` and ``tiny``), building extractors, and ``mega-pipe weights``.
+"""The weights registry (model sets ``paper`` and ``tiny``), and building extractors.
 
 Every row of :data:`REGISTRY` is a :class:`WeightsEntry`: source, file, digest, licence, output
 dimension, preprocessing and architecture. ``build_extractors`` resolves every needed file
@@ -11,7 +11,6 @@ for tests and benchmarks (docs/extractors.md).
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -37,9 +36,11 @@ __all__ = [
     "REGISTRY",
     "WeightsIntegrityError",
     "WeightsNotFoundError",
-    "add_weights_cli",
     "build_extractors",
+    "check_weights_file",
     "entry_for",
+    "model_set_dims",
+    "select_entries",
     "weights_search_paths",
 ]
 
@@ -251,88 +252,24 @@ def extractor_class(modality: str) -> type[Extractor]:
     return getattr(importlib.import_module(f".{module}", __package__), cls_name)
 
 
-# -- `mega-pipe weights list|fetch|verify` -----------------------------------------------------------
-def add_weights_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``weights list|fetch|verify`` to an argparse sub-parsers object.
-
-    Each sub-command sets ``func``: call ``args.func(args)``; it returns the exit status.
-    """
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--weights-dir", metavar="D", type=Path, action="append", default=[],
-                        help="folder holding weights files (repeatable; searched first, before $MEGA_PIPE_WEIGHTS_DIR)")
-    common.add_argument("--model-set", choices=[*MODEL_SETS, "all"], default="all", help="which model set (default: all)")
-    common.add_argument("--modalities", type=_modality_list, default=list(MODALITIES), metavar="M[,M...]",
-                        help=f"comma-separated subset of {','.join(MODALITIES)}")
-    weights = subparsers.add_parser("weights", help="list, fetch and verify model weights",
-                                    description="Model weights: where they are found, fetching, and sha256 checks.")
-    sub = weights.add_subparsers(dest="weights_command", required=True, metavar="{list,fetch,verify}")
-    sub.add_parser("list", parents=[common], help="table of entries with the resolved path or 'missing'") \
-        .set_defaults(func=_cmd_list)
-    sub.add_parser("fetch", parents=[common], help="download missing files into the first --weights-dir "
-                   "(else into the library caches) and verify their sha256").set_defaults(func=_cmd_fetch)
-    sub.add_parser("verify", parents=[common], help="check the sha256 of every file found").set_defaults(func=_cmd_verify)
+# -- what `mega-pipe weights list|fetch|verify` (pipeline/cli/weights.py) asks of the registry --------
+def select_entries(model_set: str = "all", modalities: Sequence[str] = MODALITIES) -> list[WeightsEntry]:
+    """The registry's entries of ``model_set`` (``"all"``: every set) for ``modalities``."""
+    sets = MODEL_SETS if model_set == "all" else (model_set,)
+    return [e for e in REGISTRY.values() if e.model_set in sets and e.modality in modalities]
 
 
-def _modality_list(text: str) -> list[str]:
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in MODALITIES]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"choose from {','.join(MODALITIES)}")
-    return names
+def model_set_dims(model_set: str) -> dict[str, int]:
+    """Modality -> feature dimension of every modality of ``model_set`` (in the modality order)."""
+    return {m: entry_for(model_set, m).dim for m in MODALITIES}
 
 
-def _selected(args: argparse.Namespace) -> list[WeightsEntry]:
-    sets = MODEL_SETS if args.model_set == "all" else (args.model_set,)
-    return [e for e in REGISTRY.values() if e.model_set in sets and e.modality in args.modalities]
-
-
-def _print_table(header: Sequence[str], rows: list[Sequence[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, ["-" * w for w in widths], *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    rows = []
-    for e in _selected(args):
-        path = resolve_weights(e, args.weights_dir) if e.needs_file else None
-        where = "built-in" if not e.needs_file else str(path) if path else "missing"
-        rows.append([e.modality, e.model_set, e.name, str(e.dim), (e.sha256 or "-")[:16], e.licence, where])
-    _print_table(["modality", "set", "name", "dim", "sha256", "licence", "path"], rows)
-    return 0
-
-
-def _cmd_fetch(args: argparse.Namespace) -> int:
-    dest = args.weights_dir[0] if args.weights_dir else None
-    status = 0
-    for e in (e for e in _selected(args) if e.needs_file):
-        present = (dest / e.filename) if dest is not None else resolve_weights(e)
-        if present is not None and present.is_file():
-            print(f"{e.name}: present at {present}")
-            continue
-        try:
-            print(f"{e.name}: fetched to {fetch_weights(e, dest)}")
-        except ExtractorError as exc:
-            print(f"{e.name}: FAILED: {exc}")
-            status = 1
-    return status
-
-
-def _cmd_verify(args: argparse.Namespace) -> int:
-    status = 0
-    for e in (e for e in _selected(args) if e.needs_file):
-        path = resolve_weights(e, args.weights_dir)
-        if path is None:
-            print(f"{e.name}: missing")
-            status = 1
-            continue
-        digest = file_sha256(path)
-        if e.sha256 is None:
-            verdict = f"no published digest; sha256={digest}"
-        elif digest_matches(digest, e.sha256):
-            verdict = "ok"
-        else:
-            verdict = f"MISMATCH: sha256={digest}, expected {e.sha256}"
-            status = 1
-        print(f"{e.name}: {path}: {verdict}")
-    return status
+def check_weights_file(entry: WeightsEntry, path: Path) -> tuple[bool, str]:
+    """``(ok, verdict)`` for the file ``path`` holding ``entry``'s weights: its sha256 against the
+    published digest (a file of an entry without one is ok, and the verdict shows its digest)."""
+    digest = file_sha256(path)
+    if entry.sha256 is None:
+        return True, f"no published digest; sha256={digest}"
+    if digest_matches(digest, entry.sha256):
+        return True, "ok"
+    return False, f"MISMATCH: sha256={digest}, expected {entry.sha256}"

@@ -21,7 +21,6 @@ a scene ends there.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from typing import Sequence
 import numpy as np
 from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.features import FeatureFolder
-from mega_pipe.manifests.schema import SPLITS, MovieEntry, run_script, write_manifest
+from mega_pipe.manifests.schema import SPLITS, MovieEntry, write_manifest
 
 DEFAULT_FPS = 24.0          # MovieNet's frame numbers assume 24 fps (§1.6, §2.1)
 DEFAULT_TOLERANCE_S = 1.0   # how far our cut may be from MovieNet's and still carry its label
@@ -213,46 +212,11 @@ def convert_movienet(label_dir: str | os.PathLike, shot_dir: str | os.PathLike,
     return report
 
 
-def _describe(imdb: str, t: LabelTransfer, tolerance_s: float) -> str:
+def describe_transfer(imdb: str, t: LabelTransfer, tolerance_s: float) -> str:
+    """One line saying how a movie's labels were transferred."""
     n_ours = len(t.labels)
     if t.method == "index":
         return f"{imdb}: {n_ours} shots, labels copied by index ({t.n_boundaries} boundaries)"
     return (f"{imdb}: MovieNet has {t.n_source_shots} shots, the features {n_ours}; labels moved by "
             f"time: {t.n_matched}/{t.n_boundaries} boundaries within {tolerance_s:g} s of one "
             f"of our cuts ({t.n_merged} merged onto the same shot)")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mega_pipe.manifests.movienet``: convert MovieNet-318 annotations."""
-    parser = argparse.ArgumentParser(
-        prog="mega-pipe manifest-movienet",
-        description="MovieNet-318 scene labels -> mega-pipe training manifest")
-    parser.add_argument("--labels", required=True, type=Path, help="label318 folder")
-    parser.add_argument("--shots", required=True, type=Path, help="shot_movie318 folder")
-    parser.add_argument("--split-file", required=True, type=Path, help="split318.json")
-    parser.add_argument("--features", required=True, type=Path,
-                        help="folder holding one extract output per imdb id")
-    parser.add_argument("--manifest", required=True, type=Path, help="manifest JSONL to write")
-    parser.add_argument("--fps", type=float, default=DEFAULT_FPS,
-                        help="frame rate of MovieNet's frame numbers (default %(default)s)")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_S,
-                        help="max seconds between MovieNet's cut and ours (default %(default)s)")
-    parser.add_argument("--transfer", choices=TRANSFERS, default="auto",
-                        help="auto: by index when the shot counts match, else by time")
-    args = parser.parse_args(argv)
-    report = convert_movienet(args.labels, args.shots, args.split_file, args.features,
-                              args.manifest, fps=args.fps, tolerance_s=args.tolerance,
-                              transfer=args.transfer)
-    for imdb, t in report.transfers.items():
-        print(_describe(imdb, t, args.tolerance))
-    for imdb, why in report.skipped.items():
-        print(f"{imdb}: skipped: {why}")
-    for warning in report.warnings:
-        print(f"warning: {warning}")
-    print(f"wrote {args.manifest}: {len(report.entries)} movies "
-          f"({len(report.skipped)} skipped)")
-    return 0
-
-
-if __name__ == "__main__":
-    run_script(main)

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from mega_pipe.manifests.atomic import atomic_path
 from mega_pipe.manifests.errors import MegaPipeError
@@ -205,14 +204,3 @@ def write_manifest(path: str | os.PathLike, entries: Iterable[MovieEntry]) -> No
         raise MegaPipeError(f"{path}: no movie to write")
     with atomic_path(path) as tmp:  # explicit UTF-8: movie ids may be non-ASCII titles
         tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-
-
-def run_script(main: Callable[[Sequence[str] | None], int]) -> None:
-    """Run a converter's ``main`` for ``python -m``: a MegaPipeError becomes one line on stderr
-    and exit status 1 (the ``mega-pipe`` CLI calls ``main(argv)`` itself)."""
-    try:
-        code = main(None)
-    except MegaPipeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 1
-    raise SystemExit(code)

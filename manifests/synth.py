@@ -34,7 +34,6 @@ What is planted (all random draws are seeded; movie ``i`` depends only on ``(see
 """
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ from mega_pipe.manifests.features import (
     synopsis_table,
 )
 from mega_pipe.manifests.provenance import code_version
-from mega_pipe.manifests.schema import MovieEntry, run_script, write_manifest
+from mega_pipe.manifests.schema import MovieEntry, write_manifest
 
 #: Where the studyforrest structure annotations live; overridable for other checkouts.
 STRUCTURE_DIR_ENV = "MEGA_PIPE_STRUCTURE_DIR"
@@ -248,15 +247,6 @@ class _Shot(NamedTuple):
     end_s: float
 
 
-def default_modalities() -> dict[str, int]:
-    """The synthetic set's default modalities: those of the ``tiny`` extractor set, with its
-    dimensions (read from the weights registry), so a checkpoint trained on the default
-    synthetic set segments a movie extracted with ``--models tiny``."""
-    from mega_pipe.extractors.registry import MODALITIES, entry_for
-
-    return {m: entry_for("tiny", m).dim for m in MODALITIES}
-
-
 def format_modalities(modalities: Mapping[str, int]) -> str:
     """``{"clip": 32, ...}`` -> ``"clip:32,..."``, the form ``--modalities`` reads."""
     return ",".join(f"{m}:{d}" for m, d in modalities.items())
@@ -313,21 +303,25 @@ def generate(
     out_dir: str | os.PathLike,
     n_movies: int,
     seed: int = 0,
-    modalities: Mapping[str, int] | None = None,
+    *,
+    modalities: Mapping[str, int],
     params: SynthParams | None = None,
     structure_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``n_movies`` synthetic movies under ``out_dir`` and return the manifest path.
 
-    ``modalities`` maps modality name -> feature dimension (default: :func:`default_modalities`,
-    the tiny extractor set's).
+    ``modalities`` maps modality name -> feature dimension (``mega-pipe manifest synth`` gives
+    the ``tiny`` extractor set's by default, so that a checkpoint trained on the set segments a
+    movie extracted with ``--models tiny``).
     Every movie has gold ``scene_labels`` (1 = last shot of its scene; the movie's last shot is
     unlabelled, as in MovieNet), ``tp_sentences`` and
     ``tp_shots``; the split fractions come from ``params.splits``.
     """
     if n_movies < 1:
         raise MegaPipeError(f"--movies must be at least 1 (got {n_movies})")
-    modalities = dict(modalities or default_modalities())
+    modalities = dict(modalities)
+    if not modalities:
+        raise MegaPipeError("no modalities: give at least one, e.g. clip:32")
     p = params or SynthParams()
     structure = load_structure(structure_dir)
     world = _make_world(np.random.default_rng([seed, 0x5EED]), modalities, p)
@@ -357,25 +351,9 @@ def generate(
     return manifest
 
 
-def _parse_modalities(text: str) -> dict[str, int]:
+def parse_modalities(text: str) -> dict[str, int]:
+    """``"clip:32,place:48"`` -> ``{"clip": 32, "place": 48}`` (the inverse of :func:`format_modalities`)."""
     try:
         return {name: int(dim) for name, dim in (item.split(":") for item in text.split(","))}
     except ValueError as exc:
         raise MegaPipeError(f"--modalities must look like clip:32,place:32 (got {text!r})") from exc
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mega_pipe.manifests.synth OUT --movies N``; prints the manifest path."""
-    ap = argparse.ArgumentParser(prog="python -m mega_pipe.manifests.synth", description=__doc__.split("\n")[0])
-    ap.add_argument("out", help="output folder (one sub-folder per movie + manifest.jsonl)")
-    ap.add_argument("--movies", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--modalities", default=format_modalities(default_modalities()),
-                    help="name:dim,name:dim,... (default: the tiny extractor set's, %(default)s)")
-    args = ap.parse_args(argv)
-    print(generate(args.out, args.movies, args.seed, _parse_modalities(args.modalities)))
-    return 0
-
-
-if __name__ == "__main__":
-    run_script(main)

@@ -20,7 +20,6 @@ name -> movie_id map, or else by a folder named like the movie (exact name, then
 """
 from __future__ import annotations
 
-import argparse
 import ast
 import csv
 import json
@@ -37,7 +36,6 @@ from mega_pipe.manifests.schema import (
     N_TURNING_POINTS,
     SPLITS,
     MovieEntry,
-    run_script,
     write_manifest,
 )
 
@@ -242,7 +240,8 @@ def convert_tripod(csv_by_split: Mapping[str, str | os.PathLike],
     return report
 
 
-def _read_name_map(path: Path) -> dict[str, str]:
+def read_name_map(path: Path) -> dict[str, str]:
+    """A name map file: a JSON object {TRIPOD movie name: movie_id}."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -250,43 +249,3 @@ def _read_name_map(path: Path) -> dict[str, str]:
     if not isinstance(data, dict) or not all(isinstance(v, str) and v for v in data.values()):
         raise MegaPipeError(f"{path}: expected a JSON object {{TRIPOD movie name: movie_id}}")
     return data
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mega_pipe.manifests.tripod``: convert TRIPOD synopsis annotations."""
-    parser = argparse.ArgumentParser(
-        prog="mega-pipe manifest-tripod",
-        description="TRIPOD synopsis TP annotations -> synopsis files + mega-pipe manifest")
-    for split in SPLITS:
-        parser.add_argument(f"--{split}", type=Path, help=f"TRIPOD CSV of the {split} split")
-    parser.add_argument("--features", required=True, type=Path,
-                        help="folder holding (or that will hold) one extract output per movie")
-    parser.add_argument("--manifest", required=True, type=Path, help="manifest JSONL to write")
-    parser.add_argument("--synopsis-dir", required=True, type=Path,
-                        help="where to write <movie_id>.txt, one sentence per line")
-    parser.add_argument("--name-map", type=Path,
-                        help="JSON object {TRIPOD movie name: movie_id}; default: match "
-                             "feature folders by name, then by slug")
-    args = parser.parse_args(argv)
-    csvs = {split: getattr(args, split) for split in SPLITS if getattr(args, split)}
-    if not csvs:
-        parser.error("give at least one of --train, --val, --test")
-    name_map = _read_name_map(args.name_map) if args.name_map else None
-    report = convert_tripod(csvs, args.features, args.manifest, args.synopsis_dir,
-                            name_map=name_map)
-    for entry in report.entries:
-        movie = report.movies[entry.movie_id]
-        print(f"{movie.name!r} -> {entry.movie_id} ({entry.split}): {len(movie.sentences)} "
-              f"sentences, {movie.n_annotations} annotation(s)")
-        if entry.movie_id in report.problems:
-            print(f"  todo: {report.problems[entry.movie_id]}; extract with --id "
-                  f"{entry.movie_id} --synopsis {report.synopsis_files[entry.movie_id]}")
-    for name in report.unmapped:
-        print(f"{name!r}: not in the name map, skipped")
-    print(f"wrote {args.manifest}: {len(report.entries)} movies, "
-          f"{len(report.problems)} still to extract")
-    return 0
-
-
-if __name__ == "__main__":
-    run_script(main)

@@ -7,6 +7,7 @@ construction take seconds); samples collect in :class:`BatchEncoder` until the m
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -25,6 +26,8 @@ from .shots import Shot, ShotDetector
 
 if TYPE_CHECKING:
     from .extract import ExtractConfig, ExtractorPool
+
+log = logging.getLogger(__name__)
 
 
 class BatchEncoder:
@@ -155,7 +158,7 @@ def _layout(pool: ExtractorPool, mods: Sequence[str]) -> _Layout:
 
 
 def decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods: Sequence[str],
-                *, detect: bool, log) -> PassResult:
+                *, detect: bool) -> PassResult:
     """Decode the movie once; detect shots (when ``detect``) and encode every frame, clip and
     audio modality of ``mods``. The timings keep model start-up apart from decoding:
     ``decode_seconds`` is the decoding loop, ``model_startup_seconds`` the build,
@@ -198,9 +201,9 @@ def decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods: 
                        enc["audio"], end_time)
         samples = {m: v for e in enc.values() for m, v in e.results(end_time).items()}
     startup_s = startup.get("seconds", 0.0)
-    log(f"decoded {n_frames} frames ({end_time:.1f} s of video) in {decode_seconds:.1f} s"
-        + (f"; model start-up {startup_s:.1f} s" if mods else "")
-        + (f" (decoding then waited {waited:.1f} s for it)" if waited >= 0.05 else ""))
+    log.info(f"decoded {n_frames} frames ({end_time:.1f} s of video) in {decode_seconds:.1f} s"
+             + (f"; model start-up {startup_s:.1f} s" if mods else "")
+             + (f" (decoding then waited {waited:.1f} s for it)" if waited >= 0.05 else ""))
     return PassResult(
         shots=detector.finish(end_time) if detector else [], end_time=end_time, n_frames=n_frames,
         samples=samples,

@@ -1,12 +1,11 @@
 """Synthetic sample movies (FFmpeg lavfi sources with known cuts, audio and subtitles).
 
-Used by ``mega-pipe demo`` (the README's first command: no download needed) and by the tests.
+Used by ``mega-pipe demo`` (pipeline/cli/demo.py) (the README's first command: no download needed) and by the tests.
 """
 from __future__ import annotations
 
 import math
 import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -89,37 +88,3 @@ def make_sample(folder: Path) -> dict:
     (folder / "sample.synopsis.txt").write_text(SAMPLE_SYNOPSIS + "\n")
     return {"movie": movie, "subtitles": folder / "sample.srt",
             "synopsis": folder / "sample.synopsis.txt", "cuts": cuts}
-
-
-def _cmd_demo(args) -> int:
-    from .cli import extract_config
-    from .extract import MovieInput, run_extract
-
-    sample = make_sample(args.out / "input")
-    print(f"sample movie: {sample['movie']} (cuts at frames {sample['cuts']})", file=sys.stderr)
-    done, failed = run_extract([MovieInput(sample["movie"], sample["subtitles"], sample["synopsis"])],
-                               args.out / "features", extract_config(args),
-                               log=lambda s: print(s, file=sys.stderr))
-    if failed:
-        return 1
-    m = done[0]
-    from mega_pipe.manifests.features import FeatureFolder
-
-    shots = FeatureFolder(args.out / "features" / m["movie_id"]).read_shots(
-        ["shot_idx", "start_frame", "end_frame", "start_s", "end_s"])
-    print("shot  start_frame  end_frame  start_s  end_s")
-    for row in shots.to_pylist():
-        print(f"{row['shot_idx']:>4}  {row['start_frame']:>11}  {row['end_frame']:>9}  "
-              f"{row['start_s']:>7.2f}  {row['end_s']:>5.2f}")
-    print(f"features: {args.out / 'features' / m['movie_id']} "
-          f"(modalities: {', '.join(m['modalities'])})")
-    return 0
-
-
-def add_demo_cli(sub) -> None:
-    from .cli import add_extract_options
-
-    p = sub.add_parser("demo", help="generate a sample movie and extract its features (tiny models)")
-    p.add_argument("--out", type=Path, default=Path("mega-pipe-demo"))
-    add_extract_options(p, models="tiny")
-    p.set_defaults(func=_cmd_demo)

@@ -16,12 +16,13 @@ Plan, single pass, write:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from mega_pipe.manifests.atomic import exclusive_lock
@@ -41,6 +42,8 @@ from .plan import MoviePlan, plan_movie
 from .pooling import pool
 from .probe import ProbeInfo, probe
 from .shots import DetectorConfig, Shot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ def movie_id_of(inp: MovieInput) -> str:
 
 
 def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
-                  extractors: ExtractorPool, log: Callable[[str], None] = lambda s: None) -> dict:
+                  extractors: ExtractorPool) -> dict:
     """Extract one movie into ``out_root/<movie_id>/``; return its manifest (with
     ``"up_to_date": True`` added when every stage was cached and nothing was written).
 
@@ -159,11 +162,11 @@ def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
     with exclusive_lock(out_root / f".{movie_id}.lock", str(out)):
         info = probe(video, cfg.audio_track, cfg.subtitle_track)
         if out.exists():
-            return _extract(inp, info, FeatureFolder(out), movie_id, cfg, extractors, log)
+            return _extract(inp, info, FeatureFolder(out), movie_id, cfg, extractors)
         staging = out_root / f".{movie_id}.partial"
         shutil.rmtree(staging, ignore_errors=True)      # left by a killed run
         try:
-            manifest = _extract(inp, info, FeatureFolder(staging), movie_id, cfg, extractors, log)
+            manifest = _extract(inp, info, FeatureFolder(staging), movie_id, cfg, extractors)
             staging.rename(out)
             return manifest
         finally:
@@ -171,12 +174,12 @@ def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
 
 
 def _extract(inp: MovieInput, info: ProbeInfo, folder: FeatureFolder, movie_id: str,
-             cfg: ExtractConfig, extractors: ExtractorPool, log: Callable[[str], None]) -> dict:
+             cfg: ExtractConfig, extractors: ExtractorPool) -> dict:
     t_run = time.perf_counter()
     plan = plan_movie(inp, info, folder, movie_id, cfg, extractors)
     if plan.up_to_date:
         _check_strict(cfg, movie_id, plan.previous.get("warnings", []))
-        log(f"{movie_id}: up to date (all stages cached)")
+        log.info("%s: up to date (all stages cached)", movie_id)
         return {**plan.previous, "up_to_date": True}
     folder.invalidate()          # incomplete until the new manifest is written
     folder.path.mkdir(parents=True, exist_ok=True)
@@ -184,7 +187,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, folder: FeatureFolder, movie_id: 
     _check_strict(cfg, movie_id, plan.warnings)
 
     stages: dict[str, dict] = {}
-    shots, end_time, n_frames, samples = _shots_and_samples(plan, info, cfg, extractors, stages, log)
+    shots, end_time, n_frames, samples = _shots_and_samples(plan, info, cfg, extractors, stages)
     plan.warnings += stages["decode"]["warnings"]
     plan.warnings += _timeline_warnings(info, end_time, plan.cues)
     samples.update(_encode_text(plan, extractors, stages))
@@ -197,13 +200,13 @@ def _extract(inp: MovieInput, info: ProbeInfo, folder: FeatureFolder, movie_id: 
 
 
 def _shots_and_samples(plan: MoviePlan, info: ProbeInfo, cfg: ExtractConfig,
-                       extractors: ExtractorPool, stages: dict, log) -> tuple:
+                       extractors: ExtractorPool, stages: dict) -> tuple:
     """The shots, timeline and freshly decoded samples: from the decode pass when anything must
     be decoded, else from the cached shots (whose decode warnings still hold)."""
     samples: dict[str, tuple] = {}
     if plan.needs_decoding:
         result = decode_pass(info, cfg, extractors, plan.decode_modalities,
-                             detect=not plan.shots_cached, log=log)
+                             detect=not plan.shots_cached)
         stages["decode"] = result.stats
         samples, shots = result.samples, result.shots
         end_time, n_frames = result.end_time, result.n_frames
@@ -333,8 +336,9 @@ def _check_strict(cfg: ExtractConfig, movie_id: str, warnings: Sequence[str]) ->
 
 
 def run_extract(inputs: Sequence[MovieInput], out_root: Path, cfg: ExtractConfig,
-                log: Callable[[str], None] = print) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Extract several movies; a failing movie is reported and the others carry on."""
+                *, debug: bool = False) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Extract several movies; a failing movie is reported (an error on the log) and the others
+    carry on, unless ``debug``: then its exception propagates (with its traceback)."""
     from mega_pipe.extractors.errors import ExtractorError, WeightsNotFoundError
 
     ids: dict[str, list[str]] = {}
@@ -354,24 +358,18 @@ def run_extract(inputs: Sequence[MovieInput], out_root: Path, cfg: ExtractConfig
     try:
         for inp in inputs:
             try:
-                done.append(extract_movie(inp, out_root, cfg, extractors, log=log))
+                done.append(extract_movie(inp, out_root, cfg, extractors))
             except WeightsNotFoundError:
                 raise                      # no movie can be processed: stop the run
             except Exception as e:         # this movie failed; the others carry on
-                if debug_enabled():
+                if debug:
                     raise
                 msg = (str(e) if isinstance(e, (MegaPipeError, ExtractorError))
                        else f"{inp.video}: {type(e).__name__}: {e}")
                 failed.append((str(inp.video), msg))
-                log(f"mega-pipe: error: {msg}")
+                log.error(msg)
     finally:
         if not done and not root_existed:
             with contextlib.suppress(OSError):      # leave no empty output root behind
                 Path(out_root).rmdir()
     return done, failed
-
-
-def debug_enabled() -> bool:
-    import os
-
-    return os.environ.get("MEGA_PIPE_DEBUG", "") not in ("", "0")

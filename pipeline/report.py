@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,9 +25,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
-from mega_pipe.manifests.atomic import atomic_path, check_output_file
 from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.features import FeatureFolder, vectors_of
+
+log = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).with_name("report_template.html")
 NO_DATA = 255            # quantised cell value meaning "undefined" (a shot without samples)
@@ -215,7 +216,7 @@ def thumbnail_times(starts, ends) -> list[float]:
 
 
 def make_thumbnails(movie: Path, times: list[float], width: int, batch: int = 24,
-                    jobs: int | None = None, log=None) -> list[str | None]:
+                    jobs: int | None = None, progress=None) -> list[str | None]:
     """One JPEG (base64) per time, ``width`` px wide: the frame on screen at that time.
 
     Each ffmpeg call takes ``batch`` inputs, each opened with a fast input seek (``-ss`` before
@@ -247,8 +248,8 @@ def make_thumbnails(movie: Path, times: list[float], width: int, batch: int = 24
                 if p.is_file() and p.stat().st_size:
                     out[i] = base64.b64encode(p.read_bytes()).decode("ascii")
         done[0] += len(idx)
-        if log:
-            log(done[0])
+        if progress:
+            progress(done[0])
 
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(run, chunks))
@@ -274,9 +275,8 @@ def movie_sources(movie: Path | None, out_html: Path) -> list[str]:
 # ---------------------------------------------------------------------------------- gather
 def gather(boundaries: Path | None = None, features: Path | None = None,
            movie: Path | None = None, thumbnails: bool = True, thumbnail_width: int = 160,
-           matrix_size: int = 1000, out_html: Path | None = None, log=None) -> dict:
+           matrix_size: int = 1000, out_html: Path | None = None) -> dict:
     """Everything the page shows, as one JSON-able dict (plus ``_float`` matrices for PNGs)."""
-    log = log or (lambda s: None)
     if boundaries is None and features is None:
         raise MegaPipeError("give a boundaries.json and/or --features (a feature folder)")
     doc = load_boundaries(boundaries) if boundaries is not None else None
@@ -359,12 +359,12 @@ def gather(boundaries: Path | None = None, features: Path | None = None,
                         "sentences": sentences if sentences and len(sentences) == sync.shape[0] else None}
     if thumbnails:
         t0 = time.perf_counter()
-        log(f"thumbnails: {n} shots from {movie_path}")
+        log.info("thumbnails: %d shots from %s", n, movie_path)
         data["thumbnails"] = make_thumbnails(movie_path, thumbnail_times(starts, ends), thumbnail_width)
         missing = sum(t is None for t in data["thumbnails"])
         if missing:
             notes.append(f"{missing} thumbnail(s) could not be decoded")
-        log(f"thumbnails: {n - missing} in {time.perf_counter() - t0:.1f} s")
+        log.info("thumbnails: %d in %.1f s", n - missing, time.perf_counter() - t0)
     return data
 
 
@@ -486,7 +486,7 @@ def render_pngs(data: dict) -> dict[str, bytes]:
 
 
 # -------------------------------------------------------------------------------------- CLI
-def _check_png_dir(path: Path) -> Path:
+def check_png_dir(path: Path) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise MegaPipeError(f"--png {path} is a file: give a folder")
@@ -497,51 +497,3 @@ def _check_png_dir(path: Path) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise MegaPipeError(f"--png {path} is not writable")
     return path
-
-
-def _cmd_report(args) -> int:
-    t0 = time.perf_counter()
-    out = check_output_file(args.out)
-    png_dir = _check_png_dir(args.png) if args.png is not None else None
-    if args.thumbnail_width < 16:
-        raise MegaPipeError("--thumbnail-width must be at least 16 px")
-    data = gather(args.boundaries, args.features, args.movie, not args.no_thumbnails,
-                  args.thumbnail_width, args.matrix_size, out,
-                  log=lambda s: print(s, file=sys.stderr))
-    html = render_html(data)
-    pngs = render_pngs(data) if png_dir is not None else {}
-    umask = os.umask(0)
-    os.umask(umask)
-    with atomic_path(out) as tmp:
-        tmp.write_text(html, encoding="utf-8")
-        os.chmod(tmp, 0o666 & ~umask)      # a report is meant to be shared (mkstemp made 0600)
-    for name, blob in pngs.items():
-        with atomic_path(png_dir / name) as tmp:
-            tmp.write_bytes(blob)
-            os.chmod(tmp, 0o666 & ~umask)
-    for note in data["notes"]:
-        print(f"note: {note}", file=sys.stderr)
-    size = out.stat().st_size
-    print(f"{data['movie']['id']}: {len(data['shots'])} shots, "
-          f"{len(data['similarity'])} similarity matrices -> {out} ({size / 1e6:.2f} MB"
-          + (f"; {len(pngs)} PNGs in {png_dir}" if pngs else "") + f") [{time.perf_counter() - t0:.1f} s]")
-    return 0
-
-
-def add_report_cli(sub) -> None:
-    p = sub.add_parser("report", help="one self-contained HTML report of a movie's shots, scenes "
-                       "and acts (docs/report.md)")
-    p.add_argument("boundaries", type=Path, nargs="?", metavar="BOUNDARIES",
-                   help="boundaries.json written by `mega-pipe segment`")
-    p.add_argument("--out", type=Path, required=True, help="HTML file to write")
-    p.add_argument("--features", type=Path,
-                   help="the movie's feature folder (default: the boundaries' provenance.features)")
-    p.add_argument("--movie", type=Path, help="the movie file (default: the path in the inputs)")
-    p.add_argument("--no-thumbnails", action="store_true",
-                   help="no shot thumbnails (the movie is not needed)")
-    p.add_argument("--thumbnail-width", type=int, default=160, help="px (default 160)")
-    p.add_argument("--matrix-size", type=int, default=1000,
-                   help="largest side of a similarity matrix in cells; longer movies average "
-                   "blocks of consecutive shots (default 1000; 0: one cell per shot)")
-    p.add_argument("--png", type=Path, metavar="DIR", help="also write the figures as PNG files here")
-    p.set_defaults(func=_cmd_report)

@@ -8,11 +8,9 @@ so that TP1 < TP2 < … < TP5, which delimit the six acts).
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
-from mega_pipe.manifests.atomic import check_output_file, write_json
 from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.features import FeatureFolder
 
@@ -112,7 +110,7 @@ def build_boundaries(manifest: dict, features: Path, shots: dict, scene: dict | 
     return doc
 
 
-def _check_dims(ckpt, features: Path, which: str) -> None:
+def check_dims(ckpt, features: Path, which: str) -> None:
     """Refuse features whose dimensions differ from the checkpoint's, saying what to do: the
     ``--models`` set that gives the checkpoint's dimensions, or else the synthetic set that
     matches the movie's features (to train a checkpoint that fits them)."""
@@ -131,14 +129,14 @@ def _check_dims(ckpt, features: Path, which: str) -> None:
     else:
         have = format_modalities({m: v["dim"] for m, v in meta.items()})
         advice = ("no model set gives the checkpoint's dimensions: train one on features like the "
-                  f"movie's, e.g. `python -m mega_pipe.manifests.synth OUT --modalities {have}`")
+                  f"movie's, e.g. `mega-pipe manifest synth OUT --modalities {have}`")
     raise MegaPipeError(
         f"{which} checkpoint expects {format_modalities({m: want[m] for m in wrong})} but the "
         f"movie's features are {format_modalities({m: meta[m]['dim'] for m in wrong})} "
         f"(model {', '.join(str(meta[m].get('model_id')) for m in wrong)}): {advice}")
 
 
-def _missing_modalities(ckpts: dict, features: Path) -> list[str]:
+def missing_modalities(ckpts: dict, features: Path) -> list[str]:
     """One ``missing`` line per checkpoint modality the movie lacks (predicted without it)."""
     folder = FeatureFolder(features)
     have, absent = folder.modalities(), folder.absent_modalities()
@@ -147,101 +145,50 @@ def _missing_modalities(ckpts: dict, features: Path) -> list[str]:
             for m in wanted if m not in have]
 
 
-def _cmd_segment(args) -> int:
-    from mega_pipe.manifests.provenance import code_version
-    from mega_pipe.model.predict import load_checkpoint, predict_act, predict_scene
-
-    from .cli import extract_config
-    from .extract import MovieInput, run_extract
-
-    check_output_file(args.out)
-    if args.chapters is not None:
-        from .export import check_apply_target
-
-        check_apply_target(args.video, args.chapters, "--chapters")
-    ckpts, missing = {}, []
-    for task, path in (("scene", args.scene_checkpoint), ("act", args.act_checkpoint)):
-        if path is None:
-            missing.append(f"{'scenes' if task == 'scene' else 'turning points and acts'}: "
-                           f"no --{task}-checkpoint given")
-        else:
-            ckpts[task] = load_checkpoint(path, device=args.device)
-            if ckpts[task].task != task:
-                raise MegaPipeError(f"--{task}-checkpoint {path} is a {ckpts[task].task} checkpoint")
-    need = {"scenes": "scene", "acts": "act"}.get(args.chapters_level or "")
-    if args.chapters is not None and need and need not in ckpts:
-        raise MegaPipeError(f"--chapters-level {args.chapters_level} needs --{need}-checkpoint")
-    if args.modalities is None and ckpts:
-        args.modalities = tuple(dict.fromkeys(m for c in ckpts.values() for m in c.modalities))
-    if "act" in ckpts and ckpts["act"].synopsis_model is not None and args.synopsis is None:
-        print("note: no --synopsis: the act model predicts from the shots alone", file=sys.stderr)
-    done, failed = run_extract([MovieInput(args.video, args.subtitles, args.synopsis, args.id,
-                                           args.synopsis_lines)],
-                               args.features, extract_config(args),
-                               log=lambda s: print(s, file=sys.stderr))
-    if failed:
-        return 1
-    manifest = done[0]
-    features = Path(args.features) / manifest["movie_id"]
-    shots = {k: v.tolist() for k, v in FeatureFolder(features).read_shot_times().items()}
-    scene = act = None
-    missing += _missing_modalities(ckpts, features)
-    if "scene" in ckpts:
-        _check_dims(ckpts["scene"], features, "scene")
-        scene = {"prob": predict_scene(ckpts["scene"], features)}
-    if "act" in ckpts:
-        _check_dims(ckpts["act"], features, "act")
-        if len(shots["start_s"]) < 6:
-            missing.append(f"acts: only {len(shots['start_s'])} shots, fewer than six acts")
-        act = {"posteriors": np.asarray(predict_act(ckpts["act"], features))}
-    doc = build_boundaries(manifest, features, shots, scene, act, missing, args.scene_threshold)
-    doc["provenance"] = {
-        "scene_checkpoint": str(args.scene_checkpoint) if args.scene_checkpoint else None,
-        "act_checkpoint": str(args.act_checkpoint) if args.act_checkpoint else None,
-        "features": str(features), "models": manifest["models"], "code_version": code_version()}
-    write_json(args.out, _finite(doc))
-    n_sc = len(doc["scenes"]) if doc["scenes"] is not None else "-"
-    print(f"{manifest['movie_id']}: {len(doc['shots'])} shots, {n_sc} scenes, "
-          f"{'5 turning points' if doc['turning_points'] else 'no turning points'} -> {args.out}")
-    for line in missing:
-        print(f"not predicted: {line}", file=sys.stderr)
-    if args.chapters is not None:
-        from .export import apply_chapters, load_source
-
-        src = load_source(args.out)
-        level = args.chapters_level or src.default_level(chapters=True)
-        apply_chapters(src, level, args.video, args.chapters)
-        print(f"{manifest['movie_id']}: {level} chapters -> {args.chapters}")
-    return 0
-
-
-def _finite(o):
+def finite_json(o):
     """JSON has no NaN/Infinity: replace them with null so every JSON reader accepts the file."""
     if isinstance(o, float):
         return o if math.isfinite(o) else None
     if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
+        return {k: finite_json(v) for k, v in o.items()}
     if isinstance(o, list):
-        return [_finite(v) for v in o]
+        return [finite_json(v) for v in o]
     return o
 
 
-def add_segment_cli(sub) -> None:
-    from .cli import add_extract_options
+def load_checkpoints(scene: Path | None, act: Path | None, device: str = "auto"
+                     ) -> tuple[dict, list[str]]:
+    """The checkpoints given, by task, checked to be of their task; and one ``missing`` line per
+    task without a checkpoint."""
+    from mega_pipe.model.predict import load_checkpoint
 
-    p = sub.add_parser("segment", help="predict scene and act boundaries of a movie")
-    p.add_argument("video", type=Path, metavar="VIDEO")
-    p.add_argument("--out", type=Path, required=True, help="boundaries.json to write")
-    p.add_argument("--scene-checkpoint", type=Path)
-    p.add_argument("--act-checkpoint", type=Path)
-    p.add_argument("--features", type=Path, default=Path("out"),
-                   help="feature cache root, shared with `extract --out` (default ./out)")
-    p.add_argument("--scene-threshold", type=float, default=0.5,
-                   help="boundary probability that ends a scene (default 0.5)")
-    p.add_argument("--chapters", type=Path, metavar="MOVIE_COPY",
-                   help="also write a copy of VIDEO (.mkv/.mp4/.mov) with the scene chapters "
-                   "(else act, else shot) embedded; streams copied, not re-encoded")
-    p.add_argument("--chapters-level", choices=("shots", "scenes", "acts"),
-                   help="segments that become --chapters (default: scenes, else acts, else shots)")
-    add_extract_options(p)
-    p.set_defaults(func=_cmd_segment)
+    ckpts, missing = {}, []
+    for task, path in (("scene", scene), ("act", act)):
+        if path is None:
+            missing.append(f"{'scenes' if task == 'scene' else 'turning points and acts'}: "
+                           f"no --{task}-checkpoint given")
+        else:
+            ckpts[task] = load_checkpoint(path, device=device)
+            if ckpts[task].task != task:
+                raise MegaPipeError(f"--{task}-checkpoint {path} is a {ckpts[task].task} checkpoint")
+    return ckpts, missing
+
+
+def predict_boundaries(manifest: dict, features: Path, ckpts: dict, missing: list[str],
+                       threshold: float) -> dict:
+    """The ``boundaries.json`` document of one extracted movie (``manifest``: its extract
+    manifest, ``features``: its feature folder), without its provenance."""
+    from mega_pipe.model.predict import predict_act, predict_scene
+
+    shots = {k: v.tolist() for k, v in FeatureFolder(features).read_shot_times().items()}
+    scene = act = None
+    missing = missing + missing_modalities(ckpts, features)
+    if "scene" in ckpts:
+        check_dims(ckpts["scene"], features, "scene")
+        scene = {"prob": predict_scene(ckpts["scene"], features)}
+    if "act" in ckpts:
+        check_dims(ckpts["act"], features, "act")
+        if len(shots["start_s"]) < 6:
+            missing.append(f"acts: only {len(shots['start_s'])} shots, fewer than six acts")
+        act = {"posteriors": np.asarray(predict_act(ckpts["act"], features))}
+    return build_boundaries(manifest, features, shots, scene, act, missing, threshold)

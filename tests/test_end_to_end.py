@@ -99,8 +99,10 @@ def test_synthetic_checkpoint_segments_a_tiny_extracted_movie(tmp_path, capsys):
     with --models tiny. testvideo.mp4 has no audio and no subtitles: predicted without them."""
     from conftest import TESTVIDEO, need
     from mega_pipe.manifests.synth import SynthParams, generate
+    from mega_pipe.pipeline.cli.manifest import tiny_modalities
 
-    manifest = generate(tmp_path / "synth", 4, params=SynthParams(scenes=(8, 10), sentences=(6, 8)))
+    manifest = generate(tmp_path / "synth", 4, modalities=tiny_modalities(),
+                        params=SynthParams(scenes=(8, 10), sentences=(6, 8)))
     run = tmp_path / "scene"
     assert main(["train", "--task", "scene", "--config", "scene-small", "--manifest", str(manifest),
                  "--out", str(run), "--epochs", "1", "--device", "cpu", "--no-progress"]) == 0
@@ -125,4 +127,4 @@ def test_synthetic_checkpoint_segments_a_tiny_extracted_movie(tmp_path, capsys):
     assert main(args) != 0
     err = capsys.readouterr().err
     assert "expects clip:8,place:8 but the movie's features are clip:32,place:48" in err
-    assert "python -m mega_pipe.manifests.synth OUT --modalities clip:32,place:48`" in err
+    assert "mega-pipe manifest synth OUT --modalities clip:32,place:48`" in err

@@ -13,6 +13,7 @@ from mega_pipe.manifests import movienet, tripod
 from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.features import FeatureFolder, shots_table, synopsis_table
 from mega_pipe.manifests.schema import MovieEntry, read_manifest, write_manifest
+from mega_pipe.pipeline.cli import main
 
 
 def make_features(folder: Path, end_s: list[float], sentences: list[str] | None = None,
@@ -222,13 +223,17 @@ def test_movienet_bad_inputs(tmp_path):
 def test_movienet_cli(tmp_path, capsys):
     paths = _movienet_fixture(tmp_path)
     manifest = tmp_path / "cli.jsonl"
-    assert movienet.main(["--labels", str(paths["labels"]), "--shots", str(paths["shots"]),
-                          "--split-file", str(paths["split"]), "--features",
-                          str(paths["features"]), "--manifest", str(manifest)]) == 0
+    args = ["--labels", str(paths["labels"]), "--shots", str(paths["shots"]), "--split-file",
+            str(paths["split"]), "--features", str(paths["features"]), "--manifest", str(manifest)]
+    assert main(["manifest", "movienet", *args]) == 0
     out = capsys.readouterr().out
     assert "tt0000002: MovieNet has 10 shots, the features 11" in out
     assert "4/5 boundaries" in out and "tt0000003: skipped" in out
     assert len(read_manifest(manifest)) == 3
+    # the old spelling still works (a hidden alias)
+    manifest.unlink()
+    assert main(["manifest-movienet", *args]) == 0
+    assert "4/5 boundaries" in capsys.readouterr().out and len(read_manifest(manifest)) == 3
 
 
 # ----------------------------------------------------------------------------- TRIPOD
@@ -311,14 +316,24 @@ def test_tripod_name_map_and_cli(tmp_path, capsys):
     name_map = tmp_path / "names.json"
     name_map.write_text(json.dumps({"Heist Movie": "tt0000042"}))
     manifest = tmp_path / "mapped.jsonl"
-    assert tripod.main(["--train", str(paths["train"]), "--test", str(paths["test"]),
-                        "--features", str(paths["features"]), "--manifest", str(manifest),
-                        "--synopsis-dir", str(tmp_path / "syn"), "--name-map", str(name_map)]) == 0
+    assert main(["manifest", "tripod", "--train", str(paths["train"]), "--test", str(paths["test"]),
+                 "--features", str(paths["features"]), "--manifest", str(manifest),
+                 "--synopsis-dir", str(tmp_path / "syn"), "--name-map", str(name_map)]) == 0
     out = capsys.readouterr().out
     assert "'Heist Movie' -> tt0000042 (train): 8 sentences, 2 annotation(s)" in out
     assert "'Quiet Drama': not in the name map, skipped" in out
     [entry] = read_manifest(manifest, check_features=False)
     assert entry.movie_id == "tt0000042" and (tmp_path / "syn" / "tt0000042.txt").is_file()
+    # no split given: a usage error; a bad name map: one error line
+    with pytest.raises(SystemExit) as exit_:
+        main(["manifest", "tripod", "--features", str(paths["features"]), "--manifest",
+              str(manifest), "--synopsis-dir", str(tmp_path / "syn")])
+    assert exit_.value.code == 2 and "give at least one of --train" in capsys.readouterr().err
+    name_map.write_text("[1, 2]")
+    assert main(["manifest-tripod", "--train", str(paths["train"]), "--features",
+                 str(paths["features"]), "--manifest", str(manifest), "--synopsis-dir",
+                 str(tmp_path / "syn"), "--name-map", str(name_map)]) == 2
+    assert capsys.readouterr().err.startswith("mega-pipe: error: ")
 
 
 @pytest.mark.parametrize("row, message", [

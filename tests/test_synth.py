@@ -15,10 +15,10 @@ from mega_pipe.manifests.synth import (
     SynthParams,
     generate,
     load_structure,
-    main,
 )
 from mega_pipe.model.data import Normalizer, load_entries
 from mega_pipe.model.metrics import scene_metrics
+from mega_pipe.pipeline.cli import main
 
 MODALITIES = {"clip": 24, "place": 16}
 
@@ -102,15 +102,21 @@ def test_real_film_statistics_are_used():
 
 
 def test_cli_and_errors(tmp_path, capsys):
-    main([str(tmp_path / "cli"), "--movies", "2", "--modalities", "clip:8"])
+    assert main(["manifest", "synth", str(tmp_path / "cli"), "--movies", "2",
+                 "--modalities", "clip:8"]) == 0
     path = capsys.readouterr().out.strip()
     assert len(read_manifest(path)) == 2
     with pytest.raises(MegaPipeError, match="structure annotations"):
-        generate(tmp_path / "x", 1, structure_dir=tmp_path / "nowhere")
+        generate(tmp_path / "x", 1, modalities={"clip": 8}, structure_dir=tmp_path / "nowhere")
     with pytest.raises(MegaPipeError, match="at least 1"):
-        generate(tmp_path / "y", 0)
-    with pytest.raises(MegaPipeError, match="must look like clip:32"):
-        main([str(tmp_path / "z"), "--modalities", "clip"])
+        generate(tmp_path / "y", 0, modalities={"clip": 8})
+    with pytest.raises(MegaPipeError, match="no modalities"):
+        generate(tmp_path / "y", 1, modalities={})
+    assert main(["manifest", "synth", str(tmp_path / "z"), "--modalities", "clip"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mega-pipe: error: --modalities must look like clip:32") and \
+        err.count("\n") == 1
+    assert not (tmp_path / "z").exists()
     with pytest.raises(MegaPipeError, match="five TP scenes"):
         SynthParams(scenes=(3, 8))
 
@@ -130,13 +136,18 @@ def test_noise_free_scenes_show_the_planted_structure(tmp_path, framing):
         assert len(distinct) <= (1 if framing == 0.0 else 2)
 
 
-def test_default_modalities_are_the_tiny_extractors(tmp_path):
-    """A checkpoint trained on the default synthetic set fits movies extracted with --models tiny."""
+def test_default_modalities_are_the_tiny_extractors(tmp_path, capsys):
+    """A checkpoint trained on the default synthetic set (`mega-pipe manifest synth`) fits movies
+    extracted with --models tiny."""
     from mega_pipe.extractors.registry import REGISTRY
-    from mega_pipe.manifests.synth import default_modalities
+    from mega_pipe.pipeline.cli import build_parser
+    from mega_pipe.pipeline.cli.manifest import tiny_modalities
 
     tiny = {e.modality: e.dim for e in REGISTRY.values() if e.model_set == "tiny"}
-    assert default_modalities() == tiny and tiny["place"] == 48
-    assert main([str(tmp_path), "--movies", "1"]) == 0
+    assert tiny_modalities() == tiny and tiny["place"] == 48
+    args = build_parser().parse_args(["manifest", "synth", str(tmp_path)])
+    assert args.modalities == ",".join(f"{m}:{d}" for m, d in tiny.items())
+    assert main(["manifest", "synth", str(tmp_path), "--movies", "1"]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "manifest.jsonl")
     shots = pq.read_schema(read_manifest(tmp_path / "manifest.jsonl")[0].features / "shots.parquet")
     assert {m: shots.field(m).type.list_size for m in shot_modalities(shots)} == tiny

@@ -7,7 +7,6 @@ Downloads use ``file://`` URLs, so the fetch code runs for real without a networ
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import re
@@ -23,7 +22,6 @@ from mega_pipe.extractors import (
     WeightsEntry,
     WeightsIntegrityError,
     WeightsNotFoundError,
-    add_weights_cli,
     build_extractors,
     entry_for,
     registry,
@@ -232,10 +230,9 @@ def test_fetch_downloads_verifies_and_is_atomic(tmp_path: Path, monkeypatch) -> 
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
-    parser = argparse.ArgumentParser(prog="mega-pipe")
-    add_weights_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    status = args.func(args)
+    from mega_pipe.pipeline.cli import main
+
+    status = main(argv)
     return status, capsys.readouterr().out
 
 

@@ -1,13 +1,18 @@
-"""``mega-pipe train`` and ``mega-pipe eval`` sub-commands (the lead's CLI calls ``args.func(args)``)."""
+"""``mega-pipe train``, ``eval``, ``score`` and ``model-summary`` (the model/ package does the work;
+the results are printed as JSON on stdout)."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
+from mega_pipe.manifests.errors import MegaPipeError
+
+from .extract import csv_list
+
 
 def _modalities(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+    return list(csv_list(value))
 
 
 def add_train_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -43,6 +48,27 @@ def add_eval_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
     return p
 
 
+def add_score_cli(subparsers: argparse._SubParsersAction) -> None:
+    s = subparsers.add_parser("score", help="score prediction records (JSONL) with the paper's metrics")
+    s.add_argument("--task", required=True, choices=("scene", "act"))
+    s.add_argument("records", type=Path)
+    s.set_defaults(func=_cmd_score)
+
+
+def add_model_summary_cli(subparsers: argparse._SubParsersAction) -> None:
+    ms = subparsers.add_parser("model-summary", help="parameter count of a MEGA configuration")
+    ms.add_argument("--task", required=True, choices=("scene", "act"))
+    ms.add_argument("--modalities", required=True, help="name=dim,... e.g. bassl=2048,place=2048,clip=512")
+    ms.set_defaults(func=_cmd_model_summary)
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    add_train_cli(subparsers)
+    add_eval_cli(subparsers)
+    add_score_cli(subparsers)
+    add_model_summary_cli(subparsers)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from mega_pipe.model.train import train
 
@@ -59,4 +85,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from mega_pipe.model.train import evaluate
 
     print(json.dumps(evaluate(args.checkpoint, args.manifest, args.split, args.out, device=args.device), indent=2))
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from mega_pipe.model.metrics import read_records, score_records
+
+    print(json.dumps(score_records(args.task, read_records(args.records)), indent=2))
+    return 0
+
+
+def _cmd_model_summary(args: argparse.Namespace) -> int:
+    from mega_pipe.model.summary import model_summary
+
+    dims = {}
+    for item in csv_list(args.modalities):
+        name, _, dim = item.partition("=")
+        if not dim.isdigit():
+            raise MegaPipeError(f"--modalities: expected name=dim, got {item!r}")
+        dims[name] = int(dim)
+    print(json.dumps(model_summary(args.task, dims), indent=2))
     return 0

@@ -1,0 +1,139 @@
+"""``mega-pipe manifest movienet|tripod|synth``: training manifests from public label formats, or
+a synthetic set (the converters in manifests/ do the work; their reports go to stdout).
+
+The spellings ``manifest-movienet`` and ``manifest-tripod`` of earlier versions are kept as
+hidden aliases."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: The old spellings (hidden from --help): alias -> converter.
+ALIASES = {"manifest-movienet": "movienet", "manifest-tripod": "tripod"}
+
+
+def tiny_modalities() -> dict[str, int]:
+    """The default modalities of ``manifest synth``: those of the ``tiny`` extractor set, with
+    their dimensions (from the weights registry), so that a checkpoint trained on the default
+    synthetic set segments a movie extracted with ``--models tiny``."""
+    from mega_pipe.extractors.registry import model_set_dims
+
+    return model_set_dims("tiny")
+
+
+def _movienet_options(p: argparse.ArgumentParser) -> None:
+    from mega_pipe.manifests.movienet import DEFAULT_FPS, DEFAULT_TOLERANCE_S, TRANSFERS
+
+    p.add_argument("--labels", required=True, type=Path, help="label318 folder")
+    p.add_argument("--shots", required=True, type=Path, help="shot_movie318 folder")
+    p.add_argument("--split-file", required=True, type=Path, help="split318.json")
+    p.add_argument("--features", required=True, type=Path,
+                   help="folder holding one extract output per imdb id")
+    p.add_argument("--manifest", required=True, type=Path, help="manifest JSONL to write")
+    p.add_argument("--fps", type=float, default=DEFAULT_FPS,
+                   help="frame rate of MovieNet's frame numbers (default %(default)s)")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_S,
+                   help="max seconds between MovieNet's cut and ours (default %(default)s)")
+    p.add_argument("--transfer", choices=TRANSFERS, default="auto",
+                   help="auto: by index when the shot counts match, else by time")
+    p.set_defaults(func=_cmd_movienet)
+
+
+def _tripod_options(p: argparse.ArgumentParser) -> None:
+    from mega_pipe.manifests.schema import SPLITS
+
+    for split in SPLITS:
+        p.add_argument(f"--{split}", type=Path, help=f"TRIPOD CSV of the {split} split")
+    p.add_argument("--features", required=True, type=Path,
+                   help="folder holding (or that will hold) one extract output per movie")
+    p.add_argument("--manifest", required=True, type=Path, help="manifest JSONL to write")
+    p.add_argument("--synopsis-dir", required=True, type=Path,
+                   help="where to write <movie_id>.txt, one sentence per line")
+    p.add_argument("--name-map", type=Path,
+                   help="JSON object {TRIPOD movie name: movie_id}; default: match "
+                        "feature folders by name, then by slug")
+    p.set_defaults(func=_cmd_tripod, parser=p)
+
+
+def _synth_options(p: argparse.ArgumentParser) -> None:
+    from mega_pipe.manifests.synth import format_modalities
+
+    p.add_argument("out", type=Path, metavar="OUT",
+                   help="output folder (one sub-folder per movie + manifest.jsonl)")
+    p.add_argument("--movies", type=int, default=50, help="number of movies (default 50)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--modalities", default=format_modalities(tiny_modalities()),
+                   help="name:dim,name:dim,... (default: the tiny extractor set's, %(default)s)")
+    p.set_defaults(func=_cmd_synth)
+
+
+CONVERTERS = {
+    "movienet": ("convert MovieNet-318 scene labels into a training manifest", _movienet_options),
+    "tripod": ("convert TRIPOD synopsis turning-point annotations into synopsis files and a "
+               "training manifest", _tripod_options),
+    "synth": ("write a synthetic feature-level set with planted scene and act structure "
+              "(the tiny extractor set's dimensions by default)", _synth_options),
+}
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    m = subparsers.add_parser("manifest", help="training manifests: convert MovieNet / TRIPOD "
+                              "annotations, or generate a synthetic set",
+                              description="Training manifests (manifests/README.md).")
+    sub = m.add_subparsers(dest="manifest_command", required=True, metavar="{movienet,tripod,synth}")
+    for name, (text, options) in CONVERTERS.items():
+        options(sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + "."))
+    for alias, name in ALIASES.items():     # no help=: not listed by --help
+        text, options = CONVERTERS[name]
+        options(subparsers.add_parser(alias, prog=f"mega-pipe {alias}", description=text))
+
+
+def _cmd_movienet(args: argparse.Namespace) -> int:
+    from mega_pipe.manifests.movienet import convert_movienet, describe_transfer
+
+    report = convert_movienet(args.labels, args.shots, args.split_file, args.features,
+                              args.manifest, fps=args.fps, tolerance_s=args.tolerance,
+                              transfer=args.transfer)
+    for imdb, t in report.transfers.items():
+        print(describe_transfer(imdb, t, args.tolerance))
+    for imdb, why in report.skipped.items():
+        print(f"{imdb}: skipped: {why}")
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    print(f"wrote {args.manifest}: {len(report.entries)} movies "
+          f"({len(report.skipped)} skipped)")
+    return 0
+
+
+def _cmd_tripod(args: argparse.Namespace) -> int:
+    from mega_pipe.manifests.schema import SPLITS
+    from mega_pipe.manifests.tripod import convert_tripod, read_name_map
+
+    csvs = {split: getattr(args, split) for split in SPLITS if getattr(args, split)}
+    if not csvs:
+        args.parser.error("give at least one of --train, --val, --test")
+    name_map = read_name_map(args.name_map) if args.name_map else None
+    report = convert_tripod(csvs, args.features, args.manifest, args.synopsis_dir,
+                            name_map=name_map)
+    for entry in report.entries:
+        movie = report.movies[entry.movie_id]
+        print(f"{movie.name!r} -> {entry.movie_id} ({entry.split}): {len(movie.sentences)} "
+              f"sentences, {movie.n_annotations} annotation(s)")
+        if entry.movie_id in report.problems:
+            print(f"  todo: {report.problems[entry.movie_id]}; extract with --id "
+                  f"{entry.movie_id} --synopsis {report.synopsis_files[entry.movie_id]}")
+    for name in report.unmapped:
+        print(f"{name!r}: not in the name map, skipped")
+    print(f"wrote {args.manifest}: {len(report.entries)} movies, "
+          f"{len(report.problems)} still to extract")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from mega_pipe.manifests.synth import generate, parse_modalities
+
+    print(generate(args.out, args.movies, args.seed, modalities=parse_modalities(args.modalities)))
+    return 0
