@@ -286,33 +286,17 @@ def gather(boundaries: Path | None = None, features: Path | None = None,
     if folder is None:
         notes.append("no feature folder found (give --features): similarity matrices and "
                      "subtitles are not shown")
-
-    if doc is not None:
-        starts = [float(s["start_s"]) for s in doc["shots"]]
-        ends = [float(s["end_s"]) for s in doc["shots"]]
-        info = dict(doc.get("movie") or {})
-        if feats is not None and len(feats["starts"]) != len(starts):
-            raise MegaPipeError(
-                f"feature folder {folder} has {len(feats['starts'])} shots but {boundaries} has "
-                f"{len(starts)}: they are not of the same movie and run (give the right --features)")
-    else:
-        starts, ends = feats["starts"].tolist(), feats["ends"].tolist()
-        man = feats["manifest"]
-        info = {"id": man.get("movie_id"), "path": (man.get("source") or {}).get("path"),
-                "duration_s": (man.get("timeline") or {}).get("duration_s"),
-                "frame_rate": ((man.get("probe") or {}).get("video") or {}).get("frame_rate")}
-    n = len(starts)
+    starts, ends, info = _shot_times(doc, feats, boundaries, folder)
     movie_path = Path(movie) if movie is not None else (Path(info["path"]) if info.get("path") else None)
     if thumbnails and (movie_path is None or not movie_path.is_file()):
         where = f"{movie_path} not found" if movie_path else "no movie path in the inputs"
         raise MegaPipeError(f"thumbnails need the movie: {where} (give --movie PATH, or "
                             "--no-thumbnails)")
-    duration = info.get("duration_s") or max(ends)
-
     data = {
         "generator": "mega-pipe report",
         "movie": {"id": info.get("id") or "movie", "path": str(movie_path) if movie_path else None,
-                  "duration_s": float(duration), "frame_rate": info.get("frame_rate")},
+                  "duration_s": float(info.get("duration_s") or max(ends)),
+                  "frame_rate": info.get("frame_rate")},
         "sources": movie_sources(movie_path, out_html or Path("report.html")),
         "shots": [[round(a, 4), round(b, 4)] for a, b in zip(starts, ends)],
         "scenes": None, "scene_boundary_prob": None, "scene_threshold": None,
@@ -322,23 +306,63 @@ def gather(boundaries: Path | None = None, features: Path | None = None,
         "_float": {"similarity": {}, "sync": None},
     }
     if doc is not None:
-        data["scenes"] = [[s["first_shot"], s["last_shot"], s.get("confidence")]
-                          for s in doc["scenes"]] if doc.get("scenes") else None
-        data["scene_boundary_prob"] = doc.get("scene_boundary_prob")
-        data["scene_threshold"] = doc.get("scene_threshold")
-        data["turning_points"] = [{"index": t.get("index"), "name": t.get("name"), "shot": t["shot"],
-                                   "confidence": t.get("confidence")}
-                                  for t in doc["turning_points"]] if doc.get("turning_points") else None
-        data["acts"] = [{"index": a.get("index"), "name": a.get("name"), "first_shot": a["first_shot"],
-                         "last_shot": a["last_shot"], "confidence": a.get("confidence")}
-                        for a in doc["acts"]] if doc.get("acts") else None
-        data["missing"] = list(doc.get("missing") or [])
-        prov = doc.get("provenance") or {}
-        data["provenance"] = {k: prov.get(k) for k in ("scene_checkpoint", "act_checkpoint", "features")}
-        data["provenance"]["code_version"] = (prov.get("code_version") or {}).get("version")
+        data.update(_boundary_parts(doc))
     if folder is not None:
         data["provenance"]["features_used"] = str(folder)
+    _add_matrices(data, doc, feats, starts, ends, matrix_size)
+    if thumbnails:
+        t0 = time.perf_counter()
+        log.info("thumbnails: %d shots from %s", len(starts), movie_path)
+        data["thumbnails"] = make_thumbnails(movie_path, thumbnail_times(starts, ends), thumbnail_width)
+        missing = sum(t is None for t in data["thumbnails"])
+        if missing:
+            notes.append(f"{missing} thumbnail(s) could not be decoded")
+        log.info("thumbnails: %d in %.1f s", len(starts) - missing, time.perf_counter() - t0)
+    return data
 
+
+def _shot_times(doc: dict | None, feats: dict | None, boundaries, folder) -> tuple:
+    """(starts, ends, movie info) from the boundaries, else from the feature folder."""
+    if doc is None:
+        man = feats["manifest"]
+        info = {"id": man.get("movie_id"), "path": (man.get("source") or {}).get("path"),
+                "duration_s": (man.get("timeline") or {}).get("duration_s"),
+                "frame_rate": ((man.get("probe") or {}).get("video") or {}).get("frame_rate")}
+        return feats["starts"].tolist(), feats["ends"].tolist(), info
+    starts = [float(s["start_s"]) for s in doc["shots"]]
+    ends = [float(s["end_s"]) for s in doc["shots"]]
+    if feats is not None and len(feats["starts"]) != len(starts):
+        raise MegaPipeError(
+            f"feature folder {folder} has {len(feats['starts'])} shots but {boundaries} has "
+            f"{len(starts)}: they are not of the same movie and run (give the right --features)")
+    return starts, ends, dict(doc.get("movie") or {})
+
+
+def _boundary_parts(doc: dict) -> dict:
+    """The scenes, turning points, acts, missing lines and provenance of a boundaries doc."""
+    prov = doc.get("provenance") or {}
+    provenance = {k: prov.get(k) for k in ("scene_checkpoint", "act_checkpoint", "features")}
+    provenance["code_version"] = (prov.get("code_version") or {}).get("version")
+    return {
+        "scenes": [[s["first_shot"], s["last_shot"], s.get("confidence")]
+                   for s in doc["scenes"]] if doc.get("scenes") else None,
+        "scene_boundary_prob": doc.get("scene_boundary_prob"),
+        "scene_threshold": doc.get("scene_threshold"),
+        "turning_points": [{"index": t.get("index"), "name": t.get("name"), "shot": t["shot"],
+                            "confidence": t.get("confidence")}
+                           for t in doc["turning_points"]] if doc.get("turning_points") else None,
+        "acts": [{"index": a.get("index"), "name": a.get("name"), "first_shot": a["first_shot"],
+                  "last_shot": a["last_shot"], "confidence": a.get("confidence")}
+                 for a in doc["acts"]] if doc.get("acts") else None,
+        "missing": list(doc.get("missing") or []),
+        "provenance": provenance,
+    }
+
+
+def _add_matrices(data: dict, doc: dict | None, feats: dict | None, starts, ends,
+                  matrix_size: int) -> None:
+    """Similarity matrices per modality, subtitle cues per shot and the sync matrix."""
+    n = len(starts)
     k = _bins(n, matrix_size)
     data["matrix_bin"] = k
     if feats is not None:
@@ -350,22 +374,13 @@ def gather(boundaries: Path | None = None, features: Path | None = None,
         data["shot_cues"] = shot_cues(starts, ends, feats["cues"])
     sync = sync_matrix(doc, n)
     if doc is not None and doc.get("sync_matrix") is not None and sync is None:
-        notes.append("sync_matrix is not a sentences × shots matrix: not shown")
+        data["notes"].append("sync_matrix is not a sentences × shots matrix: not shown")
     if sync is not None:
         sb = bin_columns(sync, k)
         data["_float"]["sync"] = sb
         sentences = (feats or {}).get("sentences")
         data["sync"] = {**quantise(sb, symmetric=False),
                         "sentences": sentences if sentences and len(sentences) == sync.shape[0] else None}
-    if thumbnails:
-        t0 = time.perf_counter()
-        log.info("thumbnails: %d shots from %s", n, movie_path)
-        data["thumbnails"] = make_thumbnails(movie_path, thumbnail_times(starts, ends), thumbnail_width)
-        missing = sum(t is None for t in data["thumbnails"])
-        if missing:
-            notes.append(f"{missing} thumbnail(s) could not be decoded")
-        log.info("thumbnails: %d in %.1f s", n - missing, time.perf_counter() - t0)
-    return data
 
 
 # -------------------------------------------------------------------------------- renderers
@@ -396,25 +411,44 @@ def render_pngs(data: dict) -> dict[str, bytes]:
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-    from matplotlib.ticker import FuncFormatter
 
-    shots = np.asarray(data["shots"], float)
-    starts, ends = shots[:, 0], shots[:, 1]
-    dur = data["movie"]["duration_s"] or float(ends.max())
-    mid = (starts + ends) / 2
-    tfmt = FuncFormatter(lambda v, _: _fmt_time(v))
+    figures = {"timeline.png": _timeline_figure(data)}
+    if data["scene_boundary_prob"] is not None:
+        figures["scene_probability.png"] = _probability_figure(data)
+    for m, sim in data["_float"]["similarity"].items():
+        figures[f"similarity_{m}.png"] = _similarity_figure(data, m, sim)
+    if data["_float"]["sync"] is not None:
+        figures["sync_matrix.png"] = _sync_figure(data)
     out = {}
-
-    def save(fig, name):
+    for name, fig in figures.items():
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
         plt.close(fig)
         out[name] = buf.getvalue()
+    return out
 
-    # timeline: acts, scenes, shots, turning points
+
+def _shot_axis(data: dict) -> tuple:
+    shots = np.asarray(data["shots"], float)
+    starts, ends = shots[:, 0], shots[:, 1]
+    return starts, ends, data["movie"]["duration_s"] or float(ends.max())
+
+
+def _time_axis(ax, duration: float) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xlim(0, duration)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_time(v)))
+    ax.set_xlabel("time")
+
+
+def _timeline_figure(data: dict):
+    """Acts, scenes, shots and turning points over time."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    starts, ends, dur = _shot_axis(data)
     fig, ax = plt.subplots(figsize=(12, 2.6))
-    rows = ["shots", "scenes", "acts"]
     cmap = plt.get_cmap("tab10")
     ax.vlines(starts, 0.1, 0.9, color="0.35", lw=0.4)
     for k, (a, b, conf) in enumerate(data["scenes"] or []):
@@ -430,59 +464,66 @@ def render_pngs(data: dict) -> dict[str, bytes]:
         ax.axvline(t, color="#d62728", lw=1.2)
         ax.text(t, 3.05, f"TP{tp['index']} {tp['name'] or ''}", rotation=20, fontsize=7,
                 color="#d62728", va="bottom")
-    ax.set_xlim(0, dur)
+    _time_axis(ax, dur)
     ax.set_ylim(0, 3)
-    ax.set_yticks([0.5, 1.5, 2.5], rows)
-    ax.xaxis.set_major_formatter(tfmt)
-    ax.set_xlabel("time")
-    ax.set_title(f"{data['movie']['id']}: {len(shots)} shots"
+    ax.set_yticks([0.5, 1.5, 2.5], ["shots", "scenes", "acts"])
+    ax.set_title(f"{data['movie']['id']}: {len(starts)} shots"
                  + (f", {len(data['scenes'])} scenes" if data["scenes"] else ""), loc="left", pad=18)
-    save(fig, "timeline.png")
+    return fig
 
-    if data["scene_boundary_prob"] is not None:
-        p = np.array([np.nan if v is None else v for v in data["scene_boundary_prob"]], float)
-        fig, ax = plt.subplots(figsize=(12, 2.6))
-        ax.plot(mid, p, lw=0.8, color="#1f4e9c")
-        ax.fill_between(mid, 0, p, color="#1f4e9c", alpha=0.2)
-        if data["scene_threshold"] is not None:
-            ax.axhline(data["scene_threshold"], color="#d62728", lw=0.8, ls="--", label="threshold")
-            ax.legend(loc="upper right", fontsize=7)
-        ax.set_xlim(0, dur)
-        ax.set_ylim(0, 1)
-        ax.xaxis.set_major_formatter(tfmt)
-        ax.set_ylabel("P(scene ends)")
-        ax.set_xlabel("time")
-        save(fig, "scene_probability.png")
+
+def _probability_figure(data: dict):
+    import matplotlib.pyplot as plt
+
+    starts, ends, dur = _shot_axis(data)
+    mid = (starts + ends) / 2
+    p = np.array([np.nan if v is None else v for v in data["scene_boundary_prob"]], float)
+    fig, ax = plt.subplots(figsize=(12, 2.6))
+    ax.plot(mid, p, lw=0.8, color="#1f4e9c")
+    ax.fill_between(mid, 0, p, color="#1f4e9c", alpha=0.2)
+    if data["scene_threshold"] is not None:
+        ax.axhline(data["scene_threshold"], color="#d62728", lw=0.8, ls="--", label="threshold")
+        ax.legend(loc="upper right", fontsize=7)
+    _time_axis(ax, dur)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("P(scene ends)")
+    return fig
+
+
+def _similarity_figure(data: dict, m: str, sim: np.ndarray):
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     k = data["matrix_bin"]
-    scene_edges = [(a // k * k, (b // k + 1) * k) for a, b, _ in (data["scenes"] or [])]
-    for m, sim in data["_float"]["similarity"].items():
-        q = next(s for s in data["similarity"] if s["modality"] == m)
-        fig, ax = plt.subplots(figsize=(6, 5.4))
-        side = sim.shape[0] * k                    # axes in shot numbers, also when binned
-        im = ax.imshow(sim, cmap="viridis", vmin=q["lo"], vmax=q["hi"], interpolation="nearest",
-                       extent=(0, side, side, 0))
-        for a, b in scene_edges:
-            ax.add_patch(Rectangle((a, a), b - a, b - a, fill=False, ec="white", lw=0.5))
-        fig.colorbar(im, ax=ax, label="cosine similarity", shrink=0.8)
-        unit = "shot" if k == 1 else f"shot (cells of {k} shots)"
-        ax.set_xlabel(unit)
-        ax.set_ylabel(unit)
-        ax.set_title(f"{m}: shot × shot cosine similarity", loc="left")
-        save(fig, f"similarity_{m}.png")
+    q = next(s for s in data["similarity"] if s["modality"] == m)
+    fig, ax = plt.subplots(figsize=(6, 5.4))
+    side = sim.shape[0] * k                    # axes in shot numbers, also when binned
+    im = ax.imshow(sim, cmap="viridis", vmin=q["lo"], vmax=q["hi"], interpolation="nearest",
+                   extent=(0, side, side, 0))
+    for a, b, _ in data["scenes"] or []:
+        a, b = a // k * k, (b // k + 1) * k
+        ax.add_patch(Rectangle((a, a), b - a, b - a, fill=False, ec="white", lw=0.5))
+    fig.colorbar(im, ax=ax, label="cosine similarity", shrink=0.8)
+    unit = "shot" if k == 1 else f"shot (cells of {k} shots)"
+    ax.set_xlabel(unit)
+    ax.set_ylabel(unit)
+    ax.set_title(f"{m}: shot × shot cosine similarity", loc="left")
+    return fig
 
-    if data["_float"]["sync"] is not None:
-        sb = data["_float"]["sync"]
-        fig, ax = plt.subplots(figsize=(10, 4))
-        im = ax.imshow(sb, cmap="magma", aspect="auto", interpolation="nearest",
-                       vmin=data["sync"]["lo"], vmax=data["sync"]["hi"],
-                       extent=(0, sb.shape[1] * k, sb.shape[0] - .5, -.5))
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        ax.set_xlabel("shot" if k == 1 else f"shot (cells of {k} shots)")
-        ax.set_ylabel("synopsis sentence")
-        ax.set_title("sentence × shot synchronisation", loc="left")
-        save(fig, "sync_matrix.png")
-    return out
+
+def _sync_figure(data: dict):
+    import matplotlib.pyplot as plt
+
+    k, sb = data["matrix_bin"], data["_float"]["sync"]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    im = ax.imshow(sb, cmap="magma", aspect="auto", interpolation="nearest",
+                   vmin=data["sync"]["lo"], vmax=data["sync"]["hi"],
+                   extent=(0, sb.shape[1] * k, sb.shape[0] - .5, -.5))
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_xlabel("shot" if k == 1 else f"shot (cells of {k} shots)")
+    ax.set_ylabel("synopsis sentence")
+    ax.set_title("sentence × shot synchronisation", loc="left")
+    return fig
 
 
 # -------------------------------------------------------------------------------------- CLI
