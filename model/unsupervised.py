@@ -22,8 +22,9 @@ and adjacent-shot distance on the synthetic benchmark: bench/bench_unsupervised.
 
 Acts — **TRIPOD position prior**. Turning point n is a Gaussian over the relative position in
 the movie with TRIPOD's mean and standard deviation (:data:`TRIPOD_TP_PRIOR`); a shot's
-probability is the Gaussian's mass over the shot's span (by time: ``[start_s, end_s) /
-duration``; or by index). With scenes, the mass of a scene is moved to its first shot
+probability is the Gaussian's mass over the shot's span (by shot index, ``[i, i+1) / N``,
+the default: TRIPOD's positions are sequence positions and the TP metrics count shots; or by
+time). With scenes, the mass of a scene is moved to its first shot
 (:func:`snap_to_scenes`), so the decoded TPs open scenes.
 """
 from __future__ import annotations
@@ -216,11 +217,12 @@ def _normal_cdf(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.vectorize(math.erf, otypes=[float])(np.asarray(z) / math.sqrt(2.0)))
 
 
-def tp_prior(start_s: Sequence[float], end_s: Sequence[float], by: str = "time",
+def tp_prior(start_s: Sequence[float], end_s: Sequence[float], by: str = "index",
              prior: Sequence[tuple[float, float]] = TRIPOD_TP_PRIOR) -> np.ndarray:
     """(5, N): TP n's probability of each shot = the mass of N(mean_n, std_n) over the shot's
-    span in relative position (``by="time"``: [start_s, end_s) / movie span; ``"index"``:
-    [i, i+1) / N), renormalised over the movie (so the tails outside [0, 1] go to the ends)."""
+    span in relative position (``by="index"``: [i, i+1) / N; ``"time"``: [start_s, end_s) /
+    movie span), renormalised over [0, 1] (the Gaussian truncated to the movie: piling the tails
+    onto the first or last shot would make a spike there that outweighs the mode)."""
     starts, ends = np.asarray(start_s, np.float64), np.asarray(end_s, np.float64)
     n = starts.size
     if n == 0:
@@ -232,7 +234,6 @@ def tp_prior(start_s: Sequence[float], end_s: Sequence[float], by: str = "time",
         lo, hi = np.arange(n) / n, np.arange(1, n + 1) / n
     else:
         raise MegaPipeError(f"by must be 'time' or 'index', got {by!r}")
-    lo[0], hi[-1] = -np.inf, np.inf             # the tails belong to the first / last shot
     rows = []
     for mean, std in prior:
         mass = _normal_cdf((hi - mean) / std) - _normal_cdf((lo - mean) / std)

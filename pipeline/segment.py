@@ -174,11 +174,11 @@ def _unsupervised_scenes(features: Path, n_scenes: int | None, missing: list[str
 
 
 def _prior_turning_points(shots: dict, scene: dict | None, threshold: float) -> dict:
-    """Turning points without a checkpoint: TRIPOD's position prior over shot time, its mass
+    """Turning points without a checkpoint: TRIPOD's position prior over shot index, its mass
     moved to scene starts when there are at least five scenes (docs/unsupervised.md)."""
     from mega_pipe.model.unsupervised import ACT_METHOD, snap_to_scenes, tp_prior
 
-    post = tp_prior(shots["start_s"], shots["end_s"], by="time")
+    post = tp_prior(shots["start_s"], shots["end_s"], by="index")
     ends = None
     if scene is not None:
         ends = scene.get("ends") or [b for _, b, _ in scenes_from_probabilities(
@@ -187,7 +187,8 @@ def _prior_turning_points(shots: dict, scene: dict | None, threshold: float) -> 
     if snapped:
         post = snap_to_scenes(post, ends)
     return {"posteriors": post,
-            "method": {"name": ACT_METHOD, "position": "time", "snapped_to_scenes": snapped}}
+            "method": {"name": ACT_METHOD, "position": "shot index",
+                       "snapped_to_scenes": snapped}}
 
 
 def _cmd_segment(args) -> int:
