@@ -147,9 +147,11 @@ def _from_doc(doc, origin: str) -> Source:
         got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise MegaPipeError(f"{origin} is not a mega-pipe boundaries file (schema {got!r}, "
                             f"expected {BOUNDARIES_SCHEMA!r}: docs/boundaries.md)")
-    if doc.get("version") != BOUNDARIES_VERSION:
-        raise MegaPipeError(f"{origin}: boundaries version {doc.get('version')!r} is not "
-                            f"supported (this mega-pipe reads version {BOUNDARIES_VERSION})")
+    version = doc.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) \
+            or not 1 <= version <= BOUNDARIES_VERSION:   # v2 only adds fields to v1
+        raise MegaPipeError(f"{origin}: boundaries version {version!r} is not supported (this "
+                            f"mega-pipe reads versions 1 to {BOUNDARIES_VERSION})")
     try:
         movie = doc["movie"]
         rate = _fraction(movie["frame_rate"], "movie.frame_rate", origin)

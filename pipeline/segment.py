@@ -3,7 +3,9 @@
 It runs ``extract`` for the modalities the checkpoints need (cached features are reused), then the
 scene model (a boundary probability per shot; a scene ends at every shot whose probability is
 ≥ the threshold) and the act model (five turning-point distributions over shots, decoded jointly
-so that TP1 < TP2 < … < TP5, which delimit the six acts).
+so that TP1 < TP2 < … < TP5, which delimit the six acts). Without a checkpoint the scenes come
+from shot coherence and the turning points from TRIPOD's position prior, snapped to scene
+starts (``mega_pipe.model.unsupervised``, docs/unsupervised.md).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.features import FeatureFolder
 
 BOUNDARIES_SCHEMA = "mega-pipe/boundaries"
-BOUNDARIES_VERSION = 1
+BOUNDARIES_VERSION = 2     # v2: "methods" (docs/boundaries.md); every v1 field unchanged
 TURNING_POINTS = ("Opportunity", "Change of Plans", "Point of No Return", "Major Setback", "Climax")
 ACTS = ("Setup", "New Situation", "Progress", "Complications and Higher Stakes", "Final Push",
         "Aftermath")
@@ -81,16 +83,24 @@ def build_boundaries(manifest: dict, features: Path, shots: dict, scene: dict | 
         "acts": None,
         "tp_posteriors": None,
         "missing": missing,
+        "methods": {"scenes": scene.get("method") if scene else None,
+                    "acts": act.get("method") if act else None},
         "provenance": {},
     }
     if scene is not None:
         prob = scene["prob"]
         doc["scene_boundary_prob"] = [round(float(p), 6) for p in prob]
+        if scene.get("ends") is not None:      # the method chose the scenes (count or grouping)
+            firsts = [0] + [e + 1 for e in scene["ends"][:-1]]
+            parts = [(a, b, 1.0 if b == len(prob) - 1 else float(prob[b]))
+                     for a, b in zip(firsts, scene["ends"])]
+        else:
+            parts = scenes_from_probabilities(prob, threshold)
         doc["scenes"] = [
             {"index": k, "first_shot": a, "last_shot": b, "start_s": starts[a], "end_s": ends[b],
              "confidence": round(c, 6)}
-            for k, (a, b, c) in enumerate(scenes_from_probabilities(prob, threshold))]
-        doc["scene_threshold"] = threshold
+            for k, (a, b, c) in enumerate(parts)]
+        doc["scene_threshold"] = scene.get("threshold", threshold)
     if act is not None:
         post = act["posteriors"]
         tps = ordered_turning_points(post)
@@ -145,6 +155,40 @@ def missing_modalities(ckpts: dict, features: Path) -> list[str]:
             for m in wanted if m not in have]
 
 
+def _unsupervised_scenes(features: Path, n_scenes: int | None, missing: list[str]) -> dict | None:
+    """Scenes without a checkpoint: shot coherence (docs/unsupervised.md); None with < 2 shots."""
+    from mega_pipe.model.unsupervised import DEFAULT_WINDOW, SCENE_METHOD, coherence_scenes, \
+        folder_features
+
+    feats = folder_features(features)
+    n = FeatureFolder(features).n_shots()
+    if n < 2 or not feats:
+        missing.append(f"scenes: {'only 1 shot' if n < 2 else 'no modality to compare shots'}")
+        return None
+    got = coherence_scenes(feats, n_scenes)
+    return {"prob": got["prob"], "ends": got["ends"], "threshold": None if n_scenes else 0.5,
+            "method": {"name": SCENE_METHOD, "scenes": n_scenes or "auto",
+                       "window": DEFAULT_WINDOW, "modalities": list(feats)}}
+
+
+def _prior_turning_points(shots: dict, scene: dict | None, threshold: float) -> dict:
+    """Turning points without a checkpoint: TRIPOD's position prior over shot index, restricted
+    to scene starts when there are at least five scenes (docs/unsupervised.md)."""
+    from mega_pipe.model.unsupervised import ACT_METHOD, snap_to_scenes, tp_prior
+
+    post = tp_prior(shots["start_s"], shots["end_s"], by="index")
+    ends = None
+    if scene is not None:
+        ends = scene.get("ends") or [b for _, b, _ in scenes_from_probabilities(
+            scene["prob"], threshold)]
+    snapped = ends is not None and len(ends) >= 5
+    if snapped:
+        post = snap_to_scenes(post, ends)
+    return {"posteriors": post,
+            "method": {"name": ACT_METHOD, "position": "shot index",
+                       "snapped_to_scenes": snapped}}
+
+
 def finite_json(o):
     """JSON has no NaN/Infinity: replace them with null so every JSON reader accepts the file."""
     if isinstance(o, float):
@@ -156,39 +200,50 @@ def finite_json(o):
     return o
 
 
-def load_checkpoints(scene: Path | None, act: Path | None, device: str = "auto"
-                     ) -> tuple[dict, list[str]]:
-    """The checkpoints given, by task, checked to be of their task; and one ``missing`` line per
-    task without a checkpoint."""
+def load_checkpoints(scene: Path | None, act: Path | None, device: str = "auto") -> dict:
+    """The checkpoints given, by task, each checked to be of its task."""
     from mega_pipe.model.predict import load_checkpoint
 
-    ckpts, missing = {}, []
+    ckpts = {}
     for task, path in (("scene", scene), ("act", act)):
-        if path is None:
-            missing.append(f"{'scenes' if task == 'scene' else 'turning points and acts'}: "
-                           f"no --{task}-checkpoint given")
-        else:
+        if path is not None:       # without one: model/unsupervised.py (docs/unsupervised.md)
             ckpts[task] = load_checkpoint(path, device=device)
             if ckpts[task].task != task:
                 raise MegaPipeError(f"--{task}-checkpoint {path} is a {ckpts[task].task} checkpoint")
-    return ckpts, missing
+    return ckpts
 
 
-def predict_boundaries(manifest: dict, features: Path, ckpts: dict, missing: list[str],
-                       threshold: float) -> dict:
+def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: float,
+                       n_scenes: int | None = None, paths: dict | None = None) -> dict:
     """The ``boundaries.json`` document of one extracted movie (``manifest``: its extract
-    manifest, ``features``: its feature folder), without its provenance."""
+    manifest, ``features``: its feature folder), without its provenance. A part without a
+    checkpoint comes from the checkpoint-free methods; ``n_scenes`` forces the scene count;
+    ``paths``: the checkpoint files, by task, recorded in ``methods``."""
     from mega_pipe.model.predict import predict_act, predict_scene
 
+    if n_scenes is not None and n_scenes < 1:
+        raise MegaPipeError(f"--scenes must be at least 1, got {n_scenes}")
+    paths = paths or {}
     shots = {k: v.tolist() for k, v in FeatureFolder(features).read_shot_times().items()}
-    scene = act = None
-    missing = missing + missing_modalities(ckpts, features)
+    missing = missing_modalities(ckpts, features)
+    n_shots = len(shots["start_s"])
     if "scene" in ckpts:
         check_dims(ckpts["scene"], features, "scene")
-        scene = {"prob": predict_scene(ckpts["scene"], features)}
+        scene = {"prob": predict_scene(ckpts["scene"], features),
+                 "method": {"name": "checkpoint", "checkpoint": str(paths.get("scene")),
+                            "scenes": n_scenes or "threshold"}}
+        if n_scenes is not None:      # the N−1 most probable boundaries
+            k = min(n_scenes, n_shots) - 1
+            cuts = sorted(int(i) for i in np.argsort(-scene["prob"][:-1], kind="stable")[:k])
+            scene.update(ends=cuts + [n_shots - 1], threshold=None)
+    else:
+        scene = _unsupervised_scenes(features, n_scenes, missing)
     if "act" in ckpts:
         check_dims(ckpts["act"], features, "act")
-        if len(shots["start_s"]) < 6:
-            missing.append(f"acts: only {len(shots['start_s'])} shots, fewer than six acts")
-        act = {"posteriors": np.asarray(predict_act(ckpts["act"], features))}
+        act = {"posteriors": np.asarray(predict_act(ckpts["act"], features)),
+               "method": {"name": "checkpoint", "checkpoint": str(paths.get("act"))}}
+    else:
+        act = _prior_turning_points(shots, scene, threshold)
+    if n_shots < 6:
+        missing.append(f"acts: only {n_shots} shots, fewer than six acts")
     return build_boundaries(manifest, features, shots, scene, act, missing, threshold)

@@ -21,10 +21,10 @@ SHOTS = {
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("e2e")
-    movies = {}
+    movies, cuts = {}, {}
     for name, shots in SHOTS.items():
         movie = root / f"{name}.mp4"
-        make_movie(movie, shots, size=(160, 90))
+        cuts[name] = make_movie(movie, shots, size=(160, 90))
         write_srt(root / f"{name}.srt")                       # picked up as the sidecar
         (root / f"{name}.synopsis.txt").write_text(SAMPLE_SYNOPSIS)
         movies[name] = movie
@@ -41,7 +41,7 @@ def world(tmp_path_factory) -> dict:
         entries.append(MovieEntry(name, out / name, split, labels, [[0], [1], [2], [3], [4]], tp_shots))
     manifest = root / "manifest.jsonl"
     write_manifest(manifest, entries)
-    return {"root": root, "movies": movies, "features": out, "manifest": manifest}
+    return {"root": root, "movies": movies, "cuts": cuts, "features": out, "manifest": manifest}
 
 
 def test_train_eval_segment(world, capsys):
@@ -69,7 +69,8 @@ def test_train_eval_segment(world, capsys):
                  "--synopsis", str(root / "new.synopsis.txt"), "--features", str(world["features"]),
                  "--device", "cpu", "--no-progress"]) == 0
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "mega-pipe/boundaries" and doc["version"] == 1
+    assert doc["schema"] == "mega-pipe/boundaries" and doc["version"] == 2
+    assert doc["methods"]["scenes"]["name"] == doc["methods"]["acts"]["name"] == "checkpoint"
     assert doc["movie"]["frame_rate"] == "25/1" and doc["missing"] == []
     n = len(doc["shots"])
     assert n == len(SHOTS["new"]) and doc["shots"][0]["start_s"] == 0.0
@@ -85,13 +86,33 @@ def test_train_eval_segment(world, capsys):
     assert doc["provenance"]["scene_checkpoint"].endswith("best.pt")
 
 
-def test_segment_without_checkpoints_says_what_is_missing(world, tmp_path, capsys):
-    out = tmp_path / "b.json"
-    assert main(["segment", str(world["movies"]["new"]), "--out", str(out), "--models", "tiny",
-                 "--features", str(world["features"]), "--no-progress"]) == 0
-    doc = json.loads(out.read_text())
-    assert doc["scenes"] is None and doc["turning_points"] is None and len(doc["missing"]) == 2
-    assert "no --scene-checkpoint" in capsys.readouterr().err
+def test_segment_without_checkpoints_uses_the_unsupervised_methods(world, tmp_path, capsys):
+    """No checkpoint: scenes from shot coherence, TPs from TRIPOD's prior (docs/unsupervised.md),
+    every boundary on a real cut of the generated movie, the methods recorded (v2)."""
+    cut_frames = {0, *world["cuts"]["new"]}
+    base = ["segment", str(world["movies"]["new"]), "--models", "tiny",
+            "--features", str(world["features"]), "--no-progress"]
+    for extra in ([], ["--scenes", "5"]):
+        out = tmp_path / f"b{len(extra)}.json"
+        assert main([*base, "--out", str(out), *extra]) == 0
+        doc = json.loads(out.read_text())
+        assert doc["version"] == 2 and doc["missing"] == []
+        assert {s["start_frame"] for s in doc["shots"]} == cut_frames    # shots are the cuts
+        firsts = [s["first_shot"] for s in doc["scenes"]]
+        assert firsts[0] == 0 and doc["scenes"][-1]["last_shot"] == len(doc["shots"]) - 1
+        assert {doc["shots"][i]["start_frame"] for i in firsts} <= cut_frames
+        assert all(0 <= s["confidence"] <= 1 for s in doc["scenes"])
+        tps = [t["shot"] for t in doc["turning_points"]]
+        assert len(tps) == 5 and tps == sorted(tps) and len(set(tps)) == 5
+        assert len(doc["acts"]) == 6 and doc["acts"][0]["first_shot"] == 0
+        assert {doc["shots"][t]["start_frame"] for t in tps} <= cut_frames
+        methods = doc["methods"]
+        assert methods["scenes"]["name"] == "shot-coherence"
+        assert methods["acts"]["name"] == "tripod-prior"
+        assert doc["provenance"]["scene_checkpoint"] is None
+    assert len(doc["scenes"]) == 5 and methods["scenes"]["scenes"] == 5      # --scenes 5
+    assert doc["scene_threshold"] is None and methods["acts"]["snapped_to_scenes"]
+    assert set(tps) == set(firsts)             # five scenes: every TP opens one of them
 
 
 def test_synthetic_checkpoint_segments_a_tiny_extracted_movie(tmp_path, capsys):

@@ -298,9 +298,13 @@ def test_segment_chapters_and_feature_folder_export(tmp_path):
     feats, b, copy = tmp_path / "out", tmp_path / "b.json", tmp_path / "m-chapters.mkv"
     assert main(["segment", str(movie), "--features", str(feats), "--out", str(b),
                  "--chapters", str(copy), *TINY]) == 0
-    shots = json.loads(b.read_text())["shots"]
+    doc = json.loads(b.read_text())
+    shots = doc["shots"]
     assert [s["start_frame"] for s in shots[1:]] == cuts == [25, 63]
-    assert [a for a, _, _ in chapters(copy)] == [0, 1, Fraction(63, 25)]  # no scenes: shots
+    # no checkpoint: the unsupervised scenes become the chapters, each opening at a real cut
+    scene_starts = [Fraction(shots[s["first_shot"]]["start_frame"], 25) for s in doc["scenes"]]
+    assert [a for a, _, _ in chapters(copy)] == scene_starts
+    assert set(scene_starts) <= {0, 1, Fraction(63, 25)}
     assert packets(copy) == packets(movie)
     # a feature folder holds shots only
     out = tmp_path / "folder.csv"
@@ -315,9 +319,6 @@ def test_segment_chapters_checked_before_work(tmp_path, capsys):
     assert main(["segment", str(movie), "--out", str(tmp_path / "b.json"), "--chapters",
                  str(tmp_path / "c.avi"), *TINY]) == 2
     assert "chapters need a" in capsys.readouterr().err
-    assert main(["segment", str(movie), "--out", str(tmp_path / "b.json"), "--chapters",
-                 str(tmp_path / "c.mkv"), "--chapters-level", "acts", *TINY]) == 2
-    assert "--act-checkpoint" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mp4"]
 
 
@@ -335,8 +336,8 @@ def test_bad_inputs_fail_with_one_line_and_leave_nothing(tmp_path, capsys, ntsc_
     cases = {
         "other schema": (write_doc(tmp_path, {"schema": "something/else", "version": 1}, "s.json"),
                          ["--out", str(out)], "not a mega-pipe boundaries file"),
-        "version": (write_doc(tmp_path, {**PAL, "version": 2}, "v.json"), ["--out", str(out)],
-                    "version 2 is not supported"),
+        "version": (write_doc(tmp_path, {**PAL, "version": 3}, "v.json"), ["--out", str(out)],
+                    "version 3 is not supported"),
         "not json": (tmp_path / "n.json", ["--out", str(out)], "not a JSON file"),
         "malformed": (write_doc(tmp_path, {**PAL, "movie": {"id": "m"}}, "mf.json"),
                       ["--out", str(out)], "malformed boundaries file"),

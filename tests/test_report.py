@@ -67,7 +67,8 @@ def movie(tmp_path_factory) -> dict:
 
 def test_report_of_segment_output(movie, tmp_path, capsys):
     doc = json.loads(movie["boundaries"].read_text())
-    assert doc["scenes"] is None and len(doc["shots"]) == len(SHOTS)
+    assert doc["version"] == 2 and len(doc["shots"]) == len(SHOTS)
+    assert doc["methods"]["scenes"]["name"] == "shot-coherence" and doc["scenes"]   # no checkpoint
     html = tmp_path / "out" / "report.html"
     assert main(["report", str(movie["boundaries"]), "--out", str(html)]) == 0
     assert "7 shots" in capsys.readouterr().out
@@ -236,6 +237,8 @@ def test_other_bad_inputs(movie, tmp_path, capsys):
     # a feature folder of another movie (other shot count)
     doc = json.loads(movie["boundaries"].read_text())
     doc["shots"] = doc["shots"][:3]
+    doc.update(scenes=None, scene_boundary_prob=None, turning_points=None, acts=None,
+               tp_posteriors=None)       # only the shot count disagrees
     (tmp_path / "b.json").write_text(json.dumps(doc))
     assert main(["report", str(tmp_path / "b.json"), "--out", out, "--no-thumbnails"]) == 2
     assert "has 7 shots but" in error_line(capsys)

@@ -5,7 +5,6 @@ import logging
 from pathlib import Path
 
 from mega_pipe.manifests.atomic import check_output_file, write_json
-from mega_pipe.manifests.errors import MegaPipeError
 
 from .extract import add_extract_options, extract_config
 
@@ -29,10 +28,8 @@ def _cmd_segment(args) -> int:
     check_output_file(args.out)
     if args.chapters is not None:
         check_apply_target(args.video, args.chapters, "--chapters")
-    ckpts, missing = load_checkpoints(args.scene_checkpoint, args.act_checkpoint, args.device)
-    need = {"scenes": "scene", "acts": "act"}.get(args.chapters_level or "")
-    if args.chapters is not None and need and need not in ckpts:
-        raise MegaPipeError(f"--chapters-level {args.chapters_level} needs --{need}-checkpoint")
+    paths = {"scene": args.scene_checkpoint, "act": args.act_checkpoint}
+    ckpts = load_checkpoints(paths["scene"], paths["act"], args.device)
     if args.modalities is None and ckpts:
         args.modalities = tuple(dict.fromkeys(m for c in ckpts.values() for m in c.modalities))
     if "act" in ckpts and ckpts["act"].synopsis_model is not None and args.synopsis is None:
@@ -44,7 +41,7 @@ def _cmd_segment(args) -> int:
         return 1
     manifest = done[0]
     features = Path(args.features) / manifest["movie_id"]
-    doc = predict_boundaries(manifest, features, ckpts, missing, args.scene_threshold)
+    doc = predict_boundaries(manifest, features, ckpts, args.scene_threshold, args.scenes, paths)
     doc["provenance"] = {
         "scene_checkpoint": str(args.scene_checkpoint) if args.scene_checkpoint else None,
         "act_checkpoint": str(args.act_checkpoint) if args.act_checkpoint else None,
@@ -73,6 +70,8 @@ def add_cli(sub) -> None:
                    help="feature cache root, shared with `extract --out` (default ./out)")
     p.add_argument("--scene-threshold", type=float, default=0.5,
                    help="boundary probability that ends a scene (default 0.5)")
+    p.add_argument("--scenes", type=int, metavar="N",
+                   help="exactly N scenes (the N-1 strongest boundaries); default: automatic")
     p.add_argument("--chapters", type=Path, metavar="MOVIE_COPY",
                    help="also write a copy of VIDEO (.mkv/.mp4/.mov) with the scene chapters "
                    "(else act, else shot) embedded; streams copied, not re-encoded")
