@@ -252,9 +252,9 @@ def default_modalities() -> dict[str, int]:
     """The synthetic set's default modalities: those of the ``tiny`` extractor set, with its
     dimensions (read from the weights registry), so a checkpoint trained on the default
     synthetic set segments a movie extracted with ``--models tiny``."""
-    from mega_pipe.extractors.registry import MODALITIES, entry_for
+    from mega_pipe.extractors.registry import VIDEO_MODALITIES, entry_for
 
-    return {m: entry_for("tiny", m).dim for m in MODALITIES}
+    return {m: entry_for("tiny", m).dim for m in VIDEO_MODALITIES}
 
 
 def format_modalities(modalities: Mapping[str, int]) -> str:

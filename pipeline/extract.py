@@ -81,8 +81,8 @@ class ExtractorPool:
     the model libraries are imported only when :meth:`get` builds a model, so decoding can start
     first (docs/decoding.md)."""
 
-    def __init__(self, cfg: ExtractConfig):
-        from mega_pipe.extractors.registry import MODALITIES, REGISTRY
+    def __init__(self, cfg: ExtractConfig, default_modalities: Sequence[str] = ()):
+        from mega_pipe.extractors.registry import REGISTRY, VIDEO_MODALITIES
 
         self.cfg = cfg
         # An explicit --device cuda is checked now (one clear error before any work); "auto" is
@@ -91,7 +91,7 @@ class ExtractorPool:
         self.entries = {e.modality: e for e in REGISTRY.values() if e.model_set == cfg.model_set}
         if not self.entries:
             raise MegaPipeError(f"unknown model set {cfg.model_set!r}")
-        requested = cfg.modalities or MODALITIES
+        requested = cfg.modalities or default_modalities or VIDEO_MODALITIES
         unknown = [m for m in requested if m not in self.entries]
         if unknown:
             raise MegaPipeError(f"unknown modality {', '.join(unknown)} "
