@@ -40,7 +40,7 @@ def pyav(path: str) -> int:
 
 
 def decord_reader(path: str) -> int:
-    import decord   # not a dependency (docs/decoding.md): `pip install decord` to compare
+    import decord  # not a dependency (docs/decoding.md): `pip install decord` to compare
 
     w, h = working_size(probe(path), 224)
     vr = decord.VideoReader(path, width=w, height=h, num_threads=0)

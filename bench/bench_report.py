@@ -24,10 +24,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from mega_pipe.manifests.synth import SynthParams, _Shot, generate
 from mega_pipe.manifests.atomic import write_json
-from mega_pipe.manifests.features import FeatureFolder, samples_table, shots_table, vectors_of
+from mega_pipe.manifests.features import (
+    FeatureFolder,
+    samples_table,
+    shots_table,
+    vectors_of,
+)
+from mega_pipe.manifests.synth import SynthParams, _Shot, generate
 from mega_pipe.pipeline.segment import build_boundaries, finite_json
 
 MODALITIES = {"clip": 64, "place": 64, "appr": 64, "action": 64, "audio": 32, "subtitle": 32}

@@ -29,13 +29,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from mega_pipe.extractors.registry import model_set_dims
 from mega_pipe.manifests.schema import read_manifest, write_manifest
 from mega_pipe.manifests.synth import generate
 from mega_pipe.model.data import Normalizer, load_entries
 from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.model.train import evaluate, train
+
 
 def scene_baseline(manifest: Path, modalities: list[str]) -> dict:
     """Untrained boundary score: 1 − cos(shot, next shot) on train-normalised features."""

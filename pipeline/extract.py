@@ -22,7 +22,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from mega_pipe.manifests.atomic import exclusive_lock
@@ -76,6 +76,11 @@ class MovieInput:
     movie_id: str | None = None
     synopsis_lines: bool = False     # the synopsis file has one sentence per line
 
+    @property
+    def source(self) -> Path:
+        """The path that names this input (in messages, and the default movie id's stem)."""
+        return Path(self.video)
+
 
 class ExtractorPool:
     """Builds extractors on first need and keeps them for the whole run (several movies).
@@ -84,8 +89,8 @@ class ExtractorPool:
     the model libraries are imported only when :meth:`get` builds a model, so decoding can start
     first (docs/decoding.md)."""
 
-    def __init__(self, cfg: ExtractConfig):
-        from mega_pipe.extractors.registry import MODALITIES, REGISTRY
+    def __init__(self, cfg: ExtractConfig, default_modalities: Sequence[str] = ()):
+        from mega_pipe.extractors.registry import REGISTRY, VIDEO_MODALITIES
 
         self.cfg = cfg
         # An explicit --device cuda is checked now (one clear error before any work); "auto" is
@@ -94,7 +99,7 @@ class ExtractorPool:
         self.entries = {e.modality: e for e in REGISTRY.values() if e.model_set == cfg.model_set}
         if not self.entries:
             raise MegaPipeError(f"unknown model set {cfg.model_set!r}")
-        requested = cfg.modalities or MODALITIES
+        requested = cfg.modalities or default_modalities or VIDEO_MODALITIES
         unknown = [m for m in requested if m not in self.entries]
         if unknown:
             raise MegaPipeError(f"unknown modality {', '.join(unknown)} "
@@ -141,32 +146,44 @@ class ExtractorPool:
         return self.entries[m].sampling.value
 
 
-def movie_id_of(inp: MovieInput) -> str:
-    return inp.movie_id or Path(inp.video).stem
+def movie_id_of(inp) -> str:
+    """``--id``, else the stem of the input's ``source`` (the video; a key-frame folder)."""
+    return inp.movie_id or Path(inp.source).stem
 
 
 def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
                   extractors: ExtractorPool) -> dict:
     """Extract one movie into ``out_root/<movie_id>/``; return its manifest (with
     ``"up_to_date": True`` added when every stage was cached and nothing was written).
+    Written through :func:`write_movie_folder` (lock, staging)."""
+    video = Path(inp.video)
+
+    def work(folder: FeatureFolder) -> dict:
+        info = probe(video, cfg.audio_track, cfg.subtitle_track)
+        return _extract(inp, info, folder, movie_id_of(inp), cfg, extractors)
+
+    return write_movie_folder(out_root, movie_id_of(inp), work)
+
+
+def write_movie_folder(out_root: Path, movie_id: str,
+                       work: Callable[[FeatureFolder], dict]) -> dict:
+    """Run ``work`` (which fills a feature folder and returns its manifest) on
+    ``out_root/<movie_id>/``, the way every extraction writes a movie folder.
 
     The folder is locked while it is written (``.<movie_id>.lock`` beside it): a second run on
     the same folder fails at once with one line. A new folder is built as ``.<movie_id>.partial``
     and renamed into place when complete, so a failed or killed run leaves no folder that looks
-    like a movie's. An existing folder is updated in place: it loses its manifest first (reads as
-    incomplete) and keeps its valid files as cache for the next run."""
-    video = Path(inp.video)
-    movie_id = movie_id_of(inp)
+    like a movie's. An existing folder is updated in place: ``work`` makes it lose its manifest
+    first (reads as incomplete) and keeps its valid files as cache for the next run."""
     out_root = Path(out_root)
     out = out_root / movie_id
     with exclusive_lock(out_root / f".{movie_id}.lock", str(out)):
-        info = probe(video, cfg.audio_track, cfg.subtitle_track)
         if out.exists():
-            return _extract(inp, info, FeatureFolder(out), movie_id, cfg, extractors)
+            return work(FeatureFolder(out))
         staging = out_root / f".{movie_id}.partial"
         shutil.rmtree(staging, ignore_errors=True)      # left by a killed run
         try:
-            manifest = _extract(inp, info, FeatureFolder(staging), movie_id, cfg, extractors)
+            manifest = work(FeatureFolder(staging))
             staging.rename(out)
             return manifest
         finally:
@@ -335,15 +352,22 @@ def _check_strict(cfg: ExtractConfig, movie_id: str, warnings: Sequence[str]) ->
                             f"{'s' * (len(warnings) > 1)}: {'; '.join(warnings)}")
 
 
-def run_extract(inputs: Sequence[MovieInput], out_root: Path, cfg: ExtractConfig,
-                *, debug: bool = False) -> tuple[list[dict], list[tuple[str, str]]]:
+def run_extract(inputs: Sequence, out_root: Path, cfg: ExtractConfig, *, debug: bool = False,
+                extract_one: Callable | None = None, default_modalities: Sequence[str] = ()
+                ) -> tuple[list[dict], list[tuple[str, str]]]:
     """Extract several movies; a failing movie is reported (an error on the log) and the others
-    carry on, unless ``debug``: then its exception propagates (with its traceback)."""
+    carry on, unless ``debug``: then its exception propagates (with its traceback).
+
+    ``extract_one(inp, out_root, cfg, pool)`` extracts one input (default :func:`extract_movie`,
+    a movie file; ``keyframes.extract_keyframes`` takes key-frame folders);
+    ``default_modalities`` apply when ``cfg.modalities`` is None (default: the video
+    modalities)."""
+    extract_one = extract_one or extract_movie
     from mega_pipe.extractors.errors import ExtractorError, WeightsNotFoundError
 
     ids: dict[str, list[str]] = {}
     for inp in inputs:
-        ids.setdefault(movie_id_of(inp), []).append(str(inp.video))
+        ids.setdefault(movie_id_of(inp), []).append(str(inp.source))
     bad = [k for k in ids if not k or k.startswith(".") or "/" in k or os.sep in k]
     if bad:
         raise MegaPipeError(f"movie id {bad[0]!r} cannot name a folder (empty, hidden or a path)")
@@ -352,21 +376,21 @@ def run_extract(inputs: Sequence[MovieInput], out_root: Path, cfg: ExtractConfig
         k, v = next(iter(clashes.items()))
         raise MegaPipeError(f"{len(v)} inputs would share the output folder {Path(out_root) / k} "
                             f"({', '.join(v)}): extract them in separate runs with --id or --out")
-    extractors = ExtractorPool(cfg)
+    extractors = ExtractorPool(cfg, default_modalities)
     root_existed = Path(out_root).exists()
     done, failed = [], []
     try:
         for inp in inputs:
             try:
-                done.append(extract_movie(inp, out_root, cfg, extractors))
+                done.append(extract_one(inp, out_root, cfg, extractors))
             except WeightsNotFoundError:
                 raise                      # no movie can be processed: stop the run
             except Exception as e:         # this movie failed; the others carry on
                 if debug:
                     raise
                 msg = (str(e) if isinstance(e, (MegaPipeError, ExtractorError))
-                       else f"{inp.video}: {type(e).__name__}: {e}")
-                failed.append((str(inp.video), msg))
+                       else f"{inp.source}: {type(e).__name__}: {e}")
+                failed.append((str(inp.source), msg))
                 log.error(msg)
     finally:
         if not done and not root_existed:

@@ -157,8 +157,12 @@ def missing_modalities(ckpts: dict, features: Path) -> list[str]:
 
 def _unsupervised_scenes(features: Path, n_scenes: int | None, missing: list[str]) -> dict | None:
     """Scenes without a checkpoint: shot coherence (docs/unsupervised.md); None with < 2 shots."""
-    from mega_pipe.model.unsupervised import DEFAULT_WINDOW, SCENE_METHOD, coherence_scenes, \
-        folder_features
+    from mega_pipe.model.unsupervised import (
+        DEFAULT_WINDOW,
+        SCENE_METHOD,
+        coherence_scenes,
+        folder_features,
+    )
 
     feats = folder_features(features)
     n = FeatureFolder(features).n_shots()

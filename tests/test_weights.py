@@ -70,7 +70,7 @@ def test_registry_is_complete_and_consistent() -> None:
         json.dumps(paper.preprocess)  # configs are data
         json.dumps(paper.arch)
         assert paper.fetch_hint and "\n" not in paper.fetch_hint
-    assert [entry_for("paper", m).dim for m in MODALITIES] == [512, 2048, 2048, 512, 768, 384]
+    assert [entry_for("paper", m).dim for m in MODALITIES] == [512, 2048, 2048, 512, 768, 384, 2048]
 
 
 def test_paper_preprocessing_matches_the_publishers() -> None:
@@ -177,7 +177,7 @@ def test_missing_weights_fail_fast_with_every_searched_path(tmp_path: Path, monk
     with pytest.raises(WeightsNotFoundError) as info:
         build_extractors("paper", MODALITIES, offline=True, weights_dirs=[empty], allow_download=True)
     message = str(info.value)
-    assert "5 modalities" in message and "offline" in message
+    assert "6 modalities" in message and "offline" in message   # + bassl (an archive)
     for m in ("clip", "place", "appr", "action", "audio"):  # subtitle is found in its package
         entry = entry_for("paper", m)
         paths = weights_search_paths(entry, [empty])
@@ -239,7 +239,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
 def test_weights_cli(tmp_path: Path, monkeypatch, capsys) -> None:
     status, out = run_cli(["weights", "list"], capsys)
     assert status == 0
-    assert out.count("built-in") == len(MODALITIES) and out.count("missing") == 5
+    assert out.count("built-in") == len(MODALITIES) and out.count("missing") == 6
     assert str(registry.resolve_weights(entry_for("paper", "subtitle"))) in out
 
     status, out = run_cli(["weights", "verify", "--model-set", "paper", "--modalities", "subtitle,place"], capsys)
@@ -270,3 +270,67 @@ def test_weights_cli(tmp_path: Path, monkeypatch, capsys) -> None:
     patch_entry(monkeypatch, "clip-vit-b-32-openai", source=(tmp_path / "gone.pt").as_uri())
     status, out = run_cli(["weights", "fetch", "--weights-dir", str(dest), "--modalities", "clip"], capsys)
     assert status == 1 and "clip-vit-b-32-openai: FAILED: could not download" in out
+
+
+# -- BaSSL's released checkpoint (extractors/bassl.py) ----------------------------------------------
+def _save_bassl_checkpoint(path: Path, monkeypatch, drop: str | None = None) -> dict:
+    """A checkpoint with the structure and key names of BaSSL's `model-v1.ckpt`: Lightning 1.3's
+    top-level keys, its callback states keyed by the callback *class* (so the pickle names a
+    pytorch_lightning class, which is not installed when it is read back), and a state_dict
+    holding the ResNet-50 encoder (no fc) under "shot_encoder." beside the CRN and the heads."""
+    import sys
+    import types
+
+    names = ["pytorch_lightning", "pytorch_lightning.callbacks",
+             "pytorch_lightning.callbacks.model_checkpoint"]
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    callback = type("ModelCheckpoint", (), {"__module__": names[-1]})
+    sys.modules[names[-1]].ModelCheckpoint = callback
+    encoder = torchvision.models.resnet50(weights=None)
+    del encoder.fc
+    trunk = {k: v.clone() for k, v in encoder.state_dict().items()}
+    state = {f"shot_encoder.{k}": v for k, v in trunk.items() if k != drop}
+    state.update({"crn.encoder.layer.0.attention.self.query.weight": torch.randn(768, 768),
+                  "loss.head_nce.model.0.weight": torch.randn(2048, 2048),
+                  "loss.head_pp.weight": torch.randn(2, 768)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": 39, "global_step": 19000, "pytorch-lightning_version": "1.3.8",
+                "state_dict": state, "optimizer_states": [{"state": {}, "param_groups": []}],
+                "lr_schedulers": [], "callbacks": {callback: {"best_model_score": torch.tensor(0.5),
+                                                              "best_model_path": "model-v1.ckpt"}}},
+               path)
+    for name in names:                 # reading must not need Lightning
+        monkeypatch.delitem(sys.modules, name)
+    return trunk
+
+
+def test_bassl_checkpoint_loads_its_shot_encoder_strictly(tmp_path: Path, monkeypatch) -> None:
+    entry = entry_for("paper", "bassl")
+    assert entry.filename == "bassl_40epoch/model-v1.ckpt" and entry.dim == 2048
+    trunk = _save_bassl_checkpoint(tmp_path / entry.filename, monkeypatch)
+    ex = build_extractors("paper", ["bassl"], weights_dirs=[tmp_path])["bassl"]
+    loaded = ex.model.state_dict()
+    assert loaded.keys() == trunk.keys()          # the CRN and the heads are dropped
+    for k, v in trunk.items():
+        assert torch.equal(loaded[k], v), k
+    out = ex.encode(frames(2))
+    assert out.shape == (2, 2048) and np.isfinite(out).all()
+    assert ex.weights_sha256 == file_sha256(tmp_path / entry.filename)
+
+    broken = tmp_path / "broken"
+    _save_bassl_checkpoint(broken / entry.filename, monkeypatch, drop="layer3.1.bn2.running_mean")
+    with pytest.raises(ExtractorError) as info:
+        build_extractors("paper", ["bassl"], weights_dirs=[broken])
+    message = str(info.value)
+    assert "\n" not in message and "1 missing" in message and "layer3.1.bn2.running_mean" in message
+
+
+def test_bassl_is_not_a_default_video_modality() -> None:
+    from mega_pipe.extractors import KEYFRAME_MODALITIES, VIDEO_MODALITIES
+
+    assert "bassl" in MODALITIES and "bassl" not in VIDEO_MODALITIES
+    assert KEYFRAME_MODALITIES == ("bassl", "place", "clip")
+    assert entry_for("tiny", "bassl").dim == 56
+    with pytest.raises(ExtractorError, match="archive"):
+        fetch_weights(entry_for("paper", "bassl"), Path("unused"))

@@ -29,7 +29,8 @@ def add_extract_options(p: argparse.ArgumentParser, models: str = "paper") -> No
                    help=f"model set: paper (pretrained weights, `mega-pipe weights list`) or tiny "
                    f"(small random models: try the tool, tests) (default {models})")
     p.add_argument("--modalities", type=csv_list, default=None,
-                   help="comma-separated subset of clip,place,appr,action,audio,subtitle")
+                   help="comma-separated subset of clip,place,appr,action,audio,subtitle,bassl "
+                   "(default: the first six; with key frames bassl,place,clip)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--offline", action="store_true", help="never download weights")
     p.add_argument("--download", action="store_true",
@@ -74,17 +75,50 @@ def extract_config(args):
 def _cmd_extract(args) -> int:
     from mega_pipe.pipeline.extract import MovieInput, run_extract
 
-    if len(args.videos) > 1 and (args.subtitles or args.synopsis or args.id):
-        raise MegaPipeError("--subtitles, --synopsis and --id apply to a single VIDEO")
-    inputs = [MovieInput(Path(v), args.subtitles, args.synopsis, args.id, args.synopsis_lines)
-              for v in args.videos]
-    done, failed = run_extract(inputs, args.out, extract_config(args), debug=args.debug)
+    if args.movienet or args.keyframes or args.shot_file:
+        inputs, extract_one, defaults = _keyframe_inputs(args)
+    else:
+        if not args.videos:
+            raise MegaPipeError("give VIDEO ..., or MovieNet key frames with --movienet ROOT or "
+                                "--keyframes DIR --shot-file FILE")
+        if len(args.videos) > 1 and (args.subtitles or args.synopsis or args.id):
+            raise MegaPipeError("--subtitles, --synopsis and --id apply to a single VIDEO")
+        inputs = [MovieInput(Path(v), args.subtitles, args.synopsis, args.id, args.synopsis_lines)
+                  for v in args.videos]
+        extract_one, defaults = None, ()
+    done, failed = run_extract(inputs, args.out, extract_config(args), debug=args.debug,
+                               extract_one=extract_one, default_modalities=defaults)
     for m in done:
         print(summary_line(args.out, m))
     if failed:
         log.info("%d of %d movie(s) failed", len(failed), len(inputs))
         return 1
     return 0
+
+
+def _keyframe_inputs(args) -> tuple:
+    """``--movienet ROOT [IMDB ...]`` or ``--keyframes DIR --shot-file FILE``: the inputs, the
+    per-movie function and the default modalities (pipeline/keyframes.py)."""
+    from mega_pipe.extractors.entry import KEYFRAME_MODALITIES
+    from mega_pipe.pipeline.keyframes import (
+        KeyframeInput,
+        extract_keyframes,
+        movienet_inputs,
+    )
+
+    if args.subtitles or args.synopsis or args.subtitle_track or args.audio_track:
+        raise MegaPipeError("key frames have no audio or subtitles: --subtitles, --synopsis, "
+                            "--audio-track and --subtitle-track do not apply")
+    if args.movienet:
+        if args.keyframes or args.shot_file or args.id:
+            raise MegaPipeError("--movienet takes the movies from ROOT: no --keyframes, "
+                                "--shot-file or --id")
+        inputs = movienet_inputs(args.movienet, args.videos)
+    else:
+        if not (args.keyframes and args.shot_file) or args.videos:
+            raise MegaPipeError("--keyframes DIR and --shot-file FILE go together, without VIDEO")
+        inputs = [KeyframeInput(args.keyframes, args.shot_file, args.id)]
+    return inputs, extract_keyframes, KEYFRAME_MODALITIES
 
 
 def summary_line(out: Path, m: dict) -> str:
@@ -100,7 +134,16 @@ def summary_line(out: Path, m: dict) -> str:
 
 def add_cli(sub) -> None:
     e = sub.add_parser("extract", help="extract per-shot multimodal features (Parquet)")
-    e.add_argument("videos", nargs="+", metavar="VIDEO")
+    e.add_argument("videos", nargs="*", metavar="VIDEO",
+                   help="movie files; with --movienet: the imdb ids to extract (default: all)")
     e.add_argument("--out", type=Path, default=Path("out"), help="output root (default ./out)")
+    e.add_argument("--movienet", type=Path, metavar="ROOT",
+                   help="MovieNet key frames: every movie of ROOT (ROOT/240P_frames/<imdb>/ "
+                   "shot_XXXX_img_N.jpg and ROOT/scene318/shot_movie318/<imdb>.txt; "
+                   "docs/reproduce.md)")
+    e.add_argument("--keyframes", type=Path, metavar="DIR",
+                   help="one movie's MovieNet key frames (shot_XXXX_img_N.jpg); with --shot-file")
+    e.add_argument("--shot-file", type=Path, metavar="FILE",
+                   help="its MovieNet shot file: start end kf1 kf2 kf3 per shot, 24 fps")
     add_extract_options(e)
     e.set_defaults(func=_cmd_extract)
