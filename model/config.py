@@ -120,6 +120,7 @@ class SynopsisConfig:
     n_bottleneck: int  # 20
     dropout: float  # 0.1
     n_layers: int  # 1
+    position_bins: int = 0  # per-TP logit bias over relative-position bins (0: none; docs/training.md)
 
 
 TRAIN_SCHEMA: dict[str, type[TrainConfig]] = {"scene": SceneTrainConfig, "act": ActTrainConfig,
@@ -152,6 +153,7 @@ class MegaConfig:
     align_pe_in_bottleneck: bool = True  # ablation switch (Tab. 2b)
     align_scope: Literal["sequence", "movie"] = "sequence"  # "movie": caller passes r_i (§5 #2)
     synopsis: Union[SynopsisConfig, None] = None  # act only
+    position_bins: int = 0  # task "synopsis" only: SynopsisConfig.position_bins
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
 
     def __post_init__(self) -> None:
@@ -164,7 +166,7 @@ class MegaConfig:
 
 # Fields that shape a synopsis network's weights and computation (not dropout, not training).
 SYNOPSIS_ARCHITECTURE = ("max_len", "n_bottleneck", "width", "ffn_width", "n_unimodal", "n_heads",
-                         "n_classes", "positional", "align_pe", "align_pe_in_bottleneck")
+                         "n_classes", "positional", "align_pe", "align_pe_in_bottleneck", "position_bins")
 
 
 def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
@@ -180,7 +182,7 @@ def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
         cfg, task="synopsis", max_len=syn.max_len, n_bottleneck=syn.n_bottleneck,
         width=cfg.width * n_modalities, ffn_width=cfg.ffn_width * n_modalities,
         n_unimodal=syn.n_layers, n_fusion=1, dropout=syn.dropout, align_scope="sequence",
-        synopsis=None, train=None)
+        synopsis=None, position_bins=syn.position_bins, train=None)
 
 
 # --- Loading -----------------------------------------------------------------------------------
@@ -344,6 +346,9 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
                    or cfg.n_heads < 1 or cfg.width % cfg.n_heads == 0,
                    f"{cfg.width} is not divisible by n_heads {cfg.n_heads}"))
     in_range("dropout", cfg.dropout, 0.0, 1.0)
+    positive_int("position_bins", cfg.position_bins, minimum=0)
+    checks.append(("position_bins", cfg.task == "synopsis" or cfg.position_bins == 0,
+                   "only for task \"synopsis\" (an act config sets synopsis.position_bins)"))
     if cfg.task == "synopsis":
         checks.append(("n_fusion", cfg.n_fusion == 1, f"must be 1 for task \"synopsis\" (one stream, "
                        f"nothing to fuse), got {cfg.n_fusion!r}"))
@@ -355,6 +360,7 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
                        "only for task \"act\" (use null)"))
         for name in ("max_len", "n_bottleneck", "n_layers"):
             positive_int(f"synopsis.{name}", getattr(cfg.synopsis, name))
+        positive_int("synopsis.position_bins", cfg.synopsis.position_bins, minimum=0)
         in_range("synopsis.dropout", cfg.synopsis.dropout, 0.0, 1.0)
     schema = TRAIN_SCHEMA.get(cfg.task)
     checks.append(("train", schema is None or type(cfg.train) is schema,

@@ -457,6 +457,11 @@ class SynopsisModel(nn.Module):
         self.sentence_dim = sentence_dim
         self.stream = UnimodalStream(sentence_dim, self.cfg, can_be_missing=False)   # sentences always exist
         self.head = nn.Linear(self.cfg.width, cfg.n_classes)
+        # Optional position head: a learned per-TP logit bias for each of ``position_bins``
+        # relative-position bins, added to the content logits (docs/training.md, "Synopsis
+        # task"): the TP-position prior as its own parameters, next to what the sentences say.
+        bins = self.cfg.position_bins
+        self.position_bias = nn.Parameter(torch.zeros(bins, cfg.n_classes)) if bins else None
         self.apply(_init_linear)
 
     def forward(self, sents: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -474,7 +479,10 @@ class SynopsisModel(nn.Module):
         bins = align_bins(normalised_positions(mask), n_b)
         key_mask = torch.cat([mask.new_ones(mask.shape[0], n_b), mask], dim=1)
         sent_emb = self.stream(sents, token_index(mask), bins, key_mask)[:, n_b:]
-        return self.head(sent_emb), sent_emb
+        logits = self.head(sent_emb)
+        if self.position_bias is not None:
+            logits = logits + self.position_bias[align_bins(normalised_positions(mask), len(self.position_bias))]
+        return logits, sent_emb
 
     def content_embeddings(self, sents: Tensor) -> Tensor:
         """The sentence encoder's linear projection (B, S, C·M): a sentence without its position."""

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.schema import MovieEntry
+from mega_pipe.model.baselines import PositionBaseline
 from mega_pipe.model.config import ActTrainConfig, MegaConfig
 from mega_pipe.model.data import (
     UNLABELLED,
@@ -321,6 +322,17 @@ class SynopsisTask(Task):
     def load(self, entries: Sequence[MovieEntry], modalities: Sequence[str],
              dims: dict[str, int] | None = None) -> list[MovieData]:
         return load_synopsis_entries(entries)
+
+    def prepare(self, run: Run) -> None:
+        """With a position head, start it at the log of the position-distribution baseline
+        fitted on the training synopses (``baselines.PositionBaseline``): the model begins as
+        the baseline and training adds what the sentences say (docs/training.md)."""
+        bias = run.model.position_bias
+        if bias is None:
+            return
+        prior = PositionBaseline.fit([(len(m.synopsis), m.tp_sentences) for m in run.train_movies])
+        with torch.no_grad():
+            bias.copy_(torch.from_numpy(np.log(prior.posteriors(len(bias)).T + 1e-4)).to(bias))
 
     def check_training_labels(self, cfg: MegaConfig, movies: Sequence[MovieData]) -> None:
         self.check_gold(movies)
