@@ -105,7 +105,8 @@ class SynopsisTrainConfig(TrainConfig):
     task"); defaults are the packaged ``synopsis`` config's. ``modality_dropout`` is unused
     (one input: the sentences)."""
 
-    epochs: int = 40
+    lr: float = 5e-4
+    epochs: int = 20
     batch_size: int = 8  # synopses per step
     weight_decay: float = 0.05
     modality_dropout: float = 0.0
