@@ -53,6 +53,7 @@ def vectors_of(column: pa.ChunkedArray | pa.Array, dim: int | None = None) -> np
 
 
 CACHE_KEY = b"cache_key"
+SYNOPSIS_ONLY_KIND = "synopsis-only"   # manifest.json "kind" of a folder without shots
 DETECTION_KEY = b"detection_key"   # shots.parquet: the shot detection's key (CACHE_KEY: pooling)
 
 SHOT_COLUMNS = pa.schema([
@@ -227,15 +228,19 @@ class FeatureFolder:
                 + ([self.SYNOPSIS] if synopsis else []))
 
     # -- state -------------------------------------------------------------------------------
-    def problem(self, *, synopsis: bool = False) -> str | None:
-        """Why the folder cannot be read (missing, incomplete, no synopsis when one is needed),
-        or None."""
+    def problem(self, *, synopsis: bool = False, shots: bool = True) -> str | None:
+        """Why the folder cannot be read (missing, incomplete, no shots when they are needed,
+        no synopsis when one is needed), or None. ``shots=False`` accepts a synopsis-only
+        folder (:meth:`write_synopsis_only`)."""
         if not self.path.is_dir():
             return f"feature folder {self.path} does not exist"
         if not self.manifest_path.is_file():
             return f"feature folder {self.path} is incomplete (no {self.MANIFEST}: the extract " \
                    "run failed or is still running)"
-        if not self.shots_path.is_file():
+        if shots and not self.shots_path.is_file():
+            if self.is_synopsis_only:
+                return f"feature folder {self.path} holds a synopsis only (no {self.SHOTS}); " \
+                       "it serves synopsis training, not shot-level tasks"
             return f"feature folder {self.path} has no {self.SHOTS}"
         if synopsis and not self.synopsis_path.is_file():
             return f"feature folder {self.path} has no {self.SYNOPSIS} (extract with --synopsis)"
@@ -245,8 +250,18 @@ class FeatureFolder:
     def is_complete(self) -> bool:
         return self.problem() is None
 
-    def require_complete(self, *, synopsis: bool = False) -> "FeatureFolder":
-        problem = self.problem(synopsis=synopsis)
+    @property
+    def is_synopsis_only(self) -> bool:
+        """A folder written by :meth:`write_synopsis_only`: synopsis.parquet, no shots."""
+        return (self.read_manifest() or {}).get("kind") == SYNOPSIS_ONLY_KIND
+
+    def is_complete_synopsis(self, cache_key: str) -> bool:
+        """The folder is complete and its synopsis.parquet was written with ``cache_key``."""
+        return (self.manifest_path.is_file() and self.synopsis_path.is_file()
+                and self.cached_key(self.SYNOPSIS) == cache_key)
+
+    def require_complete(self, *, synopsis: bool = False, shots: bool = True) -> "FeatureFolder":
+        problem = self.problem(synopsis=synopsis, shots=shots)
         if problem:
             raise MegaPipeError(problem)
         return self
@@ -326,6 +341,15 @@ class FeatureFolder:
     def write_manifest(self, manifest: dict) -> None:
         """Write the run manifest: last, when every other file of the run is in place."""
         write_json(self.manifest_path, manifest)
+
+    def write_synopsis_only(self, table: pa.Table, manifest: dict) -> None:
+        """A **synopsis-only** folder (``mega-pipe manifest tripod --synopses-only``): the
+        synopsis table, then ``manifest.json`` (``manifest`` plus the contract version, the
+        kind and the output list), so a crash leaves an incomplete folder, never a wrong one."""
+        self.invalidate()
+        self.write_synopsis(table)
+        self.write_manifest({"contract": CONTRACT_VERSION, **manifest, "kind": SYNOPSIS_ONLY_KIND,
+                             "outputs": [self.SYNOPSIS]})
 
     def invalidate(self) -> None:
         """Mark the folder incomplete (before its files change)."""

@@ -103,10 +103,14 @@ def _entry_from_json(obj: object, base: Path) -> MovieEntry:
 def _check_features(entry: MovieEntry) -> None:
     """Check the entry against its extract output folder (docs/contract.md)."""
     folder = FeatureFolder(entry.features)
-    problem = folder.problem(synopsis=entry.tp_sentences is not None)
+    shot_labels = entry.scene_labels is not None or entry.tp_shots is not None
+    # A synopsis-only folder (manifest tripod --synopses-only) is fine for a movie labelled on
+    # its synopsis sentences only; shot labels need shots.
+    problem = folder.problem(synopsis=entry.tp_sentences is not None,
+                             shots=shot_labels or entry.tp_sentences is None)
     if problem:
         raise _Invalid(problem)
-    n_shots = folder.n_shots()
+    n_shots = folder.n_shots() if shot_labels else 0
     if entry.scene_labels is not None and len(entry.scene_labels) != n_shots:
         raise _Invalid(f"'scene_labels' has {len(entry.scene_labels)} entries but "
                        f"{folder.shots_path} has {n_shots} shots")

@@ -27,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from mega_pipe.manifests.atomic import atomic_path
 from mega_pipe.manifests.errors import MegaPipeError
@@ -181,10 +181,10 @@ def _resolve_id(name: str, features_root: Path, name_map: Mapping[str, str] | No
     return slugify(name)
 
 
-def _features_problem(folder: FeatureFolder, sentences: list[str]) -> str | None:
+def _features_problem(folder: FeatureFolder, sentences: list[str], shots: bool = True) -> str | None:
     """Why the movie cannot be trained on yet, or None when its synopsis holds exactly the
-    TRIPOD sentences."""
-    problem = folder.problem(synopsis=True)
+    TRIPOD sentences (``shots=False``: a synopsis-only folder is enough)."""
+    problem = folder.problem(synopsis=True, shots=shots)
     if problem:
         return problem
     texts = [_clean(t) for t in folder.read_synopsis()[0]]
@@ -197,8 +197,14 @@ def _features_problem(folder: FeatureFolder, sentences: list[str]) -> str | None
 def convert_tripod(csv_by_split: Mapping[str, str | os.PathLike],
                    features_root: str | os.PathLike, manifest_path: str | os.PathLike,
                    synopsis_dir: str | os.PathLike, *,
-                   name_map: Mapping[str, str] | None = None) -> TripodReport:
+                   name_map: Mapping[str, str] | None = None,
+                   synopsis_folder: Callable[[Path, str, list[str]], None] | None = None) -> TripodReport:
     """Write one synopsis file per movie and a manifest with ``tp_sentences`` and ``split``.
+
+    ``synopsis_folder(folder, movie_id, sentences)``, when given, is called for every movie
+    before its folder is checked: ``manifest tripod --synopses-only`` passes one that writes a
+    synopsis-only feature folder (the sentences embedded, ``pipeline/synopsis.py``), and the
+    movies then need no shots (synopsis training, ``train --task synopsis``).
 
     ``csv_by_split`` maps a split ("train", "val", "test") to a TRIPOD CSV. With ``name_map``
     only the movies it names are converted (the others are listed in ``unmapped``). A movie
@@ -226,7 +232,10 @@ def convert_tripod(csv_by_split: Mapping[str, str | os.PathLike],
             folder = features_root / movie_id
             report.entries.append(MovieEntry(movie_id=movie_id, features=folder, split=split,
                                              tp_sentences=movie.tp_sentences))
-            problem = _features_problem(FeatureFolder(folder), movie.sentences)
+            if synopsis_folder is not None:
+                synopsis_folder(folder, movie_id, movie.sentences)
+            problem = _features_problem(FeatureFolder(folder), movie.sentences,
+                                        shots=synopsis_folder is None)
             if problem:
                 report.problems[movie_id] = problem
     if not report.entries:

@@ -39,16 +39,20 @@ class Checkpoint:
     cfg: MegaConfig
     modalities: list[str]
     normalizer: Normalizer
-    model: MEGA
+    model: MEGA | SynopsisModel  # task "synopsis": the synopsis network
     synopsis_model: SynopsisModel | None
     device: torch.device
-    info: dict  # epoch, val metrics, settings, code_version
+    info: dict  # epoch, val metrics, settings, code_version, modality_dims, sentence_dim
 
 
-def build_models(cfg: MegaConfig, modality_dims: dict[str, int], sentence_dim: int | None) -> tuple[MEGA, SynopsisModel | None]:
+def build_models(cfg: MegaConfig, modality_dims: dict[str, int],
+                 sentence_dim: int | None) -> tuple[MEGA | SynopsisModel, SynopsisModel | None]:
     """The shot model, plus the synopsis model when the config has one (act, spec §1.4: two
-    networks). A module's ValueError (e.g. a modality name with a '.') becomes a MegaPipeError."""
+    networks); for task "synopsis" the synopsis model alone (as the model, no second network).
+    A module's ValueError (e.g. a modality name with a '.') becomes a MegaPipeError."""
     try:
+        if cfg.task == "synopsis":   # the synopsis network alone is the model (no shots)
+            return SynopsisModel(cfg, sentence_dim), None
         model = MEGA(cfg, modality_dims)
         synopsis = None if cfg.synopsis is None else SynopsisModel(cfg, sentence_dim, len(modality_dims))
     except ValueError as exc:
@@ -119,7 +123,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
     if synopsis is not None:
         synopsis.load_state_dict(state["synopsis_model"])
         synopsis.to(dev).eval()
-    info = {k: state[k] for k in ("epoch", "val", "settings", "code_version")}
+    info = {k: state[k] for k in ("epoch", "val", "settings", "code_version", "modality_dims", "sentence_dim")}
     return Checkpoint(
         task=state["task"],
         cfg=cfg,

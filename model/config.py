@@ -29,7 +29,7 @@ from typing import Any, Literal, Union
 
 from mega_pipe.manifests.errors import MegaPipeError
 
-TASKS = ("scene", "act")
+TASKS = ("scene", "act", "synopsis")
 
 
 # --- The schema --------------------------------------------------------------------------------
@@ -100,6 +100,20 @@ class ActTrainConfig(TrainConfig):
 
 
 @dataclass(frozen=True)
+class SynopsisTrainConfig(TrainConfig):
+    """``train`` of a synopsis config (TRIPOD sentence-level TPs, docs/training.md "Synopsis
+    task"); defaults are the packaged ``synopsis`` config's. ``modality_dropout`` is unused
+    (one input: the sentences)."""
+
+    lr: float = 5e-4
+    epochs: int = 20
+    batch_size: int = 8  # synopses per step
+    weight_decay: float = 0.05
+    modality_dropout: float = 0.0
+    label_smoothing: float = 0.1  # mass spread over the sentences next to a gold one, see tasks.py
+
+
+@dataclass(frozen=True)
 class SynopsisConfig:
     """The act synopsis model (§1.2.1 synopsis column)."""
 
@@ -107,16 +121,25 @@ class SynopsisConfig:
     n_bottleneck: int  # 20
     dropout: float  # 0.1
     n_layers: int  # 1
+    position_bins: int = 0  # per-TP logit bias over relative-position bins (0: none; docs/training.md)
 
 
-TRAIN_SCHEMA: dict[str, type[TrainConfig]] = {"scene": SceneTrainConfig, "act": ActTrainConfig}
+TRAIN_SCHEMA: dict[str, type[TrainConfig]] = {"scene": SceneTrainConfig, "act": ActTrainConfig,
+                                              "synopsis": SynopsisTrainConfig}
 
 
 @dataclass(frozen=True)
 class MegaConfig:
-    """One MEGA model (mega-spec §1.2, Tab. 1a/1b); comments give scene / act values."""
+    """One MEGA model (mega-spec §1.2, Tab. 1a/1b); comments give scene / act values.
 
-    task: Literal["scene", "act"]
+    Task "synopsis" is the act model's synopsis network on its own (``SynopsisModel``): the
+    top-level keys are then that network's (``max_len`` sentences, ``n_bottleneck`` Align.PE
+    bins, ``width``, ``ffn_width``, ``n_unimodal`` layers, ``n_heads``, ``dropout``, ...;
+    ``n_fusion`` must be 1 and ``synopsis`` null), the same values
+    :func:`synopsis_model_config` derives from an act config, so a synopsis checkpoint can
+    initialise an act model's synopsis network."""
+
+    task: Literal["scene", "act", "synopsis"]
     max_len: int  # L: 17 (scene) / 3000 (act)
     n_bottleneck: int  # L_n: bottleneck tokens = Align.PE bins: 2 / 100
     width: int  # C: 768 / 128
@@ -131,6 +154,7 @@ class MegaConfig:
     align_pe_in_bottleneck: bool = True  # ablation switch (Tab. 2b)
     align_scope: Literal["sequence", "movie"] = "sequence"  # "movie": caller passes r_i (§5 #2)
     synopsis: Union[SynopsisConfig, None] = None  # act only
+    position_bins: int = 0  # task "synopsis" only: SynopsisConfig.position_bins
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
 
     def __post_init__(self) -> None:
@@ -139,6 +163,27 @@ class MegaConfig:
         problem = _value_problem(self)
         if problem:
             raise MegaPipeError(f"invalid MEGA config: {problem[0]}: {problem[1]}")
+
+
+# Fields that shape a synopsis network's weights and computation (not dropout, not training).
+SYNOPSIS_ARCHITECTURE = ("max_len", "n_bottleneck", "width", "ffn_width", "n_unimodal", "n_heads",
+                         "n_classes", "positional", "align_pe", "align_pe_in_bottleneck", "position_bins")
+
+
+def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
+    """The config of the synopsis network as a task-"synopsis" config: ``cfg`` itself for a
+    synopsis config; for an act config with ``n_modalities`` shot modalities, its ``synopsis``
+    section at width C·M and FFN C_k·M (Tab. 1b synopsis column, ``SynopsisModel``)."""
+    if cfg.task == "synopsis":
+        return cfg
+    if cfg.synopsis is None:
+        raise MegaPipeError(f"the {cfg.task!r} config has no synopsis section")
+    syn = cfg.synopsis
+    return dataclasses.replace(
+        cfg, task="synopsis", max_len=syn.max_len, n_bottleneck=syn.n_bottleneck,
+        width=cfg.width * n_modalities, ffn_width=cfg.ffn_width * n_modalities,
+        n_unimodal=syn.n_layers, n_fusion=1, dropout=syn.dropout, align_scope="sequence",
+        synopsis=None, position_bins=syn.position_bins, train=None)
 
 
 # --- Loading -----------------------------------------------------------------------------------
@@ -302,10 +347,21 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
                    or cfg.n_heads < 1 or cfg.width % cfg.n_heads == 0,
                    f"{cfg.width} is not divisible by n_heads {cfg.n_heads}"))
     in_range("dropout", cfg.dropout, 0.0, 1.0)
+    positive_int("position_bins", cfg.position_bins, minimum=0)
+    checks.append(("position_bins", cfg.task == "synopsis" or cfg.position_bins == 0,
+                   "only for task \"synopsis\" (an act config sets synopsis.position_bins)"))
+    if cfg.task == "synopsis":
+        checks.append(("n_fusion", cfg.n_fusion == 1, f"must be 1 for task \"synopsis\" (one stream, "
+                       f"nothing to fuse), got {cfg.n_fusion!r}"))
+        checks.append(("align_scope", cfg.align_scope == "sequence",
+                       f"must be \"sequence\" for task \"synopsis\", got {cfg.align_scope!r}"))
     if cfg.synopsis is not None:
-        checks.append(("synopsis", cfg.task == "act", "only for task \"act\" (use null)"))
+        checks.append(("synopsis", cfg.task == "act", "only for task \"act\" (use null; a synopsis config's "
+                       "top-level keys are the synopsis model)" if cfg.task == "synopsis" else
+                       "only for task \"act\" (use null)"))
         for name in ("max_len", "n_bottleneck", "n_layers"):
             positive_int(f"synopsis.{name}", getattr(cfg.synopsis, name))
+        positive_int("synopsis.position_bins", cfg.synopsis.position_bins, minimum=0)
         in_range("synopsis.dropout", cfg.synopsis.dropout, 0.0, 1.0)
     schema = TRAIN_SCHEMA.get(cfg.task)
     checks.append(("train", schema is None or type(cfg.train) is schema,
@@ -318,6 +374,8 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
         positive_int("train.epochs", train.epochs)
         positive_int("train.batch_size", train.batch_size)
         in_range("train.modality_dropout", train.modality_dropout, 0.0, 1.0)
+    if isinstance(train, SynopsisTrainConfig):
+        in_range("train.label_smoothing", train.label_smoothing, 0.0, 1.0)
     if isinstance(train, ActTrainConfig):
         for name, weight in dataclasses.asdict(train.loss_weights).items():
             checks.append((f"train.loss_weights.{name}", weight >= 0, f"must be >= 0, got {weight!r}"))

@@ -139,6 +139,28 @@ def load_entries(entries: Sequence[MovieEntry], modalities: Sequence[str], *, sy
     return movies
 
 
+def read_synopsis_movie(folder: str | os.PathLike) -> MovieData:
+    """The synopsis vectors of a feature folder, full extract output or synopsis-only
+    (``manifest tripod --synopses-only``); no shots are read (task "synopsis")."""
+    folder = FeatureFolder(folder).require_complete(synopsis=True, shots=False)
+    sentences = folder.read_synopsis()[1]
+    if len(sentences) == 0:
+        raise MegaPipeError(f"{folder.synopsis_path} has no sentences")
+    return MovieData(movie_id=folder.movie_id, features={}, shot_frames=np.zeros((0, 2), np.int64),
+                     synopsis=sentences)
+
+
+def load_synopsis_entries(entries: Sequence[MovieEntry]) -> list[MovieData]:
+    """Every manifest entry's synopsis vectors with its ``tp_sentences`` (task "synopsis")."""
+    movies = []
+    for entry in entries:
+        movie = read_synopsis_movie(entry.features)
+        movie.movie_id = entry.movie_id
+        movie.tp_sentences = entry.tp_sentences
+        movies.append(movie)
+    return movies
+
+
 def scene_label_array(labels: Sequence[int | None], n_shots: int, movie_id: str) -> np.ndarray:
     """Manifest scene labels -> (n_shots,) int64: −1 counts as 1 (spec §1.3, BaSSL ``abs``);
     ``null`` (e.g. MovieNet's last shot) becomes UNLABELLED: neither trained on nor scored."""

@@ -13,7 +13,6 @@ from mega_pipe.manifests.atomic import write_json, write_text
 from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.schema import read_manifest
 from mega_pipe.model.checkpoint import load_checkpoint
-from mega_pipe.model.data import load_entries
 from mega_pipe.model.tasks import task_for
 
 
@@ -29,14 +28,15 @@ def evaluate(
 
     Writes ``eval_<task>_<split>.json`` (metrics) and ``predictions_<task>_<split>.jsonl`` (one record per
     movie, the input of ``mega-pipe score``) to ``out`` (default: the checkpoint's folder) and
-    returns the metrics with the paths. Act gold is the shot-level ``tp_shots`` (§5 #17).
+    returns the metrics with the paths. Act gold is the shot-level ``tp_shots`` (§5 #17);
+    synopsis gold the sentence-level ``tp_sentences``.
     """
     ckpt = load_checkpoint(checkpoint, device)
     task = task_for(ckpt.task)
     entries = [e for e in read_manifest(manifest) if e.split == split]
     if not entries:
         raise MegaPipeError(f"the manifest has no movie with split {split!r}")
-    movies = [ckpt.normalizer.apply(m) for m in load_entries(entries, ckpt.modalities, dims=ckpt.model.modality_dims)]
+    movies = [ckpt.normalizer.apply(m) for m in task.load(entries, ckpt.modalities, dims=ckpt.info["modality_dims"])]
     task.check_gold(movies)
     records = task.records(ckpt.model, ckpt.cfg, movies, ckpt.device)
     metrics = task.metrics(records)

@@ -28,7 +28,6 @@ are programming errors. Parameter counts are ``summary.py``.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 from collections.abc import Mapping
@@ -36,7 +35,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from mega_pipe.model.config import MegaConfig
+from mega_pipe.model.config import MegaConfig, synopsis_model_config
 from torch import Tensor, nn
 
 INIT_STD = 0.02  # BERT initialisation, which the post-LN blocks of §1.2 step 4 follow
@@ -446,27 +445,23 @@ class SynopsisModel(nn.Module):
     coarse position with shot i whenever j/L_syn ≈ i/L_sh (§1.2).
     """
 
-    def __init__(self, cfg: MegaConfig, sentence_dim: int, n_modalities: int) -> None:
+    def __init__(self, cfg: MegaConfig, sentence_dim: int, n_modalities: int = 1) -> None:
         super().__init__()
-        if cfg.synopsis is None:
+        if cfg.task != "synopsis" and cfg.synopsis is None:
             raise ValueError(f"the {cfg.task!r} config has no synopsis section")
         if n_modalities < 1 or sentence_dim < 1:
             raise ValueError("synopsis model needs n_modalities >= 1 and sentence_dim >= 1")
-        syn = cfg.synopsis
-        self.cfg = dataclasses.replace(
-            cfg,
-            max_len=syn.max_len,
-            n_bottleneck=syn.n_bottleneck,
-            width=cfg.width * n_modalities,
-            ffn_width=cfg.ffn_width * n_modalities,
-            n_unimodal=syn.n_layers,
-            dropout=syn.dropout,
-            align_scope="sequence",
-            synopsis=None,
-        )
+        # An act config's synopsis section at width C·M, or a task-"synopsis" config as is
+        # (then it is the whole model: ``train --task synopsis``, the act model's teacher).
+        self.cfg = synopsis_model_config(cfg, n_modalities)
         self.sentence_dim = sentence_dim
         self.stream = UnimodalStream(sentence_dim, self.cfg, can_be_missing=False)   # sentences always exist
         self.head = nn.Linear(self.cfg.width, cfg.n_classes)
+        # Optional position head: a learned per-TP logit bias for each of ``position_bins``
+        # relative-position bins, added to the content logits (docs/training.md, "Synopsis
+        # task"): the TP-position prior as its own parameters, next to what the sentences say.
+        bins = self.cfg.position_bins
+        self.position_bias = nn.Parameter(torch.zeros(bins, cfg.n_classes)) if bins else None
         self.apply(_init_linear)
 
     def forward(self, sents: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -484,7 +479,10 @@ class SynopsisModel(nn.Module):
         bins = align_bins(normalised_positions(mask), n_b)
         key_mask = torch.cat([mask.new_ones(mask.shape[0], n_b), mask], dim=1)
         sent_emb = self.stream(sents, token_index(mask), bins, key_mask)[:, n_b:]
-        return self.head(sent_emb), sent_emb
+        logits = self.head(sent_emb)
+        if self.position_bias is not None:
+            logits = logits + self.position_bias[align_bins(normalised_positions(mask), len(self.position_bias))]
+        return logits, sent_emb
 
     def content_embeddings(self, sents: Tensor) -> Tensor:
         """The sentence encoder's linear projection (B, S, C·M): a sentence without its position."""

@@ -364,12 +364,60 @@ def act_metrics(records: Sequence[dict]) -> dict:
     }
 
 
+def synopsis_prediction(posterior: Sequence[float]) -> int:
+    """The predicted TP sentence: the argmax of the posterior (a tie goes to the first)."""
+    return int(np.argmax(np.asarray(posterior, dtype=np.float64)))
+
+
+def synopsis_metrics(records: Sequence[dict]) -> dict:
+    """Sentence-level turning-point metrics of TRIPOD (Papalampidi et al., EMNLP 2019; see
+    docs/training.md "Synopsis task" for the sources and what could not be verified).
+
+    Records are act records over **sentences** (``posteriors`` 5 × N_sentences, ``gold`` the
+    annotated sentence indices per TP; several annotators give several). The prediction for
+    (movie, TP) is the single argmax sentence p (:func:`synopsis_prediction`) — no ±1 window,
+    which is what separates these from GraphTP's scene-level :func:`act_metrics`. With G the
+    gold sentences of (movie, TP), over the (movie, TP) events that have gold:
+
+    - ``ta``: Σ|G ∩ {p}| / Σ|G|, the fraction of gold TP sentences identified (with one
+      annotator per movie: the fraction of TPs whose sentence is exactly right);
+    - ``pa``: the fraction of events with p ∈ G (at least one gold sentence identified);
+    - ``d``: the mean of min_{g∈G} |p − g| / N, the distance to the nearest gold sentence as a
+      fraction of the synopsis length N;
+    - ``n_movies``, ``n_events`` (events scored; a TP without gold is left out of all three).
+    """
+    movies: list[_ActMovie] = _parse_all(records, _act_movie)
+    hit_sentences = gold_sentences = hit_events = 0
+    distances = []
+    for movie in movies:
+        n = movie.posteriors.shape[1]
+        for posterior, gold in zip(movie.posteriors, movie.gold):
+            if not gold:
+                continue
+            p = synopsis_prediction(posterior)
+            hit = p in gold
+            hit_sentences += hit
+            gold_sentences += len(gold)
+            hit_events += hit
+            distances.append(min(abs(p - g) for g in gold) / n)
+    if not distances:
+        raise MegaPipeError("no turning point with gold sentences to score")
+    return {
+        "ta": hit_sentences / gold_sentences,
+        "pa": hit_events / len(distances),
+        "d": float(np.mean(distances)),
+        "n_movies": len(movies),
+        "n_events": len(distances),
+    }
+
+
 def score_records(task: str, records: Iterable[dict]) -> dict:
     """Validate and score prediction records: ``task`` "scene" -> :func:`scene_metrics`, "act"
-    -> :func:`act_metrics`. A malformed record raises MegaPipeError naming the movie and field."""
-    scorers = {"scene": scene_metrics, "act": act_metrics}
+    -> :func:`act_metrics`, "synopsis" -> :func:`synopsis_metrics`. A malformed record raises
+    MegaPipeError naming the movie and field."""
+    scorers = {"scene": scene_metrics, "act": act_metrics, "synopsis": synopsis_metrics}
     if task not in scorers:
-        raise MegaPipeError(f"unknown task {task!r}; expected 'scene' or 'act'")
+        raise MegaPipeError(f"unknown task {task!r}; expected 'scene', 'act' or 'synopsis'")
     return scorers[task](list(records))
 
 

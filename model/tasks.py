@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.manifests.schema import MovieEntry
+from mega_pipe.model.baselines import PositionBaseline
 from mega_pipe.model.config import ActTrainConfig, MegaConfig
 from mega_pipe.model.data import (
     UNLABELLED,
@@ -42,6 +44,8 @@ from mega_pipe.model.data import (
     Normalizer,
     SceneSamples,
     drop_modalities,
+    load_entries,
+    load_synopsis_entries,
     pack_synopses,
     pack_windows,
     stitch_windows,
@@ -56,7 +60,7 @@ from mega_pipe.model.losses import (
     tp_cross_entropy,
 )
 from mega_pipe.model.mega import MEGA, SynopsisModel
-from mega_pipe.model.metrics import act_metrics, scene_metrics
+from mega_pipe.model.metrics import act_metrics, scene_metrics, synopsis_metrics
 from mega_pipe.model.predict import act_posteriors, scene_probabilities
 
 ACT_LOSSES = ("sync", "distill", "synopsis", "shot_tp")
@@ -98,6 +102,12 @@ class Task:
 
     name: str
     uses_synopsis: bool = False  # its movies need synopsis vectors (and a synopsis model)
+    uses_shots: bool = True  # its movies need shots.parquet (and modalities)
+
+    def load(self, entries: Sequence[MovieEntry], modalities: Sequence[str],
+             dims: dict[str, int] | None = None) -> list[MovieData]:
+        """The movies of manifest entries with their gold labels (``data.load_entries``)."""
+        return load_entries(entries, modalities, synopsis=self.uses_synopsis, dims=dims)
 
     def check_training_labels(self, cfg: MegaConfig, movies: Sequence[MovieData]) -> None:
         """Fail before training starts when a movie lacks what the task trains on."""
@@ -290,11 +300,118 @@ def sync_prior(train: ActTrainConfig, epoch: float | None) -> float:
     return prior
 
 
-TASKS: dict[str, type[Task]] = {"scene": SceneTask, "act": ActTask}
+class SynopsisTask(Task):
+    """Sentence-level turning points of a synopsis (TRIPOD, docs/training.md "Synopsis task").
+
+    The model is the synopsis network alone (``SynopsisModel`` of a task-"synopsis" config, the
+    act model's teacher): per synopsis and TP, a softmax over its sentences. The loss is the
+    per-TP cross-entropy (``tp_cross_entropy``) against the gold sentences (several annotators:
+    mass spread evenly), smoothed by ``train.label_smoothing`` ε: a fraction ε of each gold
+    sentence's mass goes to its two neighbours (ε/2 each; at an edge all of it to the one
+    neighbour), because a prediction one sentence off is nearly right (TRIPOD's D) while the
+    one-hot target calls it as wrong as any other. Records are act records over sentences,
+    scored by ``metrics.synopsis_metrics`` (TA/PA/D of TRIPOD, no ±1 window). The best epoch
+    is the one with the lowest validation loss (TA on a few dozen validation synopses moves in
+    steps of several per cent).
+    """
+
+    name = "synopsis"
+    uses_synopsis = True
+    uses_shots = False
+
+    def load(self, entries: Sequence[MovieEntry], modalities: Sequence[str],
+             dims: dict[str, int] | None = None) -> list[MovieData]:
+        return load_synopsis_entries(entries)
+
+    def prepare(self, run: Run) -> None:
+        """With a position head, start it at the log of the position-distribution baseline
+        fitted on the training synopses (``baselines.PositionBaseline``): the model begins as
+        the baseline and training adds what the sentences say (docs/training.md)."""
+        bias = run.model.position_bias
+        if bias is None:
+            return
+        prior = PositionBaseline.fit([(len(m.synopsis), m.tp_sentences) for m in run.train_movies])
+        with torch.no_grad():
+            bias.copy_(torch.from_numpy(np.log(prior.posteriors(len(bias)).T + 1e-4)).to(bias))
+
+    def check_training_labels(self, cfg: MegaConfig, movies: Sequence[MovieData]) -> None:
+        self.check_gold(movies)
+        for movie in movies:
+            if len(movie.synopsis) > cfg.max_len:
+                raise MegaPipeError(f"{movie.movie_id}: synopsis of {len(movie.synopsis)} sentences exceeds "
+                                    f"the synopsis model's max_len {cfg.max_len} (raise it with a config override)")
+
+    def check_gold(self, movies: Sequence[MovieData]) -> None:
+        missing = [m.movie_id for m in movies if m.tp_sentences is None]
+        if missing:
+            raise MegaPipeError(f"synopsis turning points need tp_sentences; none for {', '.join(missing)}")
+
+    def training_pool(self, run: Run) -> np.ndarray:
+        return np.arange(len(run.train_movies))
+
+    def step_loss(self, run: Run, index: np.ndarray, epoch: float | None) -> dict[str, torch.Tensor]:
+        return self.losses(run.model, run.cfg, [run.train_movies[i] for i in index], run.device)
+
+    @staticmethod
+    def losses(model: SynopsisModel, cfg: MegaConfig, movies: Sequence[MovieData],
+               device: torch.device) -> dict[str, torch.Tensor]:
+        sents, mask = pack_synopses(movies, device)
+        with autocast(device):
+            logits = model(sents, mask)[0]
+        parts = []
+        for i, movie in enumerate(movies):
+            n = len(movie.synopsis)
+            q = smoothed_targets(tp_targets(movie.tp_sentences, n, movie.movie_id, "sentence"),
+                                 cfg.train.label_smoothing)
+            parts.append(tp_cross_entropy(logits[i, :n].float(), torch.from_numpy(q).to(device)))
+        return {"loss": torch.stack(parts).mean()}
+
+    @torch.no_grad()
+    def records(self, model: SynopsisModel, cfg: MegaConfig, movies: Sequence[MovieData],
+                device: torch.device) -> list[dict]:
+        model.eval()
+        records = []
+        for movie in movies:
+            sents, mask = pack_synopses([movie], device)
+            logits = model(sents, mask)[0][0].float()
+            records.append({"movie_id": movie.movie_id,
+                            "posteriors": torch.softmax(logits, dim=0).T.cpu().tolist(),
+                            "gold": movie.tp_sentences})
+        return records
+
+    def metrics(self, records: list[dict]) -> dict:
+        return synopsis_metrics(records)
+
+    @torch.no_grad()
+    def validate(self, run: Run) -> dict:
+        run.set_train(False)
+        metrics = self.metrics(self.records(run.model, run.cfg, run.val_movies, run.device))
+        metrics["loss"] = float(self.losses(run.model, run.cfg, run.val_movies, run.device)["loss"])
+        return {"metrics": metrics, "select": ("-loss", -metrics["loss"])}
+
+
+def smoothed_targets(target: np.ndarray, epsilon: float) -> np.ndarray:
+    """(n, 5) target distributions with a fraction ``epsilon`` of every unit's mass moved to
+    its neighbours (half to each; at an edge all to the one neighbour). Columns still sum to 1."""
+    if epsilon <= 0 or len(target) < 2:
+        return target
+    left = np.zeros_like(target)
+    right = np.zeros_like(target)
+    left[:-1] = target[1:]     # mass arriving from the next unit
+    right[1:] = target[:-1]    # mass arriving from the previous unit
+    share = np.full((len(target), 1), 0.5, np.float32)
+    edge_in = np.zeros_like(target)
+    edge_in[1] += target[0] * 0.5     # unit 0 has one neighbour: its other half goes there too
+    edge_in[-2] += target[-1] * 0.5
+    spread = (left + right) * share + edge_in
+    return ((1 - epsilon) * target + epsilon * spread).astype(np.float32)
+
+
+TASKS: dict[str, type[Task]] = {"scene": SceneTask, "act": ActTask, "synopsis": SynopsisTask}
 
 
 def task_for(name: str) -> Task:
-    """A fresh task object for ``name`` ("scene" | "act")."""
+    """A fresh task object for ``name`` ("scene" | "act" | "synopsis")."""
     if name not in TASKS:
         raise MegaPipeError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
     return TASKS[name]()

@@ -35,12 +35,18 @@ from mega_pipe.model.checkpoint import (
     save_checkpoint,
     stored_config,
 )
-from mega_pipe.model.config import MegaConfig, TrainConfig, load_config
+from mega_pipe.model.config import (
+    SYNOPSIS_ARCHITECTURE,
+    MegaConfig,
+    TrainConfig,
+    load_config,
+    synopsis_model_config,
+)
 from mega_pipe.model.data import (
+    SYNOPSIS_KEY,
     Normalizer,
     check_feature_dims,
     choose_modalities,
-    load_entries,
 )
 from mega_pipe.model.device import resolve_device, rng_state, set_rng_state
 from mega_pipe.model.evaluate import evaluate
@@ -105,8 +111,8 @@ def _prepare(task: Task, cfg: MegaConfig, entries: Sequence[MovieEntry], setting
     """Load and normalise the data, build the models (weights are loaded by the caller)."""
     modalities = settings["modalities"]
     synopsis = task.uses_synopsis
-    train_movies = load_entries(_split(entries, "train"), modalities, synopsis=synopsis)
-    val_movies = load_entries(_split(entries, settings["val_split"]), modalities, synopsis=synopsis)
+    train_movies = task.load(_split(entries, "train"), modalities)
+    val_movies = task.load(_split(entries, settings["val_split"]), modalities)
     modality_dims = {m: int(train_movies[0].features[m].shape[1]) for m in modalities}
     check_feature_dims([*train_movies, *val_movies], modality_dims)
     task.check_training_labels(cfg, [*train_movies, *val_movies])
@@ -270,6 +276,7 @@ def train(
     config: str | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict], None] | None = None,
+    synopsis_checkpoint: str | os.PathLike | None = None,
 ) -> dict:
     """Train a MEGA model for ``task`` ("scene" | "act") on a manifest; write the run to ``out``.
 
@@ -279,7 +286,9 @@ def train(
     the run's stored config, modalities and settings are used (``epochs`` may be raised to train
     longer; the cosine schedule then stretches; resuming a finished run just returns its
     summary). ``on_epoch`` is called with each epoch's metrics record once its checkpoints are
-    written. Returns a summary: best epoch, its validation metrics, paths, samples/s.
+    written. ``synopsis_checkpoint`` (act only): a ``train --task synopsis`` checkpoint whose
+    weights initialise the synopsis network (the teacher; :func:`load_synopsis_teacher`).
+    Returns a summary: best epoch, its validation metrics, paths, samples/s.
     """
     out = Path(out)
     job = task_for(task)
@@ -292,6 +301,16 @@ def train(
     else:
         cfg, settings = _new_settings(task, out, config, config_overrides, epochs, batch_size, lr, seed)
     _check_settings(settings)
+    if synopsis_checkpoint is not None:
+        if task != "act":
+            raise MegaPipeError("--synopsis-checkpoint is for task act (it initialises the act model's "
+                                "synopsis network)")
+        if resume:
+            raise MegaPipeError("--synopsis-checkpoint starts a run; a resumed run has its weights in last.pt")
+        teacher = read_checkpoint(synopsis_checkpoint)
+        if teacher["task"] != "synopsis":
+            raise MegaPipeError(f"{synopsis_checkpoint} is a {teacher['task']!r} checkpoint, not a synopsis one")
+        settings["synopsis_checkpoint"] = str(synopsis_checkpoint)
     entries = read_manifest(manifest)
     if not _split(entries, "train"):
         raise MegaPipeError(f"{manifest} has no movie with split 'train'")
@@ -299,9 +318,11 @@ def train(
         has_val = bool(_split(entries, "val"))
         if not has_val:
             log.warning("the manifest has no 'val' split: validating (and picking the best epoch) on train")
-        settings["modalities"] = choose_modalities(_split(entries, "train"), modalities)
+        settings["modalities"] = choose_modalities(_split(entries, "train"), modalities) if job.uses_shots else []
         settings["val_split"] = "val" if has_val else "train"
     run = _prepare(job, cfg, entries, settings, None if state is None else state["normalization"], dev)
+    if synopsis_checkpoint is not None:
+        load_synopsis_teacher(run, teacher, synopsis_checkpoint)
     if state is not None:
         run.model.load_state_dict(state["model"])
         if run.synopsis_model is not None:
@@ -313,6 +334,34 @@ def train(
     history, best = _fit(job, run, out, 0 if state is None else state["epoch"],
                          None if state is None else state["resume"], progress, on_epoch)
     return _summary(task, out, settings, history, best)
+
+
+def load_synopsis_teacher(run: Run, teacher: dict, origin: str | os.PathLike) -> None:
+    """Initialise an act run's synopsis network from a synopsis checkpoint's state.
+
+    The act config's synopsis network (``config.synopsis_model_config``: its synopsis section
+    at width C·M) must have the teacher's architecture and sentence size; otherwise one line
+    lists what differs. The teacher's synopsis normalisation replaces the one fitted on the act
+    movies, so the network sees its inputs on the scale it was trained on (the checkpoint of
+    the act run stores it)."""
+    mine = synopsis_model_config(run.cfg, len(run.modality_dims))
+    theirs = stored_config(teacher, origin)
+    diffs = [f"{k} {getattr(theirs, k)!r} vs {getattr(mine, k)!r}" for k in SYNOPSIS_ARCHITECTURE
+             if getattr(theirs, k) != getattr(mine, k)]
+    if teacher["sentence_dim"] != run.sentence_dim:
+        diffs.append(f"sentence_dim {teacher['sentence_dim']} vs {run.sentence_dim}")
+    if diffs:
+        raise MegaPipeError(f"{origin}: its synopsis network does not fit this act config's "
+                            f"(teacher vs act, width = act width x {len(run.modality_dims)} modalities): "
+                            + "; ".join(diffs))
+    run.synopsis_model.load_state_dict(teacher["model"])
+    stats = Normalizer.from_state(teacher["normalization"])
+    for movie in (*run.train_movies, *run.val_movies):   # undo the act fit, apply the teacher's
+        movie.synopsis = movie.synopsis * run.normalizer.std[SYNOPSIS_KEY] + run.normalizer.mean[SYNOPSIS_KEY]
+        movie.synopsis = (movie.synopsis - stats.mean[SYNOPSIS_KEY]) / stats.std[SYNOPSIS_KEY]
+    run.normalizer.mean[SYNOPSIS_KEY] = stats.mean[SYNOPSIS_KEY]
+    run.normalizer.std[SYNOPSIS_KEY] = stats.std[SYNOPSIS_KEY]
+    log.info("synopsis network initialised from %s", origin)
 
 
 def _summary(task: str, out: Path, settings: dict, history: list[dict], best: dict) -> dict:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import os
 import re
 
+import numpy as np
+
 from mega_pipe.manifests.errors import InputError
 from mega_pipe.pipeline.subtitles import read_text_file
 
@@ -108,3 +110,62 @@ def _is_boundary(chunk: str, match: re.Match[str]) -> bool:
     if len(word) == 1 and word.isalpha():
         return False
     return not (lowered in NUMBER_ABBREVIATIONS and following[0].isdigit())
+
+
+class SynopsisFolderWriter:
+    """Writes **synopsis-only feature folders** (``manifest tripod --synopses-only``): the
+    sentences embedded with the ``subtitle`` extractor of a model set (the paper set's is
+    all-MiniLM-L6-v2, mega-spec §1.5) into ``synopsis.parquet``, exactly what ``extract
+    --synopsis`` writes, plus a ``manifest.json`` of kind "synopsis-only" and no shots.
+
+    One call per movie: ``writer(folder, movie_id, sentences)``. The file carries the same
+    cache key as extract's synopsis stage (model entry, weights digest, sentences), so a rerun
+    with the same sentences and model reuses it without loading the encoder. The encoder is
+    built on first need and kept for every movie of the run."""
+
+    def __init__(self, model_set: str = "paper", *, device: str = "cpu",
+                 weights_dirs: tuple = (), offline: bool = False) -> None:
+        from mega_pipe.extractors.registry import entry_for
+
+        self.entry = entry_for(model_set, "subtitle")
+        self.model_set, self.device = model_set, device
+        self.weights_dirs, self.offline = tuple(weights_dirs), offline
+        self._encoder = None
+        self.written: list[str] = []   # movie ids embedded now (the others were cached)
+
+    def key(self, sentences: list[str]) -> str:
+        """extract's synopsis cache key (pipeline/plan.py) for these sentences."""
+        from mega_pipe.manifests.features import CONTRACT_VERSION
+
+        from .cache import bytes_fingerprint, stage_key
+
+        return stage_key(contract=CONTRACT_VERSION, model=self.entry.name, sha=self.entry.sha256,
+                         sentences=bytes_fingerprint("\n".join(sentences).encode()))
+
+    def encoder(self):
+        if self._encoder is None:
+            from mega_pipe.extractors.registry import build_extractors
+
+            self._encoder = build_extractors(self.model_set, ["subtitle"], device=self.device,
+                                             weights_dirs=self.weights_dirs,
+                                             offline=self.offline)["subtitle"]
+        return self._encoder
+
+    def __call__(self, folder: os.PathLike | str, movie_id: str, sentences: list[str]) -> None:
+        from mega_pipe.manifests.features import FeatureFolder, synopsis_table
+        from mega_pipe.manifests.provenance import code_version
+
+        folder = FeatureFolder(folder)
+        key = self.key(sentences)
+        if folder.is_synopsis_only and folder.is_complete_synopsis(key):
+            return
+        if folder.manifest_path.is_file() and not folder.is_synopsis_only:
+            return   # a full extract output: its synopsis is checked by the converter, never overwritten
+        encoder = self.encoder()
+        vectors = np.asarray(encoder.encode(sentences), np.float32)
+        meta = {"dim": self.entry.dim, "model_id": self.entry.name,
+                "weights_sha256": encoder.weights_sha256, "sampling": "sentence"}
+        folder.write_synopsis_only(
+            synopsis_table(movie_id, sentences, vectors, meta, cache_key=key),
+            {"movie_id": movie_id, "code_version": code_version(), "models": {"synopsis": meta}})
+        self.written.append(movie_id)

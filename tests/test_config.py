@@ -55,7 +55,7 @@ def _act_train(**changes) -> dict:
         ({k: v for k, v in _act().items() if k != "width"}, "width: required"),
         (_act(synopsis={"max_len": 60, "n_bottleneck": 20, "dropout": 0.1}), "synopsis.n_layers: required"),
         (_act(synopsis=None), "synopsis: required for task"),
-        (_act(task="scenes"), 'task: expected one of "scene", "act", got "scenes"'),
+        (_act(task="scenes"), 'task: expected one of "scene", "act", "synopsis", got "scenes"'),
         (_act(positional="rotary"), "positional: expected one of"),
     ],
 )
@@ -134,3 +134,23 @@ def test_model_summary_bad_modality_is_a_user_error():
 
     with pytest.raises(MegaPipeError, match="model-summary: bad modality"):
         model_summary("scene", {"a.b": 8})
+
+
+def test_synopsis_config_is_the_act_synopsis_network():
+    from mega_pipe.model.config import synopsis_model_config
+
+    cfg = load_config("synopsis")
+    assert cfg.task == "synopsis" and cfg.synopsis is None and type(cfg.train).__name__ == "SynopsisTrainConfig"
+    act = load_config("act-small")
+    derived = synopsis_model_config(act, 3)
+    assert (derived.width, derived.ffn_width, derived.max_len, derived.n_bottleneck, derived.n_unimodal) == (
+        96, 192, 60, 20, 1)
+    for bad, message in (({"n_fusion": 2}, "n_fusion: must be 1"),
+                         ({"synopsis": {"max_len": 60, "n_bottleneck": 20, "dropout": 0.1, "n_layers": 1}},
+                          "synopsis: only for task"),
+                         ({"train": {"label_smoothing": 1.5}}, "train.label_smoothing: must be in"),
+                         ({"train": {"loss_weights": {}}}, "train.loss_weights: unknown key")):
+        with pytest.raises(MegaPipeError, match=message):
+            load_config("synopsis", **bad)
+    with pytest.raises(MegaPipeError, match="position_bins: only for task"):
+        load_config("act-small", position_bins=4)

@@ -55,6 +55,15 @@ def _tripod_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name-map", type=Path,
                    help="JSON object {TRIPOD movie name: movie_id}; default: match "
                         "feature folders by name, then by slug")
+    p.add_argument("--synopses-only", action="store_true",
+                   help="also write a synopsis-only feature folder per movie (its sentences "
+                        "embedded with the model set's subtitle encoder, no video needed): the "
+                        "input of `train --task synopsis`")
+    p.add_argument("--models", default="paper", choices=("paper", "tiny"),
+                   help="with --synopses-only: the model set whose sentence encoder embeds the "
+                        "sentences (default paper: all-MiniLM-L6-v2, installed with mega-pipe)")
+    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
+                   help="with --synopses-only: where the sentence encoder runs")
     p.set_defaults(func=_cmd_tripod, parser=p)
 
 
@@ -116,8 +125,16 @@ def _cmd_tripod(args: argparse.Namespace) -> int:
     if not csvs:
         args.parser.error("give at least one of --train, --val, --test")
     name_map = read_name_map(args.name_map) if args.name_map else None
+    writer = None
+    if args.synopses_only:
+        from mega_pipe.pipeline.synopsis import SynopsisFolderWriter
+
+        writer = SynopsisFolderWriter(args.models, device=args.device, offline=True)
     report = convert_tripod(csvs, args.features, args.manifest, args.synopsis_dir,
-                            name_map=name_map)
+                            name_map=name_map, synopsis_folder=writer)
+    if writer is not None:
+        print(f"synopsis-only feature folders: {len(writer.written)} embedded now, "
+              f"{len(report.entries) - len(writer.written)} reused ({writer.entry.name})")
     for entry in report.entries:
         movie = report.movies[entry.movie_id]
         print(f"{movie.name!r} -> {entry.movie_id} ({entry.split}): {len(movie.sentences)} "

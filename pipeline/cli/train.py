@@ -16,13 +16,18 @@ def _modalities(value: str) -> list[str]:
 
 
 def add_train_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``train --task scene|act --manifest M --out RUN [...]``."""
+    """Add ``train --task scene|act|synopsis --manifest M --out RUN [...]``."""
     p = subparsers.add_parser("train", help="train a MEGA model on a manifest of feature folders")
-    p.add_argument("--task", required=True, choices=("scene", "act"))
+    p.add_argument("--task", required=True, choices=("scene", "act", "synopsis"),
+                   help="synopsis: TRIPOD sentence-level turning points (the act model's teacher)")
     p.add_argument("--manifest", required=True, type=Path, help="manifest.jsonl (splits and labels)")
     p.add_argument("--out", required=True, type=Path, help="run folder: best.pt, last.pt, metrics.jsonl")
     p.add_argument("--config", help="model/training config: a packaged name (default: the task's "
-                   "paper config; 'scene-small'/'act-small' train in minutes on a CPU) or a JSON file")
+                   "paper config; 'scene-small'/'act-small' train in minutes on a CPU; 'synopsis' is "
+                   "CPU-sized) or a JSON file")
+    p.add_argument("--synopsis-checkpoint", type=Path,
+                   help="act: start the synopsis network from a `train --task synopsis` checkpoint "
+                        "(its weights and its synopsis normalisation; the architectures must match)")
     p.add_argument("--epochs", type=int, help="default: the config's train.epochs")
     p.add_argument("--batch-size", type=int, help="windows (scene) or movies (act) per step")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the config's train.lr)")
@@ -50,7 +55,7 @@ def add_eval_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
 
 def add_score_cli(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser("score", help="score prediction records (JSONL) with the paper's metrics")
-    s.add_argument("--task", required=True, choices=("scene", "act"))
+    s.add_argument("--task", required=True, choices=("scene", "act", "synopsis"))
     s.add_argument("records", type=Path)
     s.set_defaults(func=_cmd_score)
 
@@ -75,7 +80,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = train(
         args.task, args.manifest, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         device=args.device, seed=args.seed, resume=args.resume, modalities=args.modalities,
-        progress=not args.no_progress, config=args.config,
+        progress=not args.no_progress, config=args.config, synopsis_checkpoint=args.synopsis_checkpoint,
     )
     print(json.dumps(summary, indent=2))
     return 0

@@ -1,0 +1,130 @@
+"""Synopsis turning points on TRIPOD: 5-fold cross-validation of ``train --task synopsis``
+against the position-distribution baseline (docs/training.md, "Synopsis task").
+
+1. ``manifest tripod --synopses-only`` on TRIPOD's training CSV (84 movies; annotators merged):
+   one synopsis-only feature folder per movie, sentences embedded with the paper set's
+   ``subtitle`` encoder (all-MiniLM-L6-v2), cached in ``--work`` across runs.
+2. Folds **by movie**: a seeded permutation of the movies cut into ``--folds`` parts. For each
+   fold the others train; ``--val-fraction`` of the training movies (seeded) is held out to pick
+   the best epoch (lowest validation loss); the fold is the test split.
+3. Per fold, TRIPOD's sentence-level TA/PA/D (``metrics.synopsis_metrics``) of the trained model
+   (``evaluate`` on the test split) and of the position baseline (``model.baselines``) fitted on
+   all the fold's training movies; also GraphTP's ±1-window metrics on the same records, for
+   reference. Prints per-fold numbers and mean ± std over the folds (std with ddof = 1), in %.
+
+Usage::
+
+    python bench/bench_synopsis.py [--work DIR] [--config synopsis] [--epochs N] [--seed 0]
+                                   [--override '{"dropout": 0.5}'] [--folds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mega_pipe.manifests.features import FeatureFolder
+from mega_pipe.manifests.schema import MovieEntry, write_manifest
+from mega_pipe.manifests.tripod import convert_tripod
+from mega_pipe.model.baselines import PositionBaseline
+from mega_pipe.model.metrics import act_metrics, read_records, synopsis_metrics
+from mega_pipe.model.train import evaluate, train
+from mega_pipe.pipeline.synopsis import SynopsisFolderWriter
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CSV = REPO.parent / "shared" / "data" / "tripod" / "TRIPOD_synopses_train.csv"
+METRICS = ("ta", "pa", "d")
+
+
+def prepare(csv: Path, work: Path) -> list[MovieEntry]:
+    """Synopsis-only feature folders for every movie of the CSV (cached) and their entries."""
+    writer = SynopsisFolderWriter("paper", offline=True)
+    report = convert_tripod({"train": csv}, work / "features", work / "all.jsonl", work / "synopses",
+                            synopsis_folder=writer)
+    print(f"{len(report.entries)} movies; {len(writer.written)} embedded now", file=sys.stderr)
+    return report.entries
+
+
+def folds_of(n: int, k: int, seed: int) -> list[np.ndarray]:
+    return np.array_split(np.random.default_rng(seed).permutation(n), k)
+
+
+def baseline_metrics(train_entries: list[MovieEntry], test_entries: list[MovieEntry]) -> tuple[dict, dict]:
+    size = {e.movie_id: FeatureFolder(e.features).n_sentences() for e in [*train_entries, *test_entries]}
+    prior = PositionBaseline.fit([(size[e.movie_id], e.tp_sentences) for e in train_entries])
+    records = prior.records([(e.movie_id, size[e.movie_id], e.tp_sentences) for e in test_entries])
+    return synopsis_metrics(records), act_metrics(records)
+
+
+def run_fold(fold: int, entries: list[MovieEntry], test_idx: np.ndarray, args: argparse.Namespace) -> dict:
+    rng = np.random.default_rng([args.seed, fold])
+    rest = np.array([i for i in range(len(entries)) if i not in set(test_idx)])
+    n_val = int(round(args.val_fraction * len(rest)))
+    val_idx = set(rng.permutation(rest)[:n_val].tolist())
+    split = {i: "test" for i in test_idx}
+    split.update({i: ("val" if i in val_idx else "train") for i in rest})
+    fold_entries = [MovieEntry(e.movie_id, e.features, split[i], tp_sentences=e.tp_sentences)
+                    for i, e in enumerate(entries)]
+    out = args.work / "runs" / args.name / f"fold{fold}"
+    manifest = out / "manifest.jsonl"
+    write_manifest(manifest, fold_entries)
+    t0 = time.perf_counter()
+    summary = train("synopsis", manifest, out / "run", config=args.config, epochs=args.epochs, seed=args.seed,
+                    config_overrides=json.loads(args.override) if args.override else None,
+                    device=args.device, progress=False)
+    result = evaluate(summary["best_checkpoint"], manifest, "test", out / "eval", device=args.device)
+    records = read_records(result["predictions"])
+    base, base_window = baseline_metrics([e for e in fold_entries if e.split != "test"],
+                                         [e for e in fold_entries if e.split == "test"])
+    return {"fold": fold, "best_epoch": summary["best_epoch"], "seconds": time.perf_counter() - t0,
+            "model": result["metrics"], "model_window": act_metrics(records),
+            "baseline": base, "baseline_window": base_window, "n_test": len(test_idx)}
+
+
+def table(results: list[dict]) -> str:
+    rows = [("MEGA synopsis model", "model"), ("Position-distribution baseline", "baseline"),
+            ("MEGA synopsis model, ±1 window (GraphTP)", "model_window"),
+            ("Position baseline, ±1 window (GraphTP)", "baseline_window")]
+    lines = ["| | TA ↑ | PA ↑ | D ↓ |", "|---|---|---|---|"]
+    for label, key in rows:
+        cells = []
+        for m in METRICS:
+            values = 100 * np.array([r[key][m] for r in results])
+            cells.append(f"{values.mean():.2f} ± {values.std(ddof=1):.2f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    ap.add_argument("--work", type=Path, default=Path("bench-synopsis"))
+    ap.add_argument("--name", default="default", help="sub-folder of WORK/runs for this configuration")
+    ap.add_argument("--config", default="synopsis")
+    ap.add_argument("--override", help="JSON object of top-level config overrides")
+    ap.add_argument("--epochs", type=int)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    entries = prepare(args.csv, args.work)
+    results = []
+    for fold, test_idx in enumerate(folds_of(len(entries), args.folds, args.seed)):
+        r = run_fold(fold, entries, test_idx, args)
+        results.append(r)
+        fmt = lambda d: " ".join(f"{m} {100 * d[m]:.2f}" for m in METRICS)  # noqa: E731
+        print(f"fold {fold}: {r['n_test']} test movies, best epoch {r['best_epoch']}, {r['seconds']:.0f} s | "
+              f"model {fmt(r['model'])} | baseline {fmt(r['baseline'])}", flush=True)
+    print(f"\n{args.folds}-fold CV on {len(entries)} TRIPOD training movies (seed {args.seed}, config "
+          f"{args.config}{' + ' + args.override if args.override else ''}), mean ± std over folds, %:\n")
+    print(table(results))
+    (args.work / "runs" / args.name / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
