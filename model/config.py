@@ -80,6 +80,7 @@ class TrainConfig:
     epochs: int = 12  # --epochs overrides
     batch_size: int = 64  # windows (scene) or movies (act); --batch-size overrides
     modality_dropout: float = 0.1  # per row and modality while training, in [0, 1)
+    grad_clip: float = 1.0  # max global gradient norm per step; 0 = no clipping
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,7 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
         positive_int("train.epochs", train.epochs)
         positive_int("train.batch_size", train.batch_size)
         in_range("train.modality_dropout", train.modality_dropout, 0.0, 1.0)
+        checks.append(("train.grad_clip", train.grad_clip >= 0, f"must be >= 0 (0: no clipping), got {train.grad_clip!r}"))
     if isinstance(train, ActTrainConfig):
         for name, weight in dataclasses.asdict(train.loss_weights).items():
             checks.append((f"train.loss_weights.{name}", weight >= 0, f"must be >= 0, got {weight!r}"))
