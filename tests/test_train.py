@@ -209,6 +209,13 @@ def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path)
     assert np.allclose(posteriors.sum(axis=1), 1.0, atol=1e-5)
     result = evaluate(out / "best.pt", synopsis_only, "test", device="cpu")
     assert set(result["metrics"]) >= {"ta", "pa", "d"}
+    # The synthetic manifest maps shots to scenes: eval reports scene-level scores too, and the
+    # prediction records carry the map so ``mega-pipe score`` reproduces them.
+    assert result["metrics"]["scene_n_movies"] == result["n_movies"]
+    assert {"scene_ta", "scene_pa", "scene_d"} <= set(result["metrics"])
+    records = read_records(result["predictions"])
+    assert all(len(r["shot_scenes"]) == len(r["posteriors"][0]) for r in records)
+    assert score_records("act", records) == result["metrics"]
 
 
 def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path):
