@@ -131,6 +131,7 @@ class MegaConfig:
     align_pe: bool = True  # ablation switch (Tab. 2a)
     align_pe_in_bottleneck: bool = True  # ablation switch (Tab. 2b)
     align_scope: Literal["sequence", "movie"] = "sequence"  # "movie": caller passes r_i (§5 #2)
+    bottleneck_seed: Literal["none", "bin_mean"] = "bin_mean"  # "none": free tokens (paper-literal)
     synopsis: Union[SynopsisConfig, None] = None  # act only
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
 
@@ -208,6 +209,8 @@ RETIRED_TRAIN_KEYS = ("loss", "label_position")
 
 def checkpoint_config(data: dict, origin: str) -> MegaConfig:
     """A checkpoint's stored config: as :func:`config_from_dict`, tolerating retired keys."""
+    if "bottleneck_seed" not in data:   # written before the key existed: free bottleneck tokens
+        data = {**data, "bottleneck_seed": "none"}
     train = data.get("train")
     if isinstance(train, dict):
         data = {**data, "train": {k: v for k, v in train.items() if k not in RETIRED_TRAIN_KEYS}}
