@@ -403,3 +403,10 @@ def test_old_checkpoints_keep_free_bottleneck_tokens():
     del data["bottleneck_seed"]
     assert checkpoint_config(data, "ckpt").bottleneck_seed == "none"
     assert load_config("scene").bottleneck_seed == "bin_mean" == load_config("act").bottleneck_seed
+
+
+def test_act_size_with_paper_plausible_features_is_the_papers():
+    """docs/model.md: 2048-d appr/action/place/audio, 768-d CLIP and 768-d sentence vectors
+    give 6,774,026 = 6.77M, 0.09 % below Tab. 2h's 6.78M, with the packaged architecture."""
+    dims = {"appr": 2048, "clip": 768, "action": 2048, "place": 2048, "audio": 2048, "subtitle": 768}
+    assert model_summary("act", dims, sentence_dim=768)["parameters"] == 6_774_026
