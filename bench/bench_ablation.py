@@ -16,7 +16,7 @@ synopsis labels; docs/training.md "act"). Usage::
 
     python bench/bench_ablation.py --out DIR [--movies 40] [--seeds 0,1,2] [--tasks scene,act]
         [--settings default,no_align_pe,no_align_pe_in_bottleneck,movie_scope] [--epochs-scene N]
-        [--epochs-act N] [--summary]
+        [--epochs-act N] [--scenes LO,HI] [--summary]
 
 ``--summary`` prints the mean ± std table of ``OUT/results.jsonl`` and exits.
 """
@@ -32,7 +32,7 @@ import numpy as np
 
 from mega_pipe.extractors.registry import model_set_dims
 from mega_pipe.manifests.schema import read_manifest
-from mega_pipe.manifests.synth import generate
+from mega_pipe.manifests.synth import SynthParams, generate
 from mega_pipe.model.metrics import act_metrics
 from mega_pipe.model.train import evaluate, train
 
@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--movies", type=int, default=40)
     ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--scenes", default="40,80", help="scenes per movie LO,HI (SynthParams.scenes; "
+                    "smaller = shorter movies, cheaper runs)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--tasks", default="scene,act")
     ap.add_argument("--settings", default="default,no_align_pe,no_align_pe_in_bottleneck")
@@ -105,7 +107,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = args.out / "synth" / "manifest.jsonl"
     if not manifest.is_file():
-        manifest = generate(args.out / "synth", args.movies, seed=args.data_seed, modalities=model_set_dims("tiny"))
+        lo, hi = (int(v) for v in args.scenes.split(","))
+        manifest = generate(args.out / "synth", args.movies, seed=args.data_seed, modalities=model_set_dims("tiny"),
+                            params=SynthParams(scenes=(lo, hi), sentences=(lo // 2, hi // 2)))
 
     def emit(record: dict) -> None:
         with results.open("a") as f:
