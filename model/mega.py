@@ -6,7 +6,9 @@ a linear projection of the features plus two positional signals, the regular pos
 encoding of the token index and the **Alignment Positional Encoding** (Align.PE), a learned
 embedding of the token's *normalised* position r_i = i / N (N = the true, unpadded length)
 quantised into L_n bins. The same Align.PE rows are added to L_n learned **bottleneck tokens**,
-so bottleneck token k of every modality stands for the k-th 1/L_n of the input. Each modality
+so bottleneck token k of every modality stands for the k-th 1/L_n of the input; with
+``bottleneck_seed`` "bin_mean" (packaged; docs/model.md choice 4b) token k also starts from the
+mean of the shot tokens of bin k, so it summarises exactly those shots. Each modality
 runs N_u post-LN transformer layers over [bottlenecks; shots]. In the **bottleneck fusion**
 stage every modality's own N_f layers attend over the bottleneck tokens of *all* modalities
 plus its own shots; the bottlenecks are the only channel between modalities, and because they
