@@ -4,7 +4,7 @@
 
     {"movie_id": "m001", "features": "OUT/m001", "split": "train",
      "scene_labels": [0, 0, 1, ..., null], "tp_sentences": [3, 9, [15, 16], 22, 27],
-     "tp_shots": [[41], [120, 121], [300], [410], [502]]}
+     "tp_shots": [[41], [120, 121], [300], [410], [502]], "shot_scenes": [0, 0, 0, 1, ...]}
 
 ``features`` is an ``extract`` output folder; a relative path is relative to the manifest's own
 folder, so a dataset folder can be moved or shared as a whole. Every label field is optional.
@@ -13,7 +13,10 @@ MovieNet's ambiguous boundary (counts as 1, mega-spec §2.1.0), 0 = not a bounda
 no label (left out of the loss and the metrics; MovieNet has no label for a movie's last shot).
 ``tp_sentences`` has 5 entries, one per turning point, each a sentence index of
 ``synopsis.parquet`` or a list of them (several annotators). ``tp_shots`` has 5 lists of shot
-indices (shot-level gold, §5 #17). See manifests/README.md.
+indices (shot-level gold, §5 #17). ``shot_scenes`` has one entry per row of ``shots.parquet``: the
+index (≥ 0) of the screenplay scene the shot belongs to (a shot→scene map, e.g. from aligning the
+screenplay to the subtitles); with it, act evaluation also reports GraphTP's scene-level TA/PA/D
+(§5 #17, docs/training.md). See manifests/README.md.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from mega_pipe.manifests.features import FeatureFolder
 
 SPLITS = ("train", "val", "test")
 N_TURNING_POINTS = 5
-_FIELDS = ("movie_id", "features", "split", "scene_labels", "tp_sentences", "tp_shots")
+_FIELDS = ("movie_id", "features", "split", "scene_labels", "tp_sentences", "tp_shots", "shot_scenes")
 
 
 @dataclass
@@ -43,6 +46,7 @@ class MovieEntry:
     scene_labels: list[int | None] | None = None
     tp_sentences: list[list[int]] | None = None
     tp_shots: list[list[int]] | None = None
+    shot_scenes: list[int] | None = None  # per shot, its screenplay-scene index
 
 
 class _Invalid(ValueError):
@@ -75,6 +79,12 @@ def _scene_labels(value: object) -> list[int | None]:
     return list(value)
 
 
+def _shot_scenes(value: object) -> list[int]:
+    if not isinstance(value, list) or not value or not all(_is_index(v) for v in value):
+        raise _Invalid("'shot_scenes' must be a non-empty list of non-negative integers (one scene index per shot)")
+    return list(value)
+
+
 def _entry_from_json(obj: object, base: Path) -> MovieEntry:
     """Validate one parsed line (structure only, no file access)."""
     if not isinstance(obj, dict):
@@ -89,7 +99,7 @@ def _entry_from_json(obj: object, base: Path) -> MovieEntry:
         raise _Invalid("'features' must be a non-empty path string")
     if split not in SPLITS:
         raise _Invalid(f"'split' is {split!r}; expected one of {', '.join(SPLITS)}")
-    labels, tps, shots = (obj.get(k) for k in ("scene_labels", "tp_sentences", "tp_shots"))
+    labels, tps, shots, scenes = (obj.get(k) for k in ("scene_labels", "tp_sentences", "tp_shots", "shot_scenes"))
     return MovieEntry(
         movie_id=movie_id,
         features=Path(os.path.normpath(base / features)),
@@ -97,13 +107,15 @@ def _entry_from_json(obj: object, base: Path) -> MovieEntry:
         scene_labels=None if labels is None else _scene_labels(labels),
         tp_sentences=None if tps is None else _tp_field(tps, "tp_sentences", allow_single=True),
         tp_shots=None if shots is None else _tp_field(shots, "tp_shots", allow_single=False),
+        shot_scenes=None if scenes is None else _shot_scenes(scenes),
     )
 
 
 def _check_features(entry: MovieEntry) -> None:
     """Check the entry against its extract output folder (docs/contract.md)."""
     folder = FeatureFolder(entry.features)
-    shot_labels = entry.scene_labels is not None or entry.tp_shots is not None
+    shot_labels = any(v is not None for v in (entry.scene_labels, entry.tp_shots,
+                                              entry.shot_scenes))
     # A synopsis-only folder (manifest tripod --synopses-only) is fine for a movie labelled on
     # its synopsis sentences only; shot labels need shots.
     problem = folder.problem(synopsis=entry.tp_sentences is not None,
@@ -113,6 +125,9 @@ def _check_features(entry: MovieEntry) -> None:
     n_shots = folder.n_shots() if shot_labels else 0
     if entry.scene_labels is not None and len(entry.scene_labels) != n_shots:
         raise _Invalid(f"'scene_labels' has {len(entry.scene_labels)} entries but "
+                       f"{folder.shots_path} has {n_shots} shots")
+    if entry.shot_scenes is not None and len(entry.shot_scenes) != n_shots:
+        raise _Invalid(f"'shot_scenes' has {len(entry.shot_scenes)} entries but "
                        f"{folder.shots_path} has {n_shots} shots")
     if entry.tp_shots is not None:
         _check_range(entry.tp_shots, n_shots, "tp_shots", f"{folder.shots_path} has {n_shots} shots")
@@ -177,6 +192,8 @@ def _entry_to_json(entry: MovieEntry, base: Path) -> dict:
         obj["tp_sentences"] = [_compact_tp(v) for v in entry.tp_sentences]
     if entry.tp_shots is not None:
         obj["tp_shots"] = [[int(i) for i in v] for v in entry.tp_shots]
+    if entry.shot_scenes is not None:
+        obj["shot_scenes"] = [int(v) for v in entry.shot_scenes]
     return obj
 
 

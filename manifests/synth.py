@@ -344,6 +344,7 @@ def generate(
                 scene_labels=[*scene_end, None],
                 tp_sentences=movie.tp_sentences,
                 tp_shots=movie.tp_shots,
+                shot_scenes=movie.scene_of_shot.tolist(),
             )
         )
     manifest = out / "manifest.jsonl"

@@ -80,6 +80,7 @@ class TrainConfig:
     epochs: int = 12  # --epochs overrides
     batch_size: int = 64  # windows (scene) or movies (act); --batch-size overrides
     modality_dropout: float = 0.1  # per row and modality while training, in [0, 1)
+    grad_clip: float = 1.0  # max global gradient norm per step; 0 = no clipping
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class MegaConfig:
     align_pe: bool = True  # ablation switch (Tab. 2a)
     align_pe_in_bottleneck: bool = True  # ablation switch (Tab. 2b)
     align_scope: Literal["sequence", "movie"] = "sequence"  # "movie": caller passes r_i (§5 #2)
+    bottleneck_seed: Literal["none", "bin_mean"] = "bin_mean"  # "none": free tokens (paper-literal)
     synopsis: Union[SynopsisConfig, None] = None  # act only
     position_bins: int = 0  # task "synopsis" only: SynopsisConfig.position_bins
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
@@ -252,6 +254,8 @@ RETIRED_TRAIN_KEYS = ("loss", "label_position")
 
 def checkpoint_config(data: dict, origin: str) -> MegaConfig:
     """A checkpoint's stored config: as :func:`config_from_dict`, tolerating retired keys."""
+    if "bottleneck_seed" not in data:   # written before the key existed: free bottleneck tokens
+        data = {**data, "bottleneck_seed": "none"}
     train = data.get("train")
     if isinstance(train, dict):
         data = {**data, "train": {k: v for k, v in train.items() if k not in RETIRED_TRAIN_KEYS}}
@@ -374,6 +378,7 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
         positive_int("train.epochs", train.epochs)
         positive_int("train.batch_size", train.batch_size)
         in_range("train.modality_dropout", train.modality_dropout, 0.0, 1.0)
+        checks.append(("train.grad_clip", train.grad_clip >= 0, f"must be >= 0 (0: no clipping), got {train.grad_clip!r}"))
     if isinstance(train, SynopsisTrainConfig):
         in_range("train.label_smoothing", train.label_smoothing, 0.0, 1.0)
     if isinstance(train, ActTrainConfig):

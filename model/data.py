@@ -60,6 +60,7 @@ class MovieData:
     scene_labels: np.ndarray | None = None  # (n_shots,) int64 in {0, 1, UNLABELLED}
     tp_sentences: list[list[int]] | None = None
     tp_shots: list[list[int]] | None = None
+    shot_scenes: list[int] | None = None  # per shot, its screenplay-scene index (scene-level TA/PA/D)
 
     @property
     def n_shots(self) -> int:
@@ -135,6 +136,7 @@ def load_entries(entries: Sequence[MovieEntry], modalities: Sequence[str], *, sy
             movie.scene_labels = scene_label_array(entry.scene_labels, movie.n_shots, entry.movie_id)
         movie.tp_sentences = entry.tp_sentences
         movie.tp_shots = entry.tp_shots
+        movie.shot_scenes = entry.shot_scenes
         movies.append(movie)
     return movies
 

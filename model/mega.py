@@ -6,7 +6,9 @@ a linear projection of the features plus two positional signals, the regular pos
 encoding of the token index and the **Alignment Positional Encoding** (Align.PE), a learned
 embedding of the token's *normalised* position r_i = i / N (N = the true, unpadded length)
 quantised into L_n bins. The same Align.PE rows are added to L_n learned **bottleneck tokens**,
-so bottleneck token k of every modality stands for the k-th 1/L_n of the input. Each modality
+so bottleneck token k of every modality stands for the k-th 1/L_n of the input; with
+``bottleneck_seed`` "bin_mean" (packaged; docs/model.md choice 4b) token k also starts from the
+mean of the shot tokens of bin k, so it summarises exactly those shots. Each modality
 runs N_u post-LN transformer layers over [bottlenecks; shots]. In the **bottleneck fusion**
 stage every modality's own N_f layers attend over the bottleneck tokens of *all* modalities
 plus its own shots; the bottlenecks are the only channel between modalities, and because they
@@ -160,20 +162,44 @@ class ShotEncoder(nn.Module):
 # --- Bottleneck tokens (§1.2 step 2, Tab. 1a "Bottleneck L_n×C") -----------------------------
 
 
-class BottleneckTokens(nn.Module):
-    """L_n learned fusion tokens of one modality; token k gets Align.PE row k added (§1.2 step 2).
+def bin_means(shots: Tensor, bins: Tensor, mask: Tensor, n_bins: int) -> Tensor:
+    """Mean of the real shot tokens of every Align.PE bin: shots (B, L, C), bins (B, L) long,
+    mask (B, L) bool -> (B, L_n, C); a bin without a real shot gives 0."""
+    members = F.one_hot(bins, n_bins).to(shots.dtype) * mask[..., None].to(shots.dtype)   # (B, L, L_n)
+    counts = members.sum(dim=1).clamp(min=1.0)                                               # (B, L_n)
+    return members.transpose(1, 2) @ shots / counts[..., None]
 
-    Leaving Align.PE out of the bottleneck is the Tab. 2b ablation (``align_pe_in_bottleneck``).
+
+class BottleneckTokens(nn.Module):
+    """L_n fusion tokens of one modality (§1.2 step 2): a learned matrix, token k plus Align.PE
+    row k, and with ``seed`` "bin_mean" (our reading, docs/model.md) plus a data-dependent seed.
+
+    ``seed`` "none" is the paper-literal form: the tokens are free parameters, and adding
+    Align.PE row k to free token k is a reparametrisation (B + A is just another B), so the
+    Tab. 2b switch changes nothing the model can compute. With "bin_mean" token k starts from
+    the mean of the shot tokens whose Align.PE bin is k, so Align.PE decides *which shots each
+    bottleneck token summarises*; without Align.PE in the bottleneck (the Tab. 2b ablation,
+    ``align_pe_in_bottleneck`` false) the tokens are not tied to bins and every token starts
+    from the mean of all shots.
     """
 
-    def __init__(self, n_tokens: int, width: int) -> None:
+    def __init__(self, n_tokens: int, width: int, seed: str = "none") -> None:
         super().__init__()
+        self.seed = seed
         self.tokens = nn.Parameter(torch.randn(n_tokens, width) * INIT_STD)
 
-    def forward(self, batch_size: int, align_table: Tensor | None) -> Tensor:
-        """-> (B, L_n, C); ``align_table`` is the (L_n, C) Align.PE table or None."""
+    def forward(self, batch_size: int, align_table: Tensor | None, shots: Tensor | None = None,
+                bins: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """-> (B, L_n, C); ``align_table`` is the (L_n, C) Align.PE table or None (not tied to
+        bins); ``shots`` (B, L, C), ``bins`` (B, L), ``mask`` (B, L) are needed for "bin_mean"."""
         tokens = self.tokens if align_table is None else self.tokens + align_table
-        return tokens.unsqueeze(0).expand(batch_size, -1, -1)
+        tokens = tokens.unsqueeze(0).expand(batch_size, -1, -1)
+        if self.seed == "none":
+            return tokens
+        if align_table is not None:   # token k summarises the shots of Align.PE bin k
+            return tokens + bin_means(shots, bins, mask, self.tokens.shape[0])
+        weights = mask[..., None].to(shots.dtype)
+        return tokens + ((shots * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0))[:, None]
 
 
 # --- Transformer encoder layer (§1.2 step 4: post-LN BERT block) ------------------------------
@@ -246,7 +272,7 @@ class UnimodalStream(nn.Module):
         self.align_pe = AlignPE(cfg.n_bottleneck, cfg.width) if cfg.align_pe else None
         self.align_pe_in_bottleneck = cfg.align_pe and cfg.align_pe_in_bottleneck
         self.shot_encoder = ShotEncoder(in_dim, cfg, can_be_missing)
-        self.bottleneck = BottleneckTokens(cfg.n_bottleneck, cfg.width)
+        self.bottleneck = BottleneckTokens(cfg.n_bottleneck, cfg.width, cfg.bottleneck_seed)
         self.unimodal = nn.ModuleList(
             EncoderLayer(cfg.width, cfg.ffn_width, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_unimodal)
         )
@@ -258,7 +284,9 @@ class UnimodalStream(nn.Module):
         align = self.align_pe(bins) if self.align_pe is not None else None
         shots = self.shot_encoder(feats, index, align, present)
         table = self.align_pe.table if self.align_pe_in_bottleneck else None
-        tokens = torch.cat([self.bottleneck(feats.shape[0], table), shots], dim=1)
+        n_b = key_mask.shape[1] - shots.shape[1]
+        bottleneck = self.bottleneck(feats.shape[0], table, shots, bins, key_mask[:, n_b:])
+        tokens = torch.cat([bottleneck, shots], dim=1)
         for layer in self.unimodal:
             tokens = layer(tokens, key_mask)
         return tokens

@@ -23,9 +23,14 @@ exclusive (our contract); the metrics use it exactly as given, like BaSSL.
 
 Act record (one per movie)::
 
-    {"movie_id": str, "posteriors": [[p per unit] x 5], "gold": [[unit, ...] x 5]}
+    {"movie_id": str, "posteriors": [[p per unit] x 5], "gold": [[unit, ...] x 5],
+     "shot_scenes": [scene index per unit]}          # optional
 
 A "unit" is a shot or a screenplay scene (§5 #17), N = number of units of the movie.
+``shot_scenes`` (units are shots) maps every shot to its screenplay scene; records that carry
+it are also scored at **scene level**, GraphTP's protocol (§5 #17): the predicted shot of each
+TP is mapped to its scene, S = that scene and its two neighbours, G = the scenes of the gold
+shots, N = the number of scenes (max index + 1), then GraphTP's TA/PA/D.
 """
 from __future__ import annotations
 
@@ -64,6 +69,7 @@ class _ActMovie:
     movie_id: str
     posteriors: np.ndarray      # (5, N) float64
     gold: list[frozenset[int]]  # 5 sets of unit indices
+    shot_scenes: np.ndarray | None = None  # (N,) int: screenplay scene of every unit (shot)
 
 
 def _movie_id(record: object, index: int) -> str:
@@ -147,7 +153,14 @@ def _act_movie(record: object, index: int) -> _ActMovie:
             raise MegaPipeError(f"movie {movie_id!r}: field 'gold' TP{k + 1} must be a list of "
                                 f"integer unit indices in [0, {n_units})")
         sets.append(frozenset(int(u) for u in units))
-    return _ActMovie(movie_id, post, sets)
+    scenes = record.get("shot_scenes")
+    if scenes is not None:
+        if not isinstance(scenes, (list, tuple)) or len(scenes) != n_units or not all(
+                isinstance(c, (int, np.integer)) and not isinstance(c, bool) and c >= 0 for c in scenes):
+            raise MegaPipeError(f"movie {movie_id!r}: field 'shot_scenes' must be a list of {n_units} "
+                                "non-negative integer scene indices (one per shot)")
+        scenes = np.asarray(scenes, dtype=np.int64)
+    return _ActMovie(movie_id, post, sets, scenes)
 
 
 def _parse_all(records: Iterable[object], parse) -> list:
@@ -314,14 +327,60 @@ def tp_prediction_set(posterior: Sequence[float], n: int) -> list[int]:
     the window is shifted inside [0, n): argmax 0 -> {0, 1, 2}, argmax n−1 -> {n−3, n−2, n−1};
     with fewer than 3 units S is every unit.
     """
+    return _window(_predicted_unit(posterior, n), n)
+
+
+def _predicted_unit(posterior: Sequence[float], n: int) -> int:
+    """The argmax unit of one TP posterior, ties to the highest index (GraphTP)."""
     p = np.asarray(posterior, dtype=np.float64)
     if n < 1 or p.shape != (n,):
         raise MegaPipeError(f"a TP posterior must have one value per unit (n={n}), got shape {p.shape}")
+    return n - 1 - int(np.argmax(p[::-1]))
+
+
+def _window(best: int, n: int) -> list[int]:
+    """GraphTP's S around unit ``best`` of ``n``: {best−1, best, best+1} shifted inside [0, n)."""
     if n < 3:
         return list(range(n))
-    best = n - 1 - int(np.argmax(p[::-1]))
     centre = min(max(best, 1), n - 2)
     return [centre - 1, centre, centre + 1]
+
+
+def _graphtp_scores(events: Sequence[Sequence[tuple[set[int], frozenset[int], int]]]) -> dict:
+    """GraphTP ``evaluate_tps`` over movies; ``events[i]`` = the 5 (S, G, N) of movie i."""
+    hit_units = gold_units = hit_events = 0
+    distances, movie_ious = [], []
+    for movie in events:
+        ious = []
+        for predicted, gold, n_units in movie:
+            overlap = len(gold & predicted)
+            hit_units += overlap
+            gold_units += len(gold)
+            hit_events += overlap > 0
+            nearest = min((abs(g - s) for g in gold for s in predicted),
+                          default=GRAPHTP_NO_GOLD_DISTANCE)
+            distances.append(nearest / n_units)
+            ious.append(overlap / len(gold | predicted))
+        movie_ious.append(np.mean(ious))
+    return {
+        "ta": hit_units / gold_units if gold_units else 0.0,
+        "pa": hit_events / (len(events) * N_TURNING_POINTS),
+        "d": float(np.mean(distances)),
+        "ta_iou": float(np.mean(movie_ious)),
+        "n_movies": len(events),
+    }
+
+
+def _scene_events(movie: _ActMovie) -> list[tuple[set[int], frozenset[int], int]]:
+    """Scene-level (S, G, N) of one movie's 5 TPs (GraphTP's protocol, §5 #17): the predicted
+    shot's scene and its neighbours among N = max scene index + 1 scenes; G = the gold shots'
+    scenes."""
+    scenes = movie.shot_scenes
+    n_scenes = int(scenes.max()) + 1
+    n_shots = movie.posteriors.shape[1]
+    return [(set(_window(int(scenes[_predicted_unit(p, n_shots)]), n_scenes)),
+             frozenset(int(scenes[g]) for g in gold), n_scenes)
+            for p, gold in zip(movie.posteriors, movie.gold)]
 
 
 def act_metrics(records: Sequence[dict]) -> dict:
@@ -335,33 +394,25 @@ def act_metrics(records: Sequence[dict]) -> dict:
       initial distance 10000 / N (so ``d`` can exceed 1; it "explodes" as in GraphTP).
     - ``ta_iou``: the third-party "paper" variant, |S∩G| / |S∪G| averaged over TPs then movies.
     - ``n_movies``.
+    - When records carry ``shot_scenes``: ``scene_ta``, ``scene_pa``, ``scene_d``,
+      ``scene_ta_iou`` (the same definitions on screenplay scenes, GraphTP's protocol: the
+      predicted shot mapped to its scene, G = the gold shots' scenes, N = the movie's number of
+      scenes) and ``scene_n_movies``, over the records that carry the map. These are the numbers
+      comparable with the GraphTP/MEGA tables (§1.7 Tab. 3); the shot-level ones are not.
 
     G is a set: a unit listed twice counts once.
     """
     movies: list[_ActMovie] = _parse_all(records, _act_movie)
-    hit_units = gold_units = hit_events = 0
-    distances, movie_ious = [], []
-    for movie in movies:
-        n_units = movie.posteriors.shape[1]
-        ious = []
-        for posterior, gold in zip(movie.posteriors, movie.gold):
-            predicted = set(tp_prediction_set(posterior, n_units))
-            overlap = len(gold & predicted)
-            hit_units += overlap
-            gold_units += len(gold)
-            hit_events += overlap > 0
-            nearest = min((abs(g - s) for g in gold for s in predicted),
-                          default=GRAPHTP_NO_GOLD_DISTANCE)
-            distances.append(nearest / n_units)
-            ious.append(overlap / len(gold | predicted))
-        movie_ious.append(np.mean(ious))
-    return {
-        "ta": hit_units / gold_units if gold_units else 0.0,
-        "pa": hit_events / (len(movies) * N_TURNING_POINTS),
-        "d": float(np.mean(distances)),
-        "ta_iou": float(np.mean(movie_ious)),
-        "n_movies": len(movies),
-    }
+    result = _graphtp_scores([
+        [(set(tp_prediction_set(p, movie.posteriors.shape[1])), gold, movie.posteriors.shape[1])
+         for p, gold in zip(movie.posteriors, movie.gold)]
+        for movie in movies
+    ])
+    mapped = [movie for movie in movies if movie.shot_scenes is not None]
+    if mapped:
+        scene = _graphtp_scores([_scene_events(movie) for movie in mapped])
+        result.update({f"scene_{k}": v for k, v in scene.items()})
+    return result
 
 
 def synopsis_prediction(posterior: Sequence[float]) -> int:

@@ -267,10 +267,13 @@ class ActTask(Task):
 
     def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
         posteriors = act_posteriors(model, movies, list(model.modalities), device)
-        return [
-            {"movie_id": m.movie_id, "posteriors": p.tolist(), "gold": m.tp_shots}
-            for m, p in zip(movies, posteriors)
-        ]
+        records = []
+        for m, p in zip(movies, posteriors):
+            record = {"movie_id": m.movie_id, "posteriors": p.tolist(), "gold": m.tp_shots}
+            if m.shot_scenes is not None:   # scene-level TA/PA/D too (metrics.act_metrics)
+                record["shot_scenes"] = list(m.shot_scenes)
+            records.append(record)
+        return records
 
     def metrics(self, records: list[dict]) -> dict:
         return act_metrics(records)

@@ -50,6 +50,7 @@ from mega_pipe.model.data import (
 )
 from mega_pipe.model.device import resolve_device, rng_state, set_rng_state
 from mega_pipe.model.evaluate import evaluate
+from mega_pipe.model.mega import AlignPE, BottleneckTokens, PositionalEncoding, ShotEncoder
 from mega_pipe.model.tasks import Run, Task, task_for
 from tqdm import tqdm
 
@@ -137,9 +138,43 @@ def _prepare(task: Task, cfg: MegaConfig, entries: Sequence[MovieEntry], setting
 # --- Optimiser and schedule ------------------------------------------------------------------
 
 
+# Parameters that are not weight-decayed: LayerNorm gains (and every bias), the regular PE and
+# Align.PE tables, the bottleneck tokens and the missing-modality embeddings. Decay pulls a
+# weight towards 0; for these, 0 is not "simpler" but a different model (a LayerNorm gain of 0
+# silences its channels; a positional or token embedding of 0 erases what it marks).
+NO_DECAY_MODULES = (torch.nn.LayerNorm, PositionalEncoding, AlignPE, BottleneckTokens)
+
+
+def no_decay_names(modules: Sequence[torch.nn.Module]) -> set[str]:
+    """Qualified names (``"<i>.<name>"``, i = the module's place in ``modules``) of the
+    parameters that get no weight decay: biases, LayerNorm gains, PE/Align.PE tables,
+    bottleneck tokens and the shot encoders' missing embeddings."""
+    names = set()
+    for i, root in enumerate(modules):
+        for module_name, module in root.named_modules():
+            prefix = f"{i}.{module_name}." if module_name else f"{i}."
+            for name, _ in module.named_parameters(recurse=False):
+                if name == "bias" or isinstance(module, NO_DECAY_MODULES) or (
+                        isinstance(module, ShotEncoder) and name == "missing"):
+                    names.add(prefix + name)
+    return names
+
+
+def parameter_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> list[dict]:
+    """Two optimiser groups: the decayed weights (linear and attention matrices) and the rest
+    (:func:`no_decay_names`) with weight decay 0. Every parameter is in exactly one group."""
+    skip = no_decay_names(modules)
+    decay, keep = [], []
+    for i, root in enumerate(modules):
+        for name, param in root.named_parameters():
+            (keep if f"{i}.{name}" in skip else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+
+
 def _optimizer(run: Run, lr: float) -> torch.optim.Optimizer:
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}   # config.py checks the name
-    return kinds[run.cfg.train.optimizer](run.parameters(), lr=lr, weight_decay=run.cfg.train.weight_decay)
+    modules = [run.model] + ([run.synopsis_model] if run.synopsis_model is not None else [])
+    return kinds[run.cfg.train.optimizer](parameter_groups(modules, run.cfg.train.weight_decay), lr=lr)
 
 
 def _scheduler(opt: torch.optim.Optimizer, train: TrainConfig, steps_per_epoch: int,
@@ -181,6 +216,8 @@ def train_epoch(task: Task, run: Run, epoch: int, opt: torch.optim.Optimizer,
         losses = task.step_loss(run, index, epoch + step / len(batches))
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
+        if run.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(run.parameters(), run.cfg.train.grad_clip)
         opt.step()
         sched.step()
         for k, v in losses.items():

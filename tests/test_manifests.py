@@ -103,6 +103,7 @@ def test_malformed_lines_report_file_and_line(tmp_path, line, message):
     ({"tp_shots": [[0], [1], [2], [3], [4]]}, "'tp_shots' TP5 index 4 out of range"),
     ({"features": "no_synopsis", "tp_sentences": [0, 0, 0, 0, 0]}, "no synopsis.parquet"),
     ({"tp_sentences": [0, 1, [2, 3], 1, 0]}, "'tp_sentences' TP3 index 3 out of range.*3 sentences"),
+    ({"shot_scenes": [0, 0, 1]}, "'shot_scenes' has 3 entries but .*shots.parquet has 4 shots"),
 ])
 def test_check_features(tmp_path, fields, message):
     make_features(tmp_path / "m", [1.0, 2.0, 3.0, 4.0], ["A.", "B.", "C."])
@@ -113,6 +114,18 @@ def test_check_features(tmp_path, fields, message):
     with pytest.raises(MegaPipeError, match=rf"manifest.jsonl:1: .*{message}"):
         read_manifest(manifest)
     assert read_manifest(manifest, check_features=False)[0].movie_id == "m"
+
+
+def test_shot_scenes_round_trip_and_validation(tmp_path):
+    feats = make_features(tmp_path / "m", [1.0, 2.0, 3.0, 4.0])
+    manifest = tmp_path / "manifest.jsonl"
+    write_manifest(manifest, [MovieEntry("m", feats, "test", shot_scenes=[0, 0, 1, 3])])
+    assert json.loads(manifest.read_text())["shot_scenes"] == [0, 0, 1, 3]
+    assert read_manifest(manifest)[0].shot_scenes == [0, 0, 1, 3]
+    for bad in ([0, -1, 1, 1], [0, 1.0, 1, 1], [], [0, True, 1, 1], "0011"):
+        manifest.write_text(json.dumps({"movie_id": "m", "features": "m", "split": "test", "shot_scenes": bad}))
+        with pytest.raises(MegaPipeError, match="manifest.jsonl:1: 'shot_scenes' must be"):
+            read_manifest(manifest)
 
 
 def test_valid_folder_passes_and_write_rejects_bad_entries(tmp_path):

@@ -339,6 +339,62 @@ def test_act_metrics_perfect_and_duplicate_gold():
     assert result["ta_iou"] == pytest.approx(1 / 3)  # a 1-unit gold set against a 3-unit window
 
 
+def _scene_map_records():
+    """Movie a: 10 shots in 6 screenplay scenes; movie b: no shot->scene map."""
+    a = {"movie_id": "a", "shot_scenes": [0, 0, 1, 1, 1, 2, 3, 3, 4, 5],
+         "posteriors": [np.eye(10)[k].tolist() for k in (1, 4, 6, 8, 9)],
+         "gold": [[0], [2, 3], [9], [8], [5]]}
+    b = {"movie_id": "b", "posteriors": [np.eye(4)[0].tolist()] * 5, "gold": [[0]] * 5}
+    return [a, b]
+
+
+def test_act_metrics_scene_level_hand_computed():
+    # Shot level, movie a (N=10): S = {0,1,2} {3,4,5} {5,6,7} {7,8,9} {7,8,9} (argmax 9 shifts
+    #   in); hits 1, 1, 0, 1, 0 of |G| 1, 2, 1, 1, 1; distances 0, 0, 2, 0, 2 (/10).
+    #   Movie b (N=4): S = {0,1,2} for every TP, all 5 hit.
+    # Scene level, movie a only (b has no map), N = 6 scenes: predicted shots 1, 4, 6, 8, 9 lie in
+    #   scenes 0, 1, 3, 4, 5 -> S = {0,1,2} {0,1,2} {2,3,4} {3,4,5} {3,4,5}; G = the gold shots'
+    #   scenes {0} {1} {5} {4} {2} -> hits 1, 1, 0, 1, 0; distances 0, 0, 1, 0, 1 (/6).
+    result = act_metrics(_scene_map_records())
+    assert result["ta"] == pytest.approx(8 / 11)
+    assert result["pa"] == pytest.approx(8 / 10)
+    assert result["d"] == pytest.approx((0.2 + 0.2) / 10)
+    assert result["scene_ta"] == pytest.approx(3 / 5)
+    assert result["scene_pa"] == pytest.approx(3 / 5)
+    assert result["scene_d"] == pytest.approx((1 / 6 + 1 / 6) / 5)
+    assert result["scene_ta_iou"] == pytest.approx((1 / 3 + 1 / 3 + 0 + 1 / 3 + 0) / 5)
+    assert result["scene_n_movies"] == 1 and result["n_movies"] == 2
+
+
+def test_act_metrics_scene_level_merges_gold_shots_of_one_scene_and_breaks_ties_high():
+    # 6 shots in scenes [0, 0, 1, 1, 2, 3] (N = 4). TP1: tie between shots 0 and 5 -> shot 5,
+    # scene 3 -> S = {1, 2, 3}; its gold shots 2 and 3 are one scene {1}: TA counts it once.
+    post = [[0.5, 0, 0, 0, 0, 0.5]] + [np.eye(6)[0].tolist()] * 4
+    gold = [[2, 3], [0], [1], [4], [5]]
+    result = act_metrics([{"movie_id": "m", "posteriors": post, "gold": gold, "shot_scenes": [0, 0, 1, 1, 2, 3]}])
+    # TPs 2-5 predict shot 0 -> scene 0 -> S = {0, 1, 2}: gold scenes 0, 0, 2, 3 -> hits 1, 1, 1, 0.
+    assert result["scene_ta"] == pytest.approx(4 / 5)
+    assert result["scene_pa"] == pytest.approx(4 / 5)
+    assert result["scene_d"] == pytest.approx((1 / 4) / 5)
+    assert "scene_ta" not in act_metrics([{"movie_id": "m", "posteriors": post, "gold": gold}])
+
+
+@pytest.mark.parametrize("scenes", [[0, 1], [0, -1, 0, 0, 0, 0], [0, 1.5, 0, 0, 0, 0], "0,0"])
+def test_act_metrics_rejects_a_bad_scene_map(scenes):
+    post = [np.eye(6)[0].tolist()] * 5
+    with pytest.raises(MegaPipeError, match="'shot_scenes'"):
+        act_metrics([{"movie_id": "m", "posteriors": post, "gold": [[0]] * 5, "shot_scenes": scenes}])
+
+
+def test_score_cli_reports_scene_level_act_scores(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _scene_map_records()))
+    out = subprocess.run([sys.executable, "-m", "mega_pipe.pipeline.cli", "score", "--task", "act", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    result = json.loads(out)
+    assert result["scene_ta"] == pytest.approx(3 / 5) and result["ta"] == pytest.approx(8 / 11)
+
+
 # ----------------------------------------------------------------------------- validation, I/O
 
 @pytest.mark.parametrize("task, record, message", [

@@ -280,3 +280,133 @@ def test_synopsis_model_shapes_and_padding():
         model(torch.randn(1, 13, 10), torch.ones(1, 13, dtype=torch.bool))
     with pytest.raises(ValueError, match="synopsis"):
         SynopsisModel(tiny_config("scene"), 10, 3)
+
+
+# --- Align.PE and the bottleneck carry information (issue 10 part 1, docs/model.md) ------------
+
+
+def _copy_into(target: MEGA, source: MEGA) -> None:
+    """Every parameter ``target`` shares with ``source`` (by name) gets ``source``'s value."""
+    state = {k: v for k, v in source.state_dict().items() if k in target.state_dict()}
+    target.load_state_dict(state, strict=False)
+
+
+def test_window_relative_align_pe_folds_into_the_learned_pe():
+    """Why the scene default cannot be window-relative Align.PE with free tokens: every window
+    has 17 real shots, so bin(i/17) is a fixed function of the index i and the learned PE plus
+    free bottleneck tokens absorb the table exactly (the review's finding, kept as a check)."""
+    torch.manual_seed(0)
+    dims = {"a": 6, "b": 5}
+    cfg = dict(max_len=17, n_bottleneck=2, bottleneck_seed="none", align_scope="sequence")
+    on = MEGA(tiny_config("scene", **cfg), dims).eval()
+    off = MEGA(tiny_config("scene", align_pe=False, **cfg), dims).eval()
+    _copy_into(off, on)
+    bins = align_bins(torch.arange(17.0) / 17, 2)
+    with torch.no_grad():
+        for m in dims:
+            table = on.streams[m].align_pe.table
+            off.streams[m].shot_encoder.position.table.copy_(on.streams[m].shot_encoder.position.table + table[bins])
+            off.streams[m].bottleneck.tokens.copy_(on.streams[m].bottleneck.tokens + table)
+        feats, mask = random_batch(dims, [17] * 4, 17)
+        torch.testing.assert_close(off(feats, mask).logits, on(feats, mask).logits, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("task", ["scene", "act"])
+def test_align_pe_sees_the_movie_position_no_regular_pe_can(task):
+    """Two inputs identical except for where they sit in the movie (scene: movie scope, the
+    window's global_shot_idx / n_shots; act: the relative time i / n_shots of a movie of another
+    length). Without Align.PE the model never reads the position, so *every* choice of its
+    parameters gives the two inputs identical outputs; with Align.PE they differ. No
+    re-parametrisation of the model without Align.PE can reproduce the model with it."""
+    torch.manual_seed(0)
+    dims = {"a": 6, "b": 5}
+    extra = {"align_scope": "movie", "max_len": 17, "n_bottleneck": 2} if task == "scene" else {}
+    length = 17 if task == "scene" else 30
+    feats, mask = random_batch(dims, [length, length], length)
+    feats = {m: f[:1].expand(2, -1, -1).contiguous() for m, f in feats.items()}   # identical rows
+    index = torch.arange(length, dtype=torch.float32)
+    if task == "scene":   # the first window of a 1000-shot movie vs one at its end
+        positions = torch.stack([index / 1000, (983 + index) / 1000])
+    else:                 # the same 30 shots as a whole movie vs as the first 30 of 120 shots
+        positions = torch.stack([index / length, index / 120])
+    with torch.no_grad():
+        on = MEGA(tiny_config(task, **extra), dims).eval()(feats, mask, positions).shot_emb
+        off = MEGA(tiny_config(task, align_pe=False, **extra), dims).eval()(feats, mask, positions).shot_emb
+    assert (on[0] - on[1]).abs().max() > 1e-3
+    assert torch.equal(off[0], off[1])
+
+
+def _fit_residual(on: MEGA, off: MEGA, feats, mask, steps: int = 150) -> float:
+    """Fit ``off``'s free embedding parameters (bottleneck tokens, PE and Align.PE tables) by
+    gradient descent to ``on``'s fused shot embeddings; the relative residual left."""
+    with torch.no_grad():
+        target = on(feats, mask).shot_emb
+    free = [p for n, p in off.named_parameters() if n.endswith(("bottleneck.tokens", "position.table", "align_pe.table"))]
+    for p in off.parameters():
+        p.requires_grad_(False)
+    for p in free:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(free, lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = (off(feats, mask).shot_emb - target).pow(2).mean()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return float((off(feats, mask).shot_emb - target).pow(2).mean() / target.var())
+
+
+def test_align_pe_in_the_bottleneck_changes_what_the_tokens_summarise():
+    """Tab. 2b switch. Free tokens (``bottleneck_seed`` "none"): token k + Align.PE row k is just
+    another free token, and fitting the switched-off model's free parameters reproduces the
+    switched-on one (residual -> 0). Seeded tokens ("bin_mean", the packaged default): token k
+    starts from the mean of its Align.PE bin's shots with the switch on, of all shots without;
+    that difference depends on the input, so no setting of the free parameters reproduces it
+    and the same fit leaves a residual."""
+    torch.manual_seed(0)
+    dims = {"a": 6, "b": 5}
+    feats, mask = random_batch(dims, [17] * 12, 17, seed=3)
+    residual = {}
+    for seed in ("none", "bin_mean"):
+        cfg = dict(max_len=17, n_bottleneck=2, bottleneck_seed=seed)
+        on = MEGA(tiny_config("scene", **cfg), dims).eval()
+        with torch.no_grad():   # weights of a trained size: at BERT init (std 0.02) attention is
+            for module in on.modules():   # nearly uniform and the bottleneck barely matters
+                if isinstance(module, torch.nn.Linear):
+                    module.weight.normal_(std=0.25)
+        off = MEGA(tiny_config("scene", align_pe_in_bottleneck=False, **cfg), dims).eval()
+        _copy_into(off, on)
+        if seed == "none":   # the exact re-parametrisation
+            exact = MEGA(tiny_config("scene", align_pe_in_bottleneck=False, **cfg), dims).eval()
+            _copy_into(exact, on)
+            with torch.no_grad():
+                for m in dims:
+                    exact.streams[m].bottleneck.tokens += on.streams[m].align_pe.table
+                torch.testing.assert_close(exact(feats, mask).logits, on(feats, mask).logits)
+        residual[seed] = _fit_residual(on, off, feats, mask)
+    assert residual["none"] < 1e-4
+    assert residual["bin_mean"] > 100 * residual["none"] and residual["bin_mean"] > 1e-3
+
+
+def test_bin_mean_seed_is_the_mean_of_each_bins_real_shots():
+    from mega_pipe.model.mega import bin_means
+    shots = torch.arange(12.0).view(1, 6, 2)
+    bins = torch.tensor([[0, 0, 1, 1, 1, 2]])
+    mask = torch.tensor([[True, True, True, False, True, False]])
+    expected = torch.tensor([[[1.0, 2.0], [6.0, 7.0], [0.0, 0.0]]])   # bin 2's only shot is padding
+    torch.testing.assert_close(bin_means(shots, bins, mask, 3), expected)
+
+
+def test_old_checkpoints_keep_free_bottleneck_tokens():
+    from mega_pipe.model.config import checkpoint_config
+    data = config_to_dict(load_config("scene-small"))
+    del data["bottleneck_seed"]
+    assert checkpoint_config(data, "ckpt").bottleneck_seed == "none"
+    assert load_config("scene").bottleneck_seed == "bin_mean" == load_config("act").bottleneck_seed
+
+
+def test_act_size_with_paper_plausible_features_is_the_papers():
+    """docs/model.md: 2048-d appr/action/place/audio, 768-d CLIP and 768-d sentence vectors
+    give 6,774,026 = 6.77M, 0.09 % below Tab. 2h's 6.78M, with the packaged architecture."""
+    dims = {"appr": 2048, "clip": 768, "action": 2048, "place": 2048, "audio": 2048, "subtitle": 768}
+    assert model_summary("act", dims, sentence_dim=768)["parameters"] == 6_774_026

@@ -209,6 +209,13 @@ def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path)
     assert np.allclose(posteriors.sum(axis=1), 1.0, atol=1e-5)
     result = evaluate(out / "best.pt", synopsis_only, "test", device="cpu")
     assert set(result["metrics"]) >= {"ta", "pa", "d"}
+    # The synthetic manifest maps shots to scenes: eval reports scene-level scores too, and the
+    # prediction records carry the map so ``mega-pipe score`` reproduces them.
+    assert result["metrics"]["scene_n_movies"] == result["n_movies"]
+    assert {"scene_ta", "scene_pa", "scene_d"} <= set(result["metrics"])
+    records = read_records(result["predictions"])
+    assert all(len(r["shot_scenes"]) == len(r["posteriors"][0]) for r in records)
+    assert score_records("act", records) == result["metrics"]
 
 
 def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path):
@@ -305,3 +312,47 @@ def test_modality_dropout_drops_while_training_and_never_in_evaluation(av_run, m
     assert {complete for training, complete in seen if not training} == {True}
     with pytest.raises(MegaPipeError, match="modality_dropout"):
         load_config("scene", train={"modality_dropout": 1.0})
+
+
+# --- training hygiene: weight-decay groups and gradient clipping ---------------------------------
+
+
+def test_optimizer_groups_exempt_exactly_norms_biases_tables_and_tokens():
+    from mega_pipe.model.mega import MEGA, SynopsisModel
+    from mega_pipe.model.train import parameter_groups
+
+    cfg = load_config("act-small", width=16, ffn_width=32, n_heads=2, n_bottleneck=4, positional="learned")
+    model, synopsis = MEGA(cfg, {"clip": 6, "place": 5}), SynopsisModel(cfg, 7, 2)
+    groups = parameter_groups([model, synopsis], weight_decay=0.05)
+    assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
+    names = {id(p): f"{i}.{n}" for i, m in enumerate([model, synopsis]) for n, p in m.named_parameters()}
+    decayed = {names[id(p)] for p in groups[0]["params"]}
+    exempt = {names[id(p)] for p in groups[1]["params"]}
+    assert not decayed & exempt and decayed | exempt == set(names.values())
+    # Independent of the implementation: by name. LayerNorms are *norm*, biases end in .bias.
+    expected_exempt = {n for n in names.values() if n.endswith(".bias") or "norm." in n
+                       or n.endswith(("position.table", "align_pe.table", "bottleneck.tokens", ".missing"))}
+    assert exempt == expected_exempt
+    assert all(n.endswith(".weight") and "norm" not in n for n in decayed)   # linear / attention matrices
+    assert any("position.table" in n for n in exempt) and any("align_pe.table" in n for n in exempt)
+
+
+def test_grad_clip_is_a_train_key_and_bounds_the_step(monkeypatch, manifest, tmp_path):
+    assert load_config("scene").train.grad_clip == 1.0 == load_config("act-small").train.grad_clip
+    with pytest.raises(MegaPipeError, match="train.grad_clip"):
+        load_config("scene", train={"grad_clip": -1})
+    norms = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *a, **k):
+        params = list(params)
+        total = real(params, max_norm, *a, **k)
+        norms.append((float(total), float(torch.linalg.vector_norm(
+            torch.stack([p.grad.norm() for p in params if p.grad is not None]))), max_norm))
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    train("scene", manifest, tmp_path / "run", epochs=1, batch_size=64, lr=3e-3, device="cpu", progress=False,
+          config_overrides={**SCENE_CFG, **_train_dict("scene", grad_clip=0.01)})
+    assert norms and all(max_norm == 0.01 and after <= 0.01 * 1.001 for _, after, max_norm in norms)
+    assert any(before > 0.01 for before, _, _ in norms)
