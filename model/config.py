@@ -56,6 +56,15 @@ class DistillConfig:
     tau: float = 0.07  # Eq. 5 temperature
     teacher_tau: float = 0.1  # Eq. 6 scores divided by this
     direction: Literal["teacher_student", "literal"] = "teacher_student"  # KL(P||O), P detached
+    # Where the teacher may put a TP's mass (issue 10, docs/training.md "Distillation with position"):
+    # "none": every shot (Eq. 5 as written); "band": only shots inside the Eq. 2 band
+    # |i/L_sh - j/L_syn| < sync.xi of a sentence carrying the TP; "sync": only shots the E-step
+    # matched (W) to such a sentence (the band when the E-step matched none).
+    mask: Literal["none", "band", "sync"] = "none"
+    # Eq. 5 on the fused (positional, post-transformer) embeddings from this epoch on (None: always
+    # in the sync space); the Eq. 5 embeddings get gradients only with teacher_grad or "literal".
+    fused_after: Union[float, None] = None
+    teacher_grad: bool = False  # teacher_student with P attached: the distillation also moves Eq. 5
 
 
 @dataclass(frozen=True)
@@ -392,4 +401,6 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
         for key, value in (("train.sync.tau", sync.tau), ("train.distill.tau", distill.tau),
                            ("train.distill.teacher_tau", distill.teacher_tau)):
             checks.append((key, value > 0, f"must be > 0, got {value!r}"))
+        checks.append(("train.distill.fused_after", distill.fused_after is None or distill.fused_after >= 0,
+                       f"must be >= 0 or null, got {distill.fused_after!r}"))
     return next(((key, message) for key, ok, message in checks if not ok), None)

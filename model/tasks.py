@@ -225,8 +225,10 @@ class ActTask(Task):
     def movie_losses(self, run: Run, movies: Sequence[MovieData], epoch: float | None) -> dict[str, torch.Tensor]:
         """The act losses of §1.4 for a batch of whole movies, averaged over the movies."""
         train: ActTrainConfig = run.cfg.train
-        shot_logits, shot_emb, sent_logits, sent_emb = self._forward(run, movies)
+        shot_logits, shot_emb, sent_logits, sent_emb, fused_shot, fused_sent = self._forward(run, movies)
         prior = sync_prior(train, epoch)
+        kd = train.distill
+        kd_fused = distill_fused(train, epoch)
         parts: dict[str, list[torch.Tensor]] = {k: [] for k in ACT_LOSSES}
         for i, movie in enumerate(movies):
             n_sent = len(movie.synopsis)
@@ -235,9 +237,14 @@ class ActTask(Task):
             sim = F.normalize(u.detach(), dim=-1) @ F.normalize(v.detach(), dim=-1).T
             w = sync_estep(sim, movie.n_shots, n_sent, xi=train.sync.xi, quantile=train.sync.quantile, prior=prior)
             parts["sync"].append(sync_mstep_loss(u, v, w, tau=train.sync.tau))
-            kd = train.distill
-            parts["distill"].append(distillation_loss(shot_logits[i], u, v, q, tau=kd.tau, direction=kd.direction,
-                                                      cosine=kd.cosine, teacher_tau=kd.teacher_tau))
+            mask = fallback = None
+            if kd.mask != "none":
+                fallback = band_mask(movie.n_shots, n_sent, train.sync.xi, run.device)
+                mask = fallback if kd.mask == "band" else w
+            u_kd, v_kd = (fused_shot[i], fused_sent[i, :n_sent].float()) if kd_fused else (u, v)
+            parts["distill"].append(distillation_loss(shot_logits[i], u_kd, v_kd, q, tau=kd.tau, direction=kd.direction,
+                                                      cosine=kd.cosine, teacher_tau=kd.teacher_tau, mask=mask,
+                                                      fallback=fallback, teacher_grad=kd.teacher_grad))
             parts["synopsis"].append(tp_cross_entropy(sent_logits[i, :n_sent].float(), q))
             if movie.tp_shots is not None:
                 target = tp_targets(movie.tp_shots, movie.n_shots, movie.movie_id, "shot")
@@ -250,20 +257,22 @@ class ActTask(Task):
     @staticmethod
     def _forward(run: Run, movies: Sequence[MovieData]) -> tuple:
         """Per movie: shot logits, the shot and sentence embeddings of the sync space
-        (``train.sync.space``), and the synopsis model's sentence logits."""
+        (``train.sync.space``), the synopsis model's sentence logits, and the fused (positional,
+        post-transformer) shot and sentence embeddings (Eq. 5 after ``distill.fused_after``)."""
         batch = pack_windows(movies, list(run.modality_dims), run.cfg.max_len, run.device)
         sents, sent_mask = pack_synopses(movies, run.device)
         present = drop_modalities(batch.present, run.modality_dropout())
         with autocast(run.device):
             out = run.model(batch.feats, batch.mask, batch.positions, present)
-            sent_logits, sent_emb = run.synopsis_model(sents, sent_mask)
+            sent_logits, fused_sent = run.synopsis_model(sents, sent_mask)
         shot_logits = stitch_windows(out.logits.float(), batch)
+        fused_shot = stitch_windows(out.shot_emb.float(), batch)
         if run.cfg.train.sync.space == "content":   # synchronise what shots and sentences show
             shot_emb = stitch_windows(run.model.content_embeddings(batch.feats, present).float(), batch)
             sent_emb = run.synopsis_model.content_embeddings(sents)
         else:
-            shot_emb = stitch_windows(out.shot_emb.float(), batch)
-        return shot_logits, shot_emb, sent_logits, sent_emb
+            shot_emb, sent_emb = fused_shot, fused_sent
+        return shot_logits, shot_emb, sent_logits, sent_emb, fused_shot, fused_sent
 
     def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
         posteriors = act_posteriors(model, movies, list(model.modalities), device)
@@ -289,6 +298,20 @@ class ActTask(Task):
         if with_gold:
             return {"metrics": metrics, "select": ("ta", metrics["ta"])}
         return {"metrics": metrics, "select": ("-loss", -metrics["loss"])}
+
+
+def distill_fused(train: ActTrainConfig, epoch: float | None) -> bool:
+    """Whether Eq. 5 runs on the fused embeddings at this (fractional) epoch: from
+    ``distill.fused_after`` on (validation, without an epoch, uses the final setting)."""
+    after = train.distill.fused_after
+    return after is not None and (epoch is None or epoch >= after)
+
+
+def band_mask(n_shots: int, n_sents: int, xi: float, device: torch.device) -> torch.Tensor:
+    """The Eq. 2 band |i/L_sh − j/L_syn| < ξ as a (n_shots, n_sents) float {0, 1} matrix."""
+    rows = torch.arange(n_shots, device=device, dtype=torch.float64)[:, None] / n_shots
+    cols = torch.arange(n_sents, device=device, dtype=torch.float64)[None, :] / n_sents
+    return ((rows - cols).abs() < xi).float()
 
 
 def sync_prior(train: ActTrainConfig, epoch: float | None) -> float:

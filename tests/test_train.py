@@ -356,3 +356,49 @@ def test_grad_clip_is_a_train_key_and_bounds_the_step(monkeypatch, manifest, tmp
           config_overrides={**SCENE_CFG, **_train_dict("scene", grad_clip=0.01)})
     assert norms and all(max_norm == 0.01 and after <= 0.01 * 1.001 for _, after, max_norm in norms)
     assert any(before > 0.01 for before, _, _ in norms)
+
+
+# --- distillation with position: which networks the teacher path reaches ---------------------------
+
+
+def _act_run(manifest, **distill):
+    from mega_pipe.model.checkpoint import build_models
+    from mega_pipe.model.data import Normalizer, load_entries
+    from mega_pipe.model.tasks import Run
+    base = config_to_dict(load_config("act"))["train"]
+    cfg = load_config("act-small", **ACT_CFG, train={**base, "distill": {**base["distill"], **distill}})
+    entries = [e for e in read_manifest(manifest) if e.split == "train"][:2]
+    modalities = list(MODALITIES)
+    movies = load_entries(entries, modalities, synopsis=True)
+    norm = Normalizer.fit(movies, modalities, synopsis=True)
+    for movie in movies:
+        norm.apply(movie)
+    dims = {m: int(movies[0].features[m].shape[1]) for m in modalities}
+    sentence_dim = int(movies[0].synopsis.shape[1])
+    torch.manual_seed(0)
+    model, synopsis_model = build_models(cfg, dims, sentence_dim)
+    return Run(cfg, {}, dims, sentence_dim, norm, movies, movies, model, synopsis_model, torch.device("cpu"))
+
+
+def _distill_grads(run, epoch):
+    """{parameter name: |grad| sum} of the synopsis network's parameters from the distillation alone."""
+    from mega_pipe.model.tasks import ActTask
+    run.set_train(False)   # no dropout: deterministic
+    losses = ActTask().movie_losses(run, run.train_movies, epoch)
+    params = dict(run.synopsis_model.named_parameters())
+    grads = torch.autograd.grad(losses["distill"], list(params.values()), allow_unused=True)
+    return {k: 0.0 if g is None else float(g.abs().sum()) for k, g in zip(params, grads)}
+
+
+def test_fused_teacher_after_the_switch_trains_the_synopsis_transformer(manifest):
+    run = _act_run(manifest, fused_after=5.0, teacher_grad=True)
+    before, after = _distill_grads(run, 1.0), _distill_grads(run, 6.0)
+    transformer = [k for k in after if k.startswith("stream.unimodal.")]
+    align_pe = [k for k in after if k.startswith("stream.align_pe.")]
+    assert transformer and align_pe
+    # before the switch Eq. 5 is in the content space: only the sentence projection is reached
+    assert all(before[k] == 0 for k in transformer + align_pe)
+    assert all(after[k] > 0 for k in transformer) and any(after[k] > 0 for k in align_pe)
+    # a detached teacher (the packaged teacher_student) reaches nothing, fused or not
+    detached = _distill_grads(_act_run(manifest, fused_after=5.0), 6.0)
+    assert all(v == 0 for v in detached.values())
