@@ -17,7 +17,7 @@ The set: ``--movies`` movies of one seed; test = the first ``--test`` movies, va
 Usage::
 
     python bench/bench_relational.py [--out DIR] [--train-sizes 16,50] [--seeds 0,1]
-        [--epochs 8] [--arms base,relation] [--variant relational] [--json out.json]
+        [--epochs 3] [--arms base,relation] [--variant relational] [--json out.json]
 """
 from __future__ import annotations
 
@@ -77,12 +77,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--variant", default="relational")
     ap.add_argument("--data-seed", type=int, default=0)
-    ap.add_argument("--test", type=int, default=16)
-    ap.add_argument("--val", type=int, default=6)
+    ap.add_argument("--test", type=int, default=12)
+    ap.add_argument("--val", type=int, default=4)
     ap.add_argument("--train-sizes", default="16,50")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--arms", default="base,relation")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--config", default="scene-small")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
