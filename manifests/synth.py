@@ -31,11 +31,20 @@ What is planted (all random draws are seeded; movie ``i`` depends only on ``(see
   synchronisation (spec §1.4a) has a content signal to find (docs/training.md reports how far
   the current EM synchronisation gets). Each TP's scene gets its own sentence, which carries
   the TP direction too; these are the gold ``tp_sentences``.
+
+**Variant "relational"** (``variant="relational"``, ``manifest synth --variant relational``):
+nothing a model could memorise recurs across movies. Every scene latent is drawn afresh (no
+shared settings), and every scene films its content from 1–3 camera set-ups whose framing
+vectors are also fresh draws (no shared framings), cycled through inside the scene the way
+shot / reverse shot alternates. Modality projections, noise and the TP structure are as in the
+default variant (shared projections are like shared encoders on real films). A boundary is
+then marked only by *within-movie similarity*: a shot resembles the shots of its own set-up
+in its own scene, and nothing learned from other movies' content helps.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
@@ -56,6 +65,8 @@ DEFAULT_STRUCTURE_DIR = Path(__file__).resolve().parent / "studyforrest"   # shi
 
 #: Mean TP positions (fraction of the movie) from TRIPOD's statistics, spec §1.6.
 TRIPOD_TP_POSITIONS = (0.1139, 0.3186, 0.5065, 0.7415, 0.8943)
+
+VARIANTS = ("default", "relational")
 
 FPS = 24  # frame numbers are written at MovieNet's 24 fps (spec §2.1, Recall@3s)
 
@@ -82,6 +93,8 @@ class SynthParams:
     sentence_noise: float = 0.3
     tp_sentence_strength: float = 2.0
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2})
+    variant: str = "default"         # "default" (shared settings/framings) or "relational" (see above)
+    setups: tuple[int, int] = (1, 3)  # relational: camera set-ups per scene, inclusive range
 
     def __post_init__(self) -> None:
         if not 5 <= self.scenes[0] <= self.scenes[1]:
@@ -90,6 +103,10 @@ class SynthParams:
             raise MegaPipeError(f"sentences must be a range (lo, hi) with 1 <= lo <= hi, got {self.sentences}")
         if self.n_framings < 2 or self.n_settings < 2:
             raise MegaPipeError("n_settings and n_framings must be at least 2")
+        if self.variant not in VARIANTS:
+            raise MegaPipeError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if not 1 <= self.setups[0] <= self.setups[1]:
+            raise MegaPipeError(f"setups must be a range (lo, hi) with 1 <= lo <= hi, got {self.setups}")
 
 
 @dataclass(frozen=True)
@@ -161,6 +178,45 @@ class _Movie:
     tp_sentences: list[list[int]]
 
 
+def _shared_latents(rng: np.random.Generator, world: _World, n_scenes: int, p: SynthParams) -> np.ndarray:
+    """Default variant: scene latents (n_scenes, latent_dim)."""
+    # Scene latents: a recurring setting (never the same as the previous scene's) plus a
+    # scene-specific part, so scenes are recognisable across movies but never identical.
+    settings = np.empty(n_scenes, dtype=int)
+    settings[0] = rng.integers(p.n_settings)
+    for s in range(1, n_scenes):
+        settings[s] = (settings[s - 1] + rng.integers(1, p.n_settings)) % p.n_settings
+    z = np.sqrt(p.setting_share) * world.settings[settings]
+    z += np.sqrt(1.0 - p.setting_share) * rng.normal(size=(n_scenes, p.latent_dim))
+    return z
+
+
+def _shared_framing(rng: np.random.Generator, world: _World, n_scenes: int, scene_of_shot: np.ndarray,
+                    p: SynthParams) -> np.ndarray:
+    """Default variant: per-shot framing part (n_shots, framing_dim)."""
+    n_shots = len(scene_of_shot)
+    # Framing: every scene cuts between two framings (shot / reverse shot), so the features
+    # also jump at many cuts *inside* a scene; a learned model can ignore this subspace, a
+    # plain feature distance cannot.
+    pairs = np.stack([rng.choice(p.n_framings, size=2, replace=False) for _ in range(n_scenes)])
+    framing = pairs[scene_of_shot, rng.integers(0, 2, size=n_shots)]
+    return p.framing_strength * world.framings[framing]
+
+
+def _relational_content(rng: np.random.Generator, n_scenes: int, scene_of_shot: np.ndarray,
+                        p: SynthParams) -> tuple[np.ndarray, np.ndarray]:
+    """Relational variant: every scene latent and every camera set-up is a fresh draw of this
+    movie (nothing recurs across movies); a scene's 1–3 set-ups are cycled through from a random
+    first one, like shot / reverse shot."""
+    z = rng.normal(size=(n_scenes, p.latent_dim))
+    n_setups = rng.integers(p.setups[0], p.setups[1] + 1, size=n_scenes)
+    setups = rng.normal(size=(n_scenes, p.setups[1], p.framing_dim))
+    first = np.searchsorted(scene_of_shot, np.arange(n_scenes))
+    k = np.arange(len(scene_of_shot)) - first[scene_of_shot]              # shot's rank in its scene
+    which = (k + rng.integers(0, p.setups[1], size=n_scenes)[scene_of_shot]) % n_setups[scene_of_shot]
+    return z, p.framing_strength * setups[scene_of_shot, which]
+
+
 def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: SynthParams) -> _Movie:
     n_scenes = int(rng.integers(p.scenes[0], p.scenes[1] + 1))
     per_scene = rng.choice(st.shots_per_scene, size=n_scenes)
@@ -170,21 +226,13 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
     ends = np.cumsum(durations)
     starts = ends - durations
 
-    # Scene latents: a recurring setting (never the same as the previous scene's) plus a
-    # scene-specific part, so scenes are recognisable across movies but never identical.
-    settings = np.empty(n_scenes, dtype=int)
-    settings[0] = rng.integers(p.n_settings)
-    for s in range(1, n_scenes):
-        settings[s] = (settings[s - 1] + rng.integers(1, p.n_settings)) % p.n_settings
-    z = np.sqrt(p.setting_share) * world.settings[settings]
-    z += np.sqrt(1.0 - p.setting_share) * rng.normal(size=(n_scenes, p.latent_dim))
-    h = z[scene_of_shot] + p.shot_noise * rng.normal(size=(n_shots, p.latent_dim))
-    # Framing: every scene cuts between two framings (shot / reverse shot), so the features
-    # also jump at many cuts *inside* a scene; a learned model can ignore this subspace, a
-    # plain feature distance cannot.
-    pairs = np.stack([rng.choice(p.n_framings, size=2, replace=False) for _ in range(n_scenes)])
-    framing = pairs[scene_of_shot, rng.integers(0, 2, size=n_shots)]
-    look = p.framing_strength * world.framings[framing]
+    if p.variant == "relational":
+        z, look = _relational_content(rng, n_scenes, scene_of_shot, p)
+        h = z[scene_of_shot] + p.shot_noise * rng.normal(size=(n_shots, p.latent_dim))
+    else:   # draw order kept as before the variants existed: the default sets are unchanged
+        z = _shared_latents(rng, world, n_scenes, p)
+        h = z[scene_of_shot] + p.shot_noise * rng.normal(size=(n_shots, p.latent_dim))
+        look = _shared_framing(rng, world, n_scenes, scene_of_shot, p)
 
     # Turning points: jittered TRIPOD positions, in order, on five distinct scenes.
     positions = np.sort(np.clip(np.array(TRIPOD_TP_POSITIONS) + p.tp_jitter * rng.normal(size=5), 0.02, 0.98))
@@ -307,6 +355,7 @@ def generate(
     modalities: Mapping[str, int],
     params: SynthParams | None = None,
     structure_dir: str | os.PathLike | None = None,
+    variant: str | None = None,
 ) -> Path:
     """Write ``n_movies`` synthetic movies under ``out_dir`` and return the manifest path.
 
@@ -315,7 +364,8 @@ def generate(
     movie extracted with ``--models tiny``).
     Every movie has gold ``scene_labels`` (1 = last shot of its scene; the movie's last shot is
     unlabelled, as in MovieNet), ``tp_sentences`` and
-    ``tp_shots``; the split fractions come from ``params.splits``.
+    ``tp_shots``; the split fractions come from ``params.splits``. ``variant`` (None: the
+    params') picks "default" or "relational" (module docstring).
     """
     if n_movies < 1:
         raise MegaPipeError(f"--movies must be at least 1 (got {n_movies})")
@@ -323,6 +373,8 @@ def generate(
     if not modalities:
         raise MegaPipeError("no modalities: give at least one, e.g. clip:32")
     p = params or SynthParams()
+    if variant is not None:
+        p = replace(p, variant=variant)
     structure = load_structure(structure_dir)
     world = _make_world(np.random.default_rng([seed, 0x5EED]), modalities, p)
     splits = _assign_splits(np.random.default_rng([seed, 0x5B17]), n_movies, p.splits)

@@ -164,6 +164,7 @@ class MegaConfig:
     align_pe_in_bottleneck: bool = True  # ablation switch (Tab. 2b)
     align_scope: Literal["sequence", "movie"] = "sequence"  # "movie": caller passes r_i (§5 #2)
     bottleneck_seed: Literal["none", "bin_mean"] = "bin_mean"  # "none": free tokens (paper-literal)
+    relation_features: bool = False  # scene: add each shot's cosine similarities to its window (docs/model.md)
     synopsis: Union[SynopsisConfig, None] = None  # act only
     position_bins: int = 0  # task "synopsis" only: SynopsisConfig.position_bins
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
@@ -363,6 +364,8 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
     positive_int("position_bins", cfg.position_bins, minimum=0)
     checks.append(("position_bins", cfg.task == "synopsis" or cfg.position_bins == 0,
                    "only for task \"synopsis\" (an act config sets synopsis.position_bins)"))
+    checks.append(("relation_features", not cfg.relation_features or (cfg.task == "scene" and cfg.max_len >= 2),
+                   "only for task \"scene\" (similarities inside the max_len-shot window, max_len >= 2)"))
     if cfg.task == "synopsis":
         checks.append(("n_fusion", cfg.n_fusion == 1, f"must be 1 for task \"synopsis\" (one stream, "
                        f"nothing to fuse), got {cfg.n_fusion!r}"))

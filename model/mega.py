@@ -128,7 +128,8 @@ class AlignPE(nn.Module):
 
 
 class ShotEncoder(nn.Module):
-    """x = Dropout(LayerNorm(Linear_{D→C}(f) + PE[i] + AlignPE[b_i])), in Tab. 1a's order.
+    """x = Dropout(LayerNorm(Linear_{D→C}(f) + PE[i] + AlignPE[b_i] [+ Linear_{L-1→C}(rel_i)])),
+    in Tab. 1a's order; the relation term only with ``relation_features`` (:func:`window_relations`).
 
     A shot whose feature is missing (``present`` False: the movie lacks the modality, or no
     sample overlapped the shot) gets the learned ``missing`` embedding instead of Linear(f), so
@@ -143,6 +144,7 @@ class ShotEncoder(nn.Module):
         self.position = PositionalEncoding(cfg.max_len, cfg.width, cfg.positional)
         self.norm = nn.LayerNorm(cfg.width)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.relation = nn.Linear(cfg.max_len - 1, cfg.width) if cfg.relation_features else None
 
     def content(self, feats: Tensor, present: Tensor | None = None) -> Tensor:
         """Linear(f), or the missing embedding where ``present`` (B, L) is False: (B, L, C)."""
@@ -150,13 +152,34 @@ class ShotEncoder(nn.Module):
         return x if present is None else torch.where(present[..., None], x, self.missing.to(x.dtype))
 
     def forward(self, feats: Tensor, index: Tensor, align: Tensor | None,
-                present: Tensor | None = None) -> Tensor:
+                present: Tensor | None = None, relations: Tensor | None = None) -> Tensor:
         """feats (B, L, D), index (B, L), align (B, L, C) or None (ablation), present (B, L)
-        bool or None (all present) -> (B, L, C)."""
+        bool or None (all present), relations (B, L, max_len − 1) or None -> (B, L, C)."""
         x = self.content(feats, present) + self.position(index)
         if align is not None:
             x = x + align
+        if self.relation is not None and relations is not None:
+            x = x + self.relation(relations)
         return self.dropout(self.norm(x))
+
+
+def window_relations(feats: Tensor, valid: Tensor, width: int) -> Tensor:
+    """Relation features of every shot to the other shots of its window (``relation_features``).
+
+    feats (B, L, D), valid (B, L) bool (a real shot with a value) -> (B, L, width): row i holds
+    the cosine similarities of shot i to shots j ≠ i in window order, zero-padded to ``width``
+    (max_len − 1: 16 for the 17-shot scene window). Features are centred on the mean of the
+    window's valid shots first, which removes what the whole neighbourhood shares (a movie's
+    offset, a constant channel), so the similarities say how a shot relates to its neighbours,
+    not what it shows. Pairs with an invalid shot are 0."""
+    batch, length, _ = feats.shape
+    v = valid.to(feats.dtype)[..., None]
+    mean = (feats * v).sum(dim=1, keepdim=True) / v.sum(dim=1, keepdim=True).clamp(min=1.0)
+    unit = F.normalize((feats - mean) * v, dim=-1)
+    sim = unit @ unit.transpose(1, 2)
+    off = ~torch.eye(length, dtype=torch.bool, device=feats.device)
+    rel = sim[:, off].view(batch, length, length - 1)
+    return F.pad(rel, (0, width - (length - 1)))
 
 
 # --- Bottleneck tokens (§1.2 step 2, Tab. 1a "Bottleneck L_n×C") -----------------------------
@@ -282,7 +305,11 @@ class UnimodalStream(nn.Module):
         """feats (B, L, D) -> tokens (B, L_n + L, C); key_mask (B, L_n + L) covers both parts;
         present (B, L) bool or None: where the modality has a value (``ShotEncoder``)."""
         align = self.align_pe(bins) if self.align_pe is not None else None
-        shots = self.shot_encoder(feats, index, align, present)
+        relations = None
+        if self.shot_encoder.relation is not None:
+            valid = key_mask[:, -feats.shape[1]:] & (present if present is not None else True)
+            relations = window_relations(feats, valid, self.shot_encoder.relation.in_features)
+        shots = self.shot_encoder(feats, index, align, present, relations)
         table = self.align_pe.table if self.align_pe_in_bottleneck else None
         n_b = key_mask.shape[1] - shots.shape[1]
         bottleneck = self.bottleneck(feats.shape[0], table, shots, bins, key_mask[:, n_b:])

@@ -410,3 +410,38 @@ def test_act_size_with_paper_plausible_features_is_the_papers():
     give 6,774,026 = 6.77M, 0.09 % below Tab. 2h's 6.78M, with the packaged architecture."""
     dims = {"appr": 2048, "clip": 768, "action": 2048, "place": 2048, "audio": 2048, "subtitle": 768}
     assert model_summary("act", dims, sentence_dim=768)["parameters"] == 6_774_026
+
+
+# --- relation features (docs/model.md "Relation features") ------------------------------------
+
+
+def test_window_relations_are_centred_cosines_to_the_other_shots():
+    from mega_pipe.model.mega import window_relations
+    feats, mask = random_batch({"clip": 6}, [5, 3], 5)
+    rel = window_relations(feats["clip"], mask, 16)
+    assert rel.shape == (2, 5, 16)
+    x = feats["clip"][0] - feats["clip"][0].mean(dim=0)
+    x = x / x.norm(dim=1, keepdim=True)
+    sim = x @ x.T
+    for i in range(5):
+        torch.testing.assert_close(rel[0, i, :4], torch.cat([sim[i, :i], sim[i, i + 1:]]))
+    assert (rel[0, :, 4:] == 0).all()
+    assert (rel[1, :3, 2:] == 0).all() and (rel[1, 3:] == 0).all()   # pairs with padded shots
+
+
+def test_relation_features_switch():
+    dims = {"clip": 8, "place": 4}
+    cfg = dict(max_len=17, n_bottleneck=2, width=16, ffn_width=32, n_heads=2, dropout=0.0)
+    plain, rel = MEGA(load_config("scene", **cfg), dims), MEGA(load_config("scene", relation_features=True, **cfg), dims)
+    assert count_parameters(rel) - count_parameters(plain) == 2 * (16 * 16 + 16)   # Linear(16 -> C) per modality
+    feats, mask = random_batch(dims, [17, 9], 17)
+    present = {"place": torch.zeros(2, 17, dtype=torch.bool)}
+    out = rel(feats, mask, present=present)
+    assert out.logits.shape == (2, 17, 2) and torch.isfinite(out.logits).all()
+    # the window's relations change the logits: permuting the *other* shots' content matters
+    shuffled = {m: f.clone() for m, f in feats.items()}
+    shuffled["clip"][0, 9:] = shuffled["clip"][0, 9:].flip(0)
+    rel.eval()
+    assert not torch.allclose(rel(feats, mask).logits[0, 8], rel(shuffled, mask).logits[0, 8])
+    with pytest.raises(MegaPipeError, match="relation_features: only for task"):
+        tiny_config("act", relation_features=True)

@@ -153,3 +153,92 @@ def test_default_modalities_are_the_tiny_extractors(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "manifest.jsonl")
     shots = pq.read_schema(read_manifest(tmp_path / "manifest.jsonl")[0].features / "shots.parquet")
     assert {m: shots.field(m).type.list_size for m in shot_modalities(shots)} == tiny
+
+
+# --- variant "relational": nothing recurs across movies (docs/training.md) --------------------
+
+
+def _scene_means(entry, modality="clip"):
+    x = load_entries([entry], [modality])[0].features[modality].astype(np.float64)
+    labels = np.array([0 if v is None else v for v in entry.scene_labels])
+    scene = np.r_[0, np.cumsum(labels[:-1])]
+    return x, scene, np.stack([x[scene == s].mean(axis=0) for s in range(scene.max() + 1)])
+
+
+def _max_cross_movie_cosine(manifest):
+    entries = read_manifest(manifest)[:4]
+    means = []
+    for e in entries:
+        _, _, m = _scene_means(e)
+        m = m - m.mean(axis=0)            # remove the movie's offset
+        means.append(m / np.linalg.norm(m, axis=1, keepdims=True))
+    return np.mean([np.max(means[a] @ means[b].T, axis=1).mean()
+                    for a in range(len(means)) for b in range(len(means)) if a != b])
+
+
+def test_relational_variant_shares_no_content_across_movies(tmp_path):
+    params = SynthParams(modality_noise=0.05, shot_noise=0.05)   # see the latents through the features
+    kw = dict(seed=4, modalities={"clip": 48}, params=params)
+    shared = _max_cross_movie_cosine(generate(tmp_path / "d", 4, **kw))
+    fresh = _max_cross_movie_cosine(generate(tmp_path / "r", 4, variant="relational", **kw))
+    # Default: every scene's setting recurs in the other movies (best match ~ the same setting);
+    # relational: the best match of a scene in another movie is only the chance maximum.
+    assert shared > 0.75 and fresh < 0.65 and shared - fresh > 0.15, (shared, fresh)
+    meta = json.loads((read_manifest(tmp_path / "r" / "manifest.jsonl")[0].features / "manifest.json").read_text())
+    assert meta["config"]["variant"] == "relational"
+
+
+def test_relational_scene_latents_are_fresh_draws():
+    from mega_pipe.manifests.synth import _relational_content
+    p = SynthParams(variant="relational")
+    scene_of_shot = np.repeat(np.arange(60), 3)
+    za, _ = _relational_content(np.random.default_rng(1), 60, scene_of_shot, p)
+    zb, _ = _relational_content(np.random.default_rng(2), 60, scene_of_shot, p)
+    unit = lambda z: z / np.linalg.norm(z, axis=1, keepdims=True)  # noqa: E731
+    cross = (unit(za) @ unit(zb).T).max(axis=1).mean()
+    within = (unit(za) @ unit(za).T - 2 * np.eye(60)).max(axis=1).mean()
+    assert abs(cross - within) < 0.1   # another movie's scenes are no closer than this movie's other scenes
+
+
+def test_relational_setups_alternate_inside_a_scene():
+    from mega_pipe.manifests.synth import _relational_content
+    p = SynthParams(variant="relational")
+    scene_of_shot = np.repeat(np.arange(200), 6)
+    _, look = _relational_content(np.random.default_rng(0), 200, scene_of_shot, p)
+    for s in range(200):
+        rows = look[scene_of_shot == s]
+        distinct = np.unique(rows.round(6), axis=0)
+        assert 1 <= len(distinct) <= 3
+        k = len(distinct)
+        np.testing.assert_allclose(rows[k:], rows[:-k])          # cycled: shot j uses set-up j mod k
+    counts = [len(np.unique(look[scene_of_shot == s].round(6), axis=0)) for s in range(200)]
+    assert set(counts) == {1, 2, 3}
+
+
+def test_relational_same_setup_shots_are_similar(tmp_path):
+    manifest = generate(tmp_path, 3, seed=5, modalities={"clip": 48}, variant="relational")
+    for entry in read_manifest(manifest):
+        x, scene, _ = _scene_means(entry)
+        u = x - x.mean(axis=0)
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        sim = u @ u.T
+        same = scene[:, None] == scene[None, :]
+        near = np.abs(np.arange(len(x))[:, None] - np.arange(len(x))[None, :]) <= 4
+        off = ~np.eye(len(x), dtype=bool)
+        # the best within-scene partner beats the best other-scene partner nearby, on average
+        best_in = np.where(same & off, sim, -2).max(axis=1)
+        best_out = np.where(~same & near, sim, -2).max(axis=1)
+        ok = (best_in > -2) & (best_out > -2)
+        assert (best_in[ok] > best_out[ok]).mean() > 0.7
+
+
+def test_unknown_variant_is_a_user_error(tmp_path):
+    with pytest.raises(MegaPipeError, match="variant"):
+        generate(tmp_path, 1, modalities={"clip": 4}, variant="shuffled")
+
+
+def test_cli_synth_variant(tmp_path):
+    assert main(["manifest", "synth", str(tmp_path / "s"), "--movies", "2", "--variant", "relational",
+                 "--modalities", "clip:8"]) == 0
+    meta = json.loads((tmp_path / "s" / "synth0000" / "manifest.json").read_text())
+    assert meta["config"]["variant"] == "relational"

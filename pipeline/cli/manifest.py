@@ -74,6 +74,9 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
                    help="output folder (one sub-folder per movie + manifest.jsonl)")
     p.add_argument("--movies", type=int, default=50, help="number of movies (default 50)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", choices=("default", "relational"), default="default",
+                   help="relational: every movie draws its scene content and camera set-ups afresh, "
+                        "so only within-movie similarity marks a scene (docs/training.md)")
     p.add_argument("--modalities", default=format_modalities(tiny_modalities()),
                    help="name:dim,name:dim,... (default: the tiny extractor set's, %(default)s)")
     p.set_defaults(func=_cmd_synth)
@@ -152,5 +155,6 @@ def _cmd_tripod(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from mega_pipe.manifests.synth import generate, parse_modalities
 
-    print(generate(args.out, args.movies, args.seed, modalities=parse_modalities(args.modalities)))
+    print(generate(args.out, args.movies, args.seed, modalities=parse_modalities(args.modalities),
+                   variant=args.variant))
     return 0
