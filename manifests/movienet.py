@@ -58,10 +58,11 @@ def _ints(line: str, path: Path, lineno: int, count: int) -> list[int]:
         raise MegaPipeError(f"{path}:{lineno}: expected {count} integers, got {line!r}") from None
 
 
-def read_shot_file(path: str | os.PathLike) -> np.ndarray:
-    """``shot_movie318/<imdb>.txt`` -> (n_shots, 2) int64 [start_frame, end_frame] (inclusive)."""
+def _shot_rows(path: str | os.PathLike, columns: int) -> np.ndarray:
+    """The first ``columns`` integers of every line of a MovieNet shot file, checked."""
     path = Path(path)
-    rows = [_ints(line, path, i, 2) for i, line in enumerate(_read_lines(path), 1) if line.strip()]
+    rows = [_ints(line, path, i, columns) for i, line in enumerate(_read_lines(path), 1)
+            if line.strip()]
     if not rows:
         raise MegaPipeError(f"{path}: no shots")
     frames = np.asarray(rows, dtype=np.int64)
@@ -69,21 +70,18 @@ def read_shot_file(path: str | os.PathLike) -> np.ndarray:
     if bad.size:
         raise MegaPipeError(f"{path}: shot {bad[0]} starts after it ends")
     return frames
+
+
+def read_shot_file(path: str | os.PathLike) -> np.ndarray:
+    """``shot_movie318/<imdb>.txt`` -> (n_shots, 2) int64 [start_frame, end_frame] (inclusive)."""
+    return _shot_rows(path, 2)
 
 
 def read_shot_keyframes(path: str | os.PathLike) -> np.ndarray:
     """``shot_movie318/<imdb>.txt`` with its key frames -> (n_shots, 5) int64 rows
     ``[start_frame, end_frame, kf1, kf2, kf3]`` (end inclusive; key frames are frame numbers of
     the movie, checked to lie in their shot by the caller)."""
-    path = Path(path)
-    rows = [_ints(line, path, i, 5) for i, line in enumerate(_read_lines(path), 1) if line.strip()]
-    if not rows:
-        raise MegaPipeError(f"{path}: no shots")
-    frames = np.asarray(rows, dtype=np.int64)
-    bad = np.flatnonzero(frames[:, 0] > frames[:, 1])
-    if bad.size:
-        raise MegaPipeError(f"{path}: shot {bad[0]} starts after it ends")
-    return frames
+    return _shot_rows(path, 5)
 
 
 def read_label_file(path: str | os.PathLike, n_shots: int) -> list[int | None]:
