@@ -2,7 +2,7 @@
 
 On ``manifests.synth.generate(..., variant="relational")`` every movie draws its scene content
 and camera set-ups afresh, so only within-movie similarity marks a scene. This bench trains the
-scene model (``--config``, default ``scene-small``) with and without ``relation_features`` on
+scene model (``--config``, default ``scene-small``) with each form of ``relation_features`` on
 ``--train-sizes`` training movies (2–3 ``--seeds``), always validating on the same val movies and
 testing on the same test movies, and prints every model AP beside two parameter-free baselines
 on those test movies:
@@ -12,12 +12,18 @@ on those test movies:
 * windowed best match ±4: 1 − the best similarity between a shot of (i−4, i] and one of
   (i, i+4] (``unsupervised.cut_novelty``).
 
+``--task act`` trains the act model (``--config``, default ``act-small``, with the shot-level gold of
+the training movies) on the same movies and prints test TA/PA/D beside two baselines: TRIPOD's
+position prior alone, and the prior plus one linear direction per TP fitted on the same
+training movies (``baselines.LinearTPBaseline``, L2 weight picked on the val movies).
+
 The set: ``--movies`` movies of one seed; test = the first ``--test`` movies, val = the next
 ``--val``, train = the next max(train sizes) (a smaller train size takes a prefix).
 Usage::
 
     python bench/bench_relational.py [--out DIR] [--train-sizes 16,50] [--seeds 0,1]
-        [--epochs 3] [--arms base,relation] [--variant relational] [--json out.json]
+        [--epochs 3] [--arms none,window,cut] [--variant relational] [--json out.json]
+    python bench/bench_relational.py --task act [--train-sizes 16,53] [--seeds 0] [--epochs 60]
 """
 from __future__ import annotations
 
@@ -34,13 +40,16 @@ from mega_pipe.manifests.features import FeatureFolder
 from mega_pipe.manifests.schema import read_manifest, write_manifest
 from mega_pipe.manifests.synth import generate
 from mega_pipe.model import unsupervised as U
-from mega_pipe.model.metrics import scene_metrics
+from mega_pipe.model.baselines import LinearTPBaseline
+from mega_pipe.model.data import Normalizer, load_entries
+from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.model.train import evaluate, train
 
-ARMS = {  # arm name -> top-level config overrides
-    "base": {"relation_features": False},
-    "relation": {"relation_features": True},
+ARMS = {  # task -> arm name -> top-level config overrides
+    "scene": {form: {"relation_features": form} for form in ("none", "window", "cut")},
+    "act": {"act": {}, "position": {"position_bins": 40}, "linear": {"position_bins": 40, "content_head": True}},
 }
+DEFAULTS = {"scene": ("scene-small", "none,window,cut", 3), "act": ("act-small", "act", None)}
 
 
 def _record(entry, prob) -> dict:
@@ -59,6 +68,29 @@ def baselines(entries) -> dict:
         recs["consecutive cosine"].append(_record(e, np.r_[np.clip((1 - band[:-1]) / 2, 0, 1), 1.0]))
         recs["best match ±4"].append(_record(e, np.r_[np.clip(U.cut_novelty(feats, 4) / 2, 0, 1), 1.0]))
     return {k: scene_metrics(v) for k, v in recs.items()}
+
+
+def act_baselines(train_entries, val_entries, test_entries) -> dict:
+    """TA/PA/D of the TRIPOD prior and of the prior + linear TP directions fitted on
+    ``train_entries`` (features standardised on them, as the trainer does; L2 weight picked on
+    ``val_entries``), on ``test_entries``."""
+    modalities = list(model_set_dims("tiny"))
+    train_movies = load_entries(train_entries, modalities)
+    norm = Normalizer.fit(train_movies, modalities)
+
+    def arrays(movie) -> list:
+        norm.apply(movie)
+        return [movie.features[m] for m in modalities]
+
+    linear = LinearTPBaseline.select([(arrays(m), m.tp_shots) for m in train_movies],
+                                     [(arrays(m), m.tp_shots) for m in load_entries(val_entries, modalities)])
+    recs: dict[str, list] = {"TRIPOD prior": [], "prior + linear TP directions": []}
+    for movie in load_entries(test_entries, modalities):
+        n = movie.n_shots
+        prior = U.tp_prior(np.arange(n), np.arange(1, n + 1))
+        for name, post in (("TRIPOD prior", prior), ("prior + linear TP directions", linear.posteriors(arrays(movie)))):
+            recs[name].append({"movie_id": movie.movie_id, "posteriors": post.tolist(), "gold": movie.tp_shots})
+    return {k: act_metrics(v) for k, v in recs.items()}
 
 
 def make_set(work: Path, args) -> tuple[Path, list]:
@@ -81,23 +113,33 @@ def main() -> None:
     ap.add_argument("--val", type=int, default=4)
     ap.add_argument("--train-sizes", default="16,50")
     ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--arms", default="base,relation")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--config", default="scene-small")
+    ap.add_argument("--task", choices=("scene", "act"), default="scene")
+    ap.add_argument("--arms", help="scene: relation_features forms none,window,cut (default); act: act")
+    ap.add_argument("--epochs", type=int, help="default: 3 (scene), the config's (act)")
+    ap.add_argument("--config", help="default: scene-small / act-small")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     args.train_sizes = [int(x) for x in args.train_sizes.split(",")]
+    config, arms, epochs = DEFAULTS[args.task]
+    args.config, args.arms = args.config or config, args.arms or arms
+    args.epochs = args.epochs if args.epochs is not None else epochs
     torch.set_num_threads(args.threads)
     work = args.out or Path(tempfile.mkdtemp(prefix="mega-relational-"))
     manifest, entries = make_set(work, args)
     test = [e for e in entries if e.split == "test"]
-    base = baselines(test)
-    report = {"variant": args.variant, "test_movies": len(test), "epochs": args.epochs,
-              "baselines": {k: {"ap": v["ap"], "f1": v["f1"]} for k, v in base.items()}, "runs": []}
-    print(json.dumps(report["baselines"]), flush=True)
     train_entries = [e for e in entries if e.split == "train"]
+    keys = ("ap", "f1") if args.task == "scene" else ("ta", "pa", "d")
+    report = {"variant": args.variant, "task": args.task, "test_movies": len(test), "epochs": args.epochs,
+              "baselines": {}, "runs": []}
+    if args.task == "scene":   # parameter-free: the same for every training size
+        report["baselines"] = {k: {m: v[m] for m in keys} for k, v in baselines(test).items()}
+        print(json.dumps(report["baselines"]), flush=True)
     for size in args.train_sizes:
+        if args.task == "act":   # fitted on the training movies of this size
+            fitted = act_baselines(train_entries[:size], [e for e in entries if e.split == "val"], test)
+            report["baselines"][size] = {k: {m: v[m] for m in keys} for k, v in fitted.items()}
+            print(json.dumps({size: report["baselines"][size]}), flush=True)
         subset = [e for e in entries if e.split != "train"] + train_entries[:size]
         path = work / f"manifest_train{size}.jsonl"
         write_manifest(path, subset)
@@ -105,23 +147,23 @@ def main() -> None:
             for seed in (int(s) for s in args.seeds.split(",")):
                 out = work / f"run_{arm}_n{size}_s{seed}"
                 t0 = time.perf_counter()
-                summary = train("scene", path, out, epochs=args.epochs, seed=seed, config=args.config,
-                                config_overrides=ARMS[arm], progress=False, device="cpu")
+                summary = train(args.task, path, out, epochs=args.epochs, seed=seed, config=args.config,
+                                config_overrides=ARMS[args.task][arm], progress=False, device="cpu")
                 result = evaluate(summary["best_checkpoint"], path, "test", device="cpu")["metrics"]
-                row = {"arm": arm, "train_movies": size, "seed": seed, "ap": result["ap"], "f1": result["f1"],
+                row = {"arm": arm, "train_movies": size, "seed": seed, **{m: result[m] for m in keys},
                        "best_epoch": summary["best_epoch"], "wall_s": round(time.perf_counter() - t0, 1)}
                 report["runs"].append(row)
                 print(json.dumps(row), flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-    print(f"baselines on the {len(test)} test movies: "
-          + ", ".join(f"{k} AP {v['ap']:.3f}" for k, v in base.items()))
+    main_key = keys[0]
+    print(f"baselines on the {len(test)} test movies: {json.dumps(report['baselines'])}")
     for size in args.train_sizes:
         for arm in args.arms.split(","):
-            aps = [r["ap"] for r in report["runs"] if r["arm"] == arm and r["train_movies"] == size]
-            if aps:
-                print(f"{arm:9s} {size:3d} train movies: AP {np.mean(aps):.3f} ± {np.std(aps):.3f} "
-                      f"({', '.join(f'{a:.3f}' for a in aps)})")
+            vals = [r[main_key] for r in report["runs"] if r["arm"] == arm and r["train_movies"] == size]
+            if vals:
+                print(f"{arm:9s} {size:3d} train movies: {main_key.upper()} {np.mean(vals):.3f} ± "
+                      f"{np.std(vals):.3f} ({', '.join(f'{a:.3f}' for a in vals)})")
 
 
 if __name__ == "__main__":

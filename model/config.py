@@ -164,9 +164,10 @@ class MegaConfig:
     align_pe_in_bottleneck: bool = True  # ablation switch (Tab. 2b)
     align_scope: Literal["sequence", "movie"] = "sequence"  # "movie": caller passes r_i (§5 #2)
     bottleneck_seed: Literal["none", "bin_mean"] = "bin_mean"  # "none": free tokens (paper-literal)
-    relation_features: bool = False  # scene: add each shot's cosine similarities to its window (docs/model.md)
+    relation_features: Literal["none", "window", "cut"] = "none"  # scene: similarities inside the window (docs/model.md)
     synopsis: Union[SynopsisConfig, None] = None  # act only
-    position_bins: int = 0  # task "synopsis" only: SynopsisConfig.position_bins
+    position_bins: int = 0  # synopsis: SynopsisConfig.position_bins; act: the shot model's TP position head
+    content_head: bool = False  # act: TP logits also read straight from the shot encoders' projections
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
 
     def __post_init__(self) -> None:
@@ -195,7 +196,7 @@ def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
         cfg, task="synopsis", max_len=syn.max_len, n_bottleneck=syn.n_bottleneck,
         width=cfg.width * n_modalities, ffn_width=cfg.ffn_width * n_modalities,
         n_unimodal=syn.n_layers, n_fusion=1, dropout=syn.dropout, align_scope="sequence",
-        synopsis=None, position_bins=syn.position_bins, train=None)
+        synopsis=None, position_bins=syn.position_bins, content_head=False, train=None)
 
 
 # --- Loading -----------------------------------------------------------------------------------
@@ -266,6 +267,8 @@ def checkpoint_config(data: dict, origin: str) -> MegaConfig:
     """A checkpoint's stored config: as :func:`config_from_dict`, tolerating retired keys."""
     if "bottleneck_seed" not in data:   # written before the key existed: free bottleneck tokens
         data = {**data, "bottleneck_seed": "none"}
+    if isinstance(data.get("relation_features"), bool):   # written when the key was a switch
+        data = {**data, "relation_features": "window" if data["relation_features"] else "none"}
     train = data.get("train")
     if isinstance(train, dict):
         data = {**data, "train": {k: v for k, v in train.items() if k not in RETIRED_TRAIN_KEYS}}
@@ -362,9 +365,10 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
                    f"{cfg.width} is not divisible by n_heads {cfg.n_heads}"))
     in_range("dropout", cfg.dropout, 0.0, 1.0)
     positive_int("position_bins", cfg.position_bins, minimum=0)
-    checks.append(("position_bins", cfg.task == "synopsis" or cfg.position_bins == 0,
-                   "only for task \"synopsis\" (an act config sets synopsis.position_bins)"))
-    checks.append(("relation_features", not cfg.relation_features or (cfg.task == "scene" and cfg.max_len >= 2),
+    checks.append(("position_bins", cfg.task != "scene" or cfg.position_bins == 0,
+                   "only for tasks \"act\" (the shot model's) and \"synopsis\""))
+    checks.append(("content_head", cfg.task == "act" or not cfg.content_head, "only for task \"act\""))
+    checks.append(("relation_features", cfg.relation_features == "none" or (cfg.task == "scene" and cfg.max_len >= 2),
                    "only for task \"scene\" (similarities inside the max_len-shot window, max_len >= 2)"))
     if cfg.task == "synopsis":
         checks.append(("n_fusion", cfg.n_fusion == 1, f"must be 1 for task \"synopsis\" (one stream, "

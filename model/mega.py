@@ -35,9 +35,11 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mega_pipe.model.config import MegaConfig, synopsis_model_config
+from mega_pipe.model.unsupervised import tp_prior
 from torch import Tensor, nn
 
 INIT_STD = 0.02  # BERT initialisation, which the post-LN blocks of §1.2 step 4 follow
@@ -129,7 +131,8 @@ class AlignPE(nn.Module):
 
 class ShotEncoder(nn.Module):
     """x = Dropout(LayerNorm(Linear_{D→C}(f) + PE[i] + AlignPE[b_i] [+ Linear_{L-1→C}(rel_i)])),
-    in Tab. 1a's order; the relation term only with ``relation_features`` (:func:`window_relations`).
+    in Tab. 1a's order; the relation term only with ``relation_features`` (:func:`window_relations`,
+    :func:`cut_relations`).
 
     A shot whose feature is missing (``present`` False: the movie lacks the modality, or no
     sample overlapped the shot) gets the learned ``missing`` embedding instead of Linear(f), so
@@ -144,12 +147,20 @@ class ShotEncoder(nn.Module):
         self.position = PositionalEncoding(cfg.max_len, cfg.width, cfg.positional)
         self.norm = nn.LayerNorm(cfg.width)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.relation = nn.Linear(cfg.max_len - 1, cfg.width) if cfg.relation_features else None
+        n_rel = relation_size(cfg.relation_features, cfg.max_len)
+        self.relation_form, self.max_len = cfg.relation_features, cfg.max_len
+        self.relation = nn.Linear(n_rel, cfg.width) if n_rel else None
 
     def content(self, feats: Tensor, present: Tensor | None = None) -> Tensor:
         """Linear(f), or the missing embedding where ``present`` (B, L) is False: (B, L, C)."""
         x = self.proj(feats)
         return x if present is None else torch.where(present[..., None], x, self.missing.to(x.dtype))
+
+    def relations(self, feats: Tensor, valid: Tensor) -> Tensor:
+        """The relation inputs of the configured form (``relation_features``, not "none")."""
+        if self.relation_form == "cut":
+            return cut_relations(feats, valid, self.max_len)
+        return window_relations(feats, valid, self.max_len - 1)
 
     def forward(self, feats: Tensor, index: Tensor, align: Tensor | None,
                 present: Tensor | None = None, relations: Tensor | None = None) -> Tensor:
@@ -163,6 +174,54 @@ class ShotEncoder(nn.Module):
         return self.dropout(self.norm(x))
 
 
+CUT_WIDTHS = (1, 2, 3, 4)   # "cut" relations: best match across the cut after shot i, w = 1..4 each side
+
+
+def relation_size(form: str, max_len: int) -> int:
+    """Inputs of the relation term per shot: 0 ("none"), max_len − 1 ("window"), max_len − 1 + 4 ("cut")."""
+    return {"none": 0, "window": max_len - 1, "cut": max_len - 1 + len(CUT_WIDTHS)}[form]
+
+
+def _centred_unit(feats: Tensor, valid: Tensor) -> Tensor:
+    """Features centred on the mean of the window's valid shots, L2-normalised; invalid rows 0."""
+    v = valid.to(feats.dtype)[..., None]
+    mean = (feats * v).sum(dim=1, keepdim=True) / v.sum(dim=1, keepdim=True).clamp(min=1.0)
+    return F.normalize((feats - mean) * v, dim=-1)
+
+
+def cut_relations(feats: Tensor, valid: Tensor, max_len: int) -> Tensor:
+    """The "cut" form of ``relation_features``: feats (B, L, D), valid (B, L) -> (B, L, max_len − 1 + 4).
+
+    Row i holds, in **relative** order, shot i's centred cosine similarity to the shots at
+    offsets −h … −1, 1 … max_len − 1 − h (h = (max_len − 1) // 2: −8 … 8 for the 17-shot scene
+    window), so the same offset always lands in the same column whatever i's place in the
+    window (0 outside the window or for an invalid shot); then, for the cut after shot i and
+    w = 1..4, the **best match across that cut**: max_{a ∈ (i−w, i], b ∈ (i, i+w]} sim(a, b)
+    (−1 when no valid pair lies inside the window). The last four are the shot-coherence novelty
+    of Kender & Yeo (docs/unsupervised.md) seen from inside the window, so the model starts
+    from what the parameter-free baseline sees and learns how to weigh and combine it across
+    modalities and widths."""
+    batch, length, _ = feats.shape
+    unit = _centred_unit(feats, valid)
+    sim = unit @ unit.transpose(1, 2)                                   # (B, L, L)
+    idx = torch.arange(length, device=feats.device)
+    half = (max_len - 1) // 2
+    offsets = torch.tensor([d for d in range(-half, max_len - half) if d != 0], device=feats.device)
+    cols = idx[:, None] + offsets[None, :]                              # (L, max_len − 1)
+    inside = (cols >= 0) & (cols < length)
+    rel = torch.gather(sim, 2, cols.clamp(0, length - 1)[None].expand(batch, -1, -1)) * inside
+    pair_ok = valid[:, :, None] & valid[:, None, :]
+    cut = []
+    for w in CUT_WIDTHS:
+        a_in = (idx[None, :] <= idx[:, None]) & (idx[None, :] > idx[:, None] - w)          # (i, a)
+        b_in = (idx[None, :] > idx[:, None]) & (idx[None, :] <= idx[:, None] + w)          # (i, b)
+        pairs = a_in[:, :, None] & b_in[:, None, :]                                         # (i, a, b)
+        ok = pairs[None] & pair_ok[:, None]                                                  # (B, i, a, b)
+        best = sim[:, None].masked_fill(~ok, -1.0).flatten(2).amax(dim=2)                   # (B, i)
+        cut.append(best)
+    return torch.cat([rel, torch.stack(cut, dim=-1)], dim=-1)
+
+
 def window_relations(feats: Tensor, valid: Tensor, width: int) -> Tensor:
     """Relation features of every shot to the other shots of its window (``relation_features``).
 
@@ -173,9 +232,7 @@ def window_relations(feats: Tensor, valid: Tensor, width: int) -> Tensor:
     offset, a constant channel), so the similarities say how a shot relates to its neighbours,
     not what it shows. Pairs with an invalid shot are 0."""
     batch, length, _ = feats.shape
-    v = valid.to(feats.dtype)[..., None]
-    mean = (feats * v).sum(dim=1, keepdim=True) / v.sum(dim=1, keepdim=True).clamp(min=1.0)
-    unit = F.normalize((feats - mean) * v, dim=-1)
+    unit = _centred_unit(feats, valid)
     sim = unit @ unit.transpose(1, 2)
     off = ~torch.eye(length, dtype=torch.bool, device=feats.device)
     rel = sim[:, off].view(batch, length, length - 1)
@@ -308,7 +365,7 @@ class UnimodalStream(nn.Module):
         relations = None
         if self.shot_encoder.relation is not None:
             valid = key_mask[:, -feats.shape[1]:] & (present if present is not None else True)
-            relations = window_relations(feats, valid, self.shot_encoder.relation.in_features)
+            relations = self.shot_encoder.relations(feats, valid)
         shots = self.shot_encoder(feats, index, align, present, relations)
         table = self.align_pe.table if self.align_pe_in_bottleneck else None
         n_b = key_mask.shape[1] - shots.shape[1]
@@ -382,6 +439,13 @@ class OutputHead(nn.Module):
 # --- The shot model ---------------------------------------------------------------------------
 
 
+def tripod_log_prior(n_bins: int) -> Tensor:
+    """(n_bins, 5): log of the mass of TRIPOD's TP position Gaussians over each of ``n_bins``
+    equal bins of the relative position (``unsupervised.tp_prior``), floored at 1e-6."""
+    return torch.log(torch.as_tensor(tp_prior(np.arange(n_bins), np.arange(1, n_bins + 1)).T,
+                                     dtype=torch.float32).clamp(min=1e-6))
+
+
 @dataclass
 class MegaOutput:
     """What the shot model returns."""
@@ -417,6 +481,14 @@ class MEGA(nn.Module):
         self.streams = nn.ModuleDict({m: UnimodalStream(d, cfg) for m, d in self.modality_dims.items()})
         self.fusion = BottleneckFusion(cfg, len(self.modalities))
         self.head = OutputHead(cfg.width * len(self.modalities), cfg.n_classes)
+        # Act only, optional: the TP position head (docs/model.md choice 11), a per-TP logit bias
+        # for each of ``position_bins`` bins of the movie-global position, started at the log
+        # of TRIPOD's published position prior, so the model starts as the prior.
+        bins = cfg.position_bins if cfg.task == "act" else 0
+        self.position_bias = nn.Parameter(tripod_log_prior(bins)) if bins else None
+        # Act only, optional: a linear TP read-out of the shot encoders' content projections
+        # (docs/model.md choice 12), beside the head on the fused tokens.
+        self.content_head = nn.Linear(cfg.width * len(self.modalities), cfg.n_classes) if cfg.content_head else None
         self.apply(_init_linear)
 
     def forward(
@@ -446,6 +518,10 @@ class MEGA(nn.Module):
         available = [(present[m] & mask).any(dim=1) if m in present else mask.new_ones(mask.shape[0])
                      for m in self.modalities]
         logits, shot_emb = self.head(self.fusion(streams, key_mask, available))
+        if self.position_bias is not None:
+            logits = logits + self.position_bias[align_bins(positions, len(self.position_bias))].to(logits.dtype)
+        if self.content_head is not None:
+            logits = logits + self.content_head(self.content_embeddings(feats, present)).to(logits.dtype)
         return MegaOutput(logits=logits, shot_emb=shot_emb)
 
     def content_embeddings(self, feats: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:

@@ -148,13 +148,13 @@ NO_DECAY_MODULES = (torch.nn.LayerNorm, PositionalEncoding, AlignPE, BottleneckT
 def no_decay_names(modules: Sequence[torch.nn.Module]) -> set[str]:
     """Qualified names (``"<i>.<name>"``, i = the module's place in ``modules``) of the
     parameters that get no weight decay: biases, LayerNorm gains, PE/Align.PE tables,
-    bottleneck tokens and the shot encoders' missing embeddings."""
+    bottleneck tokens, the shot encoders' missing embeddings and the TP position heads."""
     names = set()
     for i, root in enumerate(modules):
         for module_name, module in root.named_modules():
             prefix = f"{i}.{module_name}." if module_name else f"{i}."
             for name, _ in module.named_parameters(recurse=False):
-                if name == "bias" or isinstance(module, NO_DECAY_MODULES) or (
+                if name in ("bias", "position_bias") or isinstance(module, NO_DECAY_MODULES) or (
                         isinstance(module, ShotEncoder) and name == "missing"):
                     names.add(prefix + name)
     return names

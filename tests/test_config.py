@@ -152,5 +152,10 @@ def test_synopsis_config_is_the_act_synopsis_network():
                          ({"train": {"loss_weights": {}}}, "train.loss_weights: unknown key")):
         with pytest.raises(MegaPipeError, match=message):
             load_config("synopsis", **bad)
-    with pytest.raises(MegaPipeError, match="position_bins: only for task"):
-        load_config("act-small", position_bins=4)
+    with pytest.raises(MegaPipeError, match="position_bins: only for tasks"):
+        load_config("scene-small", position_bins=4)
+    with pytest.raises(MegaPipeError, match="content_head: only for task"):
+        load_config("synopsis", content_head=True)
+    # an act shot model's position head and content head are not the synopsis network's
+    derived = synopsis_model_config(load_config("act-small", position_bins=40, content_head=True), 3)
+    assert derived.position_bins == act.synopsis.position_bins and derived.content_head is False

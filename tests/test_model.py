@@ -429,11 +429,32 @@ def test_window_relations_are_centred_cosines_to_the_other_shots():
     assert (rel[1, :3, 2:] == 0).all() and (rel[1, 3:] == 0).all()   # pairs with padded shots
 
 
-def test_relation_features_switch():
+def test_cut_relations_are_relative_offsets_and_the_best_match_across_the_cut():
+    from mega_pipe.model.mega import cut_relations
+    feats, mask = random_batch({"clip": 6}, [17, 11], 17)
+    rel = cut_relations(feats["clip"], mask, 17)
+    assert rel.shape == (2, 17, 20)
+    x = feats["clip"][0] - feats["clip"][0].mean(dim=0)
+    x = x / x.norm(dim=1, keepdim=True)
+    sim = x @ x.T
+    offsets = [d for d in range(-8, 9) if d != 0]
+    for i in (0, 5, 8, 16):
+        for col, d in enumerate(offsets):   # column = offset, whatever i's place in the window
+            expected = sim[i, i + d] if 0 <= i + d < 17 else torch.tensor(0.0)
+            torch.testing.assert_close(rel[0, i, col], expected)
+        for k, w in enumerate((1, 2, 3, 4)):
+            pairs = [sim[a, b] for a in range(max(0, i - w + 1), i + 1) for b in range(i + 1, min(17, i + w + 1))]
+            torch.testing.assert_close(rel[0, i, 16 + k], torch.stack(pairs).max() if pairs else torch.tensor(-1.0))
+    # a padded shot is never matched: the cut after the last real shot has no pair
+    assert (rel[1, 10, 16:] == -1).all() and (rel[1, 11:, :16] == 0).all()
+
+
+@pytest.mark.parametrize("form,extra", [("window", 16), ("cut", 20)])
+def test_relation_features_switch(form, extra):
     dims = {"clip": 8, "place": 4}
     cfg = dict(max_len=17, n_bottleneck=2, width=16, ffn_width=32, n_heads=2, dropout=0.0)
-    plain, rel = MEGA(load_config("scene", **cfg), dims), MEGA(load_config("scene", relation_features=True, **cfg), dims)
-    assert count_parameters(rel) - count_parameters(plain) == 2 * (16 * 16 + 16)   # Linear(16 -> C) per modality
+    plain, rel = MEGA(load_config("scene", **cfg), dims), MEGA(load_config("scene", relation_features=form, **cfg), dims)
+    assert count_parameters(rel) - count_parameters(plain) == 2 * (extra * 16 + 16)   # Linear(extra -> C) per modality
     feats, mask = random_batch(dims, [17, 9], 17)
     present = {"place": torch.zeros(2, 17, dtype=torch.bool)}
     out = rel(feats, mask, present=present)
@@ -444,4 +465,40 @@ def test_relation_features_switch():
     rel.eval()
     assert not torch.allclose(rel(feats, mask).logits[0, 8], rel(shuffled, mask).logits[0, 8])
     with pytest.raises(MegaPipeError, match="relation_features: only for task"):
-        tiny_config("act", relation_features=True)
+        tiny_config("act", relation_features=form)
+
+
+def test_relation_features_of_old_checkpoints_map_to_the_window_form():
+    from mega_pipe.model.config import checkpoint_config, config_to_dict
+    data = config_to_dict(load_config("scene-small"))
+    assert data["relation_features"] == "cut"
+    assert checkpoint_config({**data, "relation_features": True}, "ckpt").relation_features == "window"
+    assert checkpoint_config({**data, "relation_features": False}, "ckpt").relation_features == "none"
+    with pytest.raises(MegaPipeError, match="relation_features"):
+        load_config("scene", relation_features=True)
+
+
+# --- the act shot model's TP position head (docs/model.md choice 11) ----------------------------
+
+
+def test_act_position_head_starts_as_the_tripod_prior():
+    from mega_pipe.model.mega import tripod_log_prior
+    from mega_pipe.model.unsupervised import TRIPOD_TP_PRIOR
+    dims = {"clip": 8, "place": 4}
+    model = MEGA(tiny_config("act", position_bins=10), dims)
+    plain = MEGA(tiny_config("act"), dims)
+    assert count_parameters(model) - count_parameters(plain) == 10 * 5
+    with torch.no_grad():
+        model.head.proj.weight.zero_()   # no content: the logits are the head's bias + the prior
+    feats, mask = random_batch(dims, [30, 20], 30)
+    positions = torch.arange(30).float()[None].expand(2, -1) / torch.tensor([[30.0], [20.0]])
+    positions = positions.masked_fill(~mask, 0.0)
+    model.eval()
+    logits = model(feats, mask, positions).logits
+    prior = tripod_log_prior(10)
+    torch.testing.assert_close(logits[0] - logits[0, :1], prior[(torch.arange(30) * 10) // 30] - prior[:1])
+    # the mode of each TP's logits over the movie is where TRIPOD puts it
+    modes = logits[0].argmax(dim=0).float() / 30
+    assert all(abs(m - mean) < 0.1 for m, (mean, _) in zip(modes.tolist(), TRIPOD_TP_PRIOR))
+    with pytest.raises(MegaPipeError, match="position_bins: only for tasks"):
+        tiny_config("scene", position_bins=10)
