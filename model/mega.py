@@ -30,6 +30,7 @@ are programming errors. Parameter counts are ``summary.py``.
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Mapping
@@ -211,15 +212,23 @@ def cut_relations(feats: Tensor, valid: Tensor, max_len: int) -> Tensor:
     inside = (cols >= 0) & (cols < length)
     rel = torch.gather(sim, 2, cols.clamp(0, length - 1)[None].expand(batch, -1, -1)) * inside
     pair_ok = valid[:, :, None] & valid[:, None, :]
-    cut = []
-    for w in CUT_WIDTHS:
-        a_in = (idx[None, :] <= idx[:, None]) & (idx[None, :] > idx[:, None] - w)          # (i, a)
-        b_in = (idx[None, :] > idx[:, None]) & (idx[None, :] <= idx[:, None] + w)          # (i, b)
-        pairs = a_in[:, :, None] & b_in[:, None, :]                                         # (i, a, b)
-        ok = pairs[None] & pair_ok[:, None]                                                  # (B, i, a, b)
-        best = sim[:, None].masked_fill(~ok, -1.0).flatten(2).amax(dim=2)                   # (B, i)
-        cut.append(best)
-    return torch.cat([rel, torch.stack(cut, dim=-1)], dim=-1)
+    flat = torch.cat([sim.masked_fill(~pair_ok, -1.0).flatten(1), sim.new_full((batch, 1), -1.0)], dim=1)
+    pairs = _cut_pairs(length).to(feats.device)                          # (L, 4, w_max²) into flat
+    cut = flat[:, pairs.flatten()].view(batch, *pairs.shape).amax(dim=-1)   # (B, L, 4)
+    return torch.cat([rel, cut], dim=-1)
+
+
+@functools.lru_cache(maxsize=8)
+def _cut_pairs(length: int) -> Tensor:
+    """For shot i and each w of CUT_WIDTHS, the flat indices a·L + b of the pairs a ∈ (i−w, i],
+    b ∈ (i, i+w] inside a window of ``length``, padded with L² (the −1 sentinel)."""
+    w_max = max(CUT_WIDTHS)
+    out = torch.full((length, len(CUT_WIDTHS), w_max * w_max), length * length, dtype=torch.long)
+    for i in range(length):
+        for k, w in enumerate(CUT_WIDTHS):
+            flat = [a * length + b for a in range(max(0, i - w + 1), i + 1) for b in range(i + 1, min(length, i + w + 1))]
+            out[i, k, :len(flat)] = torch.tensor(flat, dtype=torch.long)
+    return out
 
 
 def window_relations(feats: Tensor, valid: Tensor, width: int) -> Tensor:
