@@ -168,6 +168,7 @@ class MegaConfig:
     synopsis: Union[SynopsisConfig, None] = None  # act only
     position_bins: int = 0  # synopsis: SynopsisConfig.position_bins; act: the shot model's TP position head
     content_head: bool = False  # act: TP logits also read straight from the shot encoders' projections
+    decode_distance_weight: float = 0.0  # synopsis: λ of the minimum-Bayes-risk decision (0: argmax)
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
 
     def __post_init__(self) -> None:
@@ -196,7 +197,7 @@ def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
         cfg, task="synopsis", max_len=syn.max_len, n_bottleneck=syn.n_bottleneck,
         width=cfg.width * n_modalities, ffn_width=cfg.ffn_width * n_modalities,
         n_unimodal=syn.n_layers, n_fusion=1, dropout=syn.dropout, align_scope="sequence",
-        synopsis=None, position_bins=syn.position_bins, content_head=False, train=None)
+        synopsis=None, position_bins=syn.position_bins, content_head=False, decode_distance_weight=0.0, train=None)
 
 
 # --- Loading -----------------------------------------------------------------------------------
@@ -368,6 +369,10 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
     checks.append(("position_bins", cfg.task != "scene" or cfg.position_bins == 0,
                    "only for tasks \"act\" (the shot model's) and \"synopsis\""))
     checks.append(("content_head", cfg.task == "act" or not cfg.content_head, "only for task \"act\""))
+    checks.append(("decode_distance_weight", cfg.task == "synopsis" or cfg.decode_distance_weight == 0,
+                   "only for task \"synopsis\""))
+    checks.append(("decode_distance_weight", isinstance(cfg.decode_distance_weight, (int, float))
+                   and cfg.decode_distance_weight >= 0, "must be a number >= 0"))
     checks.append(("relation_features", cfg.relation_features == "none" or (cfg.task == "scene" and cfg.max_len >= 2),
                    "only for task \"scene\" (similarities inside the max_len-shot window, max_len >= 2)"))
     if cfg.task == "synopsis":

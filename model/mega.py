@@ -131,7 +131,7 @@ class AlignPE(nn.Module):
 
 
 class ShotEncoder(nn.Module):
-    """x = Dropout(LayerNorm(Linear_{D→C}(f) + PE[i] + AlignPE[b_i] [+ Linear_{L-1→C}(rel_i)])),
+    """x = Dropout(LayerNorm(Linear_{D→C}(f) + PE[i] + AlignPE[b_i] [+ Linear_{R→C}(rel_i)])),
     in Tab. 1a's order; the relation term only with ``relation_features`` (:func:`window_relations`,
     :func:`cut_relations`).
 

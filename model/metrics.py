@@ -70,6 +70,7 @@ class _ActMovie:
     posteriors: np.ndarray      # (5, N) float64
     gold: list[frozenset[int]]  # 5 sets of unit indices
     shot_scenes: np.ndarray | None = None  # (N,) int: screenplay scene of every unit (shot)
+    prediction: list[int] | None = None  # synopsis records: the model's decoded unit per TP
 
 
 def _movie_id(record: object, index: int) -> str:
@@ -160,7 +161,13 @@ def _act_movie(record: object, index: int) -> _ActMovie:
             raise MegaPipeError(f"movie {movie_id!r}: field 'shot_scenes' must be a list of {n_units} "
                                 "non-negative integer scene indices (one per shot)")
         scenes = np.asarray(scenes, dtype=np.int64)
-    return _ActMovie(movie_id, post, sets, scenes)
+    prediction = record.get("prediction")
+    if prediction is not None and (not isinstance(prediction, (list, tuple)) or len(prediction) != N_TURNING_POINTS
+                                   or not all(isinstance(u, (int, np.integer)) and not isinstance(u, bool)
+                                              and 0 <= u < n_units for u in prediction)):
+        raise MegaPipeError(f"movie {movie_id!r}: field 'prediction' must be {N_TURNING_POINTS} integer unit "
+                            f"indices in [0, {n_units})")
+    return _ActMovie(movie_id, post, sets, scenes, None if prediction is None else [int(u) for u in prediction])
 
 
 def _parse_all(records: Iterable[object], parse) -> list:
@@ -415,9 +422,19 @@ def act_metrics(records: Sequence[dict]) -> dict:
     return result
 
 
-def synopsis_prediction(posterior: Sequence[float]) -> int:
-    """The predicted TP sentence: the argmax of the posterior (a tie goes to the first)."""
-    return int(np.argmax(np.asarray(posterior, dtype=np.float64)))
+def synopsis_prediction(posterior: Sequence[float], distance_weight: float = 0.0) -> int:
+    """The predicted TP sentence. ``distance_weight`` λ = 0: the argmax of the posterior (a tie
+    goes to the first). λ > 0: the **minimum-Bayes-risk** choice for TRIPOD's two scores at
+    once, argmax_p P(p) − λ · Σ_j P(j) |p − j| / N — the chance of an exact hit (TA) minus λ
+    times the expected distance (D) under the posterior; a large λ tends to the posterior's
+    median (docs/training.md, "Decoding")."""
+    post = np.asarray(posterior, dtype=np.float64)
+    if distance_weight <= 0:
+        return int(np.argmax(post))
+    n = len(post)
+    j = np.arange(n)
+    expected = np.abs(j[:, None] - j[None, :]) @ post / n
+    return int(np.argmax(post - distance_weight * expected))
 
 
 def synopsis_metrics(records: Sequence[dict]) -> dict:
@@ -426,7 +443,8 @@ def synopsis_metrics(records: Sequence[dict]) -> dict:
 
     Records are act records over **sentences** (``posteriors`` 5 × N_sentences, ``gold`` the
     annotated sentence indices per TP; several annotators give several). The prediction for
-    (movie, TP) is the single argmax sentence p (:func:`synopsis_prediction`) — no ±1 window,
+    (movie, TP) is the single sentence p of the record's ``prediction`` (5 sentence indices,
+    the model's decision rule, :func:`synopsis_prediction`), or without one the argmax — no ±1 window,
     which is what separates these from GraphTP's scene-level :func:`act_metrics`. With G the
     gold sentences of (movie, TP), over the (movie, TP) events that have gold:
 
@@ -442,10 +460,10 @@ def synopsis_metrics(records: Sequence[dict]) -> dict:
     distances = []
     for movie in movies:
         n = movie.posteriors.shape[1]
-        for posterior, gold in zip(movie.posteriors, movie.gold):
+        for k, (posterior, gold) in enumerate(zip(movie.posteriors, movie.gold)):
             if not gold:
                 continue
-            p = synopsis_prediction(posterior)
+            p = synopsis_prediction(posterior) if movie.prediction is None else movie.prediction[k]
             hit = p in gold
             hit_sentences += hit
             gold_sentences += len(gold)

@@ -60,7 +60,7 @@ from mega_pipe.model.losses import (
     tp_cross_entropy,
 )
 from mega_pipe.model.mega import MEGA, SynopsisModel
-from mega_pipe.model.metrics import act_metrics, scene_metrics, synopsis_metrics
+from mega_pipe.model.metrics import act_metrics, scene_metrics, synopsis_metrics, synopsis_prediction
 from mega_pipe.model.predict import act_posteriors, scene_probabilities
 
 ACT_LOSSES = ("sync", "distill", "synopsis", "shot_tp")
@@ -335,8 +335,10 @@ class SynopsisTask(Task):
     mass spread evenly), smoothed by ``train.label_smoothing`` ε: a fraction ε of each gold
     sentence's mass goes to its two neighbours (ε/2 each; at an edge all of it to the one
     neighbour), because a prediction one sentence off is nearly right (TRIPOD's D) while the
-    one-hot target calls it as wrong as any other. Records are act records over sentences,
-    scored by ``metrics.synopsis_metrics`` (TA/PA/D of TRIPOD, no ±1 window). The best epoch
+    one-hot target calls it as wrong as any other. Records are act records over sentences plus
+    the decoded ``prediction`` (``decode_distance_weight``: argmax or the minimum-Bayes-risk
+    sentence, ``metrics.synopsis_prediction``), scored by ``metrics.synopsis_metrics`` (TA/PA/D
+    of TRIPOD, no ±1 window). The best epoch
     is the one with the lowest validation loss (TA on a few dozen validation synopses moves in
     steps of several per cent).
     """
@@ -400,8 +402,10 @@ class SynopsisTask(Task):
         for movie in movies:
             sents, mask = pack_synopses([movie], device)
             logits = model(sents, mask)[0][0].float()
+            posteriors = torch.softmax(logits, dim=0).T.cpu().numpy()
             records.append({"movie_id": movie.movie_id,
-                            "posteriors": torch.softmax(logits, dim=0).T.cpu().tolist(),
+                            "posteriors": posteriors.tolist(),
+                            "prediction": [synopsis_prediction(p, cfg.decode_distance_weight) for p in posteriors],
                             "gold": movie.tp_sentences})
         return records
 

@@ -20,7 +20,7 @@ from mega_pipe.manifests.tripod import read_tripod_csv
 from mega_pipe.model.baselines import PositionBaseline
 from mega_pipe.model.checkpoint import read_checkpoint
 from mega_pipe.model.config import config_to_dict, load_config, synopsis_model_config
-from mega_pipe.model.metrics import act_metrics, score_records, synopsis_metrics
+from mega_pipe.model.metrics import act_metrics, score_records, synopsis_metrics, synopsis_prediction
 from mega_pipe.model.tasks import smoothed_targets
 from mega_pipe.model.train import train
 from mega_pipe.pipeline.cli import main
@@ -65,6 +65,25 @@ def test_synopsis_metrics_have_no_window_unlike_graphtp():
 def test_synopsis_metric_ties_go_to_the_first_sentence():
     records = [{"movie_id": "x", "posteriors": [[0.5, 0.5, 0.0]] * 5, "gold": [[0]] * 5}]
     assert synopsis_metrics(records)["ta"] == 1.0
+
+
+def test_minimum_bayes_risk_prediction_trades_a_hit_for_distance():
+    # a sharp but lonely peak at the start, most of the mass spread around the middle
+    post = np.array([0.3] + [0.0] * 3 + [0.1] * 7 + [0.0] * 9)
+    assert synopsis_prediction(post) == 0 == synopsis_prediction(post, 0.0)
+    assert 4 <= synopsis_prediction(post, 4.0) <= 10            # inside the spread mass, not the peak
+    n = len(post)
+    risk = [post[p] - 4.0 * sum(post[j] * abs(p - j) / n for j in range(n)) for p in range(n)]
+    assert np.isclose(risk[synopsis_prediction(post, 4.0)], max(risk))
+    # a record's own prediction is what gets scored
+    records = [{"movie_id": "x", "posteriors": [post.tolist()] * 5, "gold": [[7]] * 5}]
+    assert synopsis_metrics(records)["ta"] == 0.0
+    assert synopsis_metrics([{**records[0], "prediction": [7] * 5}]) == {
+        "ta": 1.0, "pa": 1.0, "d": 0.0, "n_movies": 1, "n_events": 5}
+    with pytest.raises(MegaPipeError, match="field 'prediction' must be 5"):
+        synopsis_metrics([{**records[0], "prediction": [7, 7, 7, 7, 20]}])
+    with pytest.raises(MegaPipeError, match="decode_distance_weight: only for task"):
+        load_config("act-small", decode_distance_weight=1.0)
 
 
 # --- position baseline and label smoothing ------------------------------------------------------
@@ -186,6 +205,8 @@ def test_train_eval_score_synopsis_end_to_end(tripod_features, tmp_path, capsys)
     result = json.loads(capsys.readouterr().out)
     records = [json.loads(line) for line in open(result["predictions"])]
     assert len(records) == 1 and np.allclose(np.sum(records[0]["posteriors"], axis=1), 1.0, atol=1e-5)
+    # the packaged config's minimum-Bayes-risk decision is in the records, and scored
+    assert records[0]["prediction"] == [synopsis_prediction(p, 4.0) for p in records[0]["posteriors"]]
     assert main(["score", "--task", "synopsis", result["predictions"]]) == 0
     assert json.loads(capsys.readouterr().out) == result["metrics"]
 
