@@ -45,12 +45,13 @@ from mega_pipe.model.data import Normalizer, load_entries
 from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.model.train import evaluate, train
 
-NO_DISTILL = {"sync": 1, "distill": 0, "synopsis": 1, "shot_tp": 1}
 ARMS = {  # task -> arm name -> top-level config overrides
     "scene": {form: {"relation_features": form} for form in ("none", "window", "cut")},
-    "act": {"act": {}, "position": {"position_bins": 40}, "linear": {"position_bins": 40, "content_head": True},
-            "position_no_distill": {"position_bins": 40, "train": {"loss_weights": NO_DISTILL}},
-            "linear_no_distill": {"position_bins": 40, "content_head": True, "train": {"loss_weights": NO_DISTILL}}},
+    "act": {"act": {},   # the config as it is
+            "paper_heads": {"position_bins": 0, "content_head": False},
+            "position": {"position_bins": 40, "content_head": False},
+            "linear": {"position_bins": 40, "content_head": True},
+            "distill_with_gold": {"train": {"distill": {"with_shot_gold": True}}}},
 }
 DEFAULTS = {"scene": ("scene-small", "none,window,cut", 3), "act": ("act-small", "act", None)}
 

@@ -65,6 +65,10 @@ class DistillConfig:
     # in the sync space); the Eq. 5 embeddings get gradients only with teacher_grad or "literal".
     fused_after: Union[float, None] = None
     teacher_grad: bool = False  # teacher_student with P attached: the distillation also moves Eq. 5
+    # Distil also on movies that have shot-level gold (tp_shots)? The teacher exists to carry
+    # synopsis labels to shots that have none; where the shots' own gold exists, the direct
+    # shot_tp loss is the better signal (docs/training.md "Shot-level gold").
+    with_shot_gold: bool = False
 
 
 @dataclass(frozen=True)

@@ -242,9 +242,10 @@ class ActTask(Task):
                 fallback = band_mask(movie.n_shots, n_sent, train.sync.xi, run.device)
                 mask = fallback if kd.mask == "band" else w
             u_kd, v_kd = (fused_shot[i], fused_sent[i, :n_sent].float()) if kd_fused else (u, v)
-            parts["distill"].append(distillation_loss(shot_logits[i], u_kd, v_kd, q, tau=kd.tau, direction=kd.direction,
-                                                      cosine=kd.cosine, teacher_tau=kd.teacher_tau, mask=mask,
-                                                      fallback=fallback, teacher_grad=kd.teacher_grad))
+            if movie.tp_shots is None or kd.with_shot_gold:
+                parts["distill"].append(distillation_loss(shot_logits[i], u_kd, v_kd, q, tau=kd.tau, direction=kd.direction,
+                                                          cosine=kd.cosine, teacher_tau=kd.teacher_tau, mask=mask,
+                                                          fallback=fallback, teacher_grad=kd.teacher_grad))
             parts["synopsis"].append(tp_cross_entropy(sent_logits[i, :n_sent].float(), q))
             if movie.tp_shots is not None:
                 target = tp_targets(movie.tp_shots, movie.n_shots, movie.movie_id, "shot")

@@ -366,6 +366,7 @@ def _act_run(manifest, **distill):
     from mega_pipe.model.data import Normalizer, load_entries
     from mega_pipe.model.tasks import Run
     base = config_to_dict(load_config("act"))["train"]
+    distill = {"with_shot_gold": True, **distill}   # the synthetic movies have shot gold
     cfg = load_config("act-small", **ACT_CFG, train={**base, "distill": {**base["distill"], **distill}})
     entries = [e for e in read_manifest(manifest) if e.split == "train"][:2]
     modalities = list(MODALITIES)
@@ -388,6 +389,19 @@ def _distill_grads(run, epoch):
     params = dict(run.synopsis_model.named_parameters())
     grads = torch.autograd.grad(losses["distill"], list(params.values()), allow_unused=True)
     return {k: 0.0 if g is None else float(g.abs().sum()) for k, g in zip(params, grads)}
+
+
+def test_distillation_skips_movies_with_shot_gold_unless_asked(manifest):
+    from mega_pipe.model.tasks import ActTask
+    run = _act_run(manifest, with_shot_gold=False)   # the packaged default
+    assert load_config("act-small").train.distill.with_shot_gold is False
+    assert all(m.tp_shots is not None for m in run.train_movies)
+    assert "distill" not in ActTask().movie_losses(run, run.train_movies, 1.0)   # shot_tp teaches them
+    assert "distill" in ActTask().movie_losses(_act_run(manifest, with_shot_gold=True), run.train_movies, 1.0)
+    for movie in run.train_movies:   # synopsis labels only (TRIPOD): the teacher is the only signal
+        movie.tp_shots = None
+    losses = ActTask().movie_losses(run, run.train_movies, 1.0)
+    assert "distill" in losses and "shot_tp" not in losses
 
 
 def test_fused_teacher_after_the_switch_trains_the_synopsis_transformer(manifest):
