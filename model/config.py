@@ -169,6 +169,7 @@ class MegaConfig:
     align_scope: Literal["sequence", "movie"] = "sequence"  # "movie": caller passes r_i (§5 #2)
     bottleneck_seed: Literal["none", "bin_mean"] = "bin_mean"  # "none": free tokens (paper-literal)
     relation_features: Literal["none", "window", "cut"] = "none"  # scene: similarities inside the window (docs/model.md)
+    relation_space: Literal["input", "projected"] = "input"  # scene: relations of f or of Linear(f)
     synopsis: Union[SynopsisConfig, None] = None  # act only
     position_bins: int = 0  # synopsis: SynopsisConfig.position_bins; act: the shot model's TP position head
     content_head: bool = False  # act: TP logits also read straight from the shot encoders' projections

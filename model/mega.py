@@ -149,7 +149,7 @@ class ShotEncoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.width)
         self.dropout = nn.Dropout(cfg.dropout)
         n_rel = relation_size(cfg.relation_features, cfg.max_len)
-        self.relation_form, self.max_len = cfg.relation_features, cfg.max_len
+        self.relation_form, self.relation_space, self.max_len = cfg.relation_features, cfg.relation_space, cfg.max_len
         self.relation = nn.Linear(n_rel, cfg.width) if n_rel else None
 
     def content(self, feats: Tensor, present: Tensor | None = None) -> Tensor:
@@ -158,7 +158,11 @@ class ShotEncoder(nn.Module):
         return x if present is None else torch.where(present[..., None], x, self.missing.to(x.dtype))
 
     def relations(self, feats: Tensor, valid: Tensor) -> Tensor:
-        """The relation inputs of the configured form (``relation_features``, not "none")."""
+        """The relation inputs of the configured form (``relation_features``, not "none"), on the
+        input features or, with ``relation_space`` "projected", on their learned projection
+        Linear(f) (the model can then learn which directions make two shots alike)."""
+        if self.relation_space == "projected":
+            feats = self.proj(feats)
         if self.relation_form == "cut":
             return cut_relations(feats, valid, self.max_len)
         return window_relations(feats, valid, self.max_len - 1)

@@ -468,6 +468,23 @@ def test_relation_features_switch(form, extra):
         tiny_config("act", relation_features=form)
 
 
+def test_projected_relations_are_learned_through_the_shot_encoder():
+    dims = {"clip": 8}
+    cfg = dict(max_len=17, n_bottleneck=2, width=16, ffn_width=32, n_heads=2, dropout=0.0, relation_features="cut")
+    feats, mask = random_batch(dims, [17], 17)
+    projected = MEGA(load_config("scene", relation_space="projected", **cfg), dims)
+    encoder = projected.streams["clip"].shot_encoder
+    from mega_pipe.model.mega import cut_relations
+    torch.testing.assert_close(encoder.relations(feats["clip"], mask), cut_relations(encoder.proj(feats["clip"]), mask, 17))
+    # the relation term's gradient reaches the projection only in the projected space
+    for space, reaches in (("input", False), ("projected", True)):
+        model = MEGA(load_config("scene", relation_space=space, **cfg), dims)
+        enc = model.streams["clip"].shot_encoder
+        grad = torch.autograd.grad(enc.relation(enc.relations(feats["clip"], mask)).sum(), enc.proj.weight,
+                                   allow_unused=True)[0]
+        assert (grad is not None and grad.abs().sum() > 0) == reaches
+
+
 def test_relation_features_of_old_checkpoints_map_to_the_window_form():
     from mega_pipe.model.config import checkpoint_config, config_to_dict
     data = config_to_dict(load_config("scene-small"))
