@@ -46,14 +46,15 @@ from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.model.train import evaluate, train
 
 ARMS = {  # task -> arm name -> top-level config overrides
-    "scene": {form: {"relation_features": form} for form in ("none", "window", "cut")},
+    "scene": {**{form: {"relation_features": form, "relation_space": "input"} for form in ("none", "window", "cut")},
+              "cut_projected": {"relation_features": "cut", "relation_space": "projected"}},
     "act": {"act": {},   # the config as it is
             "paper_heads": {"position_bins": 0, "content_head": False},
             "position": {"position_bins": 40, "content_head": False},
             "linear": {"position_bins": 40, "content_head": True},
             "distill_with_gold": {"train": {"distill": {"with_shot_gold": True}}}},
 }
-DEFAULTS = {"scene": ("scene-small", "none,window,cut", 3), "act": ("act-small", "act", None)}
+DEFAULTS = {"scene": ("scene-small", "none,window,cut,cut_projected", 3), "act": ("act-small", "act", None)}
 
 
 def _record(entry, prob) -> dict:
@@ -118,7 +119,8 @@ def main() -> None:
     ap.add_argument("--train-sizes", default="16,50")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--task", choices=("scene", "act"), default="scene")
-    ap.add_argument("--arms", help="scene: relation_features forms none,window,cut (default); act: act")
+    ap.add_argument("--arms", help="scene: none,window,cut,cut_projected (default; relation_features form and "
+                    "space); act: act,paper_heads,position,linear,distill_with_gold")
     ap.add_argument("--epochs", type=int, help="default: 3 (scene), the config's (act)")
     ap.add_argument("--config", help="default: scene-small / act-small")
     ap.add_argument("--threads", type=int, default=1)

@@ -407,9 +407,15 @@ def test_old_checkpoints_keep_free_bottleneck_tokens():
 
 def test_act_size_with_paper_plausible_features_is_the_papers():
     """docs/model.md: 2048-d appr/action/place/audio, 768-d CLIP and 768-d sentence vectors
-    give 6,774,026 = 6.77M, 0.09 % below Tab. 2h's 6.78M, with the packaged architecture."""
+    give 6,774,026 = 6.77M with the packaged architecture without our TP heads, 6,778,071 =
+    6.78M (Tab. 2h) with the position (200) and content (3,845) heads it packages."""
     dims = {"appr": 2048, "clip": 768, "action": 2048, "place": 2048, "audio": 2048, "subtitle": 768}
-    assert model_summary("act", dims, sentence_dim=768)["parameters"] == 6_774_026
+    assert model_summary("act", dims, sentence_dim=768)["parameters"] == 6_778_071
+    from mega_pipe.model.config import load_config
+    from mega_pipe.model.mega import MEGA
+    plain = MEGA(load_config("act", position_bins=0, content_head=False), dims)
+    with_heads = MEGA(load_config("act"), dims)
+    assert count_parameters(with_heads) - count_parameters(plain) == 200 + 3_845
 
 
 # --- relation features (docs/model.md "Relation features") ------------------------------------
