@@ -18,8 +18,8 @@ the movie's mean shot, all modalities concatenated (a missing value is 0); the p
 softmax over the movie's shots. w_n minimises the cross-entropy of that softmax at the gold
 shots (several gold shots share the mass) plus ``l2`` · |w_n|², full-batch L-BFGS;
 :meth:`LinearTPBaseline.select` picks ``l2`` by TA on validation movies (on the relational
-synthetic set the best value moves from 1 to 3 between 16 and 53 training movies, and a fixed
-0.01 loses 0.15–0.2 TA). It is what a model gets from "where TPs usually are" and "what a TP
+synthetic set, judged on its test movies, the best value is 1 with 16 training movies and 3
+with 53, and 0.01 loses 0.14–0.17 TA against it). It is what a model gets from "where TPs usually are" and "what a TP
 shot looks like" alone.
 """
 from __future__ import annotations
