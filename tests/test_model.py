@@ -421,14 +421,19 @@ def test_act_size_with_paper_plausible_features_is_the_papers():
 # --- relation features (docs/model.md "Relation features") ------------------------------------
 
 
+def _centred_cosines(x):
+    """Cosine similarities of a window's shots after centring on their mean (all shots real)."""
+    x = x - x.mean(dim=0)
+    x = x / x.norm(dim=1, keepdim=True)
+    return x @ x.T
+
+
 def test_window_relations_are_centred_cosines_to_the_other_shots():
     from mega_pipe.model.mega import window_relations
     feats, mask = random_batch({"clip": 6}, [5, 3], 5)
     rel = window_relations(feats["clip"], mask, 16)
     assert rel.shape == (2, 5, 16)
-    x = feats["clip"][0] - feats["clip"][0].mean(dim=0)
-    x = x / x.norm(dim=1, keepdim=True)
-    sim = x @ x.T
+    sim = _centred_cosines(feats["clip"][0])
     for i in range(5):
         torch.testing.assert_close(rel[0, i, :4], torch.cat([sim[i, :i], sim[i, i + 1:]]))
     assert (rel[0, :, 4:] == 0).all()
@@ -440,9 +445,7 @@ def test_cut_relations_are_relative_offsets_and_the_best_match_across_the_cut():
     feats, mask = random_batch({"clip": 6}, [17, 11], 17)
     rel = cut_relations(feats["clip"], mask, 17)
     assert rel.shape == (2, 17, 20)
-    x = feats["clip"][0] - feats["clip"][0].mean(dim=0)
-    x = x / x.norm(dim=1, keepdim=True)
-    sim = x @ x.T
+    sim = _centred_cosines(feats["clip"][0])
     offsets = [d for d in range(-8, 9) if d != 0]
     for i in (0, 5, 8, 16):
         for col, d in enumerate(offsets):   # column = offset, whatever i's place in the window
