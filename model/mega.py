@@ -465,6 +465,7 @@ class MegaOutput:
 
     logits: Tensor  # (B, L, n_classes)
     shot_emb: Tensor  # (B, L, width * M): fused per-modality shot tokens, concatenated (u_i, §1.4)
+    head_logits: Tensor | None = None  # act with TP heads: the MEGA head's logits alone (distillation)
 
 
 def _init_linear(module: nn.Module) -> None:
@@ -496,7 +497,9 @@ class MEGA(nn.Module):
         self.head = OutputHead(cfg.width * len(self.modalities), cfg.n_classes)
         # Act only, optional: the TP position head (docs/model.md choice 11), a per-TP logit bias
         # for each of ``position_bins`` bins of the movie-global position, started at the log
-        # of TRIPOD's published position prior, so the model starts as the prior.
+        # of TRIPOD's published position prior, so the model starts as the prior. Both TP heads
+        # are added to the prediction; the distillation trains the MEGA head alone
+        # (``MegaOutput.head_logits``), so only shot-level gold moves them.
         bins = cfg.position_bins if cfg.task == "act" else 0
         self.position_bias = nn.Parameter(tripod_log_prior(bins)) if bins else None
         # Act only, optional: a linear TP read-out of the shot encoders' content projections
@@ -530,12 +533,13 @@ class MEGA(nn.Module):
         streams = [self.streams[m](feats[m], index, bins, key_mask, present.get(m)) for m in self.modalities]
         available = [(present[m] & mask).any(dim=1) if m in present else mask.new_ones(mask.shape[0])
                      for m in self.modalities]
-        logits, shot_emb = self.head(self.fusion(streams, key_mask, available))
+        head_logits, shot_emb = self.head(self.fusion(streams, key_mask, available))
+        logits = head_logits
         if self.position_bias is not None:
             logits = logits + self.position_bias[align_bins(positions, len(self.position_bias))].to(logits.dtype)
         if self.content_head is not None:
             logits = logits + self.content_head(self.content_embeddings(feats, present)).to(logits.dtype)
-        return MegaOutput(logits=logits, shot_emb=shot_emb)
+        return MegaOutput(logits=logits, shot_emb=shot_emb, head_logits=None if logits is head_logits else head_logits)
 
     def content_embeddings(self, feats: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:
         """Per shot, the shot encoders' linear projections (the missing embedding where a

@@ -225,7 +225,7 @@ class ActTask(Task):
     def movie_losses(self, run: Run, movies: Sequence[MovieData], epoch: float | None) -> dict[str, torch.Tensor]:
         """The act losses of §1.4 for a batch of whole movies, averaged over the movies."""
         train: ActTrainConfig = run.cfg.train
-        shot_logits, shot_emb, sent_logits, sent_emb, fused_shot, fused_sent = self._forward(run, movies)
+        shot_logits, head_logits, shot_emb, sent_logits, sent_emb, fused_shot, fused_sent = self._forward(run, movies)
         prior = sync_prior(train, epoch)
         kd = train.distill
         kd_fused = distill_fused(train, epoch)
@@ -243,7 +243,7 @@ class ActTask(Task):
                 mask = fallback if kd.mask == "band" else w
             u_kd, v_kd = (fused_shot[i], fused_sent[i, :n_sent].float()) if kd_fused else (u, v)
             if movie.tp_shots is None or kd.with_shot_gold:
-                parts["distill"].append(distillation_loss(shot_logits[i], u_kd, v_kd, q, tau=kd.tau, direction=kd.direction,
+                parts["distill"].append(distillation_loss(head_logits[i], u_kd, v_kd, q, tau=kd.tau, direction=kd.direction,
                                                           cosine=kd.cosine, teacher_tau=kd.teacher_tau, mask=mask,
                                                           fallback=fallback, teacher_grad=kd.teacher_grad))
             parts["synopsis"].append(tp_cross_entropy(sent_logits[i, :n_sent].float(), q))
@@ -257,7 +257,8 @@ class ActTask(Task):
 
     @staticmethod
     def _forward(run: Run, movies: Sequence[MovieData]) -> tuple:
-        """Per movie: shot logits, the shot and sentence embeddings of the sync space
+        """Per movie: shot logits (with the TP heads), the MEGA head's logits alone (what the
+        distillation trains; the same tensor without TP heads), the shot and sentence embeddings of the sync space
         (``train.sync.space``), the synopsis model's sentence logits, and the fused (positional,
         post-transformer) shot and sentence embeddings (Eq. 5 after ``distill.fused_after``)."""
         batch = pack_windows(movies, list(run.modality_dims), run.cfg.max_len, run.device)
@@ -267,13 +268,14 @@ class ActTask(Task):
             out = run.model(batch.feats, batch.mask, batch.positions, present)
             sent_logits, fused_sent = run.synopsis_model(sents, sent_mask)
         shot_logits = stitch_windows(out.logits.float(), batch)
+        head_logits = shot_logits if out.head_logits is None else stitch_windows(out.head_logits.float(), batch)
         fused_shot = stitch_windows(out.shot_emb.float(), batch)
         if run.cfg.train.sync.space == "content":   # synchronise what shots and sentences show
             shot_emb = stitch_windows(run.model.content_embeddings(batch.feats, present).float(), batch)
             sent_emb = run.synopsis_model.content_embeddings(sents)
         else:
             shot_emb, sent_emb = fused_shot, fused_sent
-        return shot_logits, shot_emb, sent_logits, sent_emb, fused_shot, fused_sent
+        return shot_logits, head_logits, shot_emb, sent_logits, sent_emb, fused_shot, fused_sent
 
     def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
         posteriors = act_posteriors(model, movies, list(model.modalities), device)

@@ -404,6 +404,24 @@ def test_distillation_skips_movies_with_shot_gold_unless_asked(manifest):
     assert "distill" in losses and "shot_tp" not in losses
 
 
+def test_only_shot_gold_trains_the_tp_heads(manifest):
+    """The distillation trains the MEGA head alone; the position and content heads (packaged in
+    act-small) learn from shot-level gold only, so synopsis-only training keeps them at the prior."""
+    from mega_pipe.model.tasks import ActTask
+    run = _act_run(manifest, with_shot_gold=True)
+    heads = [run.model.position_bias, run.model.content_head.weight]
+
+    def head_grads():
+        loss = ActTask().movie_losses(run, run.train_movies, 1.0)["loss"]
+        return [g is not None and float(g.abs().sum()) > 0
+                for g in torch.autograd.grad(loss, heads, allow_unused=True)]
+    run.set_train(False)
+    assert head_grads() == [True, True]
+    for movie in run.train_movies:
+        movie.tp_shots = None
+    assert head_grads() == [False, False]
+
+
 def test_fused_teacher_after_the_switch_trains_the_synopsis_transformer(manifest):
     run = _act_run(manifest, fused_after=5.0, teacher_grad=True)
     before, after = _distill_grads(run, 1.0), _distill_grads(run, 6.0)
