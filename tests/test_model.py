@@ -511,8 +511,8 @@ def test_act_position_head_starts_as_the_tripod_prior():
     from mega_pipe.model.mega import tripod_log_prior
     from mega_pipe.model.unsupervised import TRIPOD_TP_PRIOR
     dims = {"clip": 8, "place": 4}
-    model = MEGA(tiny_config("act", position_bins=10), dims)
-    plain = MEGA(tiny_config("act"), dims)
+    model = MEGA(tiny_config("act", position_bins=10, content_head=False), dims)
+    plain = MEGA(tiny_config("act", position_bins=0, content_head=False), dims)
     assert count_parameters(model) - count_parameters(plain) == 10 * 5
     with torch.no_grad():
         model.head.proj.weight.zero_()   # no content: the logits are the head's bias + the prior
