@@ -52,7 +52,6 @@ ARMS = {  # task -> arm name -> top-level config overrides
             "paper_heads": {"position_bins": 0, "content_head": False},
             "position": {"position_bins": 40, "content_head": False},
             "linear": {"position_bins": 40, "content_head": True},
-            "linear_input": {"position_bins": 40, "content_head": True, "content_head_input": True},
             "distill_with_gold": {"train": {"distill": {"with_shot_gold": True}}}},
 }
 DEFAULTS = {"scene": ("scene-small", "none,window,cut,cut_projected", 3), "act": ("act-small", "act", None)}

@@ -173,7 +173,6 @@ class MegaConfig:
     synopsis: Union[SynopsisConfig, None] = None  # act only
     position_bins: int = 0  # synopsis: SynopsisConfig.position_bins; act: the shot model's TP position head
     content_head: bool = False  # act: TP logits also read straight from the shot encoders' projections
-    content_head_input: bool = False  # act: the content head reads the input features instead
     decode_distance_weight: float = 0.0  # synopsis: λ of the minimum-Bayes-risk decision (0: argmax)
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
 
@@ -203,8 +202,7 @@ def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
         cfg, task="synopsis", max_len=syn.max_len, n_bottleneck=syn.n_bottleneck,
         width=cfg.width * n_modalities, ffn_width=cfg.ffn_width * n_modalities,
         n_unimodal=syn.n_layers, n_fusion=1, dropout=syn.dropout, align_scope="sequence",
-        synopsis=None, position_bins=syn.position_bins, content_head=False, content_head_input=False,
-        decode_distance_weight=0.0, train=None)
+        synopsis=None, position_bins=syn.position_bins, content_head=False, decode_distance_weight=0.0, train=None)
 
 
 # --- Loading -----------------------------------------------------------------------------------
@@ -376,7 +374,6 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
     checks.append(("position_bins", cfg.task != "scene" or cfg.position_bins == 0,
                    "only for tasks \"act\" (the shot model's) and \"synopsis\""))
     checks.append(("content_head", cfg.task == "act" or not cfg.content_head, "only for task \"act\""))
-    checks.append(("content_head_input", cfg.content_head or not cfg.content_head_input, "needs content_head"))
     checks.append(("decode_distance_weight", cfg.task == "synopsis" or cfg.decode_distance_weight == 0,
                    "only for task \"synopsis\""))
     checks.append(("decode_distance_weight", isinstance(cfg.decode_distance_weight, (int, float))

@@ -504,8 +504,7 @@ class MEGA(nn.Module):
         self.position_bias = nn.Parameter(tripod_log_prior(bins)) if bins else None
         # Act only, optional: a linear TP read-out of the shot encoders' content projections
         # (docs/model.md choice 12), beside the head on the fused tokens.
-        content_width = sum(self.modality_dims.values()) if cfg.content_head_input else cfg.width * len(self.modalities)
-        self.content_head = nn.Linear(content_width, cfg.n_classes) if cfg.content_head else None
+        self.content_head = nn.Linear(cfg.width * len(self.modalities), cfg.n_classes) if cfg.content_head else None
         self.apply(_init_linear)
 
     def forward(
@@ -539,10 +538,7 @@ class MEGA(nn.Module):
         if self.position_bias is not None:
             logits = logits + self.position_bias[align_bins(positions, len(self.position_bias))].to(logits.dtype)
         if self.content_head is not None:
-            content = (torch.cat([feats[m] * present[m][..., None] if m in present else feats[m]
-                                  for m in self.modalities], dim=-1)
-                       if self.cfg.content_head_input else self.content_embeddings(feats, present))
-            logits = logits + self.content_head(content).to(logits.dtype)
+            logits = logits + self.content_head(self.content_embeddings(feats, present)).to(logits.dtype)
         return MegaOutput(logits=logits, shot_emb=shot_emb, head_logits=None if logits is head_logits else head_logits)
 
     def content_embeddings(self, feats: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:
