@@ -92,7 +92,7 @@ def act_baselines(train_entries, val_entries, test_entries) -> dict:
     recs: dict[str, list] = {"TRIPOD prior": [], "prior + linear TP directions": []}
     for movie in load_entries(test_entries, modalities):
         n = movie.n_shots
-        prior = U.tp_prior(np.arange(n), np.arange(1, n + 1))
+        prior = U.tp_prior_by_index(n)
         for name, post in (("TRIPOD prior", prior), ("prior + linear TP directions", linear.posteriors(arrays(movie)))):
             recs[name].append({"movie_id": movie.movie_id, "posteriors": post.tolist(), "gold": movie.tp_shots})
     return {k: act_metrics(v) for k, v in recs.items()}

@@ -19,8 +19,8 @@ softmax over the movie's shots. w_n minimises the cross-entropy of that softmax 
 shots (several gold shots share the mass) plus ``l2`` · |w_n|², full-batch L-BFGS;
 :meth:`LinearTPBaseline.select` picks ``l2`` by TA on validation movies (on the relational
 synthetic set, judged on its test movies, the best value is 1 with 16 training movies and 3
-with 53, and 0.01 loses 0.14–0.17 TA against it). It is what a model gets from "where TPs usually are" and "what a TP
-shot looks like" alone.
+with 53, and 0.01 loses 0.14–0.17 TA against it). It is what a model gets from "where TPs
+usually are" and "what a TP shot looks like" alone.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.model.metrics import act_metrics
-from mega_pipe.model.unsupervised import tp_prior
+from mega_pipe.model.unsupervised import tp_prior_by_index
 
 N_TURNING_POINTS = 5
 
@@ -101,7 +101,7 @@ class LinearTPBaseline:
             for k, g in enumerate(gold):
                 target[k, list(g)] = 1.0 / len(g)
             xs.append(torch.as_tensor(x))
-            log_priors.append(torch.as_tensor(np.log(tp_prior(np.arange(n), np.arange(1, n + 1)) + 1e-12)))
+            log_priors.append(torch.as_tensor(np.log(tp_prior_by_index(n) + 1e-12)))
             targets.append(torch.as_tensor(target))
         w = torch.zeros(N_TURNING_POINTS, xs[0].shape[1], dtype=torch.float64, requires_grad=True)
         opt = torch.optim.LBFGS([w], max_iter=iterations, line_search_fn="strong_wolfe")
@@ -134,7 +134,7 @@ class LinearTPBaseline:
         """(5, n_shots) posteriors of one movie (arrays as in :meth:`fit`)."""
         x = _tp_inputs(features)
         n = len(x)
-        logits = np.log(tp_prior(np.arange(n), np.arange(1, n + 1)) + 1e-12) + self.weights @ x.T
+        logits = np.log(tp_prior_by_index(n) + 1e-12) + self.weights @ x.T
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from mega_pipe.model.config import MegaConfig, synopsis_model_config
-from mega_pipe.model.unsupervised import tp_prior
+from mega_pipe.model.unsupervised import tp_prior_by_index
 from torch import Tensor, nn
 
 INIT_STD = 0.02  # BERT initialisation, which the post-LN blocks of §1.2 step 4 follow
@@ -455,7 +455,7 @@ class OutputHead(nn.Module):
 def tripod_log_prior(n_bins: int) -> Tensor:
     """(n_bins, 5): log of the mass of TRIPOD's TP position Gaussians over each of ``n_bins``
     equal bins of the relative position (``unsupervised.tp_prior``), floored at 1e-6."""
-    return torch.log(torch.as_tensor(tp_prior(np.arange(n_bins), np.arange(1, n_bins + 1)).T,
+    return torch.log(torch.as_tensor(tp_prior_by_index(n_bins).T,
                                      dtype=torch.float32).clamp(min=1e-6))
 
 

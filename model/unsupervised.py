@@ -242,6 +242,11 @@ def tp_prior(start_s: Sequence[float], end_s: Sequence[float], by: str = "index"
     return np.stack(rows)
 
 
+def tp_prior_by_index(n_shots: int) -> np.ndarray:
+    """(5, n_shots): :func:`tp_prior` by shot index, which needs only the number of shots."""
+    return tp_prior(np.arange(n_shots), np.arange(1, n_shots + 1))
+
+
 def snap_to_scenes(posteriors: np.ndarray, scene_ends: Sequence[int]) -> np.ndarray:
     """Keep each row's probability at the first shots of scenes only, renormalised (rows still
     sum to 1), so a decoded TP is always the first shot of a scene: the scene start where the
