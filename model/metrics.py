@@ -135,6 +135,11 @@ def _scene_movie(record: object, index: int) -> _SceneMovie:
     return _SceneMovie(movie_id, prob, labelled, gold, frames)
 
 
+def _is_unit(value: object, n_units: int) -> bool:
+    """An integer (not a bool) index of one of ``n_units`` shots or sentences."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < n_units
+
+
 def _act_movie(record: object, index: int) -> _ActMovie:
     movie_id = _movie_id(record, index)
     post = _float_array(_field(record, movie_id, "posteriors"), movie_id, "posteriors", 2)
@@ -148,9 +153,7 @@ def _act_movie(record: object, index: int) -> _ActMovie:
                             "of unit indices (one per TP)")
     sets = []
     for k, units in enumerate(gold):
-        if not isinstance(units, (list, tuple)) or not all(
-                isinstance(u, (int, np.integer)) and not isinstance(u, bool) and 0 <= u < n_units
-                for u in units):
+        if not isinstance(units, (list, tuple)) or not all(_is_unit(u, n_units) for u in units):
             raise MegaPipeError(f"movie {movie_id!r}: field 'gold' TP{k + 1} must be a list of "
                                 f"integer unit indices in [0, {n_units})")
         sets.append(frozenset(int(u) for u in units))
@@ -163,8 +166,7 @@ def _act_movie(record: object, index: int) -> _ActMovie:
         scenes = np.asarray(scenes, dtype=np.int64)
     prediction = record.get("prediction")
     if prediction is not None and (not isinstance(prediction, (list, tuple)) or len(prediction) != N_TURNING_POINTS
-                                   or not all(isinstance(u, (int, np.integer)) and not isinstance(u, bool)
-                                              and 0 <= u < n_units for u in prediction)):
+                                   or not all(_is_unit(u, n_units) for u in prediction)):
         raise MegaPipeError(f"movie {movie_id!r}: field 'prediction' must be {N_TURNING_POINTS} integer unit "
                             f"indices in [0, {n_units})")
     return _ActMovie(movie_id, post, sets, scenes, None if prediction is None else [int(u) for u in prediction])

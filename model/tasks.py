@@ -237,12 +237,12 @@ class ActTask(Task):
             sim = F.normalize(u.detach(), dim=-1) @ F.normalize(v.detach(), dim=-1).T
             w = sync_estep(sim, movie.n_shots, n_sent, xi=train.sync.xi, quantile=train.sync.quantile, prior=prior)
             parts["sync"].append(sync_mstep_loss(u, v, w, tau=train.sync.tau))
-            mask = fallback = None
-            if kd.mask != "none":
-                fallback = band_mask(movie.n_shots, n_sent, train.sync.xi, run.device)
-                mask = fallback if kd.mask == "band" else w
-            u_kd, v_kd = (fused_shot[i], fused_sent[i, :n_sent].float()) if kd_fused else (u, v)
             if movie.tp_shots is None or kd.with_shot_gold:
+                mask = fallback = None
+                if kd.mask != "none":
+                    fallback = band_mask(movie.n_shots, n_sent, train.sync.xi, run.device)
+                    mask = fallback if kd.mask == "band" else w
+                u_kd, v_kd = (fused_shot[i], fused_sent[i, :n_sent].float()) if kd_fused else (u, v)
                 parts["distill"].append(distillation_loss(head_logits[i], u_kd, v_kd, q, tau=kd.tau, direction=kd.direction,
                                                           cosine=kd.cosine, teacher_tau=kd.teacher_tau, mask=mask,
                                                           fallback=fallback, teacher_grad=kd.teacher_grad))
