@@ -111,6 +111,10 @@ class ActTrainConfig(TrainConfig):
     loss_weights: LossWeights = field(default_factory=LossWeights)
     sync: SyncConfig = field(default_factory=SyncConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    # A TP content head on the input features (content_space "input") is fitted as a linear probe
+    # on the training movies' shot gold before epoch 1 (L2 picked by validation TA), then kept
+    # fixed (docs/training.md "Local contrast and a fitted probe"); no effect on a projected head.
+    content_probe: bool = True
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,9 @@ class MegaConfig:
     relation_space: Literal["input", "projected"] = "input"  # scene: relations of f or of Linear(f)
     synopsis: Union[SynopsisConfig, None] = None  # act only
     position_bins: int = 0  # synopsis: SynopsisConfig.position_bins; act: the shot model's TP position head
-    content_head: bool = False  # act: TP logits also read straight from the shot encoders' projections
+    content_head: bool = False  # act: TP logits also read linearly from each shot (content_space)
+    content_context: int = 0  # act, with content_head: it also reads each shot minus the mean of its ±k neighbours
+    content_space: Literal["projected", "input"] = "projected"  # act: what the content head reads
     decode_distance_weight: float = 0.0  # synopsis: λ of the minimum-Bayes-risk decision (0: argmax)
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
 
@@ -202,7 +208,8 @@ def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
         cfg, task="synopsis", max_len=syn.max_len, n_bottleneck=syn.n_bottleneck,
         width=cfg.width * n_modalities, ffn_width=cfg.ffn_width * n_modalities,
         n_unimodal=syn.n_layers, n_fusion=1, dropout=syn.dropout, align_scope="sequence",
-        synopsis=None, position_bins=syn.position_bins, content_head=False, decode_distance_weight=0.0, train=None)
+        synopsis=None, position_bins=syn.position_bins, content_head=False, content_context=0,
+        content_space="projected", decode_distance_weight=0.0, train=None)
 
 
 # --- Loading -----------------------------------------------------------------------------------
@@ -374,6 +381,10 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
     checks.append(("position_bins", cfg.task != "scene" or cfg.position_bins == 0,
                    "only for tasks \"act\" (the shot model's) and \"synopsis\""))
     checks.append(("content_head", cfg.task == "act" or not cfg.content_head, "only for task \"act\""))
+    positive_int("content_context", cfg.content_context, minimum=0)
+    checks.append(("content_space", cfg.content_space in ("projected", "input"),
+                   f"expected \"projected\" or \"input\", got {cfg.content_space!r}"))
+    checks.append(("content_context", cfg.content_head or not cfg.content_context, "needs content_head (set it to 0 with the head off)"))
     checks.append(("decode_distance_weight", cfg.task == "synopsis" or cfg.decode_distance_weight == 0,
                    "only for task \"synopsis\""))
     checks.append(("decode_distance_weight", isinstance(cfg.decode_distance_weight, (int, float))

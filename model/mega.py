@@ -252,6 +252,22 @@ def window_relations(feats: Tensor, valid: Tensor, width: int) -> Tensor:
     return F.pad(rel, (0, width - (length - 1)))
 
 
+def local_contrast(x: Tensor, mask: Tensor, k: int) -> Tensor:
+    """Every shot minus the mean of the real shots within ±``k`` of it (itself left out):
+    x (B, L, C), mask (B, L) bool -> (B, L, C), 0 at padding; a shot with no real neighbour
+    keeps its own value. What sets a shot apart from its neighbourhood (``content_context``):
+    the scene around it, whose content a linear direction alone cannot tell from a TP's."""
+    weight = mask[..., None].to(x.dtype)
+    x = x * weight
+    sums = F.pad(torch.cumsum(x, dim=1), (0, 0, 1, 0))            # (B, L + 1, C): prefix sums
+    counts = F.pad(torch.cumsum(weight, dim=1), (0, 0, 1, 0))
+    index = torch.arange(x.shape[1], device=x.device)
+    low, high = (index - k).clamp(min=0), (index + k + 1).clamp(max=x.shape[1])
+    neighbours = sums[:, high] - sums[:, low] - x
+    n = counts[:, high] - counts[:, low] - weight
+    return (x - neighbours / n.clamp(min=1.0)) * weight
+
+
 # --- Bottleneck tokens (§1.2 step 2, Tab. 1a "Bottleneck L_n×C") -----------------------------
 
 
@@ -503,8 +519,12 @@ class MEGA(nn.Module):
         bins = cfg.position_bins if cfg.task == "act" else 0
         self.position_bias = nn.Parameter(tripod_log_prior(bins)) if bins else None
         # Act only, optional: a linear TP read-out of the shot encoders' content projections
-        # (docs/model.md choice 12), beside the head on the fused tokens.
-        self.content_head = nn.Linear(cfg.width * len(self.modalities), cfg.n_classes) if cfg.content_head else None
+        # (docs/model.md choice 12), beside the head on the fused tokens; with
+        # ``content_context`` k it also reads each shot's contrast to its ±k neighbours.
+        content_dim = (cfg.width * len(self.modalities) if cfg.content_space == "projected"
+                       else sum(self.modality_dims.values()))
+        head_in = content_dim * (2 if cfg.content_context else 1)
+        self.content_head = nn.Linear(head_in, cfg.n_classes) if cfg.content_head else None
         self.apply(_init_linear)
 
     def forward(
@@ -538,7 +558,7 @@ class MEGA(nn.Module):
         if self.position_bias is not None:
             logits = logits + self.position_bias[align_bins(positions, len(self.position_bias))].to(logits.dtype)
         if self.content_head is not None:
-            logits = logits + self.content_head(self.content_embeddings(feats, present)).to(logits.dtype)
+            logits = logits + self.content_head(self.tp_content(feats, mask, present)).to(logits.dtype)
         return MegaOutput(logits=logits, shot_emb=shot_emb, head_logits=None if logits is head_logits else head_logits)
 
     def content_embeddings(self, feats: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:
@@ -549,6 +569,27 @@ class MEGA(nn.Module):
         present = present or {}
         return torch.cat([self.streams[m].shot_encoder.content(feats[m], present.get(m))
                           for m in self.modalities], dim=-1)
+
+    def tp_content(self, feats: Mapping[str, Tensor], mask: Tensor,
+                   present: Mapping[str, Tensor] | None = None) -> Tensor:
+        """What the TP content head reads (docs/model.md choice 12), (B, L, K): with
+        ``content_space`` "projected" the shot encoders' projections (:meth:`content_embeddings`);
+        with "input" the input features themselves, concatenated (0 where a modality is
+        missing) and centred on the mean of the sequence's real shots, so that the head can be
+        fitted as a linear probe before training (``train.content_probe``). With
+        ``content_context`` k, each shot's :func:`local_contrast` to its ±k neighbours follows."""
+        present = present or {}
+        if self.cfg.content_space == "projected":
+            x = self.content_embeddings(feats, present)
+        else:
+            x = torch.cat([feats[m] if m not in present else feats[m] * present[m][..., None].to(feats[m].dtype)
+                           for m in self.modalities], dim=-1)
+        if self.cfg.content_context:
+            x = torch.cat([x, local_contrast(x, mask, self.cfg.content_context)], dim=-1)
+        if self.cfg.content_space == "input":
+            weight = mask[..., None].to(x.dtype)
+            x = (x - (x * weight).sum(dim=1, keepdim=True) / weight.sum(dim=1, keepdim=True).clamp(min=1.0)) * weight
+        return x
 
     def _check_inputs(self, feats: Mapping[str, Tensor], mask: Tensor, positions: Tensor | None,
                       present: Mapping[str, Tensor]) -> None:

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.schema import MovieEntry
-from mega_pipe.model.baselines import PositionBaseline
+from mega_pipe.model.baselines import LinearTPBaseline, PositionBaseline
 from mega_pipe.model.config import ActTrainConfig, MegaConfig
 from mega_pipe.model.data import (
     UNLABELLED,
@@ -254,6 +254,31 @@ class ActTask(Task):
         weights = dataclasses.asdict(train.loss_weights)
         losses["loss"] = sum(weights[k] * v for k, v in losses.items())
         return losses
+
+    @torch.no_grad()
+    def fit_content_probe(self, run: Run) -> dict | None:
+        """``train.content_probe``: fit the TP content head as a linear probe before training —
+        :class:`baselines.LinearTPBaseline` on what the head reads (``MEGA.tp_content``) at the
+        training movies' shot gold, L2 picked by TA on the validation movies — and copy it into
+        the head (bias 0). Returns what was fitted, or None when no training movie has shot
+        gold (synopsis labels only: the head then stays as initialised)."""
+        def probe_inputs(movies: Sequence[MovieData]) -> list:
+            rows = []
+            for movie in movies:
+                batch = pack_windows([movie], list(run.modality_dims), run.cfg.max_len, run.device)
+                x = stitch_windows(run.model.tp_content(batch.feats, batch.mask, batch.present).float(), batch)[0]
+                rows.append(([x.cpu().numpy()], movie.tp_shots))
+            return rows
+
+        train = [m for m in run.train_movies if m.tp_shots is not None]
+        if not train:
+            return None
+        val = [m for m in run.val_movies if m.tp_shots is not None] or train
+        probe = LinearTPBaseline.select(probe_inputs(train), probe_inputs(val))
+        head = run.model.content_head
+        head.weight.copy_(torch.as_tensor(probe.weights, dtype=head.weight.dtype))
+        head.bias.zero_()
+        return {"l2": probe.l2, "train_movies": len(train), "val_movies": len(val)}
 
     @staticmethod
     def _forward(run: Run, movies: Sequence[MovieData]) -> tuple:

@@ -364,6 +364,17 @@ def train(
         run.model.load_state_dict(state["model"])
         if run.synopsis_model is not None:
             run.synopsis_model.load_state_dict(state["synopsis_model"])
+    if task == "act" and cfg.content_head and cfg.content_space == "input" and cfg.train.content_probe:
+        # fitted once, then fixed (a resumed run keeps it)
+        if state is None:
+            settings["content_probe"] = job.fit_content_probe(run)
+            if settings["content_probe"] is None:
+                log.warning("train.content_probe: no training movie has tp_shots, so the content head is not "
+                            "fitted (it stays at its initialisation; only shot gold trains it)")
+            else:
+                log.info("content probe fitted: %s", settings["content_probe"])
+        if settings.get("content_probe"):
+            run.model.content_head.requires_grad_(False)
     n_params = sum(p.numel() for p in run.parameters())
     if dev.type == "cpu" and n_params > CPU_PARAMETER_HINT:
         log.warning("training a %.1fM-parameter model on the CPU is slow (the paper configs are sized "

@@ -504,6 +504,44 @@ def test_relation_features_of_old_checkpoints_map_to_the_window_form():
         load_config("scene", relation_features=True)
 
 
+# --- the TP content head's local contrast (docs/model.md choice 12) ----------------------------
+
+
+def test_local_contrast_is_each_shot_minus_its_real_neighbours():
+    from mega_pipe.model.mega import local_contrast
+    feats, mask = random_batch({"x": 3}, [9, 5], 9)
+    out = local_contrast(feats["x"], mask, 2)
+    for b, n in enumerate((9, 5)):
+        for i in range(9):
+            if i >= n:   # padding: 0, and padded garbage never leaks into a real shot
+                assert out[b, i].abs().max() == 0
+                continue
+            others = [j for j in range(max(0, i - 2), min(n, i + 3)) if j != i]
+            expected = feats["x"][b, i] - feats["x"][b, others].mean(dim=0)
+            torch.testing.assert_close(out[b, i], expected)
+    # what a neighbourhood shares (a scene's content, a movie's offset) is gone
+    shifted = feats["x"] + torch.tensor([5.0, -3.0, 2.0])
+    torch.testing.assert_close(local_contrast(shifted, mask, 2), out)
+
+
+def test_content_context_reads_contrast_beside_content():
+    dims = {"clip": 8, "place": 4}
+    plain = MEGA(tiny_config("act", content_head=True, content_context=0), dims)
+    model = MEGA(tiny_config("act", content_head=True, content_context=3), dims)
+    cfg = model.cfg
+    assert count_parameters(model) - count_parameters(plain) == cfg.width * len(dims) * cfg.n_classes
+    feats, mask = random_batch(dims, [12, 7], 12)
+    model.eval()
+    base = model(feats, mask)
+    with torch.no_grad():   # only the contrast half of the content head changes the logits
+        model.content_head.weight[:, cfg.width * len(dims):] += 1.0
+    changed = model(feats, mask)
+    assert (changed.logits - base.logits)[mask].abs().max() > 1e-3
+    torch.testing.assert_close(changed.head_logits, base.head_logits)
+    with pytest.raises(MegaPipeError, match="content_context: needs content_head"):
+        tiny_config("act", content_head=False, content_context=3)
+
+
 # --- the act shot model's TP position head (docs/model.md choice 11) ----------------------------
 
 

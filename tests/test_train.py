@@ -238,6 +238,44 @@ def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path)
         assert saved["task"] == task
         assert score_records(task, read_records(both / f"predictions_{task}_test.jsonl")) == saved["metrics"]
 
+def test_content_probe_is_fitted_before_training_and_kept(manifest, tmp_path):
+    """A content head on the input features and their local contrast is fitted as the prior +
+    linear-direction probe (LinearTPBaseline, L2 by validation TA) before epoch 1 and stays
+    fixed while the rest trains (``train.content_probe``, default true)."""
+    from mega_pipe.model.baselines import LinearTPBaseline
+    from mega_pipe.model.data import load_entries
+    out = tmp_path / "act"
+    train("act", manifest, out, epochs=2, batch_size=2, lr=1e-3, device="cpu", seed=3, config="act-small",
+          config_overrides={**ACT_CFG, "content_space": "input", "content_context": 8,
+                            **_train_dict("act", optimizer="adamw")}, progress=False)
+    assert load_config("act-small").train.content_probe is True
+    ckpt = load_checkpoint(out / "last.pt")
+    fitted = ckpt.info["settings"]["content_probe"]
+    assert fitted["train_movies"] == sum(e.split == "train" for e in read_manifest(manifest))
+
+    def probe_rows(split):   # what the head reads, recomputed from the checkpoint
+        movies = load_entries([e for e in read_manifest(manifest) if e.split == split], ckpt.modalities)
+        rows = []
+        for movie in movies:
+            ckpt.normalizer.apply(movie)
+            batch = pack_windows([movie], ckpt.modalities, ckpt.cfg.max_len, torch.device("cpu"))
+            with torch.no_grad():
+                x = stitch_windows(ckpt.model.tp_content(batch.feats, batch.mask, batch.present), batch)[0]
+            rows.append(([x.numpy()], movie.tp_shots))
+        return rows
+
+    probe = LinearTPBaseline.select(probe_rows("train"), probe_rows("val"))
+    assert probe.l2 == fitted["l2"]
+    weight, bias = ckpt.model.content_head.weight.detach(), ckpt.model.content_head.bias.detach()
+    assert float(weight.abs().sum()) > 0 and float(bias.abs().max()) == 0
+    np.testing.assert_allclose(weight.numpy(), probe.weights, rtol=1e-4, atol=1e-5)
+    # the rest did train: the MEGA head moved away from its initial weights
+    torch.manual_seed(3)
+    from mega_pipe.model.checkpoint import build_models
+    initial, _ = build_models(ckpt.cfg, ckpt.info["modality_dims"], ckpt.info["sentence_dim"])
+    assert not torch.equal(initial.head.proj.weight, ckpt.model.head.proj.weight)
+
+
 # --- missing modalities (docs/model.md) ------------------------------------------------------
 
 
