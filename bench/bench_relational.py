@@ -13,9 +13,11 @@ on those test movies:
   (i, i+4] (``unsupervised.cut_novelty``).
 
 ``--task act`` trains the act model (``--config``, default ``act-small``, with the shot-level gold of
-the training movies) on the same movies and prints test TA/PA/D beside two baselines: TRIPOD's
-position prior alone, and the prior plus one linear direction per TP fitted on the same
-training movies (``baselines.LinearTPBaseline``, L2 weight picked on the val movies).
+the training movies) on the same movies and prints test TA/PA/D beside three baselines: TRIPOD's
+position prior alone, the prior plus one linear direction per TP fitted on the same training
+movies (``baselines.LinearTPBaseline``, L2 weight picked on the val movies), and that read-out
+of the features plus their ±8-shot local contrast (docs/training.md, "Local contrast and a
+fitted probe"). The act arms are in ``ARMS``.
 
 The set: ``--movies`` movies of one seed; test = the first ``--test`` movies, val = the next
 ``--val``, train = the next max(train sizes) (a smaller train size takes a prefix).
@@ -42,6 +44,7 @@ from mega_pipe.manifests.synth import generate
 from mega_pipe.model import unsupervised as U
 from mega_pipe.model.baselines import LinearTPBaseline
 from mega_pipe.model.data import Normalizer, load_entries
+from mega_pipe.model.mega import local_contrast
 from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.model.train import evaluate, train
 
@@ -51,7 +54,11 @@ ARMS = {  # task -> arm name -> top-level config overrides
     "act": {"act": {},   # the config as it is
             "paper_heads": {"position_bins": 0, "content_head": False},
             "position": {"position_bins": 40, "content_head": False},
-            "linear": {"position_bins": 40, "content_head": True},
+            "context": {"content_context": 8},   # the content head also reads the local contrast
+            "probe": {"content_space": "input", "content_context": 8},   # fitted probe, then frozen
+            "probe_raw": {"content_space": "input"},
+            "probe_then_distill": {"content_space": "input", "content_context": 8,
+                                   "train": {"distill": {"with_shot_gold": True}, "loss_weights": {"shot_tp": 0.0}}},
             "distill_with_gold": {"train": {"distill": {"with_shot_gold": True}}}},
 }
 DEFAULTS = {"scene": ("scene-small", "none,window,cut,cut_projected", 3), "act": ("act-small", "act", None)}
@@ -76,25 +83,36 @@ def baselines(entries) -> dict:
 
 
 def act_baselines(train_entries, val_entries, test_entries) -> dict:
-    """TA/PA/D of the TRIPOD prior and of the prior + linear TP directions fitted on
-    ``train_entries`` (features standardised on them, as the trainer does; L2 weight picked on
-    ``val_entries``), on ``test_entries``."""
+    """TA/PA/D on ``test_entries`` of the TRIPOD prior, of the prior + linear TP directions
+    fitted on ``train_entries`` (features standardised on them, as the trainer does; L2 weight
+    picked on ``val_entries``), and of the same read-out of the features plus their local
+    contrast (``mega.local_contrast``, ±8 shots: what the ``probe`` arm fits before training)."""
     modalities = list(model_set_dims("tiny"))
     train_movies = load_entries(train_entries, modalities)
     norm = Normalizer.fit(train_movies, modalities)
 
-    def arrays(movie) -> list:
-        norm.apply(movie)
-        return [movie.features[m] for m in modalities]
+    def arrays(movie, contrast: bool) -> list:
+        x = np.concatenate([movie.features[m] for m in modalities], axis=1)
+        if not contrast:
+            return [x]
+        t = torch.from_numpy(x)[None]
+        return [x, local_contrast(t, torch.ones(t.shape[:2], dtype=torch.bool), 8)[0].numpy()]
 
-    linear = LinearTPBaseline.select([(arrays(m), m.tp_shots) for m in train_movies],
-                                     [(arrays(m), m.tp_shots) for m in load_entries(val_entries, modalities)])
-    recs: dict[str, list] = {"TRIPOD prior": [], "prior + linear TP directions": []}
-    for movie in load_entries(test_entries, modalities):
-        n = movie.n_shots
-        prior = U.tp_prior_by_index(n)
-        for name, post in (("TRIPOD prior", prior), ("prior + linear TP directions", linear.posteriors(arrays(movie)))):
-            recs[name].append({"movie_id": movie.movie_id, "posteriors": post.tolist(), "gold": movie.tp_shots})
+    val_movies, test_movies = load_entries(val_entries, modalities), load_entries(test_entries, modalities)
+    for movie in (*train_movies, *val_movies, *test_movies):
+        norm.apply(movie)
+    fitted = {name: LinearTPBaseline.select([(arrays(m, contrast), m.tp_shots) for m in train_movies],
+                                            [(arrays(m, contrast), m.tp_shots) for m in val_movies])
+              for name, contrast in (("prior + linear TP directions", False),
+                                     ("prior + linear TP directions on features + local contrast", True))}
+    recs: dict[str, list] = {"TRIPOD prior": [], **{name: [] for name in fitted}}
+    for movie in test_movies:
+        gold = movie.tp_shots
+        recs["TRIPOD prior"].append({"movie_id": movie.movie_id, "posteriors": U.tp_prior_by_index(movie.n_shots).tolist(),
+                                     "gold": gold})
+        for name, model in fitted.items():
+            post = model.posteriors(arrays(movie, "contrast" in name))
+            recs[name].append({"movie_id": movie.movie_id, "posteriors": post.tolist(), "gold": gold})
     return {k: act_metrics(v) for k, v in recs.items()}
 
 
@@ -120,7 +138,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--task", choices=("scene", "act"), default="scene")
     ap.add_argument("--arms", help="scene: none,window,cut,cut_projected (default; relation_features form and "
-                    "space); act: act,paper_heads,position,linear,distill_with_gold")
+                    "space); act: act,paper_heads,position,context,probe,probe_raw,probe_then_distill,distill_with_gold")
     ap.add_argument("--epochs", type=int, help="default: 3 (scene), the config's (act)")
     ap.add_argument("--config", help="default: scene-small / act-small")
     ap.add_argument("--threads", type=int, default=1)
