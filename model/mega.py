@@ -187,11 +187,16 @@ def relation_size(form: str, max_len: int) -> int:
     return {"none": 0, "window": max_len - 1, "cut": max_len - 1 + len(CUT_WIDTHS)}[form]
 
 
-def _centred_unit(feats: Tensor, valid: Tensor) -> Tensor:
-    """Features centred on the mean of the window's valid shots, L2-normalised; invalid rows 0."""
+def _centred(feats: Tensor, valid: Tensor) -> Tensor:
+    """Features centred on the mean of the sequence's valid shots; invalid rows 0."""
     v = valid.to(feats.dtype)[..., None]
     mean = (feats * v).sum(dim=1, keepdim=True) / v.sum(dim=1, keepdim=True).clamp(min=1.0)
-    return F.normalize((feats - mean) * v, dim=-1)
+    return (feats - mean) * v
+
+
+def _centred_unit(feats: Tensor, valid: Tensor) -> Tensor:
+    """:func:`_centred`, then L2-normalised."""
+    return F.normalize(_centred(feats, valid), dim=-1)
 
 
 def cut_relations(feats: Tensor, valid: Tensor, max_len: int) -> Tensor:
@@ -586,10 +591,7 @@ class MEGA(nn.Module):
                            for m in self.modalities], dim=-1)
         if self.cfg.content_context:
             x = torch.cat([x, local_contrast(x, mask, self.cfg.content_context)], dim=-1)
-        if self.cfg.content_space == "input":
-            weight = mask[..., None].to(x.dtype)
-            x = (x - (x * weight).sum(dim=1, keepdim=True) / weight.sum(dim=1, keepdim=True).clamp(min=1.0)) * weight
-        return x
+        return _centred(x, mask) if self.cfg.content_space == "input" else x
 
     def _check_inputs(self, feats: Mapping[str, Tensor], mask: Tensor, positions: Tensor | None,
                       present: Mapping[str, Tensor]) -> None:
