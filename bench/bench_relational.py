@@ -101,8 +101,8 @@ def act_baselines(train_entries, val_entries, test_entries) -> dict:
     val_movies, test_movies = load_entries(val_entries, modalities), load_entries(test_entries, modalities)
     for movie in (*train_movies, *val_movies, *test_movies):
         norm.apply(movie)
-    fitted = {name: LinearTPBaseline.select([(arrays(m, contrast), m.tp_shots) for m in train_movies],
-                                            [(arrays(m, contrast), m.tp_shots) for m in val_movies])
+    fitted = {name: (contrast, LinearTPBaseline.select([(arrays(m, contrast), m.tp_shots) for m in train_movies],
+                                                       [(arrays(m, contrast), m.tp_shots) for m in val_movies]))
               for name, contrast in (("prior + linear TP directions", False),
                                      ("prior + linear TP directions on features + local contrast", True))}
     recs: dict[str, list] = {"TRIPOD prior": [], **{name: [] for name in fitted}}
@@ -110,8 +110,8 @@ def act_baselines(train_entries, val_entries, test_entries) -> dict:
         gold = movie.tp_shots
         recs["TRIPOD prior"].append({"movie_id": movie.movie_id, "posteriors": U.tp_prior_by_index(movie.n_shots).tolist(),
                                      "gold": gold})
-        for name, model in fitted.items():
-            post = model.posteriors(arrays(movie, "contrast" in name))
+        for name, (contrast, model) in fitted.items():
+            post = model.posteriors(arrays(movie, contrast))
             recs[name].append({"movie_id": movie.movie_id, "posteriors": post.tolist(), "gold": gold})
     return {k: act_metrics(v) for k, v in recs.items()}
 
