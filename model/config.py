@@ -179,6 +179,8 @@ class MegaConfig:
     content_head: bool = False  # act: TP logits also read linearly from each shot (content_space)
     content_context: int = 0  # act, with content_head: it also reads each shot minus the mean of its ±k neighbours
     content_space: Literal["projected", "input"] = "projected"  # act: what the content head reads
+    content_contrast: Literal["mean", "similar"] = "mean"  # act, with content_context: plain or similarity-weighted neighbour mean
+    content_shot: bool = True  # act, with content_head: false = the head reads the contrast alone (needs content_context)
     decode_distance_weight: float = 0.0  # synopsis: λ of the minimum-Bayes-risk decision (0: argmax)
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
 
@@ -209,7 +211,7 @@ def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
         width=cfg.width * n_modalities, ffn_width=cfg.ffn_width * n_modalities,
         n_unimodal=syn.n_layers, n_fusion=1, dropout=syn.dropout, align_scope="sequence",
         synopsis=None, position_bins=syn.position_bins, content_head=False, content_context=0,
-        content_space="projected", decode_distance_weight=0.0, train=None)
+        content_space="projected", content_contrast="mean", content_shot=True, decode_distance_weight=0.0, train=None)
 
 
 # --- Loading -----------------------------------------------------------------------------------
@@ -385,6 +387,10 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
     checks.append(("content_space", cfg.content_space in ("projected", "input"),
                    f"expected \"projected\" or \"input\", got {cfg.content_space!r}"))
     checks.append(("content_context", cfg.content_head or not cfg.content_context, "needs content_head (set it to 0 with the head off)"))
+    checks.append(("content_contrast", cfg.content_contrast in ("mean", "similar"),
+                   f"expected \"mean\" or \"similar\", got {cfg.content_contrast!r}"))
+    checks.append(("content_shot", cfg.content_shot or cfg.content_context or not cfg.content_head,
+                   "false needs content_context (the head would read nothing)"))
     checks.append(("decode_distance_weight", cfg.task == "synopsis" or cfg.decode_distance_weight == 0,
                    "only for task \"synopsis\""))
     checks.append(("decode_distance_weight", isinstance(cfg.decode_distance_weight, (int, float))

@@ -273,6 +273,37 @@ def local_contrast(x: Tensor, mask: Tensor, k: int) -> Tensor:
     return (x - neighbours / n.clamp(min=1.0)) * weight
 
 
+#: Temperature of :func:`similar_contrast`'s weights over centred cosines (docs/model.md choice 12).
+SIMILAR_TAU = 0.1
+
+
+def similar_contrast(x: Tensor, mask: Tensor, k: int, tau: float = SIMILAR_TAU) -> Tensor:
+    """Every shot minus the **similarity-weighted** mean of the real shots within ±``k`` of it
+    (itself left out): weights softmax_j(cos(x̄_i, x̄_j) / ``tau``) over those neighbours, x̄ the
+    features centred on the sequence's real shots. x (B, L, C), mask (B, L) bool -> (B, L, C),
+    0 at padding; a shot with no real neighbour keeps its own value. The shots a shot resembles
+    most are those of its own scene and camera set-up, so what is left is what sets it apart
+    from *its scene*, not from the scenes around it (``content_contrast`` "similar"). Costs
+    2k·L·C: only the band is computed."""
+    weight = mask[..., None].to(x.dtype)
+    x = x * weight
+    unit = _centred_unit(x, mask)
+    length = x.shape[1]
+    offsets = [d for d in range(-k, k + 1) if d != 0]
+
+    def shifted(t: Tensor, d: int) -> Tensor:   # row i holds t[i + d]; zeros outside the sequence
+        if abs(d) >= length:
+            return torch.zeros_like(t)
+        return F.pad(t[:, d:], (0, 0, 0, d)) if d > 0 else F.pad(t[:, :d], (0, 0, -d, 0))
+
+    real = torch.stack([shifted(weight, d)[..., 0] > 0 for d in offsets], dim=-1)            # (B, L, 2k)
+    sims = torch.stack([(unit * shifted(unit, d)).sum(-1) for d in offsets], dim=-1) / tau
+    a = torch.softmax(sims.masked_fill(~real, -torch.inf), dim=-1).nan_to_num(0.0)           # no neighbour: 0
+    neighbours = sum(a[..., n, None] * shifted(x, d) for n, d in enumerate(offsets))
+    has = real.any(dim=-1, keepdim=True).to(x.dtype)
+    return (x - has * neighbours) * weight
+
+
 # --- Bottleneck tokens (§1.2 step 2, Tab. 1a "Bottleneck L_n×C") -----------------------------
 
 
@@ -528,7 +559,7 @@ class MEGA(nn.Module):
         # ``content_context`` k it also reads each shot's contrast to its ±k neighbours.
         content_dim = (cfg.width * len(self.modalities) if cfg.content_space == "projected"
                        else sum(self.modality_dims.values()))
-        head_in = content_dim * (2 if cfg.content_context else 1)
+        head_in = content_dim * (int(cfg.content_shot) + int(bool(cfg.content_context)))
         self.content_head = nn.Linear(head_in, cfg.n_classes) if cfg.content_head else None
         self.apply(_init_linear)
 
@@ -582,16 +613,22 @@ class MEGA(nn.Module):
         with "input" the input features themselves, concatenated (0 where a modality is
         missing) and centred on the mean of the sequence's real shots, so that the head can be
         fitted as a linear probe before training (``train.content_probe``). With
-        ``content_context`` k, each shot's :func:`local_contrast` to its ±k neighbours follows."""
+        ``content_context`` k, each shot's contrast to its ±k neighbours follows
+        (``content_contrast``: :func:`local_contrast` or :func:`similar_contrast`), alone with
+        ``content_shot`` false."""
+        cfg = self.cfg
         present = present or {}
-        if self.cfg.content_space == "projected":
+        if cfg.content_space == "projected":
             x = self.content_embeddings(feats, present)
         else:
             x = torch.cat([feats[m] if m not in present else feats[m] * present[m][..., None].to(feats[m].dtype)
                            for m in self.modalities], dim=-1)
-        if self.cfg.content_context:
-            x = torch.cat([x, local_contrast(x, mask, self.cfg.content_context)], dim=-1)
-        return _centred(x, mask) if self.cfg.content_space == "input" else x
+        parts = [x] if cfg.content_shot else []
+        if cfg.content_context:
+            contrast = local_contrast if cfg.content_contrast == "mean" else similar_contrast
+            parts.append(contrast(x, mask, cfg.content_context))
+        x = torch.cat(parts, dim=-1)
+        return _centred(x, mask) if cfg.content_space == "input" else x
 
     def _check_inputs(self, feats: Mapping[str, Tensor], mask: Tensor, positions: Tensor | None,
                       present: Mapping[str, Tensor]) -> None:
