@@ -267,6 +267,16 @@ def _fit(task: Task, run: Run, out: Path, start_epoch: int, resume: dict | None,
     else:
         torch.manual_seed(settings["seed"] + 1)  # dropout stream, independent of init
     out.mkdir(parents=True, exist_ok=True)
+    if resume is None and settings.get("content_probe"):
+        # The model before training is already a fitted read-out (the probe; the MEGA head starts
+        # at 0), so it is a candidate too: epoch 0 in metrics.jsonl, best.pt if no epoch beats it.
+        val = task.validate(run)
+        metric, value = val["select"]
+        history.append({"epoch": 0, "val_split": settings["val_split"], "val": val["metrics"],
+                        "select": {"metric": metric, "value": value, "best": True}})
+        best = {"epoch": 0, "metric": metric, "value": value}
+        save_checkpoint(out / "best.pt", checkpoint_state(run.cfg, run.modality_dims, run.sentence_dim, run.normalizer,
+                                                          run.model, run.synopsis_model, 0, val["metrics"], settings))
     for epoch in range(start_epoch, settings["epochs"]):
         t0 = time.perf_counter()
         stats = train_epoch(task, run, epoch, opt, sched, progress)
@@ -373,6 +383,9 @@ def train(
                             "fitted (it stays at its initialisation; only shot gold trains it)")
             else:
                 log.info("content probe fitted: %s", settings["content_probe"])
+            if settings["content_probe"] is not None:   # the model starts as the prior + the probe
+                torch.nn.init.zeros_(run.model.head.proj.weight)
+                torch.nn.init.zeros_(run.model.head.proj.bias)
         if settings.get("content_probe"):
             run.model.content_head.requires_grad_(False)
     n_params = sum(p.numel() for p in run.parameters())
@@ -426,5 +439,5 @@ def _summary(task: str, out: Path, settings: dict, history: list[dict], best: di
         "best_val": best_val,
         "val_split": settings["val_split"],
         "modalities": settings["modalities"],
-        "samples_per_s": float(np.mean([r["samples_per_s"] for r in history])),
+        "samples_per_s": float(np.mean([r["samples_per_s"] for r in history if "samples_per_s" in r])),
     }

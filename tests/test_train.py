@@ -222,7 +222,8 @@ def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path)
     out = tmp_path / "act"
     train("act", manifest, out, epochs=1, batch_size=4, lr=1e-3, device="cpu",
           config_overrides={**ACT_CFG, **_train_dict("act", optimizer="adamw")}, progress=False)
-    (line,) = (out / "metrics.jsonl").read_text().splitlines()
+    epoch0, line = (out / "metrics.jsonl").read_text().splitlines()   # epoch 0: the fitted probe, untrained
+    assert json.loads(epoch0)["epoch"] == 0
     losses = json.loads(line)["train"]
     # every training movie has shot gold: shot_tp teaches the shots, no distillation
     # (train.distill.with_shot_gold false, docs/training.md "Shot-level gold")
@@ -239,16 +240,19 @@ def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path)
         assert score_records(task, read_records(both / f"predictions_{task}_test.jsonl")) == saved["metrics"]
 
 def test_content_probe_is_fitted_before_training_and_kept(manifest, tmp_path):
-    """A content head on the input features and their local contrast is fitted as the prior +
-    linear-direction probe (LinearTPBaseline, L2 by validation TA) before epoch 1 and stays
-    fixed while the rest trains (``train.content_probe``, default true)."""
+    """The packaged act content head — on the similarity-weighted contrast of the input
+    features — is fitted as the prior + linear-direction probe (LinearTPBaseline, L2 by
+    validation TA) before epoch 1 and stays fixed while the rest trains (``train.content_probe``);
+    the MEGA head starts at 0, so the model before training is prior + probe, validated as
+    epoch 0 and kept as best.pt unless an epoch beats it."""
     from mega_pipe.model.baselines import LinearTPBaseline
     from mega_pipe.model.data import load_entries
+    cfg = load_config("act-small")
+    assert (cfg.train.content_probe, cfg.content_space, cfg.content_contrast, cfg.content_shot) == \
+        (True, "input", "similar", False)
     out = tmp_path / "act"
-    train("act", manifest, out, epochs=2, batch_size=2, lr=1e-3, device="cpu", seed=3, config="act-small",
-          config_overrides={**ACT_CFG, "content_space": "input", "content_context": 8,
-                            **_train_dict("act", optimizer="adamw")}, progress=False)
-    assert load_config("act-small").train.content_probe is True
+    summary = train("act", manifest, out, epochs=2, batch_size=2, lr=1e-3, device="cpu", seed=3, config="act-small",
+                    config_overrides={**ACT_CFG, **_train_dict("act", optimizer="adamw")}, progress=False)
     ckpt = load_checkpoint(out / "last.pt")
     fitted = ckpt.info["settings"]["content_probe"]
     assert fitted["train_movies"] == sum(e.split == "train" for e in read_manifest(manifest))
@@ -269,11 +273,14 @@ def test_content_probe_is_fitted_before_training_and_kept(manifest, tmp_path):
     weight, bias = ckpt.model.content_head.weight.detach(), ckpt.model.content_head.bias.detach()
     assert float(weight.abs().sum()) > 0 and float(bias.abs().max()) == 0
     np.testing.assert_allclose(weight.numpy(), probe.weights, rtol=1e-4, atol=1e-5)
-    # the rest did train: the MEGA head moved away from its initial weights
-    torch.manual_seed(3)
-    from mega_pipe.model.checkpoint import build_models
-    initial, _ = build_models(ckpt.cfg, ckpt.info["modality_dims"], ckpt.info["sentence_dim"])
-    assert not torch.equal(initial.head.proj.weight, ckpt.model.head.proj.weight)
+    # epoch 0 is the untrained prior + probe; the MEGA head trained on from 0
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1, 2] and "train" not in log[0] and "ta" in log[0]["val"]
+    assert float(ckpt.model.head.proj.weight.detach().abs().max()) > 0
+    best = load_checkpoint(out / "best.pt")
+    assert best.info["epoch"] == summary["best_epoch"]
+    if summary["best_epoch"] == 0:
+        assert float(best.model.head.proj.weight.detach().abs().max()) == 0
 
 
 # --- missing modalities (docs/model.md) ------------------------------------------------------
