@@ -15,9 +15,10 @@ on those test movies:
 ``--task act`` trains the act model (``--config``, default ``act-small``, with the shot-level gold of
 the training movies) on the same movies and prints test TA/PA/D beside three baselines: TRIPOD's
 position prior alone, the prior plus one linear direction per TP fitted on the same training
-movies (``baselines.LinearTPBaseline``, L2 weight picked on the val movies), and that read-out
-of the features plus their ±8-shot local contrast (docs/training.md, "Local contrast and a
-fitted probe"). The act arms are in ``ARMS``.
+movies (``baselines.LinearTPBaseline``, L2 weight picked on the val movies), that read-out of
+the features plus their ±8-shot local contrast, and of the ±16-shot similarity-weighted
+contrast alone (docs/training.md, "Local contrast and a fitted probe"). The act arms are in
+``ARMS``.
 
 The set: ``--movies`` movies of one seed; test = the first ``--test`` movies, val = the next
 ``--val``, train = the next max(train sizes) (a smaller train size takes a prefix).
@@ -44,21 +45,24 @@ from mega_pipe.manifests.synth import generate
 from mega_pipe.model import unsupervised as U
 from mega_pipe.model.baselines import LinearTPBaseline
 from mega_pipe.model.data import Normalizer, load_entries
-from mega_pipe.model.mega import local_contrast
+from mega_pipe.model.mega import local_contrast, similar_contrast
 from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.model.train import evaluate, train
 
+PROJECTED = {"content_space": "projected", "content_context": 0, "content_contrast": "mean", "content_shot": True}
+INPUT_MEAN = {**PROJECTED, "content_space": "input", "content_context": 8}   # issue 10's first probe
 ARMS = {  # task -> arm name -> top-level config overrides
     "scene": {**{form: {"relation_features": form, "relation_space": "input"} for form in ("none", "window", "cut")},
               "cut_projected": {"relation_features": "cut", "relation_space": "projected"}},
-    "act": {"act": {},   # the config as it is
-            "paper_heads": {"position_bins": 0, "content_head": False},
-            "position": {"position_bins": 40, "content_head": False},
-            "context": {"content_context": 8},   # the content head also reads the local contrast
-            "probe": {"content_space": "input", "content_context": 8},   # fitted probe, then frozen
-            "probe_raw": {"content_space": "input"},
-            "probe_then_distill": {"content_space": "input", "content_context": 8,
-                                   "train": {"distill": {"with_shot_gold": True}, "loss_weights": {"shot_tp": 0.0}}},
+    "act": {"act": {},   # the config as it is (packaged: probe on the similarity-weighted contrast ±16)
+            "paper_heads": {**PROJECTED, "position_bins": 0, "content_head": False},
+            "position": {**PROJECTED, "position_bins": 40, "content_head": False},
+            "projected": PROJECTED,   # the content head on the shot encoders' projections (packaged before)
+            "context": {**PROJECTED, "content_context": 8},   # ... and their plain ±8 contrast
+            "probe": INPUT_MEAN,   # fitted probe on input features + plain ±8 contrast, then frozen
+            "probe_raw": {**INPUT_MEAN, "content_context": 0},
+            "probe_then_distill": {**INPUT_MEAN, "train": {"distill": {"with_shot_gold": True},
+                                                           "loss_weights": {"shot_tp": 0.0}}},
             "distill_with_gold": {"train": {"distill": {"with_shot_gold": True}}}},
 }
 DEFAULTS = {"scene": ("scene-small", "none,window,cut,cut_projected", 3), "act": ("act-small", "act", None)}
@@ -85,26 +89,31 @@ def baselines(entries) -> dict:
 def act_baselines(train_entries, val_entries, test_entries) -> dict:
     """TA/PA/D on ``test_entries`` of the TRIPOD prior, of the prior + linear TP directions
     fitted on ``train_entries`` (features standardised on them, as the trainer does; L2 weight
-    picked on ``val_entries``), and of the same read-out of the features plus their local
-    contrast (``mega.local_contrast``, ±8 shots: what the ``probe`` arm fits before training)."""
+    picked on ``val_entries``), of the same read-out of the features plus their plain local
+    contrast (``mega.local_contrast``, ±8 shots: what the ``probe`` arm fits before training)
+    and of the similarity-weighted contrast alone (``mega.similar_contrast``, ±16: what the
+    packaged act config fits)."""
     modalities = list(model_set_dims("tiny"))
     train_movies = load_entries(train_entries, modalities)
     norm = Normalizer.fit(train_movies, modalities)
 
-    def arrays(movie, contrast: bool) -> list:
+    def arrays(movie, contrast: str | None) -> list:
         x = np.concatenate([movie.features[m] for m in modalities], axis=1)
-        if not contrast:
+        if contrast is None:
             return [x]
-        t = torch.from_numpy(x)[None]
-        return [x, local_contrast(t, torch.ones(t.shape[:2], dtype=torch.bool), 8)[0].numpy()]
+        t, mask = torch.from_numpy(x)[None], torch.ones(1, len(x), dtype=torch.bool)
+        if contrast == "mean":
+            return [x, local_contrast(t, mask, 8)[0].numpy()]
+        return [similar_contrast(t, mask, 16)[0].numpy()]
 
     val_movies, test_movies = load_entries(val_entries, modalities), load_entries(test_entries, modalities)
     for movie in (*train_movies, *val_movies, *test_movies):
         norm.apply(movie)
     fitted = {name: (contrast, LinearTPBaseline.select([(arrays(m, contrast), m.tp_shots) for m in train_movies],
                                                        [(arrays(m, contrast), m.tp_shots) for m in val_movies]))
-              for name, contrast in (("prior + linear TP directions", False),
-                                     ("prior + linear TP directions on features + local contrast", True))}
+              for name, contrast in (("prior + linear TP directions", None),
+                                     ("prior + linear TP directions on features + local contrast", "mean"),
+                                     ("prior + linear TP directions on the similarity-weighted contrast", "similar"))}
     recs: dict[str, list] = {"TRIPOD prior": [], **{name: [] for name in fitted}}
     for movie in test_movies:
         gold = movie.tp_shots
@@ -138,7 +147,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--task", choices=("scene", "act"), default="scene")
     ap.add_argument("--arms", help="scene: none,window,cut,cut_projected (default; relation_features form and "
-                    "space); act: act,paper_heads,position,context,probe,probe_raw,probe_then_distill,distill_with_gold")
+                    "space); act: act,paper_heads,position,projected,context,probe,probe_raw,probe_then_distill,distill_with_gold")
     ap.add_argument("--epochs", type=int, help="default: 3 (scene), the config's (act)")
     ap.add_argument("--config", help="default: scene-small / act-small")
     ap.add_argument("--threads", type=int, default=1)
