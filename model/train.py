@@ -250,6 +250,12 @@ def _epoch_record(epoch: int, lr: float, stats: dict, val: dict, improved: bool,
     }
 
 
+def _state(run: Run, epoch: int, val_metrics: dict) -> dict:
+    """The checkpoint of ``run`` as it is now, after ``epoch`` epochs."""
+    return checkpoint_state(run.cfg, run.modality_dims, run.sentence_dim, run.normalizer, run.model,
+                            run.synopsis_model, epoch, val_metrics, run.settings)
+
+
 def _fit(task: Task, run: Run, out: Path, start_epoch: int, resume: dict | None, progress: bool,
          on_epoch: Callable[[dict], None] | None) -> tuple[list[dict], dict]:
     """The epochs from ``start_epoch`` on; returns the history and the best epoch."""
@@ -275,8 +281,7 @@ def _fit(task: Task, run: Run, out: Path, start_epoch: int, resume: dict | None,
         history.append({"epoch": 0, "val_split": settings["val_split"], "val": val["metrics"],
                         "select": {"metric": metric, "value": value, "best": True}})
         best = {"epoch": 0, "metric": metric, "value": value}
-        save_checkpoint(out / "best.pt", checkpoint_state(run.cfg, run.modality_dims, run.sentence_dim, run.normalizer,
-                                                          run.model, run.synopsis_model, 0, val["metrics"], settings))
+        save_checkpoint(out / "best.pt", _state(run, 0, val["metrics"]))
     for epoch in range(start_epoch, settings["epochs"]):
         t0 = time.perf_counter()
         stats = train_epoch(task, run, epoch, opt, sched, progress)
@@ -286,8 +291,7 @@ def _fit(task: Task, run: Run, out: Path, start_epoch: int, resume: dict | None,
         record = _epoch_record(epoch, sched.get_last_lr()[0], stats, val, improved, settings,
                                time.perf_counter() - t0)
         history.append(record)
-        state = checkpoint_state(run.cfg, run.modality_dims, run.sentence_dim, run.normalizer, run.model,
-                                 run.synopsis_model, epoch + 1, val["metrics"], settings)
+        state = _state(run, epoch + 1, val["metrics"])
         if improved:
             best = {"epoch": epoch + 1, "metric": metric, "value": value}
             save_checkpoint(out / "best.pt", state)
@@ -381,9 +385,8 @@ def train(
             if settings["content_probe"] is None:
                 log.warning("train.content_probe: no training movie has tp_shots, so the content head is not "
                             "fitted (it stays at its initialisation; only shot gold trains it)")
-            else:
+            else:   # the model starts as the prior + the probe
                 log.info("content probe fitted: %s", settings["content_probe"])
-            if settings["content_probe"] is not None:   # the model starts as the prior + the probe
                 torch.nn.init.zeros_(run.model.head.proj.weight)
                 torch.nn.init.zeros_(run.model.head.proj.bias)
         if settings.get("content_probe"):
