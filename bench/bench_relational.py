@@ -44,6 +44,7 @@ from mega_pipe.manifests.schema import read_manifest, write_manifest
 from mega_pipe.manifests.synth import generate
 from mega_pipe.model import unsupervised as U
 from mega_pipe.model.baselines import LinearTPBaseline
+from mega_pipe.model.config import load_config
 from mega_pipe.model.data import Normalizer, load_entries
 from mega_pipe.model.mega import local_contrast, similar_contrast
 from mega_pipe.model.metrics import act_metrics, scene_metrics
@@ -91,11 +92,12 @@ def act_baselines(train_entries, val_entries, test_entries) -> dict:
     fitted on ``train_entries`` (features standardised on them, as the trainer does; L2 weight
     picked on ``val_entries``), of the same read-out of the features plus their plain local
     contrast (``mega.local_contrast``, ±8 shots: what the ``probe`` arm fits before training)
-    and of the similarity-weighted contrast alone (``mega.similar_contrast``, ±16: what the
-    packaged act config fits)."""
+    and of the similarity-weighted contrast alone (``mega.similar_contrast``, ±k of the packaged
+    ``act-small``, 16: what the packaged act configs fit)."""
     modalities = list(model_set_dims("tiny"))
     train_movies = load_entries(train_entries, modalities)
     norm = Normalizer.fit(train_movies, modalities)
+    packaged = load_config("act-small")   # its ±k: the read-out the packaged act configs fit
 
     def arrays(movie, contrast: str | None) -> list:
         x = np.concatenate([movie.features[m] for m in modalities], axis=1)
@@ -104,7 +106,7 @@ def act_baselines(train_entries, val_entries, test_entries) -> dict:
         t, mask = torch.from_numpy(x)[None], torch.ones(1, len(x), dtype=torch.bool)
         if contrast == "mean":
             return [x, local_contrast(t, mask, 8)[0].numpy()]
-        return [similar_contrast(t, mask, 16)[0].numpy()]
+        return [similar_contrast(t, mask, packaged.content_context)[0].numpy()]
 
     val_movies, test_movies = load_entries(val_entries, modalities), load_entries(test_entries, modalities)
     for movie in (*train_movies, *val_movies, *test_movies):
