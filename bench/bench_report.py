@@ -37,10 +37,15 @@ from mega_pipe.pipeline.segment import build_boundaries, finite_json
 MODALITIES = {"clip": 64, "place": 64, "appr": 64, "action": 64, "audio": 32, "subtitle": 32}
 
 
+TP_POSITIONS = (0.11, 0.32, 0.51, 0.74, 0.89)       # TRIPOD's average turning-point positions
+
+
 def make_long_inputs(root: Path, shots: int = 2000, duration_s: float = 7200.0, seed: int = 0,
-                     movie: Path | None = None) -> tuple[Path, Path]:
+                     movie: Path | None = None,
+                     tp_positions: tuple[float, ...] = TP_POSITIONS) -> tuple[Path, Path]:
     """A feature folder and a boundaries.json for a synthetic film of about ``shots`` shots
-    lasting ``duration_s``; returns (boundaries path, feature folder)."""
+    lasting ``duration_s``, its turning points near ``tp_positions`` (fractions of the shot
+    count); returns (boundaries path, feature folder)."""
     root = Path(root)
     # the generator's films average ~4.2-4.3 shots per scene
     n_scenes = max(5, round(shots / 4.2))
@@ -75,7 +80,7 @@ def make_long_inputs(root: Path, shots: int = 2000, duration_s: float = 7200.0, 
     labels = np.array([1 if v else 0 for v in entry["scene_labels"][:-1]] + [1])
     prob = np.clip(np.where(labels == 1, 0.75, 0.12) + 0.12 * rng.normal(size=n), 0, 1)
     pos = np.arange(n) / max(1, n - 1)
-    post = np.stack([np.exp(-0.5 * ((pos - c) / 0.02) ** 2) + 1e-6 for c in (0.11, 0.32, 0.51, 0.74, 0.89)])
+    post = np.stack([np.exp(-0.5 * ((pos - c) / 0.02) ** 2) + 1e-6 for c in tp_positions])
     post /= post.sum(1, keepdims=True)
     manifest = {"movie_id": folder.name,
                 "source": {"path": str(Path(movie).absolute()) if movie else str(root / "long.mp4")},
@@ -106,7 +111,7 @@ def make_long_movie(path: Path, seconds: float) -> None:
 
 def chromium_render(html: Path, screenshot: Path | None = None, timeout: float = 300) -> dict:
     """Load ``html`` in headless Chromium; the page's status, shot count and render time, console
-    errors, wall seconds."""
+    errors, wall seconds, and the DOM after the page's script ran (``dom``)."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
         raise RuntimeError("no chromium found (apt-get install chromium)")
@@ -131,7 +136,8 @@ def chromium_render(html: Path, screenshot: Path | None = None, timeout: float =
     return {"status": attrs.get("status"), "shots": int(attrs.get("shots", -1)),
             "render_ms": int(attrs.get("render-ms", -1)), "console_errors": console,
             "shot_elements": len(re.findall(r'<div class="shot[ "]', r.stdout)),
-            "dump_dom_s": round(wall, 2), "screenshot_s": round(shot_wall, 2) if shot_wall else None}
+            "dump_dom_s": round(wall, 2), "screenshot_s": round(shot_wall, 2) if shot_wall else None,
+            "dom": r.stdout}
 
 
 def main() -> None:
@@ -176,6 +182,7 @@ def main() -> None:
                     "--png", str(root / "png")]) == 0
         png_s = time.perf_counter() - t0 - seconds if name == "no-thumbnails" else None
         r = chromium_render(html, root / f"report-{name}.png")
+        r.pop("dom")
         print(json.dumps({"case": name, "shots": n, "report_s": round(seconds, 2),
                           "html_bytes": html.stat().st_size, **r,
                           **({"png_extra_s": round(png_s, 2)} if png_s is not None else {})}), flush=True)

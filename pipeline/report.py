@@ -8,7 +8,8 @@ to play a shot when it is clicked.
 
 Data gathering and rendering are separate: :func:`gather` builds one JSON-able dict, which
 :func:`render_html` puts into ``report_template.html`` and :func:`render_pngs` draws with
-matplotlib (``--png DIR``).
+matplotlib (``--png DIR``). Names, frame numbers, timecodes and the download links come from
+pipeline/export.py, so the page numbers and times everything exactly as the exports do.
 """
 from __future__ import annotations
 
@@ -28,11 +29,15 @@ import numpy as np
 from mega_pipe.manifests.errors import MegaPipeError
 from mega_pipe.manifests.features import FeatureFolder, vectors_of
 
+from . import export
+
 log = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).with_name("report_template.html")
 NO_DATA = 255            # quantised cell value meaning "undefined" (a shot without samples)
 LEVELS = 254             # defined values are quantised to 0..254
+# (format, file extension, MIME type) of the exports offered as downloads, for every level
+DOWNLOADS = (("csv", "csv", "text/csv"), ("edl", "edl", "text/plain"), ("webvtt", "vtt", "text/vtt"))
 
 
 # ---------------------------------------------------------------------------------- inputs
@@ -211,8 +216,15 @@ def shot_cues(starts, ends, cues) -> list[list[int]]:
 
 
 # ----------------------------------------------------------------------------- thumbnails
-def thumbnail_times(starts, ends) -> list[float]:
-    return [(a + b) / 2 for a, b in zip(starts, ends)]
+def thumbnail_times(starts, ends, frames) -> list[float]:
+    """Seek times for the middle frame of every shot. A fast seek to t yields the first frame
+    whose time is >= t, so t is half a frame before the middle frame (never past a shot's last
+    frame: a 1-frame shot, or the movie's last frame, gets its own frame)."""
+    out = []
+    for a, b, (fa, fb) in zip(starts, ends, frames):
+        step = (b - a) / max(1, fb - fa)                  # the shot's (average) frame duration
+        out.append(max(0.0, a + ((fb - fa - 1) // 2 - 0.5) * step))
+    return out
 
 
 def make_thumbnails(movie: Path, times: list[float], width: int, batch: int = 24,
@@ -287,6 +299,7 @@ def gather(boundaries: Path | None = None, features: Path | None = None,
         notes.append("no feature folder found (give --features): similarity matrices and "
                      "subtitles are not shown")
     starts, ends, info = _shot_times(doc, feats, boundaries, folder)
+    src = export.load_source(boundaries if boundaries is not None else folder)
     movie_path = Path(movie) if movie is not None else (Path(info["path"]) if info.get("path") else None)
     if thumbnails and (movie_path is None or not movie_path.is_file()):
         where = f"{movie_path} not found" if movie_path else "no movie path in the inputs"
@@ -302,18 +315,23 @@ def gather(boundaries: Path | None = None, features: Path | None = None,
         "scenes": None, "scene_boundary_prob": None, "scene_threshold": None,
         "turning_points": None, "acts": None, "missing": [], "provenance": {},
         "thumbnails": None, "thumbnail_width": int(thumbnail_width),
-        "similarity": [], "sync": None, "cues": [], "shot_cues": [], "notes": notes,
-        "_float": {"similarity": {}, "sync": None},
+        "similarity": [], "matrix_note": None, "sync": None, "cues": [], "shot_cues": [],
+        "notes": notes, "_float": {"similarity": {}, "sync": None},
     }
+    data.update(_timing(src))
+    notes.extend(f"timecodes and frame numbers count as in the EDL: {line}"
+                 for line in export.notes(src, "edl"))
     if doc is not None:
-        data.update(_boundary_parts(doc))
+        data.update(_boundary_parts(doc, src))
+    data["downloads"] = downloads(src)
     if folder is not None:
         data["provenance"]["features_used"] = str(folder)
     _add_matrices(data, doc, feats, starts, ends, matrix_size)
     if thumbnails:
         t0 = time.perf_counter()
         log.info("thumbnails: %d shots from %s", len(starts), movie_path)
-        data["thumbnails"] = make_thumbnails(movie_path, thumbnail_times(starts, ends), thumbnail_width)
+        data["thumbnails"] = make_thumbnails(
+            movie_path, thumbnail_times(starts, ends, data["frames"]), thumbnail_width)
         missing = sum(t is None for t in data["thumbnails"])
         if missing:
             notes.append(f"{missing} thumbnail(s) could not be decoded")
@@ -338,25 +356,71 @@ def _shot_times(doc: dict | None, feats: dict | None, boundaries, folder) -> tup
     return starts, ends, dict(doc.get("movie") or {})
 
 
-def _boundary_parts(doc: dict) -> dict:
+def _timing(src: export.Source) -> dict:
+    """Frame numbers and SMPTE timecodes of the shots, as the EDL and CSV exports count them
+    (export.timecode_rate: the nearest timecode rate; drop-frame at 29.97 and 59.94)."""
+    rate, _ = export.timecode_rate(src.frame_rate)
+    frames = [[int(s["start_frame"]), int(s["end_frame"])] for s in src.doc["shots"]]
+    drop = export.is_drop_frame(rate)
+    return {
+        "timecode": {"rate": round(rate, 3), "drop_frame": drop,
+                     "label": f"{round(rate, 3):g} {'DF' if drop else 'NDF'}"},
+        "frames": frames,
+        "shot_tc": [[export.timecode(a, rate), export.timecode(b, rate)] for a, b in frames],
+    }
+
+
+def _segment_rows(src: export.Source, level: str) -> list[dict]:
+    """One dict per scene or act of the boundaries (empty acts included, flagged): the export's
+    name ("Scene 1", "Act 2: New Situation"), shots, frames (end exclusive) and timecodes."""
+    rate, _ = export.timecode_rate(src.frame_rate)
+    return [{"label": s.name, "first_shot": s.first_shot, "last_shot": s.last_shot,
+             "confidence": s.confidence, "frames": [s.start_frame, s.end_frame],
+             "tc": [export.timecode(s.start_frame, rate), export.timecode(s.end_frame, rate)],
+             "empty": s.frames == 0}
+            for s in export.segments(src, level, keep_empty=True)]
+
+
+def _boundary_parts(doc: dict, src: export.Source) -> dict:
     """The scenes, turning points, acts, missing lines and provenance of a boundaries doc."""
     prov = doc.get("provenance") or {}
     provenance = {k: prov.get(k) for k in ("scene_checkpoint", "act_checkpoint", "features")}
     provenance["code_version"] = (prov.get("code_version") or {}).get("version")
+    rate, _ = export.timecode_rate(src.frame_rate)
+    tp_frame = [int(doc["shots"][t["shot"]]["start_frame"]) for t in doc.get("turning_points") or []]
     return {
-        "scenes": [[s["first_shot"], s["last_shot"], s.get("confidence")]
-                   for s in doc["scenes"]] if doc.get("scenes") else None,
+        "scenes": _segment_rows(src, "scenes") if doc.get("scenes") else None,
         "scene_boundary_prob": doc.get("scene_boundary_prob"),
         "scene_threshold": doc.get("scene_threshold"),
         "turning_points": [{"index": t.get("index"), "name": t.get("name"), "shot": t["shot"],
-                            "confidence": t.get("confidence")}
-                           for t in doc["turning_points"]] if doc.get("turning_points") else None,
-        "acts": [{"index": a.get("index"), "name": a.get("name"), "first_shot": a["first_shot"],
-                  "last_shot": a["last_shot"], "confidence": a.get("confidence")}
-                 for a in doc["acts"]] if doc.get("acts") else None,
+                            "confidence": t.get("confidence"), "frame": f,
+                            "tc": export.timecode(f, rate)}
+                           for t, f in zip(doc["turning_points"], tp_frame)]
+        if doc.get("turning_points") else None,
+        "acts": [{"index": a.get("index"), "name": a.get("name"), **row}
+                 for a, row in zip(doc["acts"], _segment_rows(src, "acts"))]
+        if doc.get("acts") else None,
         "missing": list(doc.get("missing") or []),
         "provenance": provenance,
     }
+
+
+def downloads(src: export.Source) -> list[dict]:
+    """Every level of ``src`` as CSV, EDL and WebVTT (export.render, the text `mega-pipe export`
+    writes), each a ``data:`` URL named ``<movie_id>-<level>.<ext>`` for an ``<a download>``."""
+    out = []
+    for level in export.LEVELS:
+        if not src.has(level):
+            continue
+        for fmt, ext, mime in DOWNLOADS:
+            try:
+                text = export.render(src, fmt, level)
+            except MegaPipeError:               # e.g. a level with only empty segments
+                continue
+            b64 = base64.b64encode(text.encode("utf-8")).decode("ascii")
+            out.append({"level": level, "format": fmt, "name": f"{src.movie_id}-{level}.{ext}",
+                        "href": f"data:{mime};charset=utf-8;base64,{b64}"})
+    return out
 
 
 def _add_matrices(data: dict, doc: dict | None, feats: dict | None, starts, ends,
@@ -365,13 +429,18 @@ def _add_matrices(data: dict, doc: dict | None, feats: dict | None, starts, ends
     n = len(starts)
     k = _bins(n, matrix_size)
     data["matrix_bin"] = k
+    if feats is None:
+        data["matrix_note"] = "no feature folder: no similarity matrices"
+    elif n < 2:
+        data["matrix_note"] = "1 shot: no similarity matrices (they compare 2 shots or more)"
     if feats is not None:
+        data["cues"] = [[round(a, 3), round(b, 3), t] for a, b, t in feats["cues"]]
+        data["shot_cues"] = shot_cues(starts, ends, feats["cues"])
+    if feats is not None and n >= 2:
         for m, vec in feats["vectors"].items():
             sim = similarity_matrix(vec, feats["counts"][m], k)
             data["_float"]["similarity"][m] = sim
             data["similarity"].append({"modality": m, **quantise(sim, symmetric=True)})
-        data["cues"] = [[round(a, 3), round(b, 3), t] for a, b, t in feats["cues"]]
-        data["shot_cues"] = shot_cues(starts, ends, feats["cues"])
     sync = sync_matrix(doc, n)
     if doc is not None and doc.get("sync_matrix") is not None and sync is None:
         data["notes"].append("sync_matrix is not a sentences × shots matrix: not shown")
@@ -451,19 +520,22 @@ def _timeline_figure(data: dict):
     fig, ax = plt.subplots(figsize=(12, 2.6))
     cmap = plt.get_cmap("tab10")
     ax.vlines(starts, 0.1, 0.9, color="0.35", lw=0.4)
-    for k, (a, b, conf) in enumerate(data["scenes"] or []):
+    for k, sc in enumerate(data["scenes"] or []):
+        a, b = sc["first_shot"], sc["last_shot"]
         ax.add_patch(Rectangle((starts[a], 1.1), ends[b] - starts[a], 0.8,
                                color="#4a7bd0" if k % 2 == 0 else "#9cc0f5", lw=0))
     for k, act in enumerate(data["acts"] or []):
+        if act["empty"]:
+            continue
         a, b = act["first_shot"], act["last_shot"]
         ax.add_patch(Rectangle((starts[a], 2.1), ends[b] - starts[a], 0.8, color=cmap(k % 10), lw=0, alpha=.8))
-        ax.text((starts[a] + ends[b]) / 2, 2.5, act["name"] or f"act {k + 1}", ha="center",
+        ax.text((starts[a] + ends[b]) / 2, 2.5, act["label"], ha="center",
                 va="center", fontsize=7, clip_on=True)
-    for tp in data["turning_points"] or []:
-        t = starts[tp["shot"]]
+    for shot, tps in tps_by_shot(data["turning_points"]).items():       # one label per shot
+        t = starts[shot]
         ax.axvline(t, color="#d62728", lw=1.2)
-        ax.text(t, 3.05, f"TP{tp['index']} {tp['name'] or ''}", rotation=20, fontsize=7,
-                color="#d62728", va="bottom")
+        ax.text(t, 3.05, " / ".join(f"TP{tp['index']} {tp['name'] or ''}" for tp in tps),
+                rotation=20, fontsize=7, color="#d62728", va="bottom")
     _time_axis(ax, dur)
     ax.set_ylim(0, 3)
     ax.set_yticks([0.5, 1.5, 2.5], ["shots", "scenes", "acts"])
@@ -472,15 +544,24 @@ def _timeline_figure(data: dict):
     return fig
 
 
+def tps_by_shot(tps: list[dict] | None) -> dict[int, list[dict]]:
+    """The turning points grouped by their shot (several can fall on one shot)."""
+    out: dict[int, list[dict]] = {}
+    for tp in tps or []:
+        out.setdefault(tp["shot"], []).append(tp)
+    return out
+
+
 def _probability_figure(data: dict):
+    """P(scene ends) as steps: each shot's value held across the shot, jumps at the cuts."""
     import matplotlib.pyplot as plt
 
     starts, ends, dur = _shot_axis(data)
-    mid = (starts + ends) / 2
     p = np.array([np.nan if v is None else v for v in data["scene_boundary_prob"]], float)
+    x, y = np.stack([starts, ends], 1).ravel(), np.repeat(p, 2)
     fig, ax = plt.subplots(figsize=(12, 2.6))
-    ax.plot(mid, p, lw=0.8, color="#1f4e9c")
-    ax.fill_between(mid, 0, p, color="#1f4e9c", alpha=0.2)
+    ax.plot(x, y, lw=0.8, color="#1f4e9c")
+    ax.fill_between(x, 0, y, color="#1f4e9c", alpha=0.2)
     if data["scene_threshold"] is not None:
         ax.axhline(data["scene_threshold"], color="#d62728", lw=0.8, ls="--", label="threshold")
         ax.legend(loc="upper right", fontsize=7)
@@ -500,8 +581,8 @@ def _similarity_figure(data: dict, m: str, sim: np.ndarray):
     side = sim.shape[0] * k                    # axes in shot numbers, also when binned
     im = ax.imshow(sim, cmap="viridis", vmin=q["lo"], vmax=q["hi"], interpolation="nearest",
                    extent=(0, side, side, 0))
-    for a, b, _ in data["scenes"] or []:
-        a, b = a // k * k, (b // k + 1) * k
+    for sc in data["scenes"] or []:
+        a, b = sc["first_shot"] // k * k, (sc["last_shot"] // k + 1) * k
         ax.add_patch(Rectangle((a, a), b - a, b - a, fill=False, ec="white", lw=0.5))
     fig.colorbar(im, ax=ax, label="cosine similarity", shrink=0.8)
     unit = "shot" if k == 1 else f"shot (cells of {k} shots)"

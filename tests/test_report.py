@@ -1,20 +1,27 @@
 """``mega-pipe report``: a real movie through extract + segment, the report rendered in headless
 Chromium (console errors, one DOM element per shot, a screenshot), PNG figures, a synthetic
-2,000-shot film, and one-line errors without partial files for bad inputs."""
+2,000-shot film, and one-line errors without partial files for bad inputs. The page as an editor
+uses it, read from Chromium's DOM: SMPTE timecodes (drop-frame) and frames equal to the exports',
+numbering from 1 as the exports name things, every turning point on a shot, P(end) as steps,
+no matrices for one shot, the exports as downloads, a 1-frame movie's thumbnail."""
 from __future__ import annotations
 
 import base64
+import csv
+import html as htmllib
 import importlib.util
 import io
 import json
 import os
 import re
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, ffmpeg
+from mega_pipe.pipeline import export
 from mega_pipe.pipeline.cli import main
 from mega_pipe.pipeline.demo import SAMPLE_SUBTITLES, make_movie, write_srt
 from mega_pipe.pipeline.segment import build_boundaries
@@ -219,7 +226,7 @@ def test_unwritable_outputs_fail_before_work(movie, tmp_path, capsys):
     assert main(["report", b, "--out", str(tmp_path)]) == 2
     assert "is a directory" in error_line(capsys)
     assert main(["report", b, "--out", str(blocker / "r.html")]) == 2
-    assert "cannot create" in error_line(capsys)
+    assert re.search(r"cannot create|is a file, not a folder", error_line(capsys))
     assert main(["report", b, "--out", str(tmp_path / "r.html"), "--png", str(blocker)]) == 2
     assert "--png" in error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
@@ -245,3 +252,213 @@ def test_other_bad_inputs(movie, tmp_path, capsys):
     assert main(["report", str(movie["boundaries"]), "--out", out, "--features", str(tmp_path)]) == 2
     assert "not a complete feature folder" in error_line(capsys)
     assert not (tmp_path / "r.html").exists()
+
+
+# ----------------------------------------------------------------- the report as an editor uses it
+def texts(dom: str, pattern: str) -> list[str]:
+    """The text (tags dropped, entities decoded) of each match of ``pattern``'s group 1."""
+    return [" ".join(htmllib.unescape(re.sub(r"<[^>]+>", " ", m)).split())
+            for m in re.findall(pattern, dom, re.S)]
+
+
+def table_rows(dom: str) -> list[tuple[str, list[str]]]:
+    """(class, cell texts) of every row of the acts and turning points table."""
+    return [(cls, texts(row, r"<td[^>]*>(.*?)</td>"))
+            for cls, row in re.findall(r'<tr class="([^"]*)" data-shot="\d+">(.*?)</tr>', dom, re.S)]
+
+
+def canvas_data(dom: str, name: str):
+    m = re.search(rf'<canvas id="overview"[^>]*\bdata-{name}="([^"]*)"', dom)
+    assert m, f"no data-{name} on the timeline canvas"
+    return json.loads(htmllib.unescape(m.group(1)))
+
+
+def ntsc_doc(movie: dict, scale: int = 36) -> dict:
+    """full_doc at 30000/1001 with every frame number ×36: shot 2 starts at frame 1800, where
+    drop-frame timecode has skipped frames 0 and 1 of the minute."""
+    doc = full_doc(movie)
+    rate = Fraction(30000, 1001)
+    doc["movie"]["frame_rate"] = "30000/1001"
+    for s in doc["shots"]:
+        s["start_frame"], s["end_frame"] = s["start_frame"] * scale, s["end_frame"] * scale
+        s["start_s"], s["end_s"] = float(s["start_frame"] / rate), float(s["end_frame"] / rate)
+    doc["movie"].update(frames=doc["shots"][-1]["end_frame"], duration_s=doc["shots"][-1]["end_s"])
+    for seg in doc["scenes"] + doc["acts"]:
+        seg["start_s"], seg["end_s"] = (doc["shots"][seg["first_shot"]]["start_s"],
+                                        doc["shots"][seg["last_shot"]]["end_s"])
+    for tp in doc["turning_points"]:
+        tp["time_s"] = doc["shots"][tp["shot"]]["start_s"]
+    return doc
+
+
+@pytest.fixture(scope="module")
+def ntsc_page(movie, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("ntsc")
+    b, html = root / "ntsc.json", root / "ntsc.html"
+    b.write_text(json.dumps(ntsc_doc(movie)))
+    assert main(["report", str(b), "--out", str(html), "--no-thumbnails"]) == 0
+    return {"boundaries": b, "dom": rendered(html, root / "ntsc.png")["dom"]}
+
+
+@pytest.fixture(scope="module")
+def one_frame(tmp_path_factory) -> dict:
+    """A valid 1-frame movie through `segment`: one shot, the five TPs all on it."""
+    root = tmp_path_factory.mktemp("one-frame")
+    path = root / "one.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x90:rate=25", "-frames:v", "1",
+           "-pix_fmt", "yuv420p", str(path))
+    b = root / "b.json"
+    assert main(["segment", str(path), "--out", str(b), "--models", "tiny", "--modalities", "clip",
+                 "--features", str(root / "features"), "--no-progress"]) == 0
+    return {"movie": path, "boundaries": b}
+
+
+def test_smpte_timecodes_and_frame_numbers_as_in_the_exports(ntsc_page, tmp_path):
+    dom, src = ntsc_page["dom"], export.load_source(ntsc_page["boundaries"])
+    tc = lambda f: export.timecode(f, 30000 / 1001)      # noqa: E731
+    assert "timecode 29.97 DF" in texts(dom, r'<div class="meta" id="meta">(.*?)</div>')[0]
+    shots = src.doc["shots"]
+    caps = texts(dom, r'<div class="cap tc">(.*?)</div></div>')
+    assert caps == [f"#{i + 1} {tc(s['start_frame'])} frames {s['start_frame']}–{s['end_frame']}"
+                    for i, s in enumerate(shots)]
+    assert caps[1].startswith("#2 00:01:00;02 frames 1800–")          # drop-frame: ;02
+    # scenes and acts: the in/out timecodes of the CSV export, its frames (end exclusive)
+    for level in ("scenes", "acts"):
+        out = tmp_path / f"{level}.csv"
+        assert main(["export", str(ntsc_page["boundaries"]), "--out", str(out), "--level", level]) == 0
+        rows = list(csv.DictReader(out.open()))
+        want = [(r["name"], r["start_timecode"], r["end_timecode"],
+                 f"frames {r['start_frame']}–{r['end_frame']}") for r in rows]
+        if level == "scenes":
+            got = [tuple(t.split(" · ")[:3]) for t in
+                   texts(dom, r'<div class="scene-label">(.*?)</div>')]
+            assert [(n, f"{a} – {b}", fr) for n, a, b, fr in want] == got
+        else:
+            got = [tuple(cells[:4]) for cls, cells in table_rows(dom) if "act" in cls.split()]
+            assert want == got
+    tps = [cells for cls, cells in table_rows(dom) if cls == "tp"]
+    assert [c[:4] for c in tps] == [
+        [f"TP{t['index']} {t['name']}", tc(shots[t["shot"]]["start_frame"]), "",
+         f"frame {shots[t['shot']]['start_frame']}"] for t in src.doc["turning_points"]]
+    assert tps[0][1] == "00:01:00;02"
+
+
+def test_shots_scenes_and_acts_are_numbered_from_1_as_in_the_exports(ntsc_page):
+    dom, src = ntsc_page["dom"], export.load_source(ntsc_page["boundaries"])
+    caps = texts(dom, r'<div class="cap tc">(.*?)<div')
+    assert [c.split()[0] for c in caps] == [f"#{i}" for i in range(1, len(SHOTS) + 1)]
+    labels = [t.split(" · ")[0] for t in texts(dom, r'<div class="scene-label">(.*?)</div>')]
+    assert labels == [s.name for s in export.segments(src, "scenes")] == \
+        ["Scene 1", "Scene 2", "Scene 3", "Scene 4"]
+    acts = [cells[0] for cls, cells in table_rows(dom) if "act" in cls.split()]
+    assert acts == [s.name for s in export.segments(src, "acts")]
+    assert acts[0] == "Act 1: Setup"
+    badges = texts(dom, r'<span class="badge act">(.*?)</span>')
+    assert badges and set(badges) <= set(acts)
+    body = " ".join(texts(dom, r"<body[^>]*>(.*?)<script"))
+    assert not re.search(r"#0\b|\b[Ss]cene 0\b|\b[Ss]hot 0\b", body)
+
+
+def test_coinciding_turning_points_get_every_badge_and_separate_labels(movie, tmp_path):
+    # the first 3 shots with act posteriors peaking on shots 1 and 2: with fewer than five shots
+    # the turning points may share shots (segment.ordered_turning_points), acts between them empty
+    manifest = json.loads((movie["features"] / "manifest.json").read_text())
+    shots = {k: [s[k] for s in json.loads(movie["boundaries"].read_text())["shots"][:3]]
+             for k in ("start_s", "end_s", "start_frame", "end_frame")}
+    post = np.full((5, 3), 0.01)
+    post[:2, 1] = post[2:, 2] = 1.0
+    doc = build_boundaries(manifest, movie["features"], shots, None,
+                           {"posteriors": post / post.sum(1, keepdims=True)}, [], 0.5)
+    b, html = tmp_path / "few.json", tmp_path / "few.html"
+    b.write_text(json.dumps(doc))
+    assert main(["report", str(b), "--out", str(html), "--no-thumbnails"]) == 0
+    assert [t["shot"] for t in doc["turning_points"]] == [1, 1, 2, 2, 2]
+    dom = rendered(html, tmp_path / "few.png")["dom"]
+    assert texts(dom, r'<div class="badges">(.*?)</div>') == ["TP1 TP2", "TP3 TP4 TP5"]
+    boxes = canvas_data(dom, "tp-labels")
+    assert [(b["text"], b["tps"]) for b in boxes] == [("TP1+2", [1, 2]), ("TP3+4+5", [3, 4, 5])]
+    empty = [cells[0] for cls, cells in table_rows(dom) if cls == "act empty"]
+    assert empty == ["Act 2: New Situation", "Act 4: Complications and Higher Stakes",
+                     "Act 5: Final Push"]
+    # a long film with its TPs on neighbouring shots, less than a label apart on the timeline
+    boundaries, _ = bench.make_long_inputs(tmp_path / "long", shots=300, tp_positions=(0.5,) * 5)
+    shots = [t["shot"] for t in json.loads(boundaries.read_text())["turning_points"]]
+    assert shots == list(range(shots[0], shots[0] + 5))
+    html = tmp_path / "long.html"
+    assert main(["report", str(boundaries), "--out", str(html), "--no-thumbnails"]) == 0
+    boxes = canvas_data(rendered(html, tmp_path / "long.png")["dom"], "tp-labels")
+    assert sorted(i for b in boxes for i in b["tps"]) == [1, 2, 3, 4, 5]
+    assert boxes[1]["x"] - boxes[0]["x"] < boxes[0]["w"]         # they would overlap in a row
+    for k, a in enumerate(boxes):
+        for b in boxes[k + 1:]:
+            apart = (a["x"] + a["w"] <= b["x"] or b["x"] + b["w"] <= a["x"]
+                     or a["y"] + a["h"] <= b["y"] or b["y"] + b["h"] <= a["y"])
+            assert apart, (a, b)
+
+
+def test_scene_end_probability_is_drawn_as_steps_at_the_cuts(movie, tmp_path):
+    doc = full_doc(movie)
+    b, html = tmp_path / "full.json", tmp_path / "full.html"
+    b.write_text(json.dumps(doc))
+    assert main(["report", str(b), "--out", str(html), "--no-thumbnails"]) == 0
+    steps = canvas_data(rendered(html)["dom"], "prob-steps")
+    data = page_data(html)
+    want = []
+    for (a, e), p in zip(data["shots"], doc["scene_boundary_prob"]):
+        want += [[a, p], [e, p]]            # held across the shot; the next shot's jump at its cut
+    assert steps == want
+    assert all(steps[k][0] == steps[k + 1][0] for k in range(1, len(steps) - 1, 2))   # vertical
+
+
+def test_a_one_shot_movie_shows_no_similarity_matrices(one_frame, tmp_path):
+    html = tmp_path / "one.html"
+    assert main(["report", str(one_frame["boundaries"]), "--out", str(html), "--no-thumbnails"]) == 0
+    data = page_data(html)
+    assert len(data["shots"]) == 1 and data["similarity"] == []
+    dom = rendered(html)["dom"]
+    assert 'class="matrix"' not in dom
+    assert "1 shot: no similarity matrices" in dom
+
+
+def test_the_page_offers_the_exports_as_downloads(movie, tmp_path):
+    b, html = tmp_path / "full.json", tmp_path / "full.html"
+    b.write_text(json.dumps(full_doc(movie)))
+    assert main(["report", str(b), "--out", str(html), "--no-thumbnails"]) == 0
+    text = html.read_text(encoding="utf-8")
+    assert not re.search(r'(src|href)\s*=\s*"(?!data:)', text) and "http" not in text
+    dom = rendered(html)["dom"]
+    links = {htmllib.unescape(name): htmllib.unescape(href) for href, name in
+             re.findall(r'<a href="(data:[^"]*)" download="([^"]*)"', dom)}
+    want = {f"film-{level}.{ext}": (level, fmt) for level in ("shots", "scenes", "acts")
+            for fmt, ext in (("csv", "csv"), ("edl", "edl"), ("webvtt", "vtt"))}
+    assert sorted(links) == sorted(want)
+    for name, (level, fmt) in want.items():
+        out = tmp_path / "export" / name
+        assert main(["export", str(b), "--out", str(out), "--level", level, "--format", fmt]) == 0
+        head, _, payload = links[name].partition(",")
+        assert head.endswith(";base64"), head
+        assert base64.b64decode(payload) == out.read_bytes(), name
+
+
+def test_out_must_be_html_and_matrix_size_not_negative(movie, tmp_path, capsys):
+    b = str(movie["boundaries"])
+    assert main(["report", b, "--out", str(tmp_path / "sub" / "r.png")]) == 2
+    line = error_line(capsys)
+    assert "r.png" in line and ".html" in line
+    # checked before any work: a missing boundaries file is not even read
+    assert main(["report", str(tmp_path / "nope.json"), "--out", str(tmp_path / "r.html"),
+                 "--matrix-size", "-5"]) == 2
+    assert "--matrix-size -5" in error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+    assert main(["report", b, "--out", str(tmp_path / "r.HTM"), "--no-thumbnails",
+                 "--matrix-size", "0"]) == 0
+
+
+def test_a_one_frame_movie_gets_its_thumbnail(one_frame, tmp_path):
+    html = tmp_path / "one.html"
+    assert main(["report", str(one_frame["boundaries"]), "--out", str(html)]) == 0
+    thumb = Image.open(io.BytesIO(base64.b64decode(page_data(html)["thumbnails"][0])))
+    assert thumb.format == "JPEG" and thumb.size == (160, 90)
+    ffmpeg("-i", str(one_frame["movie"]), "-frames:v", "1", str(tmp_path / "frame.png"))
+    frame = np.asarray(Image.open(tmp_path / "frame.png").convert("RGB"), float)
+    assert np.abs(np.asarray(thumb.convert("RGB"), float) - frame).mean() < 12   # that frame
