@@ -242,12 +242,14 @@ def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: f
             scene.update(ends=cuts + [n_shots - 1], threshold=None)
     else:
         scene = _unsupervised_scenes(features, n_scenes, missing)
-    if "act" in ckpts:
+    if n_shots < len(ACTS):            # each act needs a shot of its own
+        act = None
+        missing.append(f"acts: only {n_shots} shot{'' if n_shots == 1 else 's'}; the five "
+                       f"turning points and six acts need at least {len(ACTS)}")
+    elif "act" in ckpts:
         check_dims(ckpts["act"], features, "act")
         act = {"posteriors": np.asarray(predict_act(ckpts["act"], features)),
                "method": {"name": "checkpoint", "checkpoint": str(paths.get("act"))}}
     else:
         act = _prior_turning_points(shots, scene, threshold)
-    if n_shots < 6:
-        missing.append(f"acts: only {n_shots} shots, fewer than six acts")
     return build_boundaries(manifest, features, shots, scene, act, missing, threshold)

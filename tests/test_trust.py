@@ -109,7 +109,7 @@ def test_another_movie_never_overwrites_a_folder(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["extract", str(a), "--out", str(out), *TINY]) == 0
     manifest = (out / "m" / "manifest.json").read_text()
-    assert main(["extract", str(b), "--out", str(out), *TINY]) == 1
+    assert main(["extract", str(b), "--out", str(out), *TINY]) == 2
     assert "holds the features of another movie" in capsys.readouterr().err
     assert (out / "m" / "manifest.json").read_text() == manifest
     assert main(["extract", str(b), "--id", "m2", "--out", str(out), *TINY]) == 0
@@ -119,7 +119,7 @@ def test_failed_run_leaves_no_output_folder(tmp_path, capsys):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a movie")
     out = tmp_path / "out"
-    assert main(["extract", str(bad), "--out", str(out), *TINY]) == 1
+    assert main(["extract", str(bad), "--out", str(out), *TINY]) == 2
     assert capsys.readouterr().err.startswith("mega-pipe: error: ")
     assert not out.exists()
 
@@ -139,7 +139,7 @@ def test_folder_lock_refuses_a_second_writer_and_dies_with_its_holder(tmp_path, 
     out = tmp_path / "out"
     holder = _hold_lock(out / ".m.lock")
     try:
-        assert main(["extract", str(movie), "--out", str(out), *TINY]) == 1
+        assert main(["extract", str(movie), "--out", str(out), *TINY]) == 2
         err = capsys.readouterr().err
         assert f"is being written by another mega-pipe run (pid {holder.pid})" in err
         assert not (out / "m").exists()
@@ -165,7 +165,7 @@ def test_two_concurrent_extracts_one_wins_the_folder_is_whole(tmp_path):
             for det in ("adaptive", "content")]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in runs]
     codes = sorted(code for code, _ in results)
-    assert codes == [0, 1], results
+    assert codes == [0, 2], results
     assert any("is being written by another mega-pipe run" in err for _, err in results)
     manifest = json.loads((out / "m" / "manifest.json").read_text())
     winner = "adaptive" if runs[0].returncode == 0 else "content"
@@ -189,3 +189,30 @@ def test_killed_run_leaves_no_movie_folder_and_the_next_run_cleans_up(tmp_path):
     assert main(["extract", str(movie), "--out", str(out), *TINY]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["m"]
     assert [f.name for f in os.scandir(out / "m" / "samples")] == ["clip.parquet"]
+
+
+@pytest.mark.parametrize("shots", [3, 6])
+def test_acts_are_written_exactly_when_not_reported_missing(tmp_path, capsys, shots):
+    """Six acts need six shots: with fewer, turning points, acts and their posteriors are null
+    and `missing`, stderr and stdout say so (they used to say so while six acts were written);
+    with six, all are written and nothing is reported missing."""
+    movie = tmp_path / "m.mp4"
+    make_movie(movie, [1.5] * shots, size=(160, 90), audio=False)
+    b = tmp_path / "b.json"
+    assert main(["segment", str(movie), "--out", str(b), "--features", str(tmp_path / "f"),
+                 *TINY]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(b.read_text())
+    assert len(doc["shots"]) == shots
+    acts_missing = [m for m in doc["missing"] if m.startswith("acts:")]
+    if shots < 6:
+        assert doc["turning_points"] is None and doc["acts"] is None
+        assert doc["tp_posteriors"] is None and doc["methods"]["acts"] is None
+        assert acts_missing == ["acts: only 3 shots; the five turning points and six acts need "
+                                "at least 6"]
+        assert f"not predicted: {acts_missing[0]}" in err and "no turning points" in out
+        assert main(["export", str(b), "--out", str(tmp_path / "a.csv"), "--level", "acts"]) == 2
+        assert not (tmp_path / "a.csv").exists()
+    else:
+        assert len(doc["turning_points"]) == 5 and len(doc["acts"]) == 6
+        assert not acts_missing and "not predicted: acts" not in err
