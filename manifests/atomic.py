@@ -15,18 +15,61 @@ from typing import Any, Iterator
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it onto ``path``."""
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+
+    Missing parent folders are created; if the block fails they are removed again (those this
+    call created, when still empty), so a failed write leaves nothing behind. A location that
+    cannot be written raises :class:`MegaPipeError` (one line), not the OS error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    with made_dirs(path.parent):
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as e:
+            raise _cannot_write(path, e) from None
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, path)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def made_dirs(folder: str | os.PathLike) -> Iterator[Path]:
+    """Create ``folder`` and its missing parents for the block; if the block fails, remove the
+    folders created here that are still empty (deepest first)."""
+    folder = Path(folder)
+    created = []
+    for d in [folder, *folder.parents]:
+        if d.exists() or d.is_symlink():
+            break
+        created.append(d)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _remove_empty(created)
+        raise _cannot_write(folder, e) from None
+    try:
+        yield folder
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        _remove_empty(created)
         raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for d in folders:                  # deepest first
+        try:
+            d.rmdir()
+        except OSError:
+            return                     # not empty (someone else wrote there) or gone
+
+
+def _cannot_write(path: Path, e: OSError):
+    from .errors import MegaPipeError
+
+    return MegaPipeError(f"cannot write {path}: {e.strerror or e}")
 
 
 @contextlib.contextmanager
@@ -71,22 +114,46 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
         f.close()          # releases the lock
 
 
-def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
-    """Fail now, before any work, if ``path`` cannot be written as a file (a directory, or a
-    folder that cannot be created or written); return it as a Path."""
+def check_output_file(path: str | os.PathLike, what: str = "--out",
+                      suffixes: tuple[str, ...] = ()) -> Path:
+    """Fail now, before any work, if ``path`` cannot be written as a file: a folder, a file
+    where a folder should be, a location where creating a file fails (a real trial, since
+    :func:`os.access` says yes to root on read-only and virtual file systems), or, with
+    ``suffixes``, another extension. Creates nothing (the trial file is removed); returns it as
+    a Path."""
     from .errors import MegaPipeError
 
     path = Path(path)
     if path.is_dir():
         raise MegaPipeError(f"{what} {path} is a directory: give a file name")
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MegaPipeError(f"{what} {path}: cannot create {parent} ({e.strerror})") from None
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise MegaPipeError(f"{what} {path}: give a {' or '.join(suffixes)} file name")
+    if path.exists() and not os.access(path, os.W_OK):
         raise MegaPipeError(f"{what} {path} is not writable")
+    check_output_dir(path.parent, what, shown=path)
     return path
+
+
+def check_output_dir(folder: str | os.PathLike, what: str = "--out",
+                     shown: str | os.PathLike | None = None) -> Path:
+    """Fail now if files cannot be written in ``folder`` (existing or to be created): its
+    nearest existing ancestor must be a folder in which a file can really be created. Creates
+    nothing; returns ``folder`` as a Path. ``shown``: the path named in the message."""
+    from .errors import MegaPipeError
+
+    folder = Path(folder)
+    shown = folder if shown is None else shown
+    existing = next(d for d in [folder, *folder.parents] if d.exists() or d == Path(d.anchor))
+    if not existing.is_dir():
+        raise MegaPipeError(f"{what} {shown}: {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mega-pipe-probe.", dir=existing)
+    except OSError as e:
+        raise MegaPipeError(f"{what} {shown} is not writable: cannot create a file in "
+                            f"{existing} ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+    return folder
 
 
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:

@@ -353,10 +353,11 @@ def _check_strict(cfg: ExtractConfig, movie_id: str, warnings: Sequence[str]) ->
 
 
 def run_extract(inputs: Sequence, out_root: Path, cfg: ExtractConfig, *, debug: bool = False,
-                extract_one: Callable | None = None, default_modalities: Sequence[str] = ()
-                ) -> tuple[list[dict], list[tuple[str, str]]]:
+                extract_one: Callable | None = None, default_modalities: Sequence[str] = (),
+                isolate: bool = True) -> tuple[list[dict], list[tuple[str, str]]]:
     """Extract several movies; a failing movie is reported (an error on the log) and the others
-    carry on, unless ``debug``: then its exception propagates (with its traceback).
+    carry on, unless ``debug`` or not ``isolate`` (a one-movie command): then its exception
+    propagates (the CLI prints it as one line, or the traceback with ``--debug``).
 
     ``extract_one(inp, out_root, cfg, pool)`` extracts one input (default :func:`extract_movie`,
     a movie file; ``keyframes.extract_keyframes`` takes key-frame folders);
@@ -386,7 +387,7 @@ def run_extract(inputs: Sequence, out_root: Path, cfg: ExtractConfig, *, debug: 
             except WeightsNotFoundError:
                 raise                      # no movie can be processed: stop the run
             except Exception as e:         # this movie failed; the others carry on
-                if debug:
+                if debug or not isolate:
                     raise
                 msg = (str(e) if isinstance(e, (MegaPipeError, ExtractorError))
                        else f"{inp.source}: {type(e).__name__}: {e}")

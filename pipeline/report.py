@@ -605,17 +605,3 @@ def _sync_figure(data: dict):
     ax.set_ylabel("synopsis sentence")
     ax.set_title("sentence × shot synchronisation", loc="left")
     return fig
-
-
-# -------------------------------------------------------------------------------------- CLI
-def check_png_dir(path: Path) -> Path:
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise MegaPipeError(f"--png {path} is a file: give a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MegaPipeError(f"--png {path}: cannot create it ({e.strerror})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise MegaPipeError(f"--png {path} is not writable")
-    return path

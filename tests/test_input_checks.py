@@ -65,14 +65,14 @@ def test_truncated_files_warn(tmp_path, cut_files):
 
 def test_strict_fails_on_warnings_fresh_or_cached(tmp_path, capsys, cut_files):
     half = str(cut_files["half_mp4"])
-    assert extract(half, "--modalities", "clip", "--strict", "--out", str(tmp_path)) == 1
+    assert extract(half, "--modalities", "clip", "--strict", "--out", str(tmp_path)) == 2
     err = capsys.readouterr().err
     assert "error: half: failed (--strict) on 2 warnings" in err and "truncated" in err
     assert not (tmp_path / "half").exists()                 # nothing half-written
     # a strict rerun of a cached result that has warnings fails as well
     assert extract(half, "--modalities", "clip", "--out", str(tmp_path)) == 0
     capsys.readouterr()
-    assert extract(half, "--modalities", "clip", "--strict", "--out", str(tmp_path)) == 1
+    assert extract(half, "--modalities", "clip", "--strict", "--out", str(tmp_path)) == 2
     assert "failed (--strict)" in capsys.readouterr().err
     # a clean movie passes
     assert extract(str(cut_files["mp4"]), "--modalities", "clip", "--strict",
@@ -163,7 +163,7 @@ def test_tracks_in_manifest_and_cache_keys(tmp_path, capsys, tracks_movie):
                    "--subtitle-track", "fra", "--out", str(tmp_path)) == 0
     assert capsys.readouterr().out.rstrip().endswith("[cached]")
     # an unknown track: one error line, before any decoding
-    assert extract(str(tracks_movie), "--audio-track", "deu", "--out", str(tmp_path / "x")) == 1
+    assert extract(str(tracks_movie), "--audio-track", "deu", "--out", str(tmp_path / "x")) == 2
     err = capsys.readouterr().err
     assert "error: --audio-track deu: no such audio track" in err and "decoded" not in err
 

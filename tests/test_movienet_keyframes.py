@@ -115,7 +115,7 @@ def test_bad_key_frame_input_is_one_line(movienet: Path, tmp_path: Path, capsys)
     bad = tmp_path / "bad.txt"
     bad.write_text("0 10 5 6 50\n")
     assert main(["extract", "--keyframes", str(movienet / "240P_frames" / "tt0000001"),
-                 "--shot-file", str(bad), "--out", str(tmp_path / "o"), *TINY]) == 1
+                 "--shot-file", str(bad), "--out", str(tmp_path / "o"), *TINY]) == 2
     err = capsys.readouterr().err
     assert "lie outside" in err and not (tmp_path / "o" / "bad").exists()
     assert main(["extract", "--movienet", str(tmp_path), "--out", str(tmp_path / "o"), *TINY]) == 2

@@ -9,9 +9,21 @@
 
 Only this package prints: results (summary lines, tables, JSON) on stdout; progress bars (tqdm)
 and the library's log messages (stdlib :mod:`logging`, configured here once per run: one handler
-on stderr) on stderr. Errors the user can fix (:class:`MegaPipeError`, :class:`ExtractorError`)
-print one line (``mega-pipe: error: ...``) and exit with status 2; ``--debug`` (or
-``MEGA_PIPE_DEBUG=1``, read here only) shows debug messages and the full traceback instead.
+on stderr) on stderr.
+
+Every failure prints one line (``mega-pipe: error: ...``) on stderr, and the exit status says
+what kind it was (the convention README.md documents):
+
+- **2**: the command could not run as given, and wrote nothing: a usage mistake (an unknown or
+  missing option, a bad value), or an input or output the user can fix (:class:`MegaPipeError`,
+  :class:`ExtractorError`: a missing or unreadable input, a file of the wrong kind, an output
+  location that cannot be written);
+- **1**: it ran but did not finish its work: some movies of a multi-movie run failed (the others
+  are written), or an unexpected internal error (a bug: ``--debug`` shows its traceback);
+- **130**: interrupted (Ctrl-C).
+
+``--debug`` (or ``MEGA_PIPE_DEBUG=1``, read here only) shows debug messages and the full
+traceback instead of the one line.
 """
 from __future__ import annotations
 
@@ -41,8 +53,23 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class UsageError(MegaPipeError):
+    """A command line argparse rejects (exit status 2, like every input error)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line naming the command and where its options are
+    listed (raised as :class:`UsageError`), not argparse's usage block; sub-commands' parsers
+    are of this class too."""
+
+    def error(self, message: str):
+        command = self.prog.partition(" ")[2]       # "train", "manifest synth"; "" at the top
+        raise UsageError(f"{command + ': ' if command else ''}{message} "
+                         f"(`{self.prog} --help` lists the options)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mega-pipe",
         description="Movies -> per-shot multimodal features -> MEGA scene and act boundaries.")
     p.add_argument("--debug", action="store_true",
@@ -115,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mega-pipe: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:         # a bug: still one line, the traceback with --debug
+        if debug:
+            raise
+        log.error("internal error: %s: %s (rerun with --debug for the traceback, and please "
+                  "report it)", type(e).__name__, e)
+        return 1
 
 
 def entry() -> None:

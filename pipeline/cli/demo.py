@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from mega_pipe.manifests.atomic import check_output_dir
+
 from .extract import add_extract_options, extract_config
 
 log = logging.getLogger(__name__)
@@ -14,12 +16,12 @@ def _cmd_demo(args) -> int:
     from mega_pipe.pipeline.demo import make_sample
     from mega_pipe.pipeline.extract import MovieInput, run_extract
 
+    check_output_dir(args.out, "--out")
     sample = make_sample(args.out / "input")
     log.info("sample movie: %s (cuts at frames %s)", sample["movie"], sample["cuts"])
-    done, failed = run_extract([MovieInput(sample["movie"], sample["subtitles"], sample["synopsis"])],
-                               args.out / "features", extract_config(args), debug=args.debug)
-    if failed:
-        return 1
+    done, _ = run_extract([MovieInput(sample["movie"], sample["subtitles"], sample["synopsis"])],
+                          args.out / "features", extract_config(args), debug=args.debug,
+                          isolate=False)
     m = done[0]
     shots = FeatureFolder(args.out / "features" / m["movie_id"]).read_shots(
         ["shot_idx", "start_frame", "end_frame", "start_s", "end_s"])

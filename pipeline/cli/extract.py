@@ -5,6 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from mega_pipe.manifests.atomic import check_output_dir
 from mega_pipe.manifests.errors import MegaPipeError
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def extract_config(args):
 def _cmd_extract(args) -> int:
     from mega_pipe.pipeline.extract import MovieInput, run_extract
 
+    check_output_dir(args.out, "--out")
     if args.movienet or args.keyframes or args.shot_file:
         inputs, extract_one, defaults = _keyframe_inputs(args)
     else:
@@ -87,7 +89,8 @@ def _cmd_extract(args) -> int:
                   for v in args.videos]
         extract_one, defaults = None, ()
     done, failed = run_extract(inputs, args.out, extract_config(args), debug=args.debug,
-                               extract_one=extract_one, default_modalities=defaults)
+                               extract_one=extract_one, default_modalities=defaults,
+                               isolate=len(inputs) > 1)
     for m in done:
         print(summary_line(args.out, m))
     if failed:

@@ -9,6 +9,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from mega_pipe.manifests.atomic import check_output_dir, check_output_file
+
 log = logging.getLogger(__name__)
 
 #: The old spellings (hidden from --help): alias -> converter.
@@ -106,6 +108,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_movienet(args: argparse.Namespace) -> int:
     from mega_pipe.manifests.movienet import convert_movienet, describe_transfer
 
+    check_output_file(args.manifest, "--manifest")
     report = convert_movienet(args.labels, args.shots, args.split_file, args.features,
                               args.manifest, fps=args.fps, tolerance_s=args.tolerance,
                               transfer=args.transfer)
@@ -127,6 +130,8 @@ def _cmd_tripod(args: argparse.Namespace) -> int:
     csvs = {split: getattr(args, split) for split in SPLITS if getattr(args, split)}
     if not csvs:
         args.parser.error("give at least one of --train, --val, --test")
+    check_output_file(args.manifest, "--manifest")
+    check_output_dir(args.synopsis_dir, "--synopsis-dir")
     name_map = read_name_map(args.name_map) if args.name_map else None
     writer = None
     if args.synopses_only:
@@ -155,6 +160,7 @@ def _cmd_tripod(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from mega_pipe.manifests.synth import generate, parse_modalities
 
+    check_output_dir(args.out, "OUT")
     print(generate(args.out, args.movies, args.seed, modalities=parse_modalities(args.modalities),
                    variant=args.variant))
     return 0

@@ -6,9 +6,9 @@ import os
 import time
 from pathlib import Path
 
-from mega_pipe.manifests.atomic import atomic_path, check_output_file
+from mega_pipe.manifests.atomic import atomic_path, check_output_dir, check_output_file
 from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.pipeline.report import check_png_dir, gather, render_html, render_pngs
+from mega_pipe.pipeline.report import gather, render_html, render_pngs
 
 log = logging.getLogger(__name__)
 HTML_SUFFIXES = (".html", ".htm")
@@ -16,16 +16,13 @@ HTML_SUFFIXES = (".html", ".htm")
 
 def _cmd_report(args) -> int:
     t0 = time.perf_counter()
-    if args.out.suffix.lower() not in HTML_SUFFIXES and not args.out.is_dir():
-        raise MegaPipeError(f"--out {args.out}: the report is an HTML page, give a .html file "
-                            "(PNG figures: --png DIR)")
     if args.thumbnail_width < 16:
         raise MegaPipeError("--thumbnail-width must be at least 16 px")
     if args.matrix_size < 0:
         raise MegaPipeError(f"--matrix-size {args.matrix_size}: give 0 (one cell per shot) or a "
                             "positive number of cells")
-    out = check_output_file(args.out)
-    png_dir = check_png_dir(args.png) if args.png is not None else None
+    out = check_output_file(args.out, suffixes=HTML_SUFFIXES)     # PNG figures: --png DIR
+    png_dir = check_output_dir(args.png, "--png") if args.png is not None else None
     data = gather(args.boundaries, args.features, args.movie, not args.no_thumbnails,
                   args.thumbnail_width, args.matrix_size, out)
     html = render_html(data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from mega_pipe.manifests.atomic import check_output_file, write_json
+from mega_pipe.manifests.atomic import check_output_dir, check_output_file, write_json
 
 from .extract import add_extract_options, extract_config
 
@@ -26,6 +26,7 @@ def _cmd_segment(args) -> int:
     )
 
     check_output_file(args.out)
+    check_output_dir(args.features, "--features")
     if args.chapters is not None:
         check_apply_target(args.video, args.chapters, "--chapters")
     paths = {"scene": args.scene_checkpoint, "act": args.act_checkpoint}
@@ -34,11 +35,9 @@ def _cmd_segment(args) -> int:
         args.modalities = tuple(dict.fromkeys(m for c in ckpts.values() for m in c.modalities))
     if "act" in ckpts and ckpts["act"].synopsis_model is not None and args.synopsis is None:
         log.info("note: no --synopsis: the act model predicts from the shots alone")
-    done, failed = run_extract([MovieInput(args.video, args.subtitles, args.synopsis, args.id,
-                                           args.synopsis_lines)],
-                               args.features, extract_config(args), debug=args.debug)
-    if failed:
-        return 1
+    done, _ = run_extract([MovieInput(args.video, args.subtitles, args.synopsis, args.id,
+                                      args.synopsis_lines)],
+                          args.features, extract_config(args), debug=args.debug, isolate=False)
     manifest = done[0]
     features = Path(args.features) / manifest["movie_id"]
     doc = predict_boundaries(manifest, features, ckpts, args.scene_threshold, args.scenes, paths)

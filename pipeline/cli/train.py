@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from mega_pipe.manifests.atomic import check_output_dir
 from mega_pipe.manifests.errors import MegaPipeError
 
 from .extract import csv_list
@@ -79,6 +80,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from mega_pipe.model.train import train
 
+    check_output_dir(args.out, "--out")
     summary = train(
         args.task, args.manifest, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         device=args.device, seed=args.seed, resume=args.resume, modalities=args.modalities,
@@ -91,6 +93,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from mega_pipe.model.train import evaluate
 
+    check_output_dir(args.out if args.out is not None else args.checkpoint.parent,
+                     "--out" if args.out is not None else "the checkpoint's folder")
     print(json.dumps(evaluate(args.checkpoint, args.manifest, args.split, args.out, device=args.device), indent=2))
     return 0
 

@@ -14,6 +14,7 @@ from mega_pipe.extractors.registry import (
     resolve_weights,
     select_entries,
 )
+from mega_pipe.manifests.atomic import check_output_dir
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -61,6 +62,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
     dest = args.weights_dir[0] if args.weights_dir else None
+    if dest is not None:
+        check_output_dir(dest, "--weights-dir")
     status = 0
     for e in (e for e in select_entries(args.model_set, args.modalities) if e.needs_file):
         present = (dest / e.filename) if dest is not None else resolve_weights(e)
