@@ -245,7 +245,10 @@ def timecode_rate(rate: Fraction) -> tuple[float, bool]:
     r = float(rate)
     if opentime.RationalTime.is_valid_timecode_rate(r):
         return r, True
-    return opentime.RationalTime.nearest_valid_timecode_rate(r), False
+    nearest = opentime.RationalTime.nearest_valid_timecode_rate(r)
+    if nearest <= 0:                   # OTIO answers 0 (and calls it valid) below ~12 fps
+        nearest = min((24000 / 1001, 24.0), key=lambda v: abs(v - r))
+    return nearest, False
 
 
 def is_drop_frame(rate: float) -> bool:
