@@ -30,9 +30,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.model.metrics import act_metrics
-from mega_pipe.model.unsupervised import tp_prior_by_index
+
+from ..manifests.errors import MegaPipeError
+from .metrics import act_metrics
+from .unsupervised import tp_prior_by_index
 
 N_TURNING_POINTS = 5
 

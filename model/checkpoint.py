@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from mega_pipe.manifests.atomic import atomic_path
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.provenance import code_version
-from mega_pipe.model.config import MegaConfig, checkpoint_config, config_to_dict
-from mega_pipe.model.data import Normalizer
-from mega_pipe.model.device import resolve_device
-from mega_pipe.model.mega import MEGA, SynopsisModel
+
+from ..manifests.atomic import atomic_path
+from ..manifests.errors import MegaPipeError
+from ..manifests.provenance import code_version
+from .config import MegaConfig, checkpoint_config, config_to_dict
+from .data import Normalizer
+from .device import resolve_device
+from .mega import MEGA, SynopsisModel
 
 CHECKPOINT_FORMAT = "mega-pipe-checkpoint/1"
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from mega_pipe.manifests.errors import MegaPipeError
+from ..manifests.errors import MegaPipeError
 
 TASKS = ("scene", "act", "synopsis")
 

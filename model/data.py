@@ -34,10 +34,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import FeatureFolder, vectors_of
-from mega_pipe.manifests.schema import MovieEntry
 from torch import Tensor
+
+from ..manifests.errors import MegaPipeError
+from ..manifests.features import FeatureFolder, vectors_of
+from ..manifests.schema import MovieEntry
 
 SCENE_HALF_WINDOW = 8  # 17-shot windows: 2·8 + 1, BaSSL / MEGA scene L (spec §1.2.1)
 SYNOPSIS_KEY = "synopsis"  # the normaliser's entry for synopsis sentence vectors

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 
-from mega_pipe.manifests.errors import MegaPipeError
+from ..manifests.errors import MegaPipeError
 
 
 def resolve_device(device: str) -> str:

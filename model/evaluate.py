@@ -9,11 +9,11 @@ import json
 import os
 from pathlib import Path
 
-from mega_pipe.manifests.atomic import write_json, write_text
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.schema import read_manifest
-from mega_pipe.model.checkpoint import load_checkpoint
-from mega_pipe.model.tasks import task_for
+from ..manifests.atomic import write_json, write_text
+from ..manifests.errors import MegaPipeError
+from ..manifests.schema import read_manifest
+from .checkpoint import load_checkpoint
+from .tasks import task_for
 
 
 def evaluate(

@@ -36,12 +36,12 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from mega_pipe.model.config import MegaConfig, synopsis_model_config
-from mega_pipe.model.unsupervised import tp_prior_by_index
 from torch import Tensor, nn
+
+from .config import MegaConfig, synopsis_model_config
+from .unsupervised import tp_prior_by_index
 
 INIT_STD = 0.02  # BERT initialisation, which the post-LN blocks of §1.2 step 4 follow
 

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-from mega_pipe.manifests.errors import MegaPipeError
+
+from ..manifests.errors import MegaPipeError
 
 N_TURNING_POINTS = 5
 # BaSSL MovieNetMetric constants (§2.1): the fps of the frame grid, the ±5 neighbour shots and

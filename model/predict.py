@@ -11,17 +11,18 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.model.checkpoint import Checkpoint, load_checkpoint
-from mega_pipe.model.data import (
+
+from ..manifests.errors import MegaPipeError
+from .checkpoint import Checkpoint, load_checkpoint
+from .data import (
     MovieData,
     SceneSamples,
     pack_windows,
     read_movie,
     stitch_windows,
 )
-from mega_pipe.model.device import autocast
-from mega_pipe.model.mega import MEGA
+from .device import autocast
+from .mega import MEGA
 
 __all__ = ["Checkpoint", "load_checkpoint", "scene_probabilities", "act_posteriors", "predict_scene", "predict_act"]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.model.config import config_to_dict, load_config
-from mega_pipe.model.mega import MEGA, SynopsisModel
 from torch import nn
+
+from ..manifests.errors import MegaPipeError
+from .config import config_to_dict, load_config
+from .mega import MEGA, SynopsisModel
 
 
 def count_parameters(module: nn.Module) -> int:

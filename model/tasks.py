@@ -34,11 +34,12 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.schema import MovieEntry
-from mega_pipe.model.baselines import LinearTPBaseline, PositionBaseline
-from mega_pipe.model.config import ActTrainConfig, MegaConfig
-from mega_pipe.model.data import (
+
+from ..manifests.errors import MegaPipeError
+from ..manifests.schema import MovieEntry
+from .baselines import LinearTPBaseline, PositionBaseline
+from .config import ActTrainConfig, MegaConfig
+from .data import (
     UNLABELLED,
     MovieData,
     Normalizer,
@@ -51,17 +52,17 @@ from mega_pipe.model.data import (
     stitch_windows,
     tp_targets,
 )
-from mega_pipe.model.device import autocast
-from mega_pipe.model.losses import (
+from .device import autocast
+from .losses import (
     balanced_cross_entropy,
     distillation_loss,
     sync_estep,
     sync_mstep_loss,
     tp_cross_entropy,
 )
-from mega_pipe.model.mega import MEGA, SynopsisModel
-from mega_pipe.model.metrics import act_metrics, scene_metrics, synopsis_metrics, synopsis_prediction
-from mega_pipe.model.predict import act_posteriors, scene_probabilities
+from .mega import MEGA, SynopsisModel
+from .metrics import act_metrics, scene_metrics, synopsis_metrics, synopsis_prediction
+from .predict import act_posteriors, scene_probabilities
 
 ACT_LOSSES = ("sync", "distill", "synopsis", "shot_tp")
 

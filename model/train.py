@@ -25,34 +25,35 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from mega_pipe.manifests.atomic import write_text
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.schema import MovieEntry, read_manifest
-from mega_pipe.model.checkpoint import (
+from tqdm import tqdm
+
+from ..manifests.atomic import write_text
+from ..manifests.errors import MegaPipeError
+from ..manifests.schema import MovieEntry, read_manifest
+from .checkpoint import (
     build_models,
     checkpoint_state,
     read_checkpoint,
     save_checkpoint,
     stored_config,
 )
-from mega_pipe.model.config import (
+from .config import (
     SYNOPSIS_ARCHITECTURE,
     MegaConfig,
     TrainConfig,
     load_config,
     synopsis_model_config,
 )
-from mega_pipe.model.data import (
+from .data import (
     SYNOPSIS_KEY,
     Normalizer,
     check_feature_dims,
     choose_modalities,
 )
-from mega_pipe.model.device import resolve_device, rng_state, set_rng_state
-from mega_pipe.model.evaluate import evaluate
-from mega_pipe.model.mega import AlignPE, BottleneckTokens, PositionalEncoding, ShotEncoder
-from mega_pipe.model.tasks import Run, Task, task_for
-from tqdm import tqdm
+from .device import resolve_device, rng_state, set_rng_state
+from .evaluate import evaluate
+from .mega import AlignPE, BottleneckTokens, PositionalEncoding, ShotEncoder
+from .tasks import Run, Task, task_for
 
 __all__ = ["train", "evaluate"]
 

@@ -34,8 +34,9 @@ import os
 from typing import Mapping, Sequence
 
 import numpy as np
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import FeatureFolder, vectors_of
+
+from ..manifests.errors import MegaPipeError
+from ..manifests.features import FeatureFolder, vectors_of
 
 SCENE_METHOD = "shot-coherence"
 ACT_METHOD = "tripod-prior"
