@@ -48,6 +48,7 @@ from mega_pipe.model.config import load_config
 from mega_pipe.model.data import Normalizer, load_entries
 from mega_pipe.model.mega import local_contrast, similar_contrast
 from mega_pipe.model.metrics import act_metrics, scene_metrics
+from mega_pipe.model.prior import tp_prior_by_index
 from mega_pipe.model.train import evaluate, train
 
 PROJECTED = {"content_space": "projected", "content_context": 0, "content_contrast": "mean", "content_shot": True}
@@ -119,7 +120,7 @@ def act_baselines(train_entries, val_entries, test_entries) -> dict:
     recs: dict[str, list] = {"TRIPOD prior": [], **{name: [] for name in fitted}}
     for movie in test_movies:
         gold = movie.tp_shots
-        recs["TRIPOD prior"].append({"movie_id": movie.movie_id, "posteriors": U.tp_prior_by_index(movie.n_shots).tolist(),
+        recs["TRIPOD prior"].append({"movie_id": movie.movie_id, "posteriors": tp_prior_by_index(movie.n_shots).tolist(),
                                      "gold": gold})
         for name, (contrast, model) in fitted.items():
             post = model.posteriors(arrays(movie, contrast))

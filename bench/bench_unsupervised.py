@@ -27,9 +27,51 @@ from mega_pipe.extractors.registry import model_set_dims
 from mega_pipe.manifests.features import FeatureFolder
 from mega_pipe.manifests.schema import read_manifest
 from mega_pipe.manifests.synth import generate
+from mega_pipe.model import prior as P
 from mega_pipe.model import unsupervised as U
 from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.pipeline.segment import ordered_turning_points
+
+
+def osg_scenes(distance: np.ndarray, n_scenes: int) -> list[int]:
+    """Optimal Sequential Grouping (Rotman, Porat & Ashour, ISM 2016 / 2017), additive cost:
+    the K contiguous blocks minimising Σ_blocks Σ_{i,j ∈ block} D(i, j), exact DP in
+    O(K · N²). Returns the last shot of every block."""
+    d = np.asarray(distance, np.float64)
+    n = len(d)
+    k_max = max(1, min(int(n_scenes), n))
+    p = np.zeros((n + 1, n + 1))
+    p[1:, 1:] = d.cumsum(0).cumsum(1)
+    diag = np.diag(p)
+    block = diag[None, :] - p - p.T + diag[:, None]          # block[a, b] = Σ D[a:b, a:b]
+    invalid = np.arange(n)[:, None] >= np.arange(n + 1)[None, :]
+    cost = block[:, n].copy()                                 # one block [a, n)
+    cost[n] = np.inf
+    backs = []
+    for _ in range(2, k_max + 1):
+        m = block[:n, :] + cost[None, :]
+        m[invalid] = np.inf
+        b = m.argmin(axis=1)
+        cost = np.append(m[np.arange(n), b], np.inf)
+        backs.append(b)
+    ends, a = [], 0
+    for b in reversed(backs):
+        a = int(b[a])
+        ends.append(a - 1)
+    return ends + [n - 1]
+
+
+def svd_scene_count(distance: np.ndarray) -> int:
+    """OSG's automatic scene count (Rotman et al. 2016): the elbow of the log singular values
+    of the distance matrix (the point farthest below the chord from first to last)."""
+    s = np.linalg.svd(np.asarray(distance, np.float64), compute_uv=False)
+    s = s[s > 1e-9 * max(s[0], 1e-300)] if s.size else s
+    if s.size < 3:
+        return max(1, s.size)
+    y = np.log(s)
+    y = (y - y[-1]) / (y[0] - y[-1])
+    x = np.arange(s.size) / (s.size - 1)
+    return int(np.argmax((1 - x) - y)) + 1
 
 
 def _ends_prob(n: int, ends) -> np.ndarray:
@@ -71,8 +113,8 @@ def run(seeds, n_movies, split, root: Path) -> tuple[dict, dict, dict]:
                 "shot-coherence, auto count": auto["prob"],
                 "shot-coherence, true count": np.r_[_ends_prob(n, forced["ends"])[:-1] * 0.5
                                                     + auto["prob"][:-1] * 0.5, 1.0],
-                "OSG, true count": _ends_prob(n, U.osg_scenes(dist, k_true)),
-                "OSG, SVD-elbow count": _ends_prob(n, U.osg_scenes(dist, U.svd_scene_count(dist))),
+                "OSG, true count": _ends_prob(n, osg_scenes(dist, k_true)),
+                "OSG, SVD-elbow count": _ends_prob(n, osg_scenes(dist, svd_scene_count(dist))),
                 "adjacent cosine distance ≥ 0.5": np.r_[np.clip((1 - band[:-1]) / 2, 0, 1), 1.0],
                 "uniform, true count": _ends_prob(n, uniform),
             }
@@ -85,7 +127,7 @@ def run(seeds, n_movies, split, root: Path) -> tuple[dict, dict, dict]:
             gold_first = [i for i, v in enumerate(e.scene_labels[:-1]) if v] + [n - 1]
             variants = {}
             for by in ("time", "index"):
-                prior = U.tp_prior(times["start_s"], times["end_s"], by=by)
+                prior = P.tp_prior(times["start_s"], times["end_s"], by=by)
                 variants[f"TRIPOD prior by {by}"] = ordered_turning_points(prior)
                 if len(ends_pred) >= 5:
                     variants[f"TRIPOD prior by {by}, snapped to predicted scenes"] = \
@@ -93,7 +135,7 @@ def run(seeds, n_movies, split, root: Path) -> tuple[dict, dict, dict]:
                 variants[f"TRIPOD prior by {by}, snapped to gold scenes"] = \
                     ordered_turning_points(U.snap_to_scenes(prior, gold_first))
             variants["TP at the prior mean position (index)"] = [
-                min(n - 1, int(m * n)) for m, _ in U.TRIPOD_TP_PRIOR]
+                min(n - 1, int(m * n)) for m, _ in P.TRIPOD_TP_PRIOR]
             for name, shots in variants.items():
                 act_recs.setdefault(name, []).append({
                     "movie_id": f"{seed}/{e.movie_id}", "posteriors": _onehot(n, shots).tolist(),

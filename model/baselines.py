@@ -11,7 +11,7 @@ synopsis's own resolution) is the prediction. No content is used: this is the nu
 content model must beat.
 
 :class:`LinearTPBaseline` — the shot-level reference of issue 10: TRIPOD's position prior
-(:func:`unsupervised.tp_prior`) plus **one linear direction per TP** fitted on the training
+(:func:`prior.tp_prior`) plus **one linear direction per TP** fitted on the training
 movies' gold TP shots. Shot i of a movie scores ``log prior_n(i) + w_n · x_i`` for TP n, with
 x_i the shot's features standardised on the training shots (as the trainer does), centred on
 the movie's mean shot, all modalities concatenated (a missing value is 0); the posterior is the
@@ -33,7 +33,7 @@ import torch
 
 from ..manifests.errors import MegaPipeError
 from .metrics import act_metrics
-from .unsupervised import tp_prior_by_index
+from .prior import tp_prior_by_index
 
 N_TURNING_POINTS = 5
 

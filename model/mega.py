@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import MegaConfig, synopsis_model_config
-from .unsupervised import tp_prior_by_index
+from .prior import tp_prior_by_index
 
 INIT_STD = 0.02  # BERT initialisation, which the post-LN blocks of §1.2 step 4 follow
 
@@ -506,7 +506,7 @@ class OutputHead(nn.Module):
 
 def tripod_log_prior(n_bins: int) -> Tensor:
     """(n_bins, 5): log of the mass of TRIPOD's TP position Gaussians over each of ``n_bins``
-    equal bins of the relative position (``unsupervised.tp_prior``), floored at 1e-6."""
+    equal bins of the relative position (``prior.tp_prior``), floored at 1e-6."""
     return torch.log(torch.as_tensor(tp_prior_by_index(n_bins).T,
                                      dtype=torch.float32).clamp(min=1e-6))
 

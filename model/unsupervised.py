@@ -17,19 +17,17 @@ Count and confidence: a two-component 1-D Gaussian mixture is fitted (EM) to the
 novelties; a cut's confidence is the posterior of the high-novelty component, made monotone
 in ``g`` (running maximum). With an automatic count a scene ends at every cut with confidence
 ≥ 0.5 (the Bayes decision between the two components); ``scenes=N`` takes the N−1 cuts of
-highest novelty instead. Measured against Optimal Sequential Grouping (Rotman et al., 2016/17)
-and adjacent-shot distance on the synthetic benchmark: bench/bench_unsupervised.py.
+highest novelty instead. Measured against Optimal Sequential Grouping (Rotman et al., 2016/17;
+implemented in the benchmark) and adjacent-shot distance on the synthetic benchmark:
+bench/bench_unsupervised.py.
 
-Acts — **TRIPOD position prior**. Turning point n is a Gaussian over the relative position in
-the movie with TRIPOD's mean and standard deviation (:data:`TRIPOD_TP_PRIOR`); a shot's
-probability is the Gaussian's mass over the shot's span (by shot index, ``[i, i+1) / N``,
-the default: TRIPOD's positions are sequence positions and the TP metrics count shots; or by
-time). With scenes, only the scenes' first shots keep their probability
-(:func:`snap_to_scenes`), so the decoded TPs open scenes.
+Acts — **TRIPOD position prior** (``prior.tp_prior``: turning point n is a Gaussian over the
+relative position in the movie with TRIPOD's mean and standard deviation). With scenes, only
+the scenes' first shots keep their probability (:func:`snap_to_scenes`), so the decoded TPs
+open scenes.
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Mapping, Sequence
 
@@ -41,14 +39,6 @@ from ..manifests.features import FeatureFolder, vectors_of
 SCENE_METHOD = "shot-coherence"
 ACT_METHOD = "tripod-prior"
 DEFAULT_WINDOW = 4   # shots each side of a cut; bench/bench_unsupervised.py (w = 3..8 measured)
-
-#: (mean, std) of the five TPs' relative positions, fraction of the screenplay: TRIPOD's
-#: statistics (Papalampidi, Keller & Lapata, EMNLP 2019) as quoted in mega-spec §1.6
-#: (11.39±6.72, 31.86±11.26, 50.65±12.15, 74.15±8.40, 89.43±4.74 %). The synopsis-sentence
-#: positions of TRIPOD_synopses_train.csv agree within 4 points (tests/test_unsupervised.py).
-TRIPOD_TP_PRIOR = ((0.1139, 0.0672), (0.3186, 0.1126), (0.5065, 0.1215), (0.7415, 0.0840),
-                   (0.8943, 0.0474))
-
 
 # --------------------------------------------------------------------------- features
 
@@ -171,82 +161,7 @@ def coherence_scenes(features: Mapping[str, tuple[np.ndarray, np.ndarray]],
             "ends": [int(c) for c in cuts] + [n - 1]}
 
 
-def osg_scenes(distance: np.ndarray, n_scenes: int) -> list[int]:
-    """Optimal Sequential Grouping (Rotman, Porat & Ashour, ISM 2016 / 2017), additive cost:
-    the K contiguous blocks minimising Σ_blocks Σ_{i,j ∈ block} D(i, j), exact DP in
-    O(K · N²). Returns the last shot of every block. For comparison in the benchmark."""
-    d = np.asarray(distance, np.float64)
-    n = len(d)
-    k_max = max(1, min(int(n_scenes), n))
-    p = np.zeros((n + 1, n + 1))
-    p[1:, 1:] = d.cumsum(0).cumsum(1)
-    diag = np.diag(p)
-    block = diag[None, :] - p - p.T + diag[:, None]          # block[a, b] = Σ D[a:b, a:b]
-    invalid = np.arange(n)[:, None] >= np.arange(n + 1)[None, :]
-    cost = block[:, n].copy()                                 # one block [a, n)
-    cost[n] = np.inf
-    backs = []
-    for _ in range(2, k_max + 1):
-        m = block[:n, :] + cost[None, :]
-        m[invalid] = np.inf
-        b = m.argmin(axis=1)
-        cost = np.append(m[np.arange(n), b], np.inf)
-        backs.append(b)
-    ends, a = [], 0
-    for b in reversed(backs):
-        a = int(b[a])
-        ends.append(a - 1)
-    return ends + [n - 1]
-
-
-def svd_scene_count(distance: np.ndarray) -> int:
-    """OSG's automatic scene count (Rotman et al. 2016): the elbow of the log singular values
-    of the distance matrix (the point farthest below the chord from first to last)."""
-    s = np.linalg.svd(np.asarray(distance, np.float64), compute_uv=False)
-    s = s[s > 1e-9 * max(s[0], 1e-300)] if s.size else s
-    if s.size < 3:
-        return max(1, s.size)
-    y = np.log(s)
-    y = (y - y[-1]) / (y[0] - y[-1])
-    x = np.arange(s.size) / (s.size - 1)
-    return int(np.argmax((1 - x) - y)) + 1
-
-
 # --------------------------------------------------------------------------- turning points
-
-def _normal_cdf(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.vectorize(math.erf, otypes=[float])(np.asarray(z) / math.sqrt(2.0)))
-
-
-def tp_prior(start_s: Sequence[float], end_s: Sequence[float], by: str = "index",
-             prior: Sequence[tuple[float, float]] = TRIPOD_TP_PRIOR) -> np.ndarray:
-    """(5, N): TP n's probability of each shot = the mass of N(mean_n, std_n) over the shot's
-    span in relative position (``by="index"``: [i, i+1) / N; ``"time"``: [start_s, end_s) /
-    movie span), renormalised over [0, 1] (the Gaussian truncated to the movie: piling the tails
-    onto the first or last shot would make a spike there that outweighs the mode)."""
-    starts, ends = np.asarray(start_s, np.float64), np.asarray(end_s, np.float64)
-    n = starts.size
-    if n == 0:
-        raise MegaPipeError("turning points need at least one shot")
-    if by == "time":
-        t0, span = starts[0], max(ends[-1] - starts[0], 1e-9)
-        lo, hi = (starts - t0) / span, (ends - t0) / span
-    elif by == "index":
-        lo, hi = np.arange(n) / n, np.arange(1, n + 1) / n
-    else:
-        raise MegaPipeError(f"by must be 'time' or 'index', got {by!r}")
-    rows = []
-    for mean, std in prior:
-        mass = _normal_cdf((hi - mean) / std) - _normal_cdf((lo - mean) / std)
-        mass = np.clip(mass, 0.0, None)
-        rows.append(mass / mass.sum() if mass.sum() > 0 else np.full(n, 1.0 / n))
-    return np.stack(rows)
-
-
-def tp_prior_by_index(n_shots: int) -> np.ndarray:
-    """(5, n_shots): :func:`tp_prior` by shot index, which needs only the number of shots."""
-    return tp_prior(np.arange(n_shots), np.arange(1, n_shots + 1))
-
 
 def snap_to_scenes(posteriors: np.ndarray, scene_ends: Sequence[int]) -> np.ndarray:
     """Keep each row's probability at the first shots of scenes only, renormalised (rows still

@@ -178,7 +178,8 @@ def _unsupervised_scenes(features: Path, n_scenes: int | None, missing: list[str
 def _prior_turning_points(shots: dict, scene: dict | None, threshold: float) -> dict:
     """Turning points without a checkpoint: TRIPOD's position prior over shot index, restricted
     to scene starts when there are at least five scenes (docs/unsupervised.md)."""
-    from mega_pipe.model.unsupervised import ACT_METHOD, snap_to_scenes, tp_prior
+    from mega_pipe.model.prior import tp_prior
+    from mega_pipe.model.unsupervised import ACT_METHOD, snap_to_scenes
 
     post = tp_prior(shots["start_s"], shots["end_s"], by="index")
     ends = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from mega_pipe.model.baselines import LinearTPBaseline
 from mega_pipe.model.metrics import act_metrics
-from mega_pipe.model.unsupervised import TRIPOD_TP_PRIOR, tp_prior_by_index
+from mega_pipe.model.prior import TRIPOD_TP_PRIOR, tp_prior_by_index
 
 
 def _movies(rng, n_movies, direction, n_shots=120):

@@ -588,7 +588,7 @@ def test_content_context_reads_contrast_beside_content():
 
 def test_act_position_head_starts_as_the_tripod_prior():
     from mega_pipe.model.mega import tripod_log_prior
-    from mega_pipe.model.unsupervised import TRIPOD_TP_PRIOR
+    from mega_pipe.model.prior import TRIPOD_TP_PRIOR
     dims = {"clip": 8, "place": 4}
     model = MEGA(tiny_config("act", position_bins=10, content_head=False, content_context=0), dims)
     plain = MEGA(tiny_config("act", position_bins=0, content_head=False, content_context=0), dims)

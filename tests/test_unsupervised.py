@@ -14,6 +14,7 @@ from mega_pipe.extractors.registry import model_set_dims
 from mega_pipe.manifests.features import FeatureFolder
 from mega_pipe.manifests.schema import read_manifest
 from mega_pipe.manifests.synth import generate
+from mega_pipe.model import prior as P
 from mega_pipe.model import unsupervised as U
 from mega_pipe.model.metrics import scene_metrics
 from mega_pipe.pipeline.segment import BOUNDARIES_VERSION, ordered_turning_points
@@ -91,12 +92,12 @@ def test_two_thousand_shots_in_seconds():
 
 
 def test_tripod_prior_matches_the_training_synopses():
-    """The prior's means are TRIPOD's published screenplay positions (mega-spec §1.6); the
+    """The prior's means are TRIPOD's published screenplay positions (docs/unsupervised.md); the
     sentence positions of the released training synopses agree within 4 points."""
     rows = list(csv.DictReader(need(SHARED / "tripod" / "TRIPOD_synopses_train.csv").open()))
     pos = np.array([[(float(r[f"tp{k}"]) + 0.5) / len(re.findall(r"\[STR_SENT\]", r["synopsis_segmented"]))
                      for k in range(1, 6)] for r in rows])
-    means = np.array([m for m, _ in U.TRIPOD_TP_PRIOR])
+    means = np.array([m for m, _ in P.TRIPOD_TP_PRIOR])
     assert np.abs(pos.mean(axis=0) - means).max() < 0.04
     assert np.all(np.diff(means) > 0)
 
@@ -106,14 +107,14 @@ def test_prior_turning_points_are_ordered_scene_starts(synth):
     t = FeatureFolder(e.features).read_shot_times()
     n = len(t["start_s"])
     for by in ("index", "time"):
-        prior = U.tp_prior(t["start_s"], t["end_s"], by=by)
+        prior = P.tp_prior(t["start_s"], t["end_s"], by=by)
         assert prior.shape == (5, n) and np.allclose(prior.sum(axis=1), 1)
         tps = ordered_turning_points(prior)     # unsnapped: near the prior means
         assert tps == sorted(tps) and len(set(tps)) == 5
-    assert np.allclose(np.array(ordered_turning_points(U.tp_prior(t["start_s"], t["end_s"]))) / n,
-                       [m for m, _ in U.TRIPOD_TP_PRIOR], atol=2 / n)
+    assert np.allclose(np.array(ordered_turning_points(P.tp_prior(t["start_s"], t["end_s"]))) / n,
+                       [m for m, _ in P.TRIPOD_TP_PRIOR], atol=2 / n)
     ends = U.coherence_scenes(U.folder_features(e.features))["ends"]
-    snapped = U.snap_to_scenes(U.tp_prior(t["start_s"], t["end_s"]), ends)
+    snapped = U.snap_to_scenes(P.tp_prior(t["start_s"], t["end_s"]), ends)
     assert np.allclose(snapped.sum(axis=1), 1)
     firsts = {0, *(b + 1 for b in ends[:-1])}
     tps = ordered_turning_points(snapped)
