@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from mega_pipe.manifests.atomic import write_json
+from mega_pipe.manifests.boundaries import build_boundaries, finite_json
 from mega_pipe.manifests.features import (
     FeatureFolder,
     samples_table,
@@ -32,7 +33,6 @@ from mega_pipe.manifests.features import (
     vectors_of,
 )
 from mega_pipe.manifests.synth import SynthParams, _Shot, generate
-from mega_pipe.pipeline.segment import build_boundaries, finite_json
 
 MODALITIES = {"clip": 64, "place": 64, "appr": 64, "action": 64, "audio": 32, "subtitle": 32}
 

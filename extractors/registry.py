@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from .entry import (
     KEYFRAME_MODALITIES,
@@ -44,9 +44,12 @@ __all__ = [
     "REGISTRY",
     "WeightsIntegrityError",
     "WeightsNotFoundError",
+    "build_entries",
     "build_extractors",
     "check_weights_file",
     "entry_for",
+    "locate_weights",
+    "model_entries",
     "model_set_dims",
     "select_entries",
     "weights_search_paths",
@@ -209,31 +212,33 @@ def entry_for(model_set: str, modality: str) -> WeightsEntry:
     raise ExtractorError(f"no {model_set!r} weights for modality {modality!r} (modalities: {', '.join(MODALITIES)})")
 
 
-def _check_selection(model_set: str, modalities: Sequence[str]) -> None:
+def model_entries(model_set: str, modalities: Sequence[str]) -> dict[str, WeightsEntry]:
+    """The one check of a model selection — a known model set, known modalities — and its
+    registry entries, by modality (in the order given, each once). Raises
+    :class:`ExtractorError` naming what is unknown and the choices."""
     if model_set not in MODEL_SETS:
         raise ExtractorError(f"unknown model set {model_set!r}; choose one of {', '.join(MODEL_SETS)}")
     unknown = [m for m in modalities if m not in MODALITIES]
     if unknown:
         raise ExtractorError(f"unknown modalit{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; choose from {', '.join(MODALITIES)}")
+    return {m: entry_for(model_set, m) for m in dict.fromkeys(modalities)}
 
 
 def locate_weights(
-    model_set: str,
-    modalities: Sequence[str],
+    entries: Mapping[str, WeightsEntry],
     *,
     weights_dirs: Sequence[Path] = (),
     offline: bool = False,
     allow_download: bool = False,
 ) -> dict[str, Path]:
-    """The weights file of every modality that needs one, without building any model.
+    """The weights file of every entry (by modality, from :func:`model_entries`) that needs one,
+    without building any model.
 
     Resolve every entry's file; if some are missing, download them when ``allow_download`` and
     not ``offline`` (into ``weights_dirs[0]``, else the library caches); if any is still missing,
     raise one :class:`WeightsNotFoundError` naming every missing modality, every path searched
     and how to fetch it. Cheap: callers use it to fail early, before long work starts.
     """
-    _check_selection(model_set, modalities)
-    entries = {m: entry_for(model_set, m) for m in dict.fromkeys(modalities)}
     paths = {m: resolve_weights(e, weights_dirs) for m, e in entries.items() if e.needs_file}
     missing = [m for m, p in paths.items() if p is None]
     failures: list[str] = []
@@ -261,17 +266,30 @@ def build_extractors(
     offline: bool = False,
     allow_download: bool = False,
 ) -> dict[str, Extractor]:
-    """Build one extractor per modality (in the order given), every weights file verified.
+    """Build one extractor per modality (in the order given), every weights file verified."""
+    return build_entries(model_entries(model_set, modalities), device=device,
+                         weights_dirs=weights_dirs, offline=offline, allow_download=allow_download)
+
+
+def build_entries(
+    entries: Mapping[str, WeightsEntry],
+    *,
+    device: str = "cpu",
+    weights_dirs: Sequence[Path] = (),
+    offline: bool = False,
+    allow_download: bool = False,
+) -> dict[str, Extractor]:
+    """Build the extractors of ``entries`` (by modality, from :func:`model_entries`).
 
     Files are found by :func:`locate_weights` (one :class:`WeightsNotFoundError` before any
     model is built); then each file's sha256 is checked (:class:`WeightsIntegrityError` on a
     mismatch) and the models are built.
     """
-    paths = locate_weights(model_set, modalities, weights_dirs=weights_dirs, offline=offline,
+    paths = locate_weights(entries, weights_dirs=weights_dirs, offline=offline,
                            allow_download=allow_download)
-    entries = {m: entry_for(model_set, m) for m in dict.fromkeys(modalities)}
     digests = {m: verify_file(entries[m], p) for m, p in paths.items()}
-    return {m: extractor_class(m)(e, paths.get(m), digests.get(m), device=device) for m, e in entries.items()}
+    return {m: extractor_class(m)(e, paths.get(m), digests.get(m), device=device)
+            for m, e in entries.items()}
 
 
 def extractor_class(modality: str) -> type[Extractor]:

@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import MegaPipeError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -67,7 +69,6 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def _cannot_write(path: Path, e: OSError):
-    from .errors import MegaPipeError
 
     return MegaPipeError(f"cannot write {path}: {e.strerror or e}")
 
@@ -83,7 +84,6 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
     inode is no longer the path's and tries again, so two holders can never coexist."""
     import fcntl
 
-    from .errors import MegaPipeError
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,6 @@ def check_output_file(path: str | os.PathLike, what: str = "--out",
     :func:`os.access` says yes to root on read-only and virtual file systems), or, with
     ``suffixes``, another extension. Creates nothing (the trial file is removed); returns it as
     a Path."""
-    from .errors import MegaPipeError
 
     path = Path(path)
     if path.is_dir():
@@ -139,7 +138,6 @@ def check_output_dir(folder: str | os.PathLike, what: str = "--out",
     """Fail now if files cannot be written in ``folder`` (existing or to be created): its
     nearest existing ancestor must be a folder in which a file can really be created. Creates
     nothing; returns ``folder`` as a Path. ``shown``: the path named in the message."""
-    from .errors import MegaPipeError
 
     folder = Path(folder)
     shown = folder if shown is None else shown

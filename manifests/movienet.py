@@ -21,16 +21,17 @@ a scene ends there.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import FeatureFolder
-from mega_pipe.manifests.schema import SPLITS, MovieEntry, write_manifest
+
+from .errors import MegaPipeError
+from .features import FeatureFolder
+from .jsonio import read_json
+from .schema import SPLITS, MovieEntry, write_manifest
 
 DEFAULT_FPS = 24.0          # MovieNet's frame numbers assume 24 fps (§1.6, §2.1)
 DEFAULT_TOLERANCE_S = 1.0   # how far our cut may be from MovieNet's and still carry its label
@@ -108,12 +109,7 @@ def read_split_file(path: str | os.PathLike) -> dict[str, list[str]]:
     """``split318.json`` -> {split: [imdb, ...]} for the train/val/test keys (others, such as
     "all", are ignored)."""
     path = Path(path)
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MegaPipeError(f"cannot read split file {path}: {e}") from None
-    if not isinstance(data, dict):
-        raise MegaPipeError(f"{path}: expected a JSON object with train/val/test lists")
+    data = read_json(path, "split file", expect=dict)
     splits = {}
     for split in SPLITS:
         ids = data.get(split, [])

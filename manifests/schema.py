@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from mega_pipe.manifests.atomic import atomic_path
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import FeatureFolder
+from .atomic import atomic_path
+from .errors import MegaPipeError
+from .features import FeatureFolder
+from .jsonio import read_jsonl
 
 SPLITS = ("train", "val", "test")
 N_TURNING_POINTS = 5
@@ -150,21 +151,11 @@ def read_manifest(path: str | os.PathLike, *, check_features: bool = True) -> li
     shot per ``scene_labels`` entry and hold every ``tp_shots`` / ``tp_sentences`` index (row
     counts come from the Parquet footers, so this stays cheap)."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise MegaPipeError(f"cannot read manifest {path}: {e}") from None
     base = path.parent.absolute()
     entries: list[MovieEntry] = []
     first_line: dict[str, int] = {}
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for lineno, obj in read_jsonl(path, "manifest"):
         try:
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise _Invalid(f"not valid JSON ({e.msg})") from None
             entry = _entry_from_json(obj, base)
             if entry.movie_id in first_line:
                 raise _Invalid(f"movie_id {entry.movie_id!r} already on line "

@@ -49,15 +49,16 @@ from pathlib import Path
 from typing import Mapping, NamedTuple
 
 import numpy as np
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import (
+
+from .errors import MegaPipeError
+from .features import (
     CONTRACT_VERSION,
     FeatureFolder,
     shots_table,
     synopsis_table,
 )
-from mega_pipe.manifests.provenance import code_version
-from mega_pipe.manifests.schema import MovieEntry, write_manifest
+from .provenance import code_version
+from .schema import MovieEntry, write_manifest
 
 #: Where the studyforrest structure annotations live; overridable for other checkouts.
 STRUCTURE_DIR_ENV = "MEGA_PIPE_STRUCTURE_DIR"

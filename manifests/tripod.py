@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from mega_pipe.manifests.atomic import atomic_path
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import FeatureFolder
-from mega_pipe.manifests.schema import (
+from .atomic import atomic_path
+from .errors import MegaPipeError
+from .features import FeatureFolder
+from .jsonio import read_json
+from .schema import (
     N_TURNING_POINTS,
     SPLITS,
     MovieEntry,
@@ -251,10 +252,7 @@ def convert_tripod(csv_by_split: Mapping[str, str | os.PathLike],
 
 def read_name_map(path: Path) -> dict[str, str]:
     """A name map file: a JSON object {TRIPOD movie name: movie_id}."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MegaPipeError(f"cannot read name map {path}: {e}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, str) and v for v in data.values()):
+    data = read_json(path, "name map", expect=dict)
+    if not all(isinstance(v, str) and v for v in data.values()):
         raise MegaPipeError(f"{path}: expected a JSON object {{TRIPOD movie name: movie_id}}")
     return data

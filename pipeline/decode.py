@@ -34,8 +34,8 @@ from fractions import Fraction
 from typing import Iterator
 
 import numpy as np
-from mega_pipe.manifests.errors import InputError
 
+from ..manifests.errors import InputError
 from .probe import ProbeInfo
 
 AUDIO_RATE = 16_000

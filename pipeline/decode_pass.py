@@ -14,18 +14,17 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
-from mega_pipe.manifests.errors import MegaPipeError
 
+from ..manifests.errors import MegaPipeError
 from .decode import MovieDecoder, downscale
+from .inputs import ExtractConfig
+from .models import ExtractorPool
 from .probe import ProbeInfo
 from .sampling import AudioWindower, SecondSampler
 from .shots import Shot, ShotDetector
-
-if TYPE_CHECKING:
-    from .extract import ExtractConfig, ExtractorPool
 
 log = logging.getLogger(__name__)
 

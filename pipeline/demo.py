@@ -4,12 +4,19 @@ Used by ``mega-pipe demo`` (pipeline/cli/demo.py) (the README's first command: n
 """
 from __future__ import annotations
 
+import logging
 import math
 import subprocess
 from fractions import Fraction
 from pathlib import Path
 
+from ..manifests.atomic import check_output_dir
+from ..manifests.features import FeatureFolder
 from .decode import ffmpeg_exe
+from .extract import run_extract
+from .inputs import ExtractConfig, MovieInput
+
+log = logging.getLogger(__name__)
 
 # Visually distinct sources, so that every junction is a hard cut.
 SOURCES = (
@@ -88,3 +95,18 @@ def make_sample(folder: Path) -> dict:
     (folder / "sample.synopsis.txt").write_text(SAMPLE_SYNOPSIS + "\n")
     return {"movie": movie, "subtitles": folder / "sample.srt",
             "synopsis": folder / "sample.synopsis.txt", "cuts": cuts}
+
+
+def run_demo(out: Path, cfg: ExtractConfig, debug: bool = False) -> tuple[dict, dict, list[dict]]:
+    """``mega-pipe demo``: a generated sample movie (:func:`make_sample`, in ``out/input``)
+    through ``extract`` into ``out/features``. Returns the sample, the extract manifest and the
+    shots (frames and seconds)."""
+    check_output_dir(out, "--out")
+    sample = make_sample(out / "input")
+    log.info("sample movie: %s (cuts at frames %s)", sample["movie"], sample["cuts"])
+    [manifest], _ = run_extract([MovieInput(sample["movie"], sample["subtitles"],
+                                            sample["synopsis"])],
+                                out / "features", cfg, debug=debug, isolate=False)
+    shots = FeatureFolder(out / "features" / manifest["movie_id"]).read_shots(
+        ["shot_idx", "start_frame", "end_frame", "start_s", "end_s"]).to_pylist()
+    return sample, manifest, shots

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import math
 import os
 import subprocess
@@ -31,8 +30,16 @@ from fractions import Fraction
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from mega_pipe.manifests.atomic import atomic_path, check_output_file
-from mega_pipe.manifests.errors import MegaPipeError
+from ..manifests.atomic import atomic_path, check_output_file
+from ..manifests.boundaries import (
+    build_boundaries,
+    frame_rate,
+    read_boundaries,
+    validate,
+)
+from ..manifests.errors import MegaPipeError
+from ..manifests.features import FeatureFolder
+from .decode import ffmpeg_exe
 
 LEVELS = ("shots", "scenes", "acts")
 FORMATS = ("edl", "otio", "fcpxml", "webvtt", "ffmetadata", "matroska-xml", "csv")
@@ -97,22 +104,10 @@ def load_source(path: str | os.PathLike) -> Source:
     path = Path(path)
     if path.is_dir():
         return _load_feature_folder(path)
-    if not path.exists():
-        raise MegaPipeError(f"{path} not found")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise MegaPipeError(f"{path} is not a JSON file ({e})") from None
-    except OSError as e:
-        raise MegaPipeError(f"{path}: cannot read ({e.strerror})") from None
-    return _from_doc(doc, str(path))
+    return _from_doc(read_boundaries(path), str(path))
 
 
 def _load_feature_folder(path: Path) -> Source:
-    from mega_pipe.manifests.features import FeatureFolder
-
-    from .segment import build_boundaries
-
     folder = FeatureFolder(path)
     problem = folder.problem()
     if problem:
@@ -126,61 +121,17 @@ def _load_feature_folder(path: Path) -> Source:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise MegaPipeError(f"{path}: not a readable feature folder ({type(e).__name__}: {e})") \
             from None
-    return _from_doc(doc, str(path))
+    return _from_doc(validate(doc, str(path)), str(path))
 
 
-def _fraction(value, what: str, origin: str) -> Fraction:
-    try:
-        f = Fraction(str(value))
-    except (ValueError, ZeroDivisionError):
-        raise MegaPipeError(f"{origin}: {what} {value!r} is not a fraction like \"30000/1001\"") \
-            from None
-    if f <= 0:
-        raise MegaPipeError(f"{origin}: {what} {value!r} is not positive")
-    return f
-
-
-def _from_doc(doc, origin: str) -> Source:
-    from .segment import BOUNDARIES_SCHEMA, BOUNDARIES_VERSION
-
-    if not isinstance(doc, dict) or doc.get("schema") != BOUNDARIES_SCHEMA:
-        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        raise MegaPipeError(f"{origin} is not a mega-pipe boundaries file (schema {got!r}, "
-                            f"expected {BOUNDARIES_SCHEMA!r}: docs/boundaries.md)")
-    version = doc.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) \
-            or not 1 <= version <= BOUNDARIES_VERSION:   # v2 only adds fields to v1
-        raise MegaPipeError(f"{origin}: boundaries version {version!r} is not supported (this "
-                            f"mega-pipe reads versions 1 to {BOUNDARIES_VERSION})")
-    try:
-        movie = doc["movie"]
-        rate = _fraction(movie["frame_rate"], "movie.frame_rate", origin)
-        shots = doc["shots"]
-        if not isinstance(shots, list) or not shots:
-            raise MegaPipeError(f"{origin}: no shots")
-        prev_end = 0
-        for i, s in enumerate(shots):
-            a, b = int(s["start_frame"]), int(s["end_frame"])
-            if not (isinstance(s["start_s"], (int, float)) and isinstance(s["end_s"], (int, float))):
-                raise TypeError(f"shot {i}: start_s/end_s must be numbers")
-            if a < prev_end or b <= a:
-                raise MegaPipeError(f"{origin}: shot {i} frames [{a}, {b}) overlap or are empty")
-            prev_end = b
-        src = Source(movie_id=str(movie.get("id") or Path(origin).stem), movie_path=movie.get("path"),
-                     frame_rate=rate, frames=int(movie.get("frames") or shots[-1]["end_frame"]),
-                     duration_s=float(movie.get("duration_s") or shots[-1]["end_s"]), doc=doc,
-                     origin=origin, missing=list(doc.get("missing") or []))
-        for level in ("scenes", "acts"):
-            for seg in doc.get(level) or []:
-                a, b = int(seg["first_shot"]), int(seg["last_shot"])
-                if not 0 <= a <= b < len(shots):
-                    raise MegaPipeError(f"{origin}: {level[:-1]} {seg.get('index')} refers to "
-                                        f"shots {a}..{b} of {len(shots)}")
-    except MegaPipeError:
-        raise
-    except (KeyError, TypeError, ValueError) as e:
-        what = f"missing field {e}" if isinstance(e, KeyError) else str(e)
-        raise MegaPipeError(f"{origin}: malformed boundaries file ({what})") from None
+def _from_doc(doc: dict, origin: str) -> Source:
+    """The :class:`Source` of a validated boundaries document (manifests/boundaries.py)."""
+    movie, shots = doc["movie"], doc["shots"]
+    rate = frame_rate(doc, origin)
+    src = Source(movie_id=str(movie.get("id") or Path(origin).stem), movie_path=movie.get("path"),
+                 frame_rate=rate, frames=int(movie.get("frames") or shots[-1]["end_frame"]),
+                 duration_s=float(movie.get("duration_s") or shots[-1]["end_s"]), doc=doc,
+                 origin=origin, missing=list(doc.get("missing") or []))
     src.vfr = any(abs(float(Fraction(int(s["start_frame"])) / rate) - float(s["start_s"])) > ON_GRID_S
                   for s in shots)
     return src
@@ -515,7 +466,6 @@ def apply_chapters(src: Source, level: str, movie: str | os.PathLike,
                    out: str | os.PathLike) -> Path:
     """Copy ``movie`` to ``out`` with ``level``'s segments as chapters: every stream copied
     (``-map 0 -c copy``), the movie's metadata kept, chapters from an ffmetadata file."""
-    from .decode import ffmpeg_exe
 
     out = Path(out)
     meta = render(src, "ffmetadata", level)

@@ -18,137 +18,34 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from mega_pipe.manifests.atomic import exclusive_lock
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import (
-    CONTRACT_VERSION,
-    FeatureFolder,
-    samples_table,
-    shots_table,
-    synopsis_table,
-)
-from mega_pipe.manifests.provenance import code_version
-from mega_pipe.model.device import resolve_device
 
+from ..extractors.entry import KEYFRAME_MODALITIES
+from ..extractors.errors import ExtractorError, WeightsNotFoundError
+from ..manifests.atomic import check_output_dir
+from ..manifests.errors import MegaPipeError
+from ..manifests.features import CONTRACT_VERSION, FeatureFolder, synopsis_table
+from ..manifests.provenance import code_version
 from .decode_pass import decode_pass
+from .inputs import ExtractConfig, MovieInput, movie_id_of
+from .keyframes import extract_keyframes, keyframe_inputs
+from .models import ExtractorPool
 from .plan import MoviePlan, plan_movie
-from .pooling import pool
 from .probe import ProbeInfo, probe
-from .shots import DetectorConfig, Shot
+from .shots import Shot
+from .write import (
+    begin_writing,
+    finish_movie,
+    up_to_date,
+    write_features,
+    write_movie_folder,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ExtractConfig:
-    model_set: str = "paper"
-    modalities: tuple[str, ...] | None = None   # None: every modality the movie has
-    device: str = "auto"
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    frame_size: int | None = None               # short side of the decoded frames; None: auto
-    weights_dirs: tuple[Path, ...] = ()
-    offline: bool = False
-    allow_download: bool = False
-    progress: bool = True
-    audio_track: str | None = None     # --audio-track: a number among the audio streams or a
-    subtitle_track: str | None = None  # language tag; likewise --subtitle-track. None: automatic
-    strict: bool = False               # warnings fail the movie (not recorded: changes no output)
-
-    def to_json(self) -> dict:
-        return {"model_set": self.model_set, "modalities": list(self.modalities or []) or None,
-                "device": self.device, "detector": self.detector.to_json(),
-                "frame_size": self.frame_size, "offline": self.offline,
-                "audio_track": self.audio_track, "subtitle_track": self.subtitle_track}
-
-
-@dataclass(frozen=True)
-class MovieInput:
-    video: Path
-    subtitles: Path | None = None
-    synopsis: Path | None = None
-    movie_id: str | None = None
-    synopsis_lines: bool = False     # the synopsis file has one sentence per line
-
-    @property
-    def source(self) -> Path:
-        """The path that names this input (in messages, and the default movie id's stem)."""
-        return Path(self.video)
-
-
-class ExtractorPool:
-    """Builds extractors on first need and keeps them for the whole run (several movies).
-
-    Planning a run (entries, samplings, weights lookup) needs no deep-learning library; torch and
-    the model libraries are imported only when :meth:`get` builds a model, so decoding can start
-    first (docs/decoding.md)."""
-
-    def __init__(self, cfg: ExtractConfig, default_modalities: Sequence[str] = ()):
-        from mega_pipe.extractors.registry import REGISTRY, VIDEO_MODALITIES
-
-        self.cfg = cfg
-        # An explicit --device cuda is checked now (one clear error before any work); "auto" is
-        # resolved when the first model is built.
-        self._device = None if cfg.device == "auto" else resolve_device(cfg.device)
-        self.entries = {e.modality: e for e in REGISTRY.values() if e.model_set == cfg.model_set}
-        if not self.entries:
-            raise MegaPipeError(f"unknown model set {cfg.model_set!r}")
-        requested = cfg.modalities or default_modalities or VIDEO_MODALITIES
-        unknown = [m for m in requested if m not in self.entries]
-        if unknown:
-            raise MegaPipeError(f"unknown modality {', '.join(unknown)} "
-                                f"(available: {', '.join(self.entries)})")
-        self.modalities = tuple(requested)
-        # The working resolution depends on the model set, not on the modality subset, so that
-        # adding or dropping a modality never invalidates the cached features of the others.
-        self.frame_size = cfg.frame_size or max(
-            (e.input_size for e in self.entries.values()), default=224)
-        self._built: dict = {}
-
-    def check(self, modalities: Sequence[str]) -> None:
-        """Fail now (WeightsNotFoundError listing every searched path) if weights are missing."""
-        from mega_pipe.extractors.registry import locate_weights
-
-        locate_weights(self.cfg.model_set, [m for m in modalities if m not in self._built],
-                       weights_dirs=self.cfg.weights_dirs, offline=self.cfg.offline,
-                       allow_download=self.cfg.allow_download)
-
-    def get(self, modalities: Sequence[str]) -> dict:
-        from mega_pipe.extractors.registry import build_extractors
-
-        missing = [m for m in modalities if m not in self._built]
-        if missing:
-            self._device = self._device or resolve_device(self.cfg.device)
-            self._built.update(build_extractors(
-                self.cfg.model_set, missing, device=self._device,
-                weights_dirs=self.cfg.weights_dirs, offline=self.cfg.offline,
-                allow_download=self.cfg.allow_download))
-        return {m: self._built[m] for m in modalities}
-
-    def meta(self, m: str) -> dict:
-        """Provenance of modality ``m``: the digest of the weights actually loaded when the
-        extractor was built in this run, else the registry's published digest (the cache key
-        uses the registry entry, which identifies the weights)."""
-        e = self.entries[m]
-        built = self._built.get(m)
-        return {"dim": e.dim, "model_id": e.name,
-                "weights_sha256": built.weights_sha256 if built else e.sha256,
-                "sampling": self.sampling(m)}
-
-    def sampling(self, m: str) -> str:
-        """What one sample of modality ``m`` is (the modality table, through its entry)."""
-        return self.entries[m].sampling.value
-
-
-def movie_id_of(inp) -> str:
-    """``--id``, else the stem of the input's ``source`` (the video; a key-frame folder)."""
-    return inp.movie_id or Path(inp.source).stem
 
 
 def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
@@ -165,55 +62,24 @@ def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
     return write_movie_folder(out_root, movie_id_of(inp), work)
 
 
-def write_movie_folder(out_root: Path, movie_id: str,
-                       work: Callable[[FeatureFolder], dict]) -> dict:
-    """Run ``work`` (which fills a feature folder and returns its manifest) on
-    ``out_root/<movie_id>/``, the way every extraction writes a movie folder.
-
-    The folder is locked while it is written (``.<movie_id>.lock`` beside it): a second run on
-    the same folder fails at once with one line. A new folder is built as ``.<movie_id>.partial``
-    and renamed into place when complete, so a failed or killed run leaves no folder that looks
-    like a movie's. An existing folder is updated in place: ``work`` makes it lose its manifest
-    first (reads as incomplete) and keeps its valid files as cache for the next run."""
-    out_root = Path(out_root)
-    out = out_root / movie_id
-    with exclusive_lock(out_root / f".{movie_id}.lock", str(out)):
-        if out.exists():
-            return work(FeatureFolder(out))
-        staging = out_root / f".{movie_id}.partial"
-        shutil.rmtree(staging, ignore_errors=True)      # left by a killed run
-        try:
-            manifest = work(FeatureFolder(staging))
-            staging.rename(out)
-            return manifest
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-
 def _extract(inp: MovieInput, info: ProbeInfo, folder: FeatureFolder, movie_id: str,
              cfg: ExtractConfig, extractors: ExtractorPool) -> dict:
     t_run = time.perf_counter()
     plan = plan_movie(inp, info, folder, movie_id, cfg, extractors)
-    if plan.up_to_date:
-        _check_strict(cfg, movie_id, plan.previous.get("warnings", []))
-        log.info("%s: up to date (all stages cached)", movie_id)
-        return {**plan.previous, "up_to_date": True}
-    folder.invalidate()          # incomplete until the new manifest is written
-    folder.path.mkdir(parents=True, exist_ok=True)
-    extractors.check(plan.todo + plan.text_modalities)   # missing weights: fail before decoding
-    _check_strict(cfg, movie_id, plan.warnings)
-
+    cached = up_to_date(plan, cfg)
+    if cached is not None:
+        return cached
+    begin_writing(plan, cfg, extractors, plan.todo + plan.text_modalities)
     stages: dict[str, dict] = {}
     shots, end_time, n_frames, samples = _shots_and_samples(plan, info, cfg, extractors, stages)
     plan.warnings += stages["decode"]["warnings"]
     plan.warnings += _timeline_warnings(info, end_time, plan.cues)
     samples.update(_encode_text(plan, extractors, stages))
-    models = _write_features(plan, extractors, shots, samples, stages)
-    _check_strict(cfg, movie_id, plan.warnings)
+    meta = {m: extractors.meta(m) for m in extractors.modalities}
+    models, _ = write_features(plan, shots, samples, meta, stages)
     manifest = _manifest(plan, inp, info, cfg, extractors, models, end_time, n_frames, stages)
     manifest["seconds"] = time.perf_counter() - t_run
-    folder.write_manifest(manifest)
-    return manifest
+    return finish_movie(plan, cfg, manifest)
 
 
 def _shots_and_samples(plan: MoviePlan, info: ProbeInfo, cfg: ExtractConfig,
@@ -265,37 +131,6 @@ def _encode_text(plan: MoviePlan, extractors: ExtractorPool, stages: dict) -> di
     return samples
 
 
-def _write_features(plan: MoviePlan, extractors: ExtractorPool, shots: list, samples: dict,
-                    stages: dict) -> dict:
-    """Write the new samples files, then pool every modality into shots.parquet; return the
-    provenance of the movie's modalities."""
-    folder, t0 = plan.folder, time.perf_counter()
-    meta = {m: extractors.meta(m) for m in extractors.modalities}
-    for m in plan.wanted:   # provenance: computed now -> the loaded weights; cached -> as recorded
-        meta[m] = extractors.meta(m) if m in plan.todo else folder.samples_meta(m) or meta[m]
-    starts = np.array([s.start_s for s in shots])
-    ends = np.array([s.end_s for s in shots])
-    pooled = {}
-    for m in plan.wanted:
-        if m in samples:
-            ts, te, vecs, *texts = samples[m]
-            folder.write_samples(samples_table(plan.movie_id, m, meta[m], ts, te, vecs,
-                                               texts[0] if texts else None,
-                                               cache_key=plan.keys[m]), m)
-            stages.setdefault(m, {})["samples"] = len(ts)
-        else:
-            cached = folder.read_samples(m)
-            ts, te, vecs = cached["t_start"], cached["t_end"], cached["vectors"]
-            stages[m] = {"cached": True, "samples": len(ts)}
-        if len(ts) == 0:
-            plan.warnings.append(f"{m}: no samples")
-        pooled[m] = pool(starts, ends, ts, te, vecs)
-    folder.write_shots(shots_table(plan.movie_id, shots, pooled, meta, plan.absent,
-                                   cache_key=plan.pool_key, detection_key=plan.shots_key))
-    stages["pool"] = {"seconds": time.perf_counter() - t0}
-    return {m: meta[m] for m in plan.wanted}
-
-
 def _manifest(plan: MoviePlan, inp: MovieInput, info: ProbeInfo, cfg: ExtractConfig,
               extractors: ExtractorPool, models: dict, end_time: float, n_frames: int,
               stages: dict) -> dict:
@@ -345,11 +180,34 @@ def _timeline_warnings(info: ProbeInfo, end_time: float, cues: list | None) -> l
     return out
 
 
-def _check_strict(cfg: ExtractConfig, movie_id: str, warnings: Sequence[str]) -> None:
-    """--strict: any warning fails the movie."""
-    if cfg.strict and warnings:
-        raise MegaPipeError(f"{movie_id}: failed (--strict) on {len(warnings)} warning"
-                            f"{'s' * (len(warnings) > 1)}: {'; '.join(warnings)}")
+def extract_movies(out_root: Path, cfg: ExtractConfig, videos: Sequence[Path] = (), *,
+                   subtitles: Path | None = None, synopsis: Path | None = None,
+                   movie_id: str | None = None, synopsis_lines: bool = False,
+                   movienet: Path | None = None, keyframes: Path | None = None,
+                   shot_file: Path | None = None, debug: bool = False) -> tuple[list, list, int]:
+    """``mega-pipe extract``: movie files, or MovieNet key frames (``movienet`` root, or one
+    movie's ``keyframes`` folder and ``shot_file``), into ``out_root``. The output is checked
+    before any work; with several movies a failing one is reported and the others carry on.
+    Returns the manifests done, the (input, error line) pairs failed, and the number of inputs."""
+    check_output_dir(out_root, "--out")
+    if movienet or keyframes or shot_file:
+        if subtitles or synopsis or cfg.subtitle_track or cfg.audio_track:
+            raise MegaPipeError("key frames have no audio or subtitles: --subtitles, --synopsis, "
+                                "--audio-track and --subtitle-track do not apply")
+        inputs = keyframe_inputs(movienet, keyframes, shot_file, videos, movie_id)
+        extract_one, defaults = extract_keyframes, KEYFRAME_MODALITIES
+    else:
+        if not videos:
+            raise MegaPipeError("give VIDEO ..., or MovieNet key frames with --movienet ROOT or "
+                                "--keyframes DIR --shot-file FILE")
+        if len(videos) > 1 and (subtitles or synopsis or movie_id):
+            raise MegaPipeError("--subtitles, --synopsis and --id apply to a single VIDEO")
+        inputs = [MovieInput(Path(v), subtitles, synopsis, movie_id, synopsis_lines)
+                  for v in videos]
+        extract_one, defaults = extract_movie, ()
+    done, failed = run_extract(inputs, out_root, cfg, debug=debug, extract_one=extract_one,
+                               default_modalities=defaults, isolate=len(inputs) > 1)
+    return done, failed, len(inputs)
 
 
 def run_extract(inputs: Sequence, out_root: Path, cfg: ExtractConfig, *, debug: bool = False,
@@ -364,7 +222,6 @@ def run_extract(inputs: Sequence, out_root: Path, cfg: ExtractConfig, *, debug: 
     ``default_modalities`` apply when ``cfg.modalities`` is None (default: the video
     modalities)."""
     extract_one = extract_one or extract_movie
-    from mega_pipe.extractors.errors import ExtractorError, WeightsNotFoundError
 
     ids: dict[str, list[str]] = {}
     for inp in inputs:

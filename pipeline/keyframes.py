@@ -17,7 +17,7 @@ as BaSSL does. So:
 - modalities that need video clips, audio or subtitles are *absent* (null column, count 0);
 - the manifest records ``"source_kind": "movienet-keyframes"``, the key-frame folder and the shot
   file; the per-movie lock, the ``.partial`` staging, the cache keys in every file and the
-  carry-on-on-failure of several movies are extract's own (``extract.write_movie_folder``,
+  carry-on-on-failure of several movies are extract's own (``write.py``,
   ``extract.run_extract``).
 
 Images are read with PIL and scaled (PIL bicubic) so their short side is the model set's working
@@ -34,22 +34,28 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import (
+
+from ..manifests.errors import MegaPipeError
+from ..manifests.features import (
     CONTRACT_VERSION,
     DETECTION_KEY,
     FeatureFolder,
     cached_key,
-    samples_table,
-    shots_table,
 )
-from mega_pipe.manifests.movienet import read_shot_keyframes
-from mega_pipe.manifests.provenance import code_version
-
+from ..manifests.movienet import read_shot_keyframes
+from ..manifests.provenance import code_version
 from .cache import stage_key
-from .extract import ExtractConfig, ExtractorPool, movie_id_of, write_movie_folder
-from .pooling import pool
+from .inputs import ExtractConfig, movie_id_of
+from .models import ExtractorPool
+from .plan import MoviePlan
 from .shots import Shot
+from .write import (
+    begin_writing,
+    finish_movie,
+    up_to_date,
+    write_features,
+    write_movie_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +112,19 @@ def movienet_inputs(root: str | Path, ids: Sequence[str] = ()) -> list[KeyframeI
     if not inputs:
         raise MegaPipeError(f"no movie of {shots} has key frames in {frames}")
     return inputs
+
+
+def keyframe_inputs(movienet: Path | None, keyframes: Path | None, shot_file: Path | None,
+                    ids: Sequence[str] = (), movie_id: str | None = None) -> list[KeyframeInput]:
+    """``--movienet ROOT [IMDB ...]`` or ``--keyframes DIR --shot-file FILE``: the inputs."""
+    if movienet:
+        if keyframes or shot_file or movie_id:
+            raise MegaPipeError("--movienet takes the movies from ROOT: no --keyframes, "
+                                "--shot-file or --id")
+        return movienet_inputs(movienet, ids)
+    if not (keyframes and shot_file) or ids:
+        raise MegaPipeError("--keyframes DIR and --shot-file FILE go together, without VIDEO")
+    return [KeyframeInput(keyframes, shot_file, movie_id)]
 
 
 def extract_keyframes(inp: KeyframeInput, out_root: Path, cfg: ExtractConfig,
@@ -192,11 +211,38 @@ def _encode(images: list[Path], mods: list[str], extractors: ExtractorPool, stag
 def _extract(inp: KeyframeInput, folder: FeatureFolder, cfg: ExtractConfig,
              extractors: ExtractorPool) -> dict:
     t_run = time.perf_counter()
-    movie_id, kdir, shot_file = movie_id_of(inp), Path(inp.keyframes), Path(inp.shot_file)
+    kdir, shot_file = Path(inp.keyframes), Path(inp.shot_file)
     if not kdir.is_dir():
         raise MegaPipeError(f"{kdir}: no such key-frame folder")
     warnings: list[str] = []
     shots, kf = _shots(shot_file, warnings)
+    images, t_start, t_end = _keyframes(kdir, shot_file, shots, kf, warnings)
+    plan = _plan(inp, folder, shot_file, images, extractors, warnings)
+    cached = up_to_date(plan, cfg)
+    if cached is not None:
+        return cached
+    begin_writing(plan, cfg, extractors, plan.todo)
+    stages: dict[str, dict] = {
+        "shots": {"key": plan.shots_key, "count": len(shots), "cached": plan.shots_cached,
+                  "source": str(shot_file.resolve()), "fps": FPS},
+        "keyframes": {"images": len(images),
+                      "missing": len(shots) * KEYFRAMES_PER_SHOT - len(images)}}
+    t0 = time.perf_counter()
+    fresh = _encode(images, plan.todo, extractors, stages, cfg.progress) if plan.todo else {}
+    stages["keyframes"]["seconds"] = time.perf_counter() - t0
+    meta = {m: {**extractors.meta(m), "sampling": "keyframe"} for m in extractors.modalities}
+    models, pooled = write_features(plan, shots, {m: (t_start, t_end, v) for m, v in fresh.items()},
+                                    meta, stages)
+    empty = int(np.sum(pooled[plan.wanted[0]][1] == 0)) if plan.wanted else 0
+    if empty:
+        warnings.append(f"{empty} shots have no key frame: their features are zeros with count 0")
+    return finish_movie(plan, cfg, _manifest(plan, kdir, shot_file, shots, cfg, extractors,
+                                             models, stages, time.perf_counter() - t_run))
+
+
+def _keyframes(kdir: Path, shot_file: Path, shots: list[Shot], kf: np.ndarray,
+               warnings: list[str]) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """The key-frame images found, in shot order, and each one's interval: its own frame."""
     found = [(i, k, kdir / KEYFRAME_NAME.format(shot=i, k=k))
              for i in range(len(shots)) for k in range(KEYFRAMES_PER_SHOT)]
     found = [(i, k, p) for i, k, p in found if p.is_file()]
@@ -206,10 +252,15 @@ def _extract(inp: KeyframeInput, folder: FeatureFolder, cfg: ExtractConfig,
     n_missing = len(shots) * KEYFRAMES_PER_SHOT - len(found)
     if n_missing:
         warnings.append(f"{n_missing} of {len(shots) * KEYFRAMES_PER_SHOT} key frames missing")
-    images = [p for _, _, p in found]
     frame_no = np.array([kf[i, k] for i, k, _ in found], np.float64)
-    t_start, t_end = frame_no / FPS, (frame_no + 1) / FPS
+    return [p for _, _, p in found], frame_no / FPS, (frame_no + 1) / FPS
 
+
+def _plan(inp: KeyframeInput, folder: FeatureFolder, shot_file: Path, images: list[Path],
+          extractors: ExtractorPool, warnings: list[str]) -> MoviePlan:
+    """What this run does to the movie's folder: the image modalities, their cache keys (over
+    every image and the shot file) and which of them must be computed."""
+    movie_id, kdir = movie_id_of(inp), Path(inp.keyframes)
     fingerprint = _fingerprint(shot_file, images)
     previous = folder.read_manifest()
     if previous and previous["source"]["fingerprint"] != fingerprint \
@@ -226,67 +277,38 @@ def _extract(inp: KeyframeInput, folder: FeatureFolder, cfg: ExtractConfig,
                          frame_size=extractors.frame_size) for m in wanted}
     shots_key = stage_key(kind=SOURCE_KIND, shots=hashlib.sha256(shot_file.read_bytes()).hexdigest(),
                           fps=FPS)
-    pool_key = stage_key(shots=shots_key, **keys, **({"absent": absent} if absent else {}))
-    todo = [m for m in wanted if cached_key(folder.samples_path(m)) != keys[m]]
-    if previous is not None and not todo and folder.cached_key(FeatureFolder.SHOTS) == pool_key:
-        log.info("%s: up to date (all stages cached)", movie_id)
-        return {**previous, "up_to_date": True}
+    return MoviePlan(
+        movie_id=movie_id, folder=folder, fingerprint=fingerprint, previous=previous,
+        wanted=wanted, absent=absent, samplings={m: "keyframe" for m in wanted}, keys=keys,
+        shots_key=shots_key,
+        pool_key=stage_key(shots=shots_key, **keys, **({"absent": absent} if absent else {})),
+        todo=[m for m in wanted if cached_key(folder.samples_path(m)) != keys[m]],
+        shots_cached=folder.cached_key(FeatureFolder.SHOTS, DETECTION_KEY) == shots_key,
+        warnings=warnings)
 
-    folder.invalidate()
-    folder.path.mkdir(parents=True, exist_ok=True)
-    extractors.check(todo)
-    stages: dict[str, dict] = {
-        "shots": {"key": shots_key, "count": len(shots),
-                  "cached": folder.cached_key(FeatureFolder.SHOTS, DETECTION_KEY) == shots_key,
-                  "source": str(shot_file.resolve()), "fps": FPS},
-        "keyframes": {"images": len(images), "missing": n_missing}}
-    t0 = time.perf_counter()
-    fresh = _encode(images, todo, extractors, stages, cfg.progress) if todo else {}
-    stages["keyframes"]["seconds"] = time.perf_counter() - t0
 
-    meta = {m: {**extractors.meta(m), "sampling": "keyframe"} for m in extractors.modalities}
-    starts, ends = np.array([s.start_s for s in shots]), np.array([s.end_s for s in shots])
-    pooled = {}
-    for m in wanted:
-        if m in fresh:
-            vecs = fresh[m]
-            folder.write_samples(samples_table(movie_id, m, meta[m], t_start, t_end, vecs,
-                                               cache_key=keys[m]), m)
-            stages[m] = {"samples": len(vecs)}
-        else:
-            cached = folder.read_samples(m)
-            meta[m] = folder.samples_meta(m) or meta[m]
-            vecs = cached["vectors"]
-            stages[m] = {"cached": True, "samples": len(vecs)}
-        pooled[m] = pool(starts, ends, t_start, t_end, vecs)
-    empty = int(np.sum(pooled[wanted[0]][1] == 0)) if wanted else 0
-    if empty:
-        warnings.append(f"{empty} shots have no key frame: their features are zeros with count 0")
-    folder.write_shots(shots_table(movie_id, shots, pooled, meta, absent, cache_key=pool_key,
-                                   detection_key=shots_key))
-    manifest = {
+def _manifest(plan: MoviePlan, kdir: Path, shot_file: Path, shots: list[Shot],
+              cfg: ExtractConfig, extractors: ExtractorPool, models: dict, stages: dict,
+              seconds: float) -> dict:
+    return {
         "contract": CONTRACT_VERSION,
-        "movie_id": movie_id,
+        "movie_id": plan.movie_id,
         "code_version": code_version(),
         "source_kind": SOURCE_KIND,
         "source": {"kind": SOURCE_KIND, "path": str(kdir.resolve()),
                    "keyframes": str(kdir.resolve()), "shot_file": str(shot_file.resolve()),
-                   "fingerprint": fingerprint, "fps": FPS, "subtitles": None, "synopsis": None},
+                   "fingerprint": plan.fingerprint, "fps": FPS, "subtitles": None,
+                   "synopsis": None},
         "probe": None,
         "timeline": {"duration_s": shots[-1].end_s, "frames": shots[-1].end_frame, "fps": FPS},
         "config": {"model_set": cfg.model_set, "modalities": list(cfg.modalities or []) or None,
                    "device": cfg.device, "frame_size": extractors.frame_size,
                    "offline": cfg.offline, "keyframes_per_shot": KEYFRAMES_PER_SHOT},
-        "models": {m: meta[m] for m in wanted},
-        "modalities": wanted,
-        "pool_key": pool_key,
+        "models": models,
+        "modalities": plan.wanted,
+        "pool_key": plan.pool_key,
         "stages": stages,
-        "outputs": folder.outputs(wanted, synopsis=False),
-        "warnings": warnings,
-        "seconds": time.perf_counter() - t_run,
+        "outputs": plan.folder.outputs(plan.wanted, synopsis=False),
+        "warnings": plan.warnings,
+        "seconds": seconds,
     }
-    if cfg.strict and warnings:
-        raise MegaPipeError(f"{movie_id}: failed (--strict) on {len(warnings)} warning"
-                            f"{'s' * (len(warnings) > 1)}: {'; '.join(warnings)}")
-    folder.write_manifest(manifest)
-    return manifest

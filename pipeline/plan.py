@@ -9,16 +9,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from mega_pipe.manifests.errors import InputError, MegaPipeError
-from mega_pipe.manifests.features import CONTRACT_VERSION, DETECTION_KEY, FeatureFolder
-
+from ..manifests.errors import InputError, MegaPipeError
+from ..manifests.features import CONTRACT_VERSION, DETECTION_KEY, FeatureFolder
 from .cache import bytes_fingerprint, file_fingerprint, stage_key
+from .inputs import ExtractConfig, MovieInput
+from .models import ExtractorPool
 from .probe import ProbeInfo
-
-if TYPE_CHECKING:
-    from .extract import ExtractConfig, ExtractorPool, MovieInput
+from .subtitles import (
+    Cue,
+    read_embedded_subtitles,
+    read_subtitle_file,
+    text_subtitle_streams,
+)
+from .synopsis import read_synopsis
 
 DECODED = ("frame", "clip", "audio")   # samplings produced by the decode pass
 TEXT = "text"
@@ -144,12 +148,6 @@ def _samples_key(m: str, sampling: str, extractors: ExtractorPool, fingerprint: 
 def _subtitle_cues(inp: MovieInput, info: ProbeInfo, warnings: list) -> tuple:
     """Cues from ``--subtitles``, else the stream ``--subtitle-track`` chose, else a sidecar next
     to the video, else the first embedded text stream."""
-    from .subtitles import (
-        Cue,
-        read_embedded_subtitles,
-        read_subtitle_file,
-        text_subtitle_streams,
-    )
 
     video = Path(inp.video)
     path = inp.subtitles
@@ -191,7 +189,6 @@ def _track_note(kind: str, n: int, track: int, language: str | None) -> str:
 
 
 def _synopsis_input(inp: MovieInput, extractors: ExtractorPool) -> dict | None:
-    from .synopsis import read_synopsis
 
     if inp.synopsis is None:
         return None

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from mega_pipe.manifests.errors import InputError
+from ..manifests.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import FeatureFolder, vectors_of
 
+from ..manifests.boundaries import read_boundaries
+from ..manifests.errors import MegaPipeError
+from ..manifests.features import FeatureFolder, vectors_of
 from . import export
+from .decode import ffmpeg_exe
 
 log = logging.getLogger(__name__)
 
@@ -41,48 +43,6 @@ DOWNLOADS = (("csv", "csv", "text/csv"), ("edl", "edl", "text/plain"), ("webvtt"
 
 
 # ---------------------------------------------------------------------------------- inputs
-def load_boundaries(path: Path) -> dict:
-    """Read and check a boundaries.json (schema mega-pipe/boundaries, a version we know)."""
-    from .segment import BOUNDARIES_SCHEMA, BOUNDARIES_VERSION
-
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MegaPipeError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise MegaPipeError(f"{path}: cannot read ({e})") from None
-    except json.JSONDecodeError as e:
-        raise MegaPipeError(f"{path}: not JSON ({e.msg}, line {e.lineno})") from None
-    if not isinstance(doc, dict) or doc.get("schema") != BOUNDARIES_SCHEMA:
-        got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
-        raise MegaPipeError(f"{path} is not a boundaries file (schema {got!r}, expected "
-                            f"{BOUNDARIES_SCHEMA!r}: written by `mega-pipe segment`)")
-    version = doc.get("version")
-    if not isinstance(version, int) or not 1 <= version <= BOUNDARIES_VERSION:
-        raise MegaPipeError(f"{path} is boundaries version {version!r}; this mega-pipe reads "
-                            f"versions 1 to {BOUNDARIES_VERSION} (upgrade mega-pipe)")
-    shots = doc.get("shots")
-    if not isinstance(shots, list) or not shots:
-        raise MegaPipeError(f"{path}: no shots")
-    try:
-        for s in shots:
-            float(s["start_s"]), float(s["end_s"])
-    except (TypeError, KeyError, ValueError):
-        raise MegaPipeError(f"{path}: a shot without numeric start_s/end_s") from None
-    n = len(shots)
-    for key in ("scenes", "acts"):
-        for item in doc.get(key) or []:
-            if not (isinstance(item, dict) and 0 <= item.get("first_shot", -1) <= item.get("last_shot", -1) < n):
-                raise MegaPipeError(f"{path}: {key} entry {item!r} does not fit its {n} shots")
-    for tp in doc.get("turning_points") or []:
-        if not (isinstance(tp, dict) and 0 <= tp.get("shot", -1) < n):
-            raise MegaPipeError(f"{path}: turning point {tp!r} does not fit its {n} shots")
-    prob = doc.get("scene_boundary_prob")
-    if prob is not None and (not isinstance(prob, list) or len(prob) != n):
-        raise MegaPipeError(f"{path}: scene_boundary_prob does not have one value per shot")
-    return doc
-
-
 def locate_features(doc: dict | None, boundaries_path: Path | None,
                     features: Path | None) -> Path | None:
     """The feature folder: ``--features``, else the boundaries' ``provenance.features`` (as
@@ -234,7 +194,6 @@ def make_thumbnails(movie: Path, times: list[float], width: int, batch: int = 24
     Each ffmpeg call takes ``batch`` inputs, each opened with a fast input seek (``-ss`` before
     ``-i``: jump to the keyframe before t, decode up to t) and writing one frame; calls run in
     parallel. The movie is never decoded from start to end."""
-    from .decode import ffmpeg_exe
 
     exe = ffmpeg_exe()
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
@@ -291,7 +250,7 @@ def gather(boundaries: Path | None = None, features: Path | None = None,
     """Everything the page shows, as one JSON-able dict (plus ``_float`` matrices for PNGs)."""
     if boundaries is None and features is None:
         raise MegaPipeError("give a boundaries.json and/or --features (a feature folder)")
-    doc = load_boundaries(boundaries) if boundaries is not None else None
+    doc = read_boundaries(boundaries) if boundaries is not None else None
     folder = locate_features(doc, boundaries, features)
     feats = read_features(folder) if folder is not None else None
     notes = []

@@ -9,123 +9,45 @@ starts (``mega_pipe.model.unsupervised``, docs/unsupervised.md).
 """
 from __future__ import annotations
 
-import math
+import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.manifests.features import FeatureFolder
 
-BOUNDARIES_SCHEMA = "mega-pipe/boundaries"
-BOUNDARIES_VERSION = 2     # v2: "methods" (docs/boundaries.md); every v1 field unchanged
-TURNING_POINTS = ("Opportunity", "Change of Plans", "Point of No Return", "Major Setback", "Climax")
-ACTS = ("Setup", "New Situation", "Progress", "Complications and Higher Stakes", "Final Push",
-        "Aftermath")
+from ..extractors.registry import MODALITIES, MODEL_SETS, entry_for
+from ..manifests.atomic import check_output_dir, check_output_file
+from ..manifests.boundaries import (
+    ACTS,
+    build_boundaries,
+    scenes_from_probabilities,
+    write_boundaries,
+)
+from ..manifests.errors import MegaPipeError
+from ..manifests.features import FeatureFolder
+from ..manifests.provenance import code_version
+from ..manifests.synth import format_modalities
+from ..model.predict import load_checkpoint, predict_act, predict_scene
+from ..model.prior import tp_prior
+from ..model.unsupervised import (
+    ACT_METHOD,
+    DEFAULT_WINDOW,
+    SCENE_METHOD,
+    coherence_scenes,
+    folder_features,
+    snap_to_scenes,
+)
+from .export import apply_chapters, check_apply_target, load_source
+from .extract import run_extract
+from .inputs import ExtractConfig, MovieInput
 
-
-def ordered_turning_points(posteriors: np.ndarray) -> list[int]:
-    """The shots s_1 < … < s_5 maximising Σ_n log p_n(s_n) (TPs occur in this order by
-    definition; independent argmaxes can cross). Exact dynamic programme, O(5·N). With fewer
-    than 5 shots the order constraint is relaxed to s_1 ≤ … ≤ s_5."""
-    logp = np.log(np.clip(np.asarray(posteriors, np.float64), 1e-12, None))
-    n_tp, n = logp.shape
-    gap = 1 if n >= n_tp else 0                # strict order needs at least one shot per TP
-    best = logp[0].copy()                      # best score of TPs 1..k with TP k at shot s
-    back = []
-    for k in range(1, n_tp):
-        # arg[s]: the best shot <= s for TP k-1 (running argmax), then shifted by ``gap``
-        arg = np.zeros(n, np.int64)
-        for s in range(1, n):
-            arg[s] = s if best[s] > best[arg[s - 1]] else arg[s - 1]
-        prev_arg = np.concatenate([np.zeros(gap, np.int64), arg[:n - gap]])
-        prev_score = np.concatenate([np.full(gap, -np.inf), best[arg[:n - gap]]])
-        best = prev_score + logp[k]
-        back.append(prev_arg)
-    s = int(np.argmax(best))
-    path = [s]
-    for prev_arg in reversed(back):
-        s = int(prev_arg[s])
-        path.append(s)
-    return path[::-1]
-
-
-def scenes_from_probabilities(prob: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
-    """(first_shot, last_shot, confidence): a scene ends at every shot with prob ≥ threshold;
-    confidence = the probability of its closing boundary (1.0 for the movie's last scene)."""
-    scenes, first = [], 0
-    n = len(prob)
-    for i, p in enumerate(prob):
-        if p >= threshold or i == n - 1:
-            scenes.append((first, i, 1.0 if i == n - 1 else float(p)))
-            first = i + 1
-    return scenes
-
-
-def build_boundaries(manifest: dict, features: Path, shots: dict, scene: dict | None,
-                     act: dict | None, missing: list[str], threshold: float) -> dict:
-    starts, ends = shots["start_s"], shots["end_s"]
-    doc = {
-        "schema": BOUNDARIES_SCHEMA,
-        "version": BOUNDARIES_VERSION,
-        "movie": {
-            "id": manifest["movie_id"],
-            "path": manifest["source"]["path"],
-            "duration_s": manifest["timeline"]["duration_s"],
-            "frames": manifest["timeline"]["frames"],
-            "frame_rate": manifest["probe"]["video"]["frame_rate"],
-        },
-        "shots": [{"index": i, "start_s": starts[i], "end_s": ends[i],
-                   "start_frame": shots["start_frame"][i], "end_frame": shots["end_frame"][i]}
-                  for i in range(len(starts))],
-        "scenes": None,
-        "scene_boundary_prob": None,
-        "turning_points": None,
-        "acts": None,
-        "tp_posteriors": None,
-        "missing": missing,
-        "methods": {"scenes": scene.get("method") if scene else None,
-                    "acts": act.get("method") if act else None},
-        "provenance": {},
-    }
-    if scene is not None:
-        prob = scene["prob"]
-        doc["scene_boundary_prob"] = [round(float(p), 6) for p in prob]
-        if scene.get("ends") is not None:      # the method chose the scenes (count or grouping)
-            firsts = [0] + [e + 1 for e in scene["ends"][:-1]]
-            parts = [(a, b, 1.0 if b == len(prob) - 1 else float(prob[b]))
-                     for a, b in zip(firsts, scene["ends"])]
-        else:
-            parts = scenes_from_probabilities(prob, threshold)
-        doc["scenes"] = [
-            {"index": k, "first_shot": a, "last_shot": b, "start_s": starts[a], "end_s": ends[b],
-             "confidence": round(c, 6)}
-            for k, (a, b, c) in enumerate(parts)]
-        doc["scene_threshold"] = scene.get("threshold", threshold)
-    if act is not None:
-        post = act["posteriors"]
-        tps = ordered_turning_points(post)
-        doc["tp_posteriors"] = [[round(float(p), 6) for p in row] for row in post]
-        doc["turning_points"] = [
-            {"index": n + 1, "name": TURNING_POINTS[n], "shot": s, "time_s": starts[s],
-             "confidence": round(float(post[n, s]), 6)} for n, s in enumerate(tps)]
-        bounds = [0] + tps + [len(starts)]
-        doc["acts"] = []
-        for k, name in enumerate(ACTS):
-            a, b = bounds[k], max(bounds[k], bounds[k + 1] - 1)
-            conf = [post[j - 1, bounds[j]] for j in (k, k + 1) if 1 <= j <= 5]
-            doc["acts"].append({
-                "index": k + 1, "name": name, "first_shot": a, "last_shot": b,
-                "start_s": starts[a], "end_s": ends[b] if bounds[k + 1] > a else starts[a],
-                "confidence": round(float(min(conf)), 6)})
-    return doc
+log = logging.getLogger(__name__)
 
 
 def check_dims(ckpt, features: Path, which: str) -> None:
     """Refuse features whose dimensions differ from the checkpoint's, saying what to do: the
     ``--models`` set that gives the checkpoint's dimensions, or else the synthetic set that
     matches the movie's features (to train a checkpoint that fits them)."""
-    from mega_pipe.extractors.registry import MODALITIES, MODEL_SETS, entry_for
-    from mega_pipe.manifests.synth import format_modalities
 
     meta = FeatureFolder(features).modality_meta()
     want = dict(ckpt.model.modality_dims)
@@ -157,12 +79,6 @@ def missing_modalities(ckpts: dict, features: Path) -> list[str]:
 
 def _unsupervised_scenes(features: Path, n_scenes: int | None, missing: list[str]) -> dict | None:
     """Scenes without a checkpoint: shot coherence (docs/unsupervised.md); None with < 2 shots."""
-    from mega_pipe.model.unsupervised import (
-        DEFAULT_WINDOW,
-        SCENE_METHOD,
-        coherence_scenes,
-        folder_features,
-    )
 
     feats = folder_features(features)
     n = FeatureFolder(features).n_shots()
@@ -178,8 +94,6 @@ def _unsupervised_scenes(features: Path, n_scenes: int | None, missing: list[str
 def _prior_turning_points(shots: dict, scene: dict | None, threshold: float) -> dict:
     """Turning points without a checkpoint: TRIPOD's position prior over shot index, restricted
     to scene starts when there are at least five scenes (docs/unsupervised.md)."""
-    from mega_pipe.model.prior import tp_prior
-    from mega_pipe.model.unsupervised import ACT_METHOD, snap_to_scenes
 
     post = tp_prior(shots["start_s"], shots["end_s"], by="index")
     ends = None
@@ -194,20 +108,8 @@ def _prior_turning_points(shots: dict, scene: dict | None, threshold: float) -> 
                        "snapped_to_scenes": snapped}}
 
 
-def finite_json(o):
-    """JSON has no NaN/Infinity: replace them with null so every JSON reader accepts the file."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: finite_json(v) for k, v in o.items()}
-    if isinstance(o, list):
-        return [finite_json(v) for v in o]
-    return o
-
-
 def load_checkpoints(scene: Path | None, act: Path | None, device: str = "auto") -> dict:
     """The checkpoints given, by task, each checked to be of its task."""
-    from mega_pipe.model.predict import load_checkpoint
 
     ckpts = {}
     for task, path in (("scene", scene), ("act", act)):
@@ -224,7 +126,6 @@ def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: f
     manifest, ``features``: its feature folder), without its provenance. A part without a
     checkpoint comes from the checkpoint-free methods; ``n_scenes`` forces the scene count;
     ``paths``: the checkpoint files, by task, recorded in ``methods``."""
-    from mega_pipe.model.predict import predict_act, predict_scene
 
     if n_scenes is not None and n_scenes < 1:
         raise MegaPipeError(f"--scenes must be at least 1, got {n_scenes}")
@@ -254,3 +155,39 @@ def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: f
     else:
         act = _prior_turning_points(shots, scene, threshold)
     return build_boundaries(manifest, features, shots, scene, act, missing, threshold)
+
+
+def segment_movie(movie: MovieInput, out: Path, cfg: ExtractConfig, features_root: Path, *,
+                  scene_checkpoint: Path | None = None, act_checkpoint: Path | None = None,
+                  scene_threshold: float = 0.5, n_scenes: int | None = None,
+                  chapters: Path | None = None, chapters_level: str | None = None,
+                  debug: bool = False) -> tuple[dict, str | None]:
+    """``mega-pipe segment``: extract ``movie`` (reusing cached features under
+    ``features_root``) with the modalities the checkpoints need, predict its boundaries, write
+    ``out``; with ``chapters``, also a copy of the movie with them as chapters. The checkpoints
+    and outputs are checked before any work. Returns the document and the chapters' level."""
+    check_output_file(out)
+    check_output_dir(features_root, "--features")
+    if chapters is not None:
+        check_apply_target(movie.video, chapters, "--chapters")
+    paths = {"scene": scene_checkpoint, "act": act_checkpoint}
+    ckpts = load_checkpoints(scene_checkpoint, act_checkpoint, cfg.device)
+    if cfg.modalities is None and ckpts:
+        cfg = dataclasses.replace(cfg, modalities=tuple(dict.fromkeys(
+            m for c in ckpts.values() for m in c.modalities)))
+    if "act" in ckpts and ckpts["act"].synopsis_model is not None and movie.synopsis is None:
+        log.info("note: no --synopsis: the act model predicts from the shots alone")
+    [manifest], _ = run_extract([movie], features_root, cfg, debug=debug, isolate=False)
+    features = Path(features_root) / manifest["movie_id"]
+    doc = predict_boundaries(manifest, features, ckpts, scene_threshold, n_scenes, paths)
+    doc["provenance"] = {
+        "scene_checkpoint": str(scene_checkpoint) if scene_checkpoint else None,
+        "act_checkpoint": str(act_checkpoint) if act_checkpoint else None,
+        "features": str(features), "models": manifest["models"], "code_version": code_version()}
+    write_boundaries(out, doc)
+    if chapters is None:
+        return doc, None
+    src = load_source(out)
+    level = chapters_level or src.default_level(chapters=True)
+    apply_chapters(src, level, movie.video, chapters)
+    return doc, level

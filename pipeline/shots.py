@@ -11,8 +11,8 @@ from fractions import Fraction
 
 import cv2
 import numpy as np
-from mega_pipe.manifests.errors import MegaPipeError
 
+from ..manifests.errors import MegaPipeError
 from .decode import downscale
 
 DETECTORS = ("adaptive", "content", "fade")

@@ -26,7 +26,8 @@ from typing import Literal
 import av
 import charset_normalizer
 import imageio_ffmpeg
-from mega_pipe.manifests.errors import InputError
+
+from ..manifests.errors import InputError
 
 Flavour = Literal["srt", "vtt", "ass"]
 

@@ -28,8 +28,12 @@ import re
 
 import numpy as np
 
-from mega_pipe.manifests.errors import InputError
-from mega_pipe.pipeline.subtitles import read_text_file
+from ..extractors.registry import build_extractors, entry_for
+from ..manifests.errors import InputError
+from ..manifests.features import CONTRACT_VERSION, FeatureFolder, synopsis_table
+from ..manifests.provenance import code_version
+from .cache import bytes_fingerprint, stage_key
+from .subtitles import read_text_file
 
 _CLOSERS = "\"'”’»)]"
 _OPENERS = "\"'“‘«([¿¡"
@@ -125,7 +129,6 @@ class SynopsisFolderWriter:
 
     def __init__(self, model_set: str = "paper", *, device: str = "cpu",
                  weights_dirs: tuple = (), offline: bool = False) -> None:
-        from mega_pipe.extractors.registry import entry_for
 
         self.entry = entry_for(model_set, "subtitle")
         self.model_set, self.device = model_set, device
@@ -135,16 +138,12 @@ class SynopsisFolderWriter:
 
     def key(self, sentences: list[str]) -> str:
         """extract's synopsis cache key (pipeline/plan.py) for these sentences."""
-        from mega_pipe.manifests.features import CONTRACT_VERSION
-
-        from .cache import bytes_fingerprint, stage_key
 
         return stage_key(contract=CONTRACT_VERSION, model=self.entry.name, sha=self.entry.sha256,
                          sentences=bytes_fingerprint("\n".join(sentences).encode()))
 
     def encoder(self):
         if self._encoder is None:
-            from mega_pipe.extractors.registry import build_extractors
 
             self._encoder = build_extractors(self.model_set, ["subtitle"], device=self.device,
                                              weights_dirs=self.weights_dirs,
@@ -152,8 +151,6 @@ class SynopsisFolderWriter:
         return self._encoder
 
     def __call__(self, folder: os.PathLike | str, movie_id: str, sentences: list[str]) -> None:
-        from mega_pipe.manifests.features import FeatureFolder, synopsis_table
-        from mega_pipe.manifests.provenance import code_version
 
         folder = FeatureFolder(folder)
         key = self.key(sentences)

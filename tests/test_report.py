@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, ffmpeg
+from mega_pipe.manifests.boundaries import build_boundaries
 from mega_pipe.pipeline import export
 from mega_pipe.pipeline.cli import main
 from mega_pipe.pipeline.demo import SAMPLE_SUBTITLES, make_movie, write_srt
-from mega_pipe.pipeline.segment import build_boundaries
 from PIL import Image
 
 SHOTS = [2, 2, 1.5, 2.5, 1.5, 2, 2]          # shot 3 is the plain colour 0x3060a0 (demo.SOURCES)
@@ -192,7 +192,7 @@ def test_the_console_error_check_catches_errors(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"schema": "something/else"}, "is not a boundaries file"),
+    ({"schema": "something/else"}, "is not a mega-pipe boundaries file"),
     ({"version": 99}, "boundaries version 99"),
 ])
 def test_foreign_boundaries_are_refused(movie, tmp_path, capsys, change, message):
@@ -361,7 +361,7 @@ def test_shots_scenes_and_acts_are_numbered_from_1_as_in_the_exports(ntsc_page):
 
 def test_coinciding_turning_points_get_every_badge_and_separate_labels(movie, tmp_path):
     # the first 3 shots with act posteriors peaking on shots 1 and 2: with fewer than five shots
-    # the turning points may share shots (segment.ordered_turning_points), acts between them empty
+    # the turning points may share shots (boundaries.ordered_turning_points), acts between them empty
     manifest = json.loads((movie["features"] / "manifest.json").read_text())
     shots = {k: [s[k] for s in json.loads(movie["boundaries"].read_text())["shots"][:3]]
              for k in ("start_s", "end_s", "start_frame", "end_frame")}

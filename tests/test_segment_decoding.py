@@ -4,7 +4,10 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from mega_pipe.pipeline.segment import ordered_turning_points, scenes_from_probabilities
+from mega_pipe.manifests.boundaries import (
+    ordered_turning_points,
+    scenes_from_probabilities,
+)
 
 
 def brute_force(post):

@@ -48,12 +48,35 @@ def test_every_option_is_stored_under_its_own_name():
     assert checked > 50
 
 
-def test_segment_thresholds_reach_their_own_stage():
+def test_segment_thresholds_reach_their_own_stage(capsys):
     args = build_parser().parse_args(["segment", "m.mp4", "--out", "b.json",
-                                      "--scene-threshold", "0.3", "--threshold", "3.0"])
+                                      "--scene-threshold", "0.3", "--shot-threshold", "3.0"])
     assert args.scene_threshold == 0.3 and extract_config(args).detector.threshold == 3.0
     args = build_parser().parse_args(["segment", "m.mp4", "--out", "b.json"])
     assert extract_config(args).detector.threshold is None
+    assert "deprecated" not in capsys.readouterr().err
+
+
+def test_old_threshold_option_still_works_with_a_deprecation_warning(capsys):
+    from mega_pipe.pipeline.cli import configure_logging
+
+    configure_logging()
+    for command in (["segment", "m.mp4", "--out", "b.json"], ["extract", "m.mp4"]):
+        args = build_parser().parse_args([*command, "--threshold", "2.5"])
+        assert extract_config(args).detector.threshold == 2.5
+        err = capsys.readouterr().err
+        assert "--threshold is deprecated: use --shot-threshold" in err and err.count("\n") == 1
+
+
+def test_extraction_options_are_one_group_defined_once():
+    """extract, segment and demo list the same extraction options, in one argument group."""
+    groups = {}
+    for path, parser in _subparsers(build_parser()):
+        if path in (("extract",), ("segment",), ("demo",)):
+            [group] = [g for g in parser._action_groups if g.title == "extraction options"]
+            groups[path] = [max(a.option_strings, key=len) for a in group._group_actions]
+    assert len(groups) == 3 and len({tuple(v) for v in groups.values()}) == 1
+    assert "--shot-threshold" in groups[("extract",)] and len(groups[("extract",)]) >= 18
 
 
 def test_segment_reuses_features_extracted_with_the_same_options(tmp_path, capsys):

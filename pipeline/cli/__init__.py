@@ -32,9 +32,8 @@ import logging
 import os
 import sys
 
-from mega_pipe.extractors.errors import ExtractorError
-from mega_pipe.manifests.errors import MegaPipeError
-
+from ...extractors.errors import ExtractorError
+from ...manifests.errors import MegaPipeError
 from . import demo, export, extract, manifest, report, segment, train, weights
 from .extract import add_extract_options, extract_config
 

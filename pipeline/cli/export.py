@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from mega_pipe.manifests.atomic import check_output_file
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.pipeline.export import (
+from ...manifests.atomic import check_output_file
+from ...manifests.errors import MegaPipeError
+from ..export import (
     FORMATS,
     LEVELS,
     apply_chapters,

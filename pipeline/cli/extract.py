@@ -5,8 +5,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from mega_pipe.manifests.atomic import check_output_dir
-from mega_pipe.manifests.errors import MegaPipeError
+from ..extract import extract_movies
+from ..inputs import ExtractConfig
+from ..shots import DETECTORS, DetectorConfig
 
 log = logging.getLogger(__name__)
 
@@ -16,10 +17,23 @@ def csv_list(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def add_extract_options(p: argparse.ArgumentParser, models: str = "paper") -> None:
-    """Options shared by ``extract``, ``segment`` and ``demo`` (``models``: the default set)."""
-    from mega_pipe.pipeline.shots import DETECTORS
+class _ShotThreshold(argparse.Action):
+    """``--shot-threshold``; its old name ``--threshold`` still works, with a warning (it sat
+    beside ``segment --scene-threshold``, a threshold of another stage)."""
 
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string == "--threshold":
+            log.warning("--threshold is deprecated: use --shot-threshold (the shot detector's "
+                        "threshold)")
+        setattr(namespace, self.dest, values)
+
+
+def add_extract_options(parser: argparse.ArgumentParser, models: str = "paper") -> None:
+    """The extraction options, defined once: one argument group of ``extract``, ``segment`` and
+    ``demo`` (``models``: the command's default model set)."""
+    p = parser.add_argument_group(
+        "extraction options", "how the movie is read, cut into shots and encoded (the same for "
+        "extract, segment and demo)")
     p.add_argument("--subtitles", type=Path, help="sidecar subtitle file (.srt/.vtt/.ass); "
                    "default: VIDEO's sidecar, else a text subtitle stream inside VIDEO")
     p.add_argument("--synopsis", type=Path, help="synopsis text file (embedded sentence by sentence)")
@@ -40,8 +54,10 @@ def add_extract_options(p: argparse.ArgumentParser, models: str = "paper") -> No
                    help="folder with model weights (repeatable; also $MEGA_PIPE_WEIGHTS_DIR)")
     p.add_argument("--detector", default="adaptive", choices=DETECTORS,
                    help="shot detector (PySceneDetect): adaptive (default), content, fade")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="detector threshold (default: the detector's own)")
+    p.add_argument("--shot-threshold", "--threshold", type=float, default=None,
+                   action=_ShotThreshold, metavar="T",
+                   help="shot detector threshold (default: the detector's own; --threshold is "
+                   "the deprecated old name)")
     p.add_argument("--min-shot-len", type=float, default=0.5, metavar="SECONDS",
                    help="minimum shot length in seconds (default 0.5)")
     p.add_argument("--frame-size", type=int, default=None,
@@ -61,12 +77,10 @@ def add_extract_options(p: argparse.ArgumentParser, models: str = "paper") -> No
 
 
 def extract_config(args):
-    from mega_pipe.pipeline.extract import ExtractConfig
-    from mega_pipe.pipeline.shots import DetectorConfig
 
     return ExtractConfig(
         model_set=args.models, modalities=args.modalities, device=args.device,
-        detector=DetectorConfig(args.detector, args.threshold, args.min_shot_len),
+        detector=DetectorConfig(args.detector, args.shot_threshold, args.min_shot_len),
         frame_size=args.frame_size, weights_dirs=tuple(args.weights_dir),
         offline=args.offline, allow_download=args.download and not args.offline,
         progress=not args.no_progress, audio_track=args.audio_track,
@@ -74,54 +88,17 @@ def extract_config(args):
 
 
 def _cmd_extract(args) -> int:
-    from mega_pipe.pipeline.extract import MovieInput, run_extract
-
-    check_output_dir(args.out, "--out")
-    if args.movienet or args.keyframes or args.shot_file:
-        inputs, extract_one, defaults = _keyframe_inputs(args)
-    else:
-        if not args.videos:
-            raise MegaPipeError("give VIDEO ..., or MovieNet key frames with --movienet ROOT or "
-                                "--keyframes DIR --shot-file FILE")
-        if len(args.videos) > 1 and (args.subtitles or args.synopsis or args.id):
-            raise MegaPipeError("--subtitles, --synopsis and --id apply to a single VIDEO")
-        inputs = [MovieInput(Path(v), args.subtitles, args.synopsis, args.id, args.synopsis_lines)
-                  for v in args.videos]
-        extract_one, defaults = None, ()
-    done, failed = run_extract(inputs, args.out, extract_config(args), debug=args.debug,
-                               extract_one=extract_one, default_modalities=defaults,
-                               isolate=len(inputs) > 1)
+    done, failed, n = extract_movies(
+        args.out, extract_config(args), args.videos, subtitles=args.subtitles,
+        synopsis=args.synopsis, movie_id=args.id, synopsis_lines=args.synopsis_lines,
+        movienet=args.movienet, keyframes=args.keyframes, shot_file=args.shot_file,
+        debug=args.debug)
     for m in done:
         print(summary_line(args.out, m))
     if failed:
-        log.info("%d of %d movie(s) failed", len(failed), len(inputs))
+        log.info("%d of %d movie(s) failed", len(failed), n)
         return 1
     return 0
-
-
-def _keyframe_inputs(args) -> tuple:
-    """``--movienet ROOT [IMDB ...]`` or ``--keyframes DIR --shot-file FILE``: the inputs, the
-    per-movie function and the default modalities (pipeline/keyframes.py)."""
-    from mega_pipe.extractors.entry import KEYFRAME_MODALITIES
-    from mega_pipe.pipeline.keyframes import (
-        KeyframeInput,
-        extract_keyframes,
-        movienet_inputs,
-    )
-
-    if args.subtitles or args.synopsis or args.subtitle_track or args.audio_track:
-        raise MegaPipeError("key frames have no audio or subtitles: --subtitles, --synopsis, "
-                            "--audio-track and --subtitle-track do not apply")
-    if args.movienet:
-        if args.keyframes or args.shot_file or args.id:
-            raise MegaPipeError("--movienet takes the movies from ROOT: no --keyframes, "
-                                "--shot-file or --id")
-        inputs = movienet_inputs(args.movienet, args.videos)
-    else:
-        if not (args.keyframes and args.shot_file) or args.videos:
-            raise MegaPipeError("--keyframes DIR and --shot-file FILE go together, without VIDEO")
-        inputs = [KeyframeInput(args.keyframes, args.shot_file, args.id)]
-    return inputs, extract_keyframes, KEYFRAME_MODALITIES
 
 
 def summary_line(out: Path, m: dict) -> str:

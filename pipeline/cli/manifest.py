@@ -9,7 +9,19 @@ import argparse
 import logging
 from pathlib import Path
 
-from mega_pipe.manifests.atomic import check_output_dir, check_output_file
+from ...extractors.registry import model_set_dims
+from ...manifests.atomic import check_output_dir, check_output_file
+from ...manifests.movienet import (
+    DEFAULT_FPS,
+    DEFAULT_TOLERANCE_S,
+    TRANSFERS,
+    convert_movienet,
+    describe_transfer,
+)
+from ...manifests.schema import SPLITS
+from ...manifests.synth import format_modalities, generate, parse_modalities
+from ...manifests.tripod import convert_tripod, read_name_map
+from ..synopsis import SynopsisFolderWriter
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +33,11 @@ def tiny_modalities() -> dict[str, int]:
     """The default modalities of ``manifest synth``: those of the ``tiny`` extractor set, with
     their dimensions (from the weights registry), so that a checkpoint trained on the default
     synthetic set segments a movie extracted with ``--models tiny``."""
-    from mega_pipe.extractors.registry import model_set_dims
 
     return model_set_dims("tiny")
 
 
 def _movienet_options(p: argparse.ArgumentParser) -> None:
-    from mega_pipe.manifests.movienet import DEFAULT_FPS, DEFAULT_TOLERANCE_S, TRANSFERS
 
     p.add_argument("--labels", required=True, type=Path, help="label318 folder")
     p.add_argument("--shots", required=True, type=Path, help="shot_movie318 folder")
@@ -45,7 +55,6 @@ def _movienet_options(p: argparse.ArgumentParser) -> None:
 
 
 def _tripod_options(p: argparse.ArgumentParser) -> None:
-    from mega_pipe.manifests.schema import SPLITS
 
     for split in SPLITS:
         p.add_argument(f"--{split}", type=Path, help=f"TRIPOD CSV of the {split} split")
@@ -70,7 +79,6 @@ def _tripod_options(p: argparse.ArgumentParser) -> None:
 
 
 def _synth_options(p: argparse.ArgumentParser) -> None:
-    from mega_pipe.manifests.synth import format_modalities
 
     p.add_argument("out", type=Path, metavar="OUT",
                    help="output folder (one sub-folder per movie + manifest.jsonl)")
@@ -106,7 +114,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_movienet(args: argparse.Namespace) -> int:
-    from mega_pipe.manifests.movienet import convert_movienet, describe_transfer
 
     check_output_file(args.manifest, "--manifest")
     report = convert_movienet(args.labels, args.shots, args.split_file, args.features,
@@ -124,8 +131,6 @@ def _cmd_movienet(args: argparse.Namespace) -> int:
 
 
 def _cmd_tripod(args: argparse.Namespace) -> int:
-    from mega_pipe.manifests.schema import SPLITS
-    from mega_pipe.manifests.tripod import convert_tripod, read_name_map
 
     csvs = {split: getattr(args, split) for split in SPLITS if getattr(args, split)}
     if not csvs:
@@ -135,7 +140,6 @@ def _cmd_tripod(args: argparse.Namespace) -> int:
     name_map = read_name_map(args.name_map) if args.name_map else None
     writer = None
     if args.synopses_only:
-        from mega_pipe.pipeline.synopsis import SynopsisFolderWriter
 
         writer = SynopsisFolderWriter(args.models, device=args.device, offline=True)
     report = convert_tripod(csvs, args.features, args.manifest, args.synopsis_dir,
@@ -158,7 +162,6 @@ def _cmd_tripod(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from mega_pipe.manifests.synth import generate, parse_modalities
 
     check_output_dir(args.out, "OUT")
     print(generate(args.out, args.movies, args.seed, modalities=parse_modalities(args.modalities),

@@ -6,9 +6,9 @@ import os
 import time
 from pathlib import Path
 
-from mega_pipe.manifests.atomic import atomic_path, check_output_dir, check_output_file
-from mega_pipe.manifests.errors import MegaPipeError
-from mega_pipe.pipeline.report import gather, render_html, render_pngs
+from ...manifests.atomic import atomic_path, check_output_dir, check_output_file
+from ...manifests.errors import MegaPipeError
+from ..report import gather, render_html, render_pngs
 
 log = logging.getLogger(__name__)
 HTML_SUFFIXES = (".html", ".htm")

@@ -4,58 +4,29 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from mega_pipe.manifests.atomic import check_output_dir, check_output_file, write_json
-
+from ..inputs import MovieInput
 from .extract import add_extract_options, extract_config
 
 log = logging.getLogger(__name__)
 
 
 def _cmd_segment(args) -> int:
-    from mega_pipe.manifests.provenance import code_version
-    from mega_pipe.pipeline.export import (
-        apply_chapters,
-        check_apply_target,
-        load_source,
-    )
-    from mega_pipe.pipeline.extract import MovieInput, run_extract
-    from mega_pipe.pipeline.segment import (
-        finite_json,
-        load_checkpoints,
-        predict_boundaries,
-    )
+    from ..segment import segment_movie  # here: it imports torch (docs/architecture.md)
 
-    check_output_file(args.out)
-    check_output_dir(args.features, "--features")
-    if args.chapters is not None:
-        check_apply_target(args.video, args.chapters, "--chapters")
-    paths = {"scene": args.scene_checkpoint, "act": args.act_checkpoint}
-    ckpts = load_checkpoints(paths["scene"], paths["act"], args.device)
-    if args.modalities is None and ckpts:
-        args.modalities = tuple(dict.fromkeys(m for c in ckpts.values() for m in c.modalities))
-    if "act" in ckpts and ckpts["act"].synopsis_model is not None and args.synopsis is None:
-        log.info("note: no --synopsis: the act model predicts from the shots alone")
-    done, _ = run_extract([MovieInput(args.video, args.subtitles, args.synopsis, args.id,
-                                      args.synopsis_lines)],
-                          args.features, extract_config(args), debug=args.debug, isolate=False)
-    manifest = done[0]
-    features = Path(args.features) / manifest["movie_id"]
-    doc = predict_boundaries(manifest, features, ckpts, args.scene_threshold, args.scenes, paths)
-    doc["provenance"] = {
-        "scene_checkpoint": str(args.scene_checkpoint) if args.scene_checkpoint else None,
-        "act_checkpoint": str(args.act_checkpoint) if args.act_checkpoint else None,
-        "features": str(features), "models": manifest["models"], "code_version": code_version()}
-    write_json(args.out, finite_json(doc))
+    doc, level = segment_movie(
+        MovieInput(args.video, args.subtitles, args.synopsis, args.id, args.synopsis_lines),
+        args.out, extract_config(args), args.features, scene_checkpoint=args.scene_checkpoint,
+        act_checkpoint=args.act_checkpoint, scene_threshold=args.scene_threshold,
+        n_scenes=args.scenes, chapters=args.chapters, chapters_level=args.chapters_level,
+        debug=args.debug)
+    movie_id = doc["movie"]["id"]
     n_sc = len(doc["scenes"]) if doc["scenes"] is not None else "-"
-    print(f"{manifest['movie_id']}: {len(doc['shots'])} shots, {n_sc} scenes, "
+    print(f"{movie_id}: {len(doc['shots'])} shots, {n_sc} scenes, "
           f"{'5 turning points' if doc['turning_points'] else 'no turning points'} -> {args.out}")
     for line in doc["missing"]:
         log.info("not predicted: %s", line)
-    if args.chapters is not None:
-        src = load_source(args.out)
-        level = args.chapters_level or src.default_level(chapters=True)
-        apply_chapters(src, level, args.video, args.chapters)
-        print(f"{manifest['movie_id']}: {level} chapters -> {args.chapters}")
+    if level is not None:
+        print(f"{movie_id}: {level} chapters -> {args.chapters}")
     return 0
 
 

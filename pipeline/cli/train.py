@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from mega_pipe.manifests.atomic import check_output_dir
-from mega_pipe.manifests.errors import MegaPipeError
-
+from ...manifests.atomic import check_output_dir
+from ...manifests.errors import MegaPipeError
+from ...model.metrics import read_records, score_records
 from .extract import csv_list
 
 
@@ -78,7 +78,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from mega_pipe.model.train import train
+    from ...model.train import train
 
     check_output_dir(args.out, "--out")
     summary = train(
@@ -91,7 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from mega_pipe.model.train import evaluate
+    from ...model.train import evaluate
 
     check_output_dir(args.out if args.out is not None else args.checkpoint.parent,
                      "--out" if args.out is not None else "the checkpoint's folder")
@@ -100,14 +100,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from mega_pipe.model.metrics import read_records, score_records
 
     print(json.dumps(score_records(args.task, read_records(args.records)), indent=2))
     return 0
 
 
 def _cmd_model_summary(args: argparse.Namespace) -> int:
-    from mega_pipe.model.summary import model_summary
+    from ...model.summary import model_summary
 
     dims = {}
     for item in csv_list(args.modalities):

@@ -5,16 +5,16 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from mega_pipe.extractors.entry import MODALITIES
-from mega_pipe.extractors.errors import ExtractorError
-from mega_pipe.extractors.registry import (
+from ...extractors.entry import MODALITIES
+from ...extractors.errors import ExtractorError
+from ...extractors.registry import (
     MODEL_SETS,
     check_weights_file,
     fetch_weights,
     resolve_weights,
     select_entries,
 )
-from mega_pipe.manifests.atomic import check_output_dir
+from ...manifests.atomic import check_output_dir
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
