@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 from mega_pipe.extractors.registry import model_set_dims
+from mega_pipe.manifests.boundaries import ordered_turning_points
 from mega_pipe.manifests.features import FeatureFolder
 from mega_pipe.manifests.schema import read_manifest
 from mega_pipe.manifests.synth import generate
 from mega_pipe.model import prior as P
 from mega_pipe.model import unsupervised as U
 from mega_pipe.model.metrics import act_metrics, scene_metrics
-from mega_pipe.pipeline.segment import ordered_turning_points
 
 
 def osg_scenes(distance: np.ndarray, n_scenes: int) -> list[int]:

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from conftest import SHARED, need
 from mega_pipe.extractors.registry import model_set_dims
+from mega_pipe.manifests.boundaries import VERSION as BOUNDARIES_VERSION
+from mega_pipe.manifests.boundaries import ordered_turning_points
 from mega_pipe.manifests.features import FeatureFolder
 from mega_pipe.manifests.schema import read_manifest
 from mega_pipe.manifests.synth import generate
 from mega_pipe.model import prior as P
 from mega_pipe.model import unsupervised as U
 from mega_pipe.model.metrics import scene_metrics
-from mega_pipe.pipeline.segment import BOUNDARIES_VERSION, ordered_turning_points
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +126,9 @@ def test_prior_turning_points_are_ordered_scene_starts(synth):
 
 @pytest.mark.parametrize("version", [1, BOUNDARIES_VERSION])
 def test_v1_and_v2_documents_read_in_export_and_report(version, tmp_path):
+    from mega_pipe.manifests.boundaries import read_boundaries
     from mega_pipe.pipeline.cli import main
     from mega_pipe.pipeline.export import load_source
-    from mega_pipe.pipeline.report import load_boundaries
     from test_export import make_doc
 
     doc = make_doc("25/1", [25, 50, 75], 100, scenes=[(0, 1), (2, 3)])
@@ -138,6 +139,6 @@ def test_v1_and_v2_documents_read_in_export_and_report(version, tmp_path):
     path = tmp_path / "b.json"
     path.write_text(json.dumps(doc))
     assert load_source(path).has("scenes")
-    assert load_boundaries(path)["version"] == version
+    assert read_boundaries(path)["version"] == version
     assert main(["export", str(path), "--out", str(tmp_path / "s.csv")]) == 0
     assert len(list(csv.DictReader((tmp_path / "s.csv").open()))) == 2
