@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import math
 import os
 import subprocess
@@ -40,6 +41,8 @@ from ..manifests.boundaries import (
 from ..manifests.errors import MegaPipeError
 from ..manifests.features import FeatureFolder
 from .decode import ffmpeg_exe
+
+log = logging.getLogger(__name__)
 
 LEVELS = ("shots", "scenes", "acts")
 FORMATS = ("edl", "otio", "fcpxml", "webvtt", "ffmetadata", "matroska-xml", "csv")
@@ -440,11 +443,43 @@ def write_export(src: Source | dict, fmt: str, level: str | None, path: str | os
     """Write ``level`` (default: scenes when present, else shots) of ``src`` (a :class:`Source`
     or a boundaries dict) to ``path`` in ``fmt``, atomically."""
     if isinstance(src, dict):
-        src = _from_doc(src, "boundaries")
+        src = _from_doc(validate(src, "boundaries"), "boundaries")
     text = render(src, fmt, level or src.default_level())
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def export(source: str | os.PathLike, out: Path | None = None, fmt: str | None = None,
+           level: str | None = None, apply: Path | None = None,
+           movie: Path | None = None) -> tuple[Source, list[str]]:
+    """``mega-pipe export``: ``source`` (a boundaries.json or a feature folder) to ``out`` in
+    ``fmt`` (default: from the extension), and/or its chapters into ``apply``, a copy of the
+    movie (``movie``, default: the one the boundaries name). Every output is checked, and a
+    missing level refused, before anything is written. Returns the source and one line per
+    output written ("scenes as edl -> x.edl")."""
+    if out is None and apply is None:
+        raise MegaPipeError("give --out FILE (an export) and/or --apply MOVIE_COPY.mkv")
+    if out is not None:
+        check_output_file(out)
+    fmt = format_for(out, fmt) if out is not None else None
+    src = load_source(source)
+    movie = movie or src.movie_path
+    if apply is not None:
+        check_apply_target(movie, apply, "--apply")
+    done = []
+    if out is not None:
+        lvl = level or src.default_level()
+        segments(src, lvl)                   # a missing level fails before anything is written
+        for line in notes(src, fmt):
+            log.info("note: %s", line)
+        write_export(src, fmt, lvl, out)
+        done.append(f"{lvl} as {fmt} -> {out}")
+    if apply is not None:
+        lvl = level or src.default_level(chapters=True)
+        apply_chapters(src, lvl, movie, apply)
+        done.append(f"{lvl} chapters + streams of {movie} -> {apply}")
+    return src, done
 
 
 # ---------------------------------------------------------------- chapters into a movie copy

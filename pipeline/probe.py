@@ -123,46 +123,8 @@ def probe(path: str | Path, audio_track: str | None = None,
         if not container.streams.video:
             raise InputError(f"{path}: no video stream (streams: "
                              f"{', '.join(s.type for s in container.streams) or 'none'})")
-        vs = container.streams.video[0]
-        cc = vs.codec_context
-        tb = _fraction(vs.time_base) or Fraction(1, 90000)
-        rate = (_fraction(vs.average_rate) or _fraction(vs.guessed_rate)
-                or _fraction(vs.base_rate))
-        if rate is None:
-            raise InputError(f"{path}: video stream has no usable frame rate")
-        rotation = 0
-        try:
-            first = next(container.decode(vs))
-            rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
-        except StopIteration:
-            raise InputError(f"{path}: video stream contains no decodable frame") from None
-        except av.FFmpegError as e:
-            raise InputError(f"{path}: cannot decode video ({e})") from None
-        sar = _fraction(vs.sample_aspect_ratio) or Fraction(1)
-        width, height = cc.width or vs.width, cc.height or vs.height
-        if not width or not height:
-            raise InputError(f"{path}: video stream has no frame size")
-        dw, dh = round(width * sar), height
-        if rotation in (90, 270):
-            dw, dh = dh, dw
-        video = VideoInfo(
-            index=vs.index, codec=cc.name, width=width, height=height,
-            sample_aspect_ratio=sar, rotation=rotation, display_width=dw, display_height=dh,
-            frame_rate=rate, time_base=tb,
-            start_time=None if vs.start_time is None else vs.start_time * tb,
-            frames=vs.frames or None,
-            duration=vs.duration * tb if vs.duration else None,
-        )
-        tracks = []
-        for i, a in enumerate(container.streams.audio):
-            atb = _fraction(a.time_base) or Fraction(1, a.codec_context.sample_rate or 1)
-            tracks.append(AudioInfo(
-                index=a.index, codec=a.codec_context.name,
-                sample_rate=a.codec_context.sample_rate or 0,
-                channels=a.codec_context.channels or 0,
-                start_time=None if a.start_time is None else a.start_time * atb,
-                track=i, language=a.metadata.get("language"), title=a.metadata.get("title"),
-            ))
+        video = _video_info(container, path)
+        tracks = [_audio_info(a, i) for i, a in enumerate(container.streams.audio)]
         subs = [
             {"index": i, "stream": s.index, "codec": s.codec_context.name,
              "language": s.metadata.get("language"), "title": s.metadata.get("title")}
@@ -176,3 +138,50 @@ def probe(path: str | Path, audio_track: str | None = None,
                          start_time=start,
                          video=video, audio=tracks[a_pos or 0] if tracks else None,
                          subtitles=subs, audio_tracks=tracks, subtitle_track=s_pos)
+
+
+def _video_info(container, path: Path) -> VideoInfo:
+    """The first video stream: exact rate and time base, rotation (from its first decoded
+    frame), frame size and display size."""
+    import av
+
+    vs = container.streams.video[0]
+    cc = vs.codec_context
+    tb = _fraction(vs.time_base) or Fraction(1, 90000)
+    rate = _fraction(vs.average_rate) or _fraction(vs.guessed_rate) or _fraction(vs.base_rate)
+    if rate is None:
+        raise InputError(f"{path}: video stream has no usable frame rate")
+    try:
+        first = next(container.decode(vs))
+        rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
+    except StopIteration:
+        raise InputError(f"{path}: video stream contains no decodable frame") from None
+    except av.FFmpegError as e:
+        raise InputError(f"{path}: cannot decode video ({e})") from None
+    sar = _fraction(vs.sample_aspect_ratio) or Fraction(1)
+    width, height = cc.width or vs.width, cc.height or vs.height
+    if not width or not height:
+        raise InputError(f"{path}: video stream has no frame size")
+    dw, dh = round(width * sar), height
+    if rotation in (90, 270):
+        dw, dh = dh, dw
+    return VideoInfo(
+        index=vs.index, codec=cc.name, width=width, height=height,
+        sample_aspect_ratio=sar, rotation=rotation, display_width=dw, display_height=dh,
+        frame_rate=rate, time_base=tb,
+        start_time=None if vs.start_time is None else vs.start_time * tb,
+        frames=vs.frames or None,
+        duration=vs.duration * tb if vs.duration else None,
+    )
+
+
+def _audio_info(a, track: int) -> AudioInfo:
+    atb = _fraction(a.time_base) or Fraction(1, a.codec_context.sample_rate or 1)
+    return AudioInfo(
+        index=a.index, codec=a.codec_context.name,
+        sample_rate=a.codec_context.sample_rate or 0,
+        channels=a.codec_context.channels or 0,
+        start_time=None if a.start_time is None else a.start_time * atb,
+        track=track, language=a.metadata.get("language"), title=a.metadata.get("title"),
+    )
+

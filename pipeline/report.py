@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from ..manifests.atomic import atomic_path, check_output_dir, check_output_file
 from ..manifests.boundaries import read_boundaries
 from ..manifests.errors import MegaPipeError
 from ..manifests.features import FeatureFolder, vectors_of
@@ -564,3 +565,38 @@ def _sync_figure(data: dict):
     ax.set_ylabel("synopsis sentence")
     ax.set_title("sentence × shot synchronisation", loc="left")
     return fig
+
+
+# ------------------------------------------------------------------------------ the command
+HTML_SUFFIXES = (".html", ".htm")
+
+
+def write_report(boundaries: Path | None, out: Path, features: Path | None = None,
+                 movie: Path | None = None, thumbnails: bool = True, thumbnail_width: int = 160,
+                 matrix_size: int = 1000, png_dir: Path | None = None) -> tuple[dict, dict]:
+    """``mega-pipe report``: the HTML page of a movie to ``out`` (and its figures as PNG files in
+    ``png_dir``). Options and outputs are checked before any work. Returns the gathered data
+    and the PNG files written (name -> bytes)."""
+    if thumbnail_width < 16:
+        raise MegaPipeError("--thumbnail-width must be at least 16 px")
+    if matrix_size < 0:
+        raise MegaPipeError(f"--matrix-size {matrix_size}: give 0 (one cell per shot) or a "
+                            "positive number of cells")
+    out = check_output_file(out, suffixes=HTML_SUFFIXES)     # PNG figures: --png DIR
+    if png_dir is not None:
+        check_output_dir(png_dir, "--png")
+    data = gather(boundaries, features, movie, thumbnails, thumbnail_width, matrix_size, out)
+    html = render_html(data)
+    pngs = render_pngs(data) if png_dir is not None else {}
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_path(out) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+        os.chmod(tmp, 0o666 & ~umask)      # a report is meant to be shared (mkstemp made 0600)
+    for name, blob in pngs.items():
+        with atomic_path(Path(png_dir) / name) as tmp:
+            tmp.write_bytes(blob)
+            os.chmod(tmp, 0o666 & ~umask)
+    for note in data["notes"]:
+        log.info("note: %s", note)
+    return data, pngs

@@ -4,45 +4,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ...manifests.atomic import check_output_file
-from ...manifests.errors import MegaPipeError
-from ..export import (
-    FORMATS,
-    LEVELS,
-    apply_chapters,
-    check_apply_target,
-    format_for,
-    load_source,
-    notes,
-    segments,
-    write_export,
-)
+from ..export import FORMATS, LEVELS, export
 
 log = logging.getLogger(__name__)
 
 
 def _cmd_export(args) -> int:
-    if args.out is None and args.apply is None:
-        raise MegaPipeError("give --out FILE (an export) and/or --apply MOVIE_COPY.mkv")
-    if args.out is not None:
-        check_output_file(args.out)
-    fmt = format_for(args.out, args.format) if args.out is not None else None
-    src = load_source(args.input)
-    movie = args.movie or src.movie_path
-    if args.apply is not None:
-        check_apply_target(movie, args.apply, "--apply")
-    done = []
-    if args.out is not None:
-        level = args.level or src.default_level()
-        segments(src, level)                   # a missing level fails before anything is written
-        for line in notes(src, fmt):
-            log.info("note: %s", line)
-        write_export(src, fmt, level, args.out)
-        done.append(f"{level} as {fmt} -> {args.out}")
-    if args.apply is not None:
-        level = args.level or src.default_level(chapters=True)
-        apply_chapters(src, level, movie, args.apply)
-        done.append(f"{level} chapters + streams of {movie} -> {args.apply}")
+    src, done = export(args.input, args.out, args.format, args.level, args.apply, args.movie)
     print(f"{src.movie_id}: " + "; ".join(done))
     return 0
 

@@ -2,46 +2,24 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
-from ...manifests.atomic import atomic_path, check_output_dir, check_output_file
-from ...manifests.errors import MegaPipeError
-from ..report import gather, render_html, render_pngs
+from ..report import write_report
 
 log = logging.getLogger(__name__)
-HTML_SUFFIXES = (".html", ".htm")
 
 
 def _cmd_report(args) -> int:
     t0 = time.perf_counter()
-    if args.thumbnail_width < 16:
-        raise MegaPipeError("--thumbnail-width must be at least 16 px")
-    if args.matrix_size < 0:
-        raise MegaPipeError(f"--matrix-size {args.matrix_size}: give 0 (one cell per shot) or a "
-                            "positive number of cells")
-    out = check_output_file(args.out, suffixes=HTML_SUFFIXES)     # PNG figures: --png DIR
-    png_dir = check_output_dir(args.png, "--png") if args.png is not None else None
-    data = gather(args.boundaries, args.features, args.movie, not args.no_thumbnails,
-                  args.thumbnail_width, args.matrix_size, out)
-    html = render_html(data)
-    pngs = render_pngs(data) if png_dir is not None else {}
-    umask = os.umask(0)
-    os.umask(umask)
-    with atomic_path(out) as tmp:
-        tmp.write_text(html, encoding="utf-8")
-        os.chmod(tmp, 0o666 & ~umask)      # a report is meant to be shared (mkstemp made 0600)
-    for name, blob in pngs.items():
-        with atomic_path(png_dir / name) as tmp:
-            tmp.write_bytes(blob)
-            os.chmod(tmp, 0o666 & ~umask)
-    for note in data["notes"]:
-        log.info("note: %s", note)
-    size = out.stat().st_size
+    data, pngs = write_report(args.boundaries, args.out, args.features, args.movie,
+                              not args.no_thumbnails, args.thumbnail_width, args.matrix_size,
+                              args.png)
+    size = args.out.stat().st_size
     print(f"{data['movie']['id']}: {len(data['shots'])} shots, "
-          f"{len(data['similarity'])} similarity matrices -> {out} ({size / 1e6:.2f} MB"
-          + (f"; {len(pngs)} PNGs in {png_dir}" if pngs else "") + f") [{time.perf_counter() - t0:.1f} s]")
+          f"{len(data['similarity'])} similarity matrices -> {args.out} ({size / 1e6:.2f} MB"
+          + (f"; {len(pngs)} PNGs in {args.png}" if pngs else "")
+          + f") [{time.perf_counter() - t0:.1f} s]")
     return 0
 
 
