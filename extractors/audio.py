@@ -1,6 +1,7 @@
-"""``audio``: Audio Spectrogram Transformer embeddings of 10 s windows (mega-spec §1.5, §5 #15).
+"""``audio``: Audio Spectrogram Transformer embeddings of 10 s windows.
 
-MEGA's audio input is a 10 s window every second (9 s overlap). The paper model is AST
+MEGA's audio input is a 10 s window every second (9 s overlap; MEGA supplementary, Sec. 3); its
+model is not public (docs/extractors.md, "Why these models"). The paper model is AST
 fine-tuned on AudioSet (``MIT/ast-finetuned-audioset-10-10-0.4593``) through transformers'
 ``ASTModel``; the feature is its pooled output (the mean of the [CLS] and distillation tokens
 after the final layer norm, 768-d). Preprocessing is transformers' ``ASTFeatureExtractor``
@@ -41,7 +42,7 @@ class AudioExtractor(Extractor):
         spec = entry.preprocess
         rate = spec["sampling_rate"]
         self.window_samples = int(round(rate * spec["window_s"]))
-        self.stride_samples = rate   # one window per second (mega-spec §1.5)
+        self.stride_samples = rate   # one window per second (MEGA supplementary, Sec. 3)
         self.shift = int(round(rate * _SHIFT_S))
         self.features = self._fbank_extractor(spec, spec["max_length"], spec["do_normalize"])
         # The unnormalised filterbank of a whole run of consecutive windows.

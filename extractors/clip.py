@@ -1,10 +1,10 @@
-"""``clip``: CLIP ViT-B/32 image embeddings (mega-spec §1.5, §5 #14).
+"""``clip``: CLIP ViT-B/32 image embeddings (MEGA supplementary, Sec. 2-3).
 
-MEGA's CLIP_movie (fine-tuned on IMDB images) is not public; the recommended stand-in is the
-OpenAI ViT-B/32 image embedding (512-d), one frame per second. The paper file is OpenAI's own
-``ViT-B-32.pt`` (a TorchScript archive whose URL contains its sha256), loaded into open_clip's
-``CLIP`` class built from ``entry.arch`` (open_clip's ViT-B-32 config with QuickGELU, as the
-OpenAI weights need). Preprocessing is open_clip's for these weights: bicubic resize of the
+MEGA's CLIP_movie (fine-tuned on IMDB images) is not public; our stand-in is the OpenAI
+ViT-B/32 image embedding (512-d), one frame per second (docs/extractors.md). The paper file is
+OpenAI's own ``ViT-B-32.pt`` (a TorchScript archive whose URL contains its sha256), loaded into
+open_clip's ``CLIP`` class built from ``entry.arch`` (open_clip's ViT-B-32 config with QuickGELU,
+as the OpenAI weights need). Preprocessing is open_clip's for these weights: bicubic resize of the
 short side to 224, centre crop, OpenAI mean/std. The projected embedding is L2-normalised
 (``normalize_output``), as CLIP embeddings are compared by cosine.
 

@@ -70,7 +70,8 @@ class TinyConvNet(nn.Sequential):
 class PooledCNNExtractor(Extractor):
     """A CNN whose pooled pre-classifier activation is the feature (FRAME or CLIP sampling).
 
-    It serves three modalities (mega-spec §1.5, §5 #15), which differ only in their entries:
+    It serves three modalities (sampling: MEGA supplementary, Sec. 3; models: docs/extractors.md),
+    which differ only in their entries:
 
     - ``place``: ResNet-50 trained on Places365. CSAIL's ``resnet50_places365.pth.tar`` is a
       training checkpoint whose ``state_dict`` was saved from ``nn.DataParallel`` (keys prefixed

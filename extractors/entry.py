@@ -13,7 +13,8 @@ from pathlib import Path
 
 
 class Sampling(str, enum.Enum):
-    """What one input of ``encode`` is, i.e. what one output row describes (mega-spec §1.5)."""
+    """What one input of ``encode`` is: what one output row describes (MEGA supplementary,
+    Sec. 3)."""
 
     FRAME = "frame"  # one RGB frame per second
     CLIP = "clip"  # one 16-frame RGB clip per second
@@ -23,8 +24,9 @@ class Sampling(str, enum.Enum):
 
 @dataclass(frozen=True)
 class ModalitySpec:
-    """One modality: what one sample is (mega-spec §1.5), how many samples one forward pass
-    encodes, and the extractor class (``module.Class`` in this package) that runs it."""
+    """One modality: what one sample is (MEGA supplementary, Sec. 3), how many samples one
+    forward pass encodes, and the extractor class (``module.Class`` in this package) that runs
+    it."""
 
     name: str
     sampling: Sampling
@@ -45,8 +47,9 @@ MODALITY_SPECS: dict[str, ModalitySpec] = {s.name: s for s in (
 MODALITIES = tuple(MODALITY_SPECS)
 # What `extract` computes when no --modalities is given: for a movie file, the six per-second
 # modalities; for MovieNet key frames (3 per shot, no audio, no subtitles), MEGA's scene set-up
-# (mega-spec Tab. 1b: bassl, place, clip). `bassl` is BaSSL's shot encoder, trained on MovieNet
-# key frames: it is meaningful on key frames, so it is computed for videos only when asked for.
+# (MEGA supplementary, Tab. 2d: bassl, place, clip). `bassl` is BaSSL's shot encoder, trained on
+# MovieNet key frames: it is meaningful on key frames, so it is computed for videos only when
+# asked for.
 VIDEO_MODALITIES = ("clip", "place", "appr", "action", "audio", "subtitle")
 KEYFRAME_MODALITIES = ("bassl", "place", "clip")
 

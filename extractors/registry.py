@@ -5,9 +5,9 @@ dimension, preprocessing and architecture. ``build_extractors`` resolves every n
 *before* building any model, so a missing file costs seconds, not a half-finished run; all
 missing files are reported in one :class:`WeightsNotFoundError`.
 
-The ``paper`` set is the recommendation of mega-spec §5 #14/#15 (the paper's own encoders are
-unpublished or not public); the ``tiny`` set holds small seeded random models of the same classes
-for tests and benchmarks (docs/extractors.md).
+The ``paper`` set holds the closest public models to MEGA's own encoders, which are unpublished
+or not public (docs/extractors.md, "Why these models"; docs/sources.md); the ``tiny`` set holds
+small seeded random models of the same classes for tests and benchmarks (docs/extractors.md).
 """
 from __future__ import annotations
 

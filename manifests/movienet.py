@@ -1,9 +1,9 @@
 """MovieNet-318 scene annotations -> training manifest (scene_labels + split).
 
-Inputs (MovieNet's ``anno_scene318`` release, mega-spec §1.6):
+Inputs (MovieNet's ``anno_scene318`` release, docs/sources.md):
 
 - ``label318/<imdb>.txt``: ``shot_id label`` per line for every shot except the last; label 1 =
-  scene boundary after the shot, 0 = none, −1 = ambiguous boundary (counts as 1, §2.1.0).
+  scene boundary after the shot, 0 = none, −1 = ambiguous boundary (counts as 1, as in BaSSL).
 - ``shot_movie318/<imdb>.txt``: ``start_frame end_frame kf1 kf2 kf3`` per shot (frames at
   24 fps, end frame inclusive).
 - ``split318.json``: ``{"train": [imdb, ...], "val": [...], "test": [...]}``.
@@ -33,7 +33,7 @@ from .features import FeatureFolder
 from .jsonio import read_json
 from .schema import SPLITS, MovieEntry, write_manifest
 
-DEFAULT_FPS = 24.0          # MovieNet's frame numbers assume 24 fps (§1.6, §2.1)
+DEFAULT_FPS = 24.0          # MovieNet's frame numbers assume 24 fps (docs/sources.md)
 DEFAULT_TOLERANCE_S = 1.0   # how far our cut may be from MovieNet's and still carry its label
 TRANSFERS = ("auto", "index", "time")
 # A timeline-length mismatch above this (seconds, or fraction of the duration) is reported:

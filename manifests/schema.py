@@ -9,14 +9,14 @@
 ``features`` is an ``extract`` output folder; a relative path is relative to the manifest's own
 folder, so a dataset folder can be moved or shared as a whole. Every label field is optional.
 ``scene_labels`` has one entry per row of ``shots.parquet``: 1 = last shot of a scene, −1 =
-MovieNet's ambiguous boundary (counts as 1, mega-spec §2.1.0), 0 = not a boundary, ``null`` =
+MovieNet's ambiguous boundary (counts as 1, as in BaSSL and LGSS), 0 = not a boundary, ``null`` =
 no label (left out of the loss and the metrics; MovieNet has no label for a movie's last shot).
 ``tp_sentences`` has 5 entries, one per turning point, each a sentence index of
 ``synopsis.parquet`` or a list of them (several annotators). ``tp_shots`` has 5 lists of shot
-indices (shot-level gold, §5 #17). ``shot_scenes`` has one entry per row of ``shots.parquet``: the
-index (≥ 0) of the screenplay scene the shot belongs to (a shot→scene map, e.g. from aligning the
-screenplay to the subtitles); with it, act evaluation also reports GraphTP's scene-level TA/PA/D
-(§5 #17, docs/training.md). See manifests/README.md.
+indices (shot-level gold, docs/sources.md). ``shot_scenes`` has one entry per row of
+``shots.parquet``: the index (≥ 0) of the screenplay scene the shot belongs to (a shot→scene map,
+e.g. from aligning the screenplay to the subtitles); with it, act evaluation also reports
+GraphTP's scene-level TA/PA/D (docs/training.md). See manifests/README.md.
 """
 from __future__ import annotations
 

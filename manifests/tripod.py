@@ -1,7 +1,7 @@
 """TRIPOD synopsis annotations -> training manifest (tp_sentences) + one synopsis file per movie.
 
 TRIPOD's ``TRIPOD_synopses_{train,test}.csv`` have the columns ``movie_name, synopsis_raw,
-synopsis_segmented, tp1, ..., tp5`` (mega-spec §1.6):
+synopsis_segmented, tp1, ..., tp5`` (docs/sources.md, "TRIPOD"):
 
 - ``synopsis_segmented`` is the sentence list the TP indices refer to. The released files mark
   sentences as ``[STR_SENT] text [END_SENT] [STR_SENT] ...``; a Python-literal / JSON list of

@@ -1,11 +1,11 @@
 """``mega-pipe extract --keyframes DIR --shot-file FILE`` / ``--movienet ROOT``: MovieNet's key
 frames -> the feature-folder contract (docs/contract.md), with no video decoding.
 
-MovieNet (and so MovieNet-318, mega-spec §1.6) releases no movies, only **3 key frames per shot**
+MovieNet (and so MovieNet-318, docs/sources.md) releases no movies, only **3 key frames per shot**
 (``shot_XXXX_img_{0,1,2}.jpg``, 240 px high) and a shot file per movie with one line per shot,
 ``start_frame end_frame kf1 kf2 kf3`` (frame numbers at 24 fps, end frame inclusive, the key
-frames' own frame numbers). mega-spec §5 #16: encode the key frames and average them per shot,
-as BaSSL does. So:
+frames' own frame numbers). MEGA's per-second sampling needs the video, so we encode the key
+frames and average them per shot, as BaSSL does (docs/sources.md, "BaSSL"). So:
 
 - shots come from the shot file: ``start_frame`` = start, ``end_frame`` = end + 1 (our contract's
   end is exclusive), ``start_s`` = start / 24, ``end_s`` = (end + 1) / 24 (the cut is at the start
@@ -59,7 +59,7 @@ from .write import (
 
 log = logging.getLogger(__name__)
 
-FPS = 24.0                       # MovieNet's frame numbers (mega-spec §1.6, §2.1)
+FPS = 24.0                       # MovieNet's frame numbers and BaSSL's metrics (docs/sources.md)
 KEYFRAMES_PER_SHOT = 3
 SOURCE_KIND = "movienet-keyframes"
 KEYFRAME_NAME = "shot_{shot:04d}_img_{k}.jpg"

@@ -1,8 +1,9 @@
 """Shot pooling: each shot gets the mean of the samples whose input interval overlaps it.
 
-mega-spec §1.5: "For each shot, we assign the features whose input has overlap with the shot time
-interval". Any positive-length overlap counts; several samples are mean-pooled (§5 #13); a shot
-with no overlapping sample gets a zero vector and a count of 0.
+MEGA supplementary, Sec. 3: "For each shot, we assign the features whose input has overlap with
+the shot time interval". Any positive-length overlap counts; several samples are mean-pooled (the
+supplement does not say how; our choice, docs/contract.md, "Pooling"); a shot with no overlapping
+sample gets a zero vector and a count of 0.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Per-second sampling from the frame stream, and 10 s audio windows from the audio stream.
 
-Both work incrementally on the single decode pass (mega-spec §1.5; docs/contract.md):
+Both work incrementally on the single decode pass (MEGA supplementary, Sec. 3; docs/contract.md):
 
 * second ``k`` is represented by the frame on screen at ``k + 0.5`` s — the last frame whose
   presentation time is ≤ ``k + 0.5`` (for a partial last second, its midpoint) — and records the

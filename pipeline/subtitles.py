@@ -1,9 +1,9 @@
 """Subtitle cues from sidecar files (SRT, WebVTT, ASS/SSA) and from text streams inside a video.
 
 The ``subtitle`` modality (contract: ``samples/subtitle.parquet``) is one sentence-encoder
-feature per **timed subtitle segment** (mega-spec §1.5, §5 #13/#15): each cue becomes one sample
+feature per **timed subtitle segment** (MEGA supplementary, Sec. 3): each cue becomes one sample
 whose interval is the cue's ``[start, end)``. This module only turns files into clean, timed text;
-encoding and pooling happen elsewhere.
+encoding (docs/extractors.md) and pooling (docs/contract.md) happen elsewhere.
 
 Why our own parsers instead of ``pysubs2``: pysubs2 glues WebVTT ``NOTE`` blocks and non-numeric
 cue identifiers onto the previous cue's text and rejects a whole ASS file for one bad timestamp.

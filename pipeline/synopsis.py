@@ -1,4 +1,4 @@
-"""Synopsis text -> sentences (the tokens of the MEGA synopsis model, mega-spec §1.4, §1.5).
+"""Synopsis text -> sentences (the tokens of the MEGA synopsis model, MEGA supplementary, Sec. 3).
 
 Training labels for act segmentation live on synopsis sentences (TRIPOD), and every sentence
 becomes one row of ``synopsis.parquet`` with its sentence embedding, so the split must be stable
@@ -119,7 +119,7 @@ def _is_boundary(chunk: str, match: re.Match[str]) -> bool:
 class SynopsisFolderWriter:
     """Writes **synopsis-only feature folders** (``manifest tripod --synopses-only``): the
     sentences embedded with the ``subtitle`` extractor of a model set (the paper set's is
-    all-MiniLM-L6-v2, mega-spec §1.5) into ``synopsis.parquet``, exactly what ``extract
+    all-MiniLM-L6-v2, docs/extractors.md) into ``synopsis.parquet``, exactly what ``extract
     --synopsis`` writes, plus a ``manifest.json`` of kind "synopsis-only" and no shots.
 
     One call per movie: ``writer(folder, movie_id, sentences)``. The file carries the same
