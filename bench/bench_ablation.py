@@ -34,7 +34,8 @@ from mega_pipe.extractors.registry import model_set_dims
 from mega_pipe.manifests.schema import read_manifest
 from mega_pipe.manifests.synth import SynthParams, generate
 from mega_pipe.model.metrics import act_metrics
-from mega_pipe.model.train import evaluate, train
+from mega_pipe.model.evaluate import evaluate
+from mega_pipe.model.train import TrainOptions, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import scene_baseline  # noqa: E402  (the same adjacent-cosine baseline)
@@ -125,8 +126,9 @@ def main() -> None:
             for seed in (int(s) for s in args.seeds.split(",")):
                 run = args.out / f"run_{task}_{setting}_{seed}"
                 t0 = time.perf_counter()
-                summary = train(task, manifest, run, epochs=epochs, device=args.device, seed=seed,
-                                config=config, config_overrides=SETTINGS[setting], progress=False)
+                summary = train(task, manifest, run, TrainOptions(
+                    epochs=epochs, device=args.device, seed=seed, config=config, config_overrides=SETTINGS[setting],
+                    progress=False))
                 result = evaluate(summary["best_checkpoint"], manifest, "test", device=args.device)
                 emit({"kind": "run", "task": task, "setting": setting, "seed": seed, "movies": args.movies,
                       "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],

@@ -46,10 +46,11 @@ from mega_pipe.model import unsupervised as U
 from mega_pipe.model.baselines import LinearTPBaseline
 from mega_pipe.model.config import load_config
 from mega_pipe.model.data import Normalizer, load_entries
+from mega_pipe.model.evaluate import evaluate
 from mega_pipe.model.mega import local_contrast, similar_contrast
 from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.model.prior import tp_prior_by_index
-from mega_pipe.model.train import evaluate, train
+from mega_pipe.model.train import TrainOptions, train
 
 PROJECTED = {"content_space": "projected", "content_context": 0, "content_contrast": "mean", "content_shot": True}
 INPUT_MEAN = {**PROJECTED, "content_space": "input", "content_context": 8}   # issue 10's first probe
@@ -183,8 +184,9 @@ def main() -> None:
             for seed in (int(s) for s in args.seeds.split(",")):
                 out = work / f"run_{arm}_n{size}_s{seed}"
                 t0 = time.perf_counter()
-                summary = train(args.task, path, out, epochs=args.epochs, seed=seed, config=args.config,
-                                config_overrides=ARMS[args.task][arm], progress=False, device="cpu")
+                summary = train(args.task, path, out, TrainOptions(
+                    epochs=args.epochs, seed=seed, config=args.config, config_overrides=ARMS[args.task][arm],
+                    progress=False, device="cpu"))
                 result = evaluate(summary["best_checkpoint"], path, "test", device="cpu")["metrics"]
                 row = {"arm": arm, "train_movies": size, "seed": seed, **{m: result[m] for m in keys},
                        "best_epoch": summary["best_epoch"], "wall_s": round(time.perf_counter() - t0, 1)}

@@ -33,7 +33,8 @@ from mega_pipe.manifests.tripod import convert_tripod
 from mega_pipe.model.baselines import PositionBaseline
 from mega_pipe.model.checkpoint import load_checkpoint
 from mega_pipe.model.metrics import act_metrics, read_records, synopsis_metrics, synopsis_prediction
-from mega_pipe.model.train import evaluate, train
+from mega_pipe.model.evaluate import evaluate
+from mega_pipe.model.train import TrainOptions, train
 from mega_pipe.pipeline.synopsis import SynopsisFolderWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,9 +80,9 @@ def run_fold(fold: int, entries: list[MovieEntry], test_idx: np.ndarray, args: a
     manifest = out / "manifest.jsonl"
     write_manifest(manifest, fold_entries)
     t0 = time.perf_counter()
-    summary = train("synopsis", manifest, out / "run", config=args.config, epochs=args.epochs, seed=args.seed,
-                    config_overrides=json.loads(args.override) if args.override else None,
-                    device=args.device, progress=False)
+    summary = train("synopsis", manifest, out / "run", TrainOptions(
+        config=args.config, epochs=args.epochs, seed=args.seed,
+        config_overrides=json.loads(args.override) if args.override else None, device=args.device, progress=False))
     result = evaluate(summary["best_checkpoint"], manifest, "test", out / "eval", device=args.device)
     records = read_records(result["predictions"])
     base, base_window, base_decoded = baseline_metrics(

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from mega_pipe.manifests.synth import SynthParams, generate
 from mega_pipe.model.summary import model_summary
-from mega_pipe.model.train import train
+from mega_pipe.model.train import TrainOptions, train
 
 PAPER = {"scene": 1736.13, "act": 18.24}   # samples/s, mega-spec Tab. 2g / 2h
 DIMS = {"scene": {"bassl": 2048, "place": 2048, "clip": 512},
@@ -38,8 +38,9 @@ def measure(task: str, work: Path, args) -> dict:
     cuda = args.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    summary = train(task, manifest, work / f"run_{task}", epochs=args.epochs, device=args.device, config=task,
-                    batch_size=args.scene_batch if task == "scene" else None, progress=args.progress)
+    summary = train(task, manifest, work / f"run_{task}", TrainOptions(
+        epochs=args.epochs, device=args.device, config=task,
+        batch_size=args.scene_batch if task == "scene" else None, progress=args.progress))
     last = json.loads(Path(summary["metrics_log"]).read_text().splitlines()[-1])
     size = model_summary(task, DIMS[task], sentence_dim=768)["parameters"]
     return {"task": task, "device": args.device, "samples_per_s": round(last["samples_per_s"], 2),

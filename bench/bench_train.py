@@ -33,8 +33,9 @@ from mega_pipe.extractors.registry import model_set_dims
 from mega_pipe.manifests.schema import read_manifest, write_manifest
 from mega_pipe.manifests.synth import generate
 from mega_pipe.model.data import Normalizer, load_entries
+from mega_pipe.model.evaluate import evaluate
 from mega_pipe.model.metrics import act_metrics, scene_metrics
-from mega_pipe.model.train import evaluate, train
+from mega_pipe.model.train import TrainOptions, train
 
 
 def scene_baseline(manifest: Path, modalities: list[str]) -> dict:
@@ -108,8 +109,8 @@ def main() -> None:
     for name in args.tasks.split(","):
         task, config, train_manifest = plans[name]
         t0 = time.perf_counter()
-        summary = train(task, train_manifest, work / f"run_{name}", device=args.device, seed=args.seed,
-                        config=config)
+        summary = train(task, train_manifest, work / f"run_{name}",
+                        TrainOptions(device=args.device, seed=args.seed, config=config))
         result = evaluate(summary["best_checkpoint"], manifest, "test", device=args.device)
         report[name] = {
             "test": result["metrics"],

@@ -28,6 +28,8 @@ validation loss.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -38,8 +40,15 @@ import torch.nn.functional as F
 from ..manifests.errors import MegaPipeError
 from ..manifests.schema import MovieEntry
 from .baselines import LinearTPBaseline, PositionBaseline
-from .config import ActTrainConfig, MegaConfig
+from .checkpoint import read_checkpoint, stored_config
+from .config import (
+    SYNOPSIS_ARCHITECTURE,
+    ActTrainConfig,
+    MegaConfig,
+    synopsis_model_config,
+)
 from .data import (
+    SYNOPSIS_KEY,
     UNLABELLED,
     MovieData,
     Normalizer,
@@ -65,6 +74,8 @@ from .metrics import act_metrics, scene_metrics, synopsis_metrics, synopsis_pred
 from .predict import act_posteriors, scene_probabilities
 
 ACT_LOSSES = ("sync", "distill", "synopsis", "shot_tp")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -118,8 +129,23 @@ class Task:
         """Fail before scoring when a movie lacks the gold the task is scored on."""
         raise NotImplementedError
 
+    def set_teacher(self, path: str | os.PathLike | None, resume: bool, settings: dict) -> None:
+        """``--synopsis-checkpoint`` (read before any data): only an act run has a synopsis
+        network for it to initialise."""
+        if path is not None:
+            raise MegaPipeError("--synopsis-checkpoint is for task act (it initialises the act model's "
+                                "synopsis network)")
+
     def prepare(self, run: Run) -> None:
         """Build whatever the epochs sample from (called once per run)."""
+
+    def start(self, run: Run, resumed: bool) -> None:
+        """Set the models up before the first epoch, once they are built and (``resumed``)
+        restored from last.pt."""
+
+    def untrained_is_candidate(self, run: Run) -> bool:
+        """Whether the model before training is already a candidate for best.pt (epoch 0)."""
+        return False
 
     def training_pool(self, run: Run) -> np.ndarray:
         """Indices of the training samples one epoch shuffles and batches."""
@@ -201,6 +227,49 @@ class SceneTask(Task):
 class ActTask(Task):
     name = "act"
     uses_synopsis = True
+
+    def __init__(self) -> None:
+        self.teacher: tuple[dict, str | os.PathLike] | None = None   # (state, path) of --synopsis-checkpoint
+
+    def set_teacher(self, path: str | os.PathLike | None, resume: bool, settings: dict) -> None:
+        """Read the synopsis checkpoint (of a ``train --task synopsis`` run) whose weights
+        initialise a new run's synopsis network, the teacher of the distillation (Eq. 5–8)."""
+        if path is None:
+            return
+        if resume:
+            raise MegaPipeError("--synopsis-checkpoint starts a run; a resumed run has its weights in last.pt")
+        teacher = read_checkpoint(path)
+        if teacher["task"] != "synopsis":
+            raise MegaPipeError(f"{path} is a {teacher['task']!r} checkpoint, not a synopsis one")
+        settings["synopsis_checkpoint"] = str(path)
+        self.teacher = (teacher, path)
+
+    def start(self, run: Run, resumed: bool) -> None:
+        """The synopsis teacher's weights (:meth:`set_teacher`), then ``train.content_probe``:
+        on an input-space content head, the probe is fitted once (:meth:`fit_content_probe`)
+        and the MEGA head's output layer zeroed, so the model starts as the prior + the probe;
+        the head then stays fixed (a resumed run keeps it)."""
+        if self.teacher is not None:
+            load_synopsis_teacher(run, *self.teacher)
+        cfg = run.cfg
+        if not (cfg.content_head and cfg.content_space == "input" and cfg.train.content_probe):
+            return
+        if not resumed:
+            run.settings["content_probe"] = self.fit_content_probe(run)
+            if run.settings["content_probe"] is None:
+                log.warning("train.content_probe: no training movie has tp_shots, so the content head is not "
+                            "fitted (it stays at its initialisation; only shot gold trains it)")
+            else:   # the model starts as the prior + the probe
+                log.info("content probe fitted: %s", run.settings["content_probe"])
+                torch.nn.init.zeros_(run.model.head.proj.weight)
+                torch.nn.init.zeros_(run.model.head.proj.bias)
+        if run.settings.get("content_probe"):
+            run.model.content_head.requires_grad_(False)
+
+    def untrained_is_candidate(self, run: Run) -> bool:
+        """With a fitted probe the model before training is already a fitted read-out (the
+        probe; the MEGA head starts at 0), so it is a candidate too."""
+        return bool(run.settings.get("content_probe"))
 
     def check_training_labels(self, cfg: MegaConfig, movies: Sequence[MovieData]) -> None:
         for movie in movies:
@@ -327,6 +396,34 @@ class ActTask(Task):
         if with_gold:
             return {"metrics": metrics, "select": ("ta", metrics["ta"])}
         return {"metrics": metrics, "select": ("-loss", -metrics["loss"])}
+
+
+def load_synopsis_teacher(run: Run, teacher: dict, origin: str | os.PathLike) -> None:
+    """Initialise an act run's synopsis network from a synopsis checkpoint's state.
+
+    The act config's synopsis network (``config.synopsis_model_config``: its synopsis section
+    at width C·M) must have the teacher's architecture and sentence size; otherwise one line
+    lists what differs. The teacher's synopsis normalisation replaces the one fitted on the act
+    movies, so the network sees its inputs on the scale it was trained on (the checkpoint of
+    the act run stores it)."""
+    mine = synopsis_model_config(run.cfg, len(run.modality_dims))
+    theirs = stored_config(teacher, origin)
+    diffs = [f"{k} {getattr(theirs, k)!r} vs {getattr(mine, k)!r}" for k in SYNOPSIS_ARCHITECTURE
+             if getattr(theirs, k) != getattr(mine, k)]
+    if teacher["sentence_dim"] != run.sentence_dim:
+        diffs.append(f"sentence_dim {teacher['sentence_dim']} vs {run.sentence_dim}")
+    if diffs:
+        raise MegaPipeError(f"{origin}: its synopsis network does not fit this act config's "
+                            f"(teacher vs act, width = act width x {len(run.modality_dims)} modalities): "
+                            + "; ".join(diffs))
+    run.synopsis_model.load_state_dict(teacher["model"])
+    stats = Normalizer.from_state(teacher["normalization"])
+    for movie in (*run.train_movies, *run.val_movies):   # undo the act fit, apply the teacher's
+        movie.synopsis = movie.synopsis * run.normalizer.std[SYNOPSIS_KEY] + run.normalizer.mean[SYNOPSIS_KEY]
+        movie.synopsis = (movie.synopsis - stats.mean[SYNOPSIS_KEY]) / stats.std[SYNOPSIS_KEY]
+    run.normalizer.mean[SYNOPSIS_KEY] = stats.mean[SYNOPSIS_KEY]
+    run.normalizer.std[SYNOPSIS_KEY] = stats.std[SYNOPSIS_KEY]
+    log.info("synopsis network initialised from %s", origin)
 
 
 def distill_fused(train: ActTrainConfig, epoch: float | None) -> bool:

@@ -1,7 +1,8 @@
 """Training of MEGA: ``mega-pipe train`` (the loop; the tasks are ``tasks.py``).
 
 The loop knows nothing about scenes or acts: the task object (:func:`tasks.task_for`, chosen
-once) checks the labels, builds the samples, gives each batch's losses and validates. The loop
+once) checks the labels, builds the samples, gives each batch's losses and validates, and its
+hooks do any set-up of its own (an act run's synopsis teacher and content probe). The loop
 does the rest: config and settings first (before any data is read), data and models, optimiser
 and schedule from the config's ``train`` section (``config.py``), epochs, the best epoch on the
 ``val`` split by the task's selection metric, checkpoints (``checkpoint.py``) and the metrics log.
@@ -10,7 +11,7 @@ Resuming: ``last.pt`` holds model, optimiser, scheduler, the torch RNG state and
 history after every epoch. Per-epoch shuffling is seeded by (seed, epoch), so a resumed run
 repeats exactly what the uninterrupted run would have done (on the same device).
 
-``mega-pipe eval`` is ``evaluate.py``; :func:`evaluate` is importable from here too.
+``mega-pipe eval`` is ``evaluate.py``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -37,25 +39,13 @@ from .checkpoint import (
     save_checkpoint,
     stored_config,
 )
-from .config import (
-    SYNOPSIS_ARCHITECTURE,
-    MegaConfig,
-    TrainConfig,
-    load_config,
-    synopsis_model_config,
-)
-from .data import (
-    SYNOPSIS_KEY,
-    Normalizer,
-    check_feature_dims,
-    choose_modalities,
-)
+from .config import MegaConfig, TrainConfig, load_config
+from .data import Normalizer, check_feature_dims, choose_modalities
 from .device import resolve_device, rng_state, set_rng_state
-from .evaluate import evaluate
 from .mega import AlignPE, BottleneckTokens, PositionalEncoding, ShotEncoder
 from .tasks import Run, Task, task_for
 
-__all__ = ["train", "evaluate"]
+__all__ = ["train", "TrainOptions"]
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +55,65 @@ CPU_PARAMETER_HINT = 10_000_000   # above this, training on the CPU gets a hint 
 # --- Settings (before any data is read) --------------------------------------------------------
 
 
+@dataclass
+class TrainOptions:
+    """How to train, besides the task, the manifest and the run folder.
+
+    ``epochs``/``batch_size``/``lr`` left at None take the config's ``train`` values;
+    ``config`` is a packaged config name or a JSON file (None: the task's), whose top-level
+    fields ``config_overrides`` replace. With ``resume`` the run's stored config, modalities and
+    settings are used (``epochs`` may be raised to train longer; the cosine schedule then
+    stretches; resuming a finished run just returns its summary). ``modalities``: None = every
+    modality of every training movie. ``on_epoch`` is called with each epoch's metrics record
+    once its checkpoints are written. ``synopsis_checkpoint`` (act only): a ``train --task
+    synopsis`` checkpoint whose weights initialise the synopsis network (the teacher;
+    ``tasks.ActTask.set_teacher``)."""
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    modalities: Sequence[str] | None = None
+    config: str | None = None
+    config_overrides: dict[str, Any] | None = None
+    synopsis_checkpoint: str | os.PathLike | None = None
+    progress: bool = True
+    on_epoch: Callable[[dict], None] | None = None
+
+
 def _given(value: Any, default: Any) -> Any:
     """The caller's value unless it was left out (0 is a value, not "left out")."""
     return default if value is None else value
 
 
-def _new_settings(task: str, out: Path, config: str | None, overrides: dict | None, epochs: int | None,
-                  batch_size: int | None, lr: float | None, seed: int) -> tuple[MegaConfig, dict]:
-    """The config and the run's hyper-parameters (modalities and val split come with the data)."""
+def _settings(task: str, out: Path, options: TrainOptions) -> tuple[dict | None, MegaConfig, dict]:
+    """last.pt's state (None for a new run), the config and the run's hyper-parameters
+    (modalities and val split come with the data), checked."""
+    state = None
+    if options.resume:
+        state = _resume_state(out / "last.pt", task)
+        cfg = stored_config(state, out / "last.pt")
+        settings = dict(state["settings"], epochs=int(_given(options.epochs, state["settings"]["epochs"])))
+    else:
+        cfg, settings = _new_settings(task, out, options)
+    _check_settings(settings)
+    return state, cfg, settings
+
+
+def _new_settings(task: str, out: Path, options: TrainOptions) -> tuple[MegaConfig, dict]:
+    """The config and the hyper-parameters of a new run."""
     if (out / "last.pt").exists():
         raise MegaPipeError(f"{out} already holds a run (last.pt); use --resume or another --out")
-    cfg = load_config(config or task, **(overrides or {}))
+    cfg = load_config(options.config or task, **(options.config_overrides or {}))
     if cfg.task != task:
         raise MegaPipeError(f"the config is for task {cfg.task!r}, not {task!r}")
     settings = {
-        "epochs": int(_given(epochs, cfg.train.epochs)),
-        "batch_size": int(_given(batch_size, cfg.train.batch_size)),
-        "lr": float(_given(lr, cfg.train.lr)),
-        "seed": int(seed),
+        "epochs": int(_given(options.epochs, cfg.train.epochs)),
+        "batch_size": int(_given(options.batch_size, cfg.train.batch_size)),
+        "lr": float(_given(options.lr, cfg.train.lr)),
+        "seed": int(options.seed),
     }
     return cfg, settings
 
@@ -106,6 +137,21 @@ def _check_settings(settings: dict) -> None:
 
 def _split(entries: Sequence[MovieEntry], split: str) -> list[MovieEntry]:
     return [e for e in entries if e.split == split]
+
+
+def _entries(manifest: str | os.PathLike, task: Task, settings: dict, modalities: Sequence[str] | None,
+             new_run: bool) -> list[MovieEntry]:
+    """The manifest's movies; a new run also picks its modalities and validation split here."""
+    entries = read_manifest(manifest)
+    if not _split(entries, "train"):
+        raise MegaPipeError(f"{manifest} has no movie with split 'train'")
+    if new_run:
+        has_val = bool(_split(entries, "val"))
+        if not has_val:
+            log.warning("the manifest has no 'val' split: validating (and picking the best epoch) on train")
+        settings["modalities"] = choose_modalities(_split(entries, "train"), modalities) if task.uses_shots else []
+        settings["val_split"] = "val" if has_val else "train"
+    return entries
 
 
 def _prepare(task: Task, cfg: MegaConfig, entries: Sequence[MovieEntry], settings: dict,
@@ -134,6 +180,20 @@ def _prepare(task: Task, cfg: MegaConfig, entries: Sequence[MovieEntry], setting
               model, synopsis_model, device)
     task.prepare(run)
     return run
+
+
+def _restore(run: Run, state: dict) -> None:
+    """The weights of a resumed run, from last.pt's state."""
+    run.model.load_state_dict(state["model"])
+    if run.synopsis_model is not None:
+        run.synopsis_model.load_state_dict(state["synopsis_model"])
+
+
+def _cpu_hint(run: Run, task: str) -> None:
+    n_params = sum(p.numel() for p in run.parameters())
+    if run.device.type == "cpu" and n_params > CPU_PARAMETER_HINT:
+        log.warning("training a %.1fM-parameter model on the CPU is slow (the paper configs are sized "
+                    "for a GPU); --config %s-small trains in minutes", n_params / 1e6, task)
 
 
 # --- Optimiser and schedule ------------------------------------------------------------------
@@ -257,16 +317,17 @@ def _state(run: Run, epoch: int, val_metrics: dict) -> dict:
                             run.synopsis_model, epoch, val_metrics, run.settings)
 
 
-def _fit(task: Task, run: Run, out: Path, start_epoch: int, resume: dict | None, progress: bool,
-         on_epoch: Callable[[dict], None] | None) -> tuple[list[dict], dict]:
-    """The epochs from ``start_epoch`` on; returns the history and the best epoch."""
+def _fit(task: Task, run: Run, out: Path, state: dict | None, options: TrainOptions) -> tuple[list[dict], dict]:
+    """The epochs after those of ``state`` (a resumed run's last.pt; None: all of them); returns
+    the history and the best epoch."""
     settings = run.settings
     steps_per_epoch = math.ceil(len(task.training_pool(run)) / settings["batch_size"])
     opt = _optimizer(run, settings["lr"])
     sched = _scheduler(opt, run.cfg.train, steps_per_epoch, settings["epochs"])
     history: list[dict] = []
     best = {"epoch": None, "metric": None, "value": -math.inf}
-    if resume is not None:
+    if state is not None:
+        resume = state["resume"]
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         set_rng_state(resume["rng"], run.device)
@@ -274,159 +335,78 @@ def _fit(task: Task, run: Run, out: Path, start_epoch: int, resume: dict | None,
     else:
         torch.manual_seed(settings["seed"] + 1)  # dropout stream, independent of init
     out.mkdir(parents=True, exist_ok=True)
-    if resume is None and settings.get("content_probe"):
-        # The model before training is already a fitted read-out (the probe; the MEGA head starts
-        # at 0), so it is a candidate too: epoch 0 in metrics.jsonl, best.pt if no epoch beats it.
-        val = task.validate(run)
-        metric, value = val["select"]
-        history.append({"epoch": 0, "val_split": settings["val_split"], "val": val["metrics"],
-                        "select": {"metric": metric, "value": value, "best": True}})
-        best = {"epoch": 0, "metric": metric, "value": value}
-        save_checkpoint(out / "best.pt", _state(run, 0, val["metrics"]))
-    for epoch in range(start_epoch, settings["epochs"]):
-        t0 = time.perf_counter()
-        stats = train_epoch(task, run, epoch, opt, sched, progress)
-        val = task.validate(run)
-        metric, value = val["select"]
-        improved = value > best["value"]
-        record = _epoch_record(epoch, sched.get_last_lr()[0], stats, val, improved, settings,
-                               time.perf_counter() - t0)
-        history.append(record)
-        state = _state(run, epoch + 1, val["metrics"])
-        if improved:
-            best = {"epoch": epoch + 1, "metric": metric, "value": value}
-            save_checkpoint(out / "best.pt", state)
-        state["resume"] = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                           "rng": rng_state(run.device), "history": history, "best": best}
-        save_checkpoint(out / "last.pt", state)
-        write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        if progress:
-            tqdm.write(f"{task.name} epoch {epoch + 1}/{settings['epochs']}: loss {stats['losses']['loss']:.4f}, "
-                       f"val {metric} {value:.4f}{' (best)' if improved else ''}, "
-                       f"{stats['samples_per_s']:.1f} samples/s", file=sys.stderr)
-        if on_epoch is not None:
-            on_epoch(record)
+    if state is None and task.untrained_is_candidate(run):
+        best = _epoch_zero(task, run, out, history)
+    for epoch in range(0 if state is None else state["epoch"], settings["epochs"]):
+        record, best = _epoch(task, run, out, epoch, opt, sched, history, best, options.progress)
+        if options.on_epoch is not None:
+            options.on_epoch(record)
     return history, best
+
+
+def _epoch_zero(task: Task, run: Run, out: Path, history: list[dict]) -> dict:
+    """The model before training as a candidate: validated as epoch 0 in metrics.jsonl, and
+    best.pt unless an epoch beats it. Returns the best epoch (0)."""
+    val = task.validate(run)
+    metric, value = val["select"]
+    history.append({"epoch": 0, "val_split": run.settings["val_split"], "val": val["metrics"],
+                    "select": {"metric": metric, "value": value, "best": True}})
+    save_checkpoint(out / "best.pt", _state(run, 0, val["metrics"]))
+    return {"epoch": 0, "metric": metric, "value": value}
+
+
+def _epoch(task: Task, run: Run, out: Path, epoch: int, opt: torch.optim.Optimizer,
+           sched: torch.optim.lr_scheduler.LambdaLR, history: list[dict], best: dict,
+           progress: bool) -> tuple[dict, dict]:
+    """One epoch: train, validate, then best.pt (if it improved), last.pt and metrics.jsonl.
+    Appends its record to ``history``; returns the record and the best epoch so far."""
+    settings = run.settings
+    t0 = time.perf_counter()
+    stats = train_epoch(task, run, epoch, opt, sched, progress)
+    val = task.validate(run)
+    metric, value = val["select"]
+    improved = value > best["value"]
+    record = _epoch_record(epoch, sched.get_last_lr()[0], stats, val, improved, settings,
+                           time.perf_counter() - t0)
+    history.append(record)
+    state = _state(run, epoch + 1, val["metrics"])
+    if improved:
+        best = {"epoch": epoch + 1, "metric": metric, "value": value}
+        save_checkpoint(out / "best.pt", state)
+    state["resume"] = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                       "rng": rng_state(run.device), "history": history, "best": best}
+    save_checkpoint(out / "last.pt", state)
+    write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    if progress:
+        tqdm.write(f"{task.name} epoch {epoch + 1}/{settings['epochs']}: loss {stats['losses']['loss']:.4f}, "
+                   f"val {metric} {value:.4f}{' (best)' if improved else ''}, "
+                   f"{stats['samples_per_s']:.1f} samples/s", file=sys.stderr)
+    return record, best
 
 
 # --- Public API ------------------------------------------------------------------------------
 
 
-def train(
-    task: str,
-    manifest: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    device: str = "auto",
-    seed: int = 0,
-    resume: bool = False,
-    modalities: Sequence[str] | None = None,
-    config_overrides: dict[str, Any] | None = None,
-    config: str | None = None,
-    progress: bool = True,
-    on_epoch: Callable[[dict], None] | None = None,
-    synopsis_checkpoint: str | os.PathLike | None = None,
-) -> dict:
-    """Train a MEGA model for ``task`` ("scene" | "act") on a manifest; write the run to ``out``.
-
-    Writes ``out/best.pt`` (best validation epoch), ``out/last.pt`` (for ``resume``) and
-    ``out/metrics.jsonl`` (one line per epoch). ``epochs``/``batch_size``/``lr`` default to the
-    config's ``train`` values. The config is checked before any data is read. With ``resume``
-    the run's stored config, modalities and settings are used (``epochs`` may be raised to train
-    longer; the cosine schedule then stretches; resuming a finished run just returns its
-    summary). ``on_epoch`` is called with each epoch's metrics record once its checkpoints are
-    written. ``synopsis_checkpoint`` (act only): a ``train --task synopsis`` checkpoint whose
-    weights initialise the synopsis network (the teacher; :func:`load_synopsis_teacher`).
-    Returns a summary: best epoch, its validation metrics, paths, samples/s.
-    """
+def train(task: str, manifest: str | os.PathLike, out: str | os.PathLike,
+          options: TrainOptions | None = None) -> dict:
+    """Train a MEGA model for ``task`` ("scene" | "act" | "synopsis") on a manifest; write the
+    run to ``out``: ``best.pt`` (best validation epoch), ``last.pt`` (for ``options.resume``)
+    and ``metrics.jsonl`` (one line per epoch). The config is checked before any data is read.
+    Returns a summary: best epoch, its validation metrics, paths, samples/s."""
+    options = options or TrainOptions()
     out = Path(out)
     job = task_for(task)
-    dev = torch.device(resolve_device(device))
-    state = None
-    if resume:
-        state = _resume_state(out / "last.pt", task)
-        cfg = stored_config(state, out / "last.pt")
-        settings = dict(state["settings"], epochs=int(_given(epochs, state["settings"]["epochs"])))
-    else:
-        cfg, settings = _new_settings(task, out, config, config_overrides, epochs, batch_size, lr, seed)
-    _check_settings(settings)
-    if synopsis_checkpoint is not None:
-        if task != "act":
-            raise MegaPipeError("--synopsis-checkpoint is for task act (it initialises the act model's "
-                                "synopsis network)")
-        if resume:
-            raise MegaPipeError("--synopsis-checkpoint starts a run; a resumed run has its weights in last.pt")
-        teacher = read_checkpoint(synopsis_checkpoint)
-        if teacher["task"] != "synopsis":
-            raise MegaPipeError(f"{synopsis_checkpoint} is a {teacher['task']!r} checkpoint, not a synopsis one")
-        settings["synopsis_checkpoint"] = str(synopsis_checkpoint)
-    entries = read_manifest(manifest)
-    if not _split(entries, "train"):
-        raise MegaPipeError(f"{manifest} has no movie with split 'train'")
-    if state is None:
-        has_val = bool(_split(entries, "val"))
-        if not has_val:
-            log.warning("the manifest has no 'val' split: validating (and picking the best epoch) on train")
-        settings["modalities"] = choose_modalities(_split(entries, "train"), modalities) if job.uses_shots else []
-        settings["val_split"] = "val" if has_val else "train"
-    run = _prepare(job, cfg, entries, settings, None if state is None else state["normalization"], dev)
-    if synopsis_checkpoint is not None:
-        load_synopsis_teacher(run, teacher, synopsis_checkpoint)
+    device = torch.device(resolve_device(options.device))
+    state, cfg, settings = _settings(task, out, options)
+    job.set_teacher(options.synopsis_checkpoint, options.resume, settings)
+    entries = _entries(manifest, job, settings, options.modalities, new_run=state is None)
+    run = _prepare(job, cfg, entries, settings, None if state is None else state["normalization"], device)
     if state is not None:
-        run.model.load_state_dict(state["model"])
-        if run.synopsis_model is not None:
-            run.synopsis_model.load_state_dict(state["synopsis_model"])
-    if task == "act" and cfg.content_head and cfg.content_space == "input" and cfg.train.content_probe:
-        # fitted once, then fixed (a resumed run keeps it)
-        if state is None:
-            settings["content_probe"] = job.fit_content_probe(run)
-            if settings["content_probe"] is None:
-                log.warning("train.content_probe: no training movie has tp_shots, so the content head is not "
-                            "fitted (it stays at its initialisation; only shot gold trains it)")
-            else:   # the model starts as the prior + the probe
-                log.info("content probe fitted: %s", settings["content_probe"])
-                torch.nn.init.zeros_(run.model.head.proj.weight)
-                torch.nn.init.zeros_(run.model.head.proj.bias)
-        if settings.get("content_probe"):
-            run.model.content_head.requires_grad_(False)
-    n_params = sum(p.numel() for p in run.parameters())
-    if dev.type == "cpu" and n_params > CPU_PARAMETER_HINT:
-        log.warning("training a %.1fM-parameter model on the CPU is slow (the paper configs are sized "
-                    "for a GPU); --config %s-small trains in minutes", n_params / 1e6, task)
-    history, best = _fit(job, run, out, 0 if state is None else state["epoch"],
-                         None if state is None else state["resume"], progress, on_epoch)
+        _restore(run, state)
+    job.start(run, resumed=state is not None)
+    _cpu_hint(run, task)
+    history, best = _fit(job, run, out, state, options)
     return _summary(task, out, settings, history, best)
-
-
-def load_synopsis_teacher(run: Run, teacher: dict, origin: str | os.PathLike) -> None:
-    """Initialise an act run's synopsis network from a synopsis checkpoint's state.
-
-    The act config's synopsis network (``config.synopsis_model_config``: its synopsis section
-    at width C·M) must have the teacher's architecture and sentence size; otherwise one line
-    lists what differs. The teacher's synopsis normalisation replaces the one fitted on the act
-    movies, so the network sees its inputs on the scale it was trained on (the checkpoint of
-    the act run stores it)."""
-    mine = synopsis_model_config(run.cfg, len(run.modality_dims))
-    theirs = stored_config(teacher, origin)
-    diffs = [f"{k} {getattr(theirs, k)!r} vs {getattr(mine, k)!r}" for k in SYNOPSIS_ARCHITECTURE
-             if getattr(theirs, k) != getattr(mine, k)]
-    if teacher["sentence_dim"] != run.sentence_dim:
-        diffs.append(f"sentence_dim {teacher['sentence_dim']} vs {run.sentence_dim}")
-    if diffs:
-        raise MegaPipeError(f"{origin}: its synopsis network does not fit this act config's "
-                            f"(teacher vs act, width = act width x {len(run.modality_dims)} modalities): "
-                            + "; ".join(diffs))
-    run.synopsis_model.load_state_dict(teacher["model"])
-    stats = Normalizer.from_state(teacher["normalization"])
-    for movie in (*run.train_movies, *run.val_movies):   # undo the act fit, apply the teacher's
-        movie.synopsis = movie.synopsis * run.normalizer.std[SYNOPSIS_KEY] + run.normalizer.mean[SYNOPSIS_KEY]
-        movie.synopsis = (movie.synopsis - stats.mean[SYNOPSIS_KEY]) / stats.std[SYNOPSIS_KEY]
-    run.normalizer.mean[SYNOPSIS_KEY] = stats.mean[SYNOPSIS_KEY]
-    run.normalizer.std[SYNOPSIS_KEY] = stats.std[SYNOPSIS_KEY]
-    log.info("synopsis network initialised from %s", origin)
 
 
 def _summary(task: str, out: Path, settings: dict, history: list[dict], best: dict) -> dict:

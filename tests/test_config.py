@@ -15,7 +15,7 @@ from mega_pipe.model.config import (
     load_config,
     packaged_configs,
 )
-from mega_pipe.model.train import train
+from mega_pipe.model.train import TrainOptions, train
 
 
 def _write(tmp_path, data: dict, name: str = "x.json"):
@@ -82,11 +82,11 @@ def test_packaged_configs_name_themselves_in_errors():
 def test_config_errors_come_before_any_data_is_read(tmp_path):
     path = _write(tmp_path, _act_train(sync={"spce": "content"}))
     with pytest.raises(MegaPipeError, match=r"train\.sync\.spce: unknown key"):
-        train("act", tmp_path / "no" / "manifest.jsonl", tmp_path / "run", config=str(path), device="cpu",
-              progress=False)
+        train("act", tmp_path / "no" / "manifest.jsonl", tmp_path / "run", TrainOptions(
+            config=str(path), device="cpu", progress=False))
     with pytest.raises(MegaPipeError, match=r"train\.lr: expected a number"):
-        train("scene", tmp_path / "no" / "manifest.jsonl", tmp_path / "run", device="cpu", progress=False,
-              config_overrides={"train": {"lr": "fast"}})
+        train("scene", tmp_path / "no" / "manifest.jsonl", tmp_path / "run", TrainOptions(
+            device="cpu", progress=False, config_overrides={"train": {"lr": "fast"}}))
     assert not (tmp_path / "run").exists()
 
 

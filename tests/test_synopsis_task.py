@@ -22,7 +22,7 @@ from mega_pipe.model.checkpoint import read_checkpoint
 from mega_pipe.model.config import config_to_dict, load_config, synopsis_model_config
 from mega_pipe.model.metrics import act_metrics, score_records, synopsis_metrics, synopsis_prediction
 from mega_pipe.model.tasks import smoothed_targets
-from mega_pipe.model.train import train
+from mega_pipe.model.train import TrainOptions, train
 from mega_pipe.pipeline.cli import main
 
 from conftest import SHARED, need
@@ -228,13 +228,14 @@ def test_act_training_starts_from_a_synopsis_checkpoint(synth, tmp_path):
     teacher_cfg = config_to_dict(synopsis_model_config(act_cfg, len(MODALITIES)))
     (tmp_path / "teacher.json").write_text(json.dumps(teacher_cfg))
     teacher_run = tmp_path / "teacher"
-    train("synopsis", synth, teacher_run, config=str(tmp_path / "teacher.json"), epochs=1, device="cpu",
-          progress=False)
+    train("synopsis", synth, teacher_run, TrainOptions(
+        config=str(tmp_path / "teacher.json"), epochs=1, device="cpu", progress=False))
     teacher = read_checkpoint(teacher_run / "best.pt")
 
     act_run = tmp_path / "act"
-    summary = train("act", synth, act_run, config="act-small", config_overrides=ACT_OVERRIDES, epochs=1,
-                    lr=1e-12, device="cpu", progress=False, synopsis_checkpoint=teacher_run / "best.pt")
+    summary = train("act", synth, act_run, TrainOptions(
+        config="act-small", config_overrides=ACT_OVERRIDES, epochs=1, lr=1e-12, device="cpu", progress=False,
+        synopsis_checkpoint=teacher_run / "best.pt"))
     act = read_checkpoint(act_run / "best.pt")
     assert act["settings"]["synopsis_checkpoint"] == str(teacher_run / "best.pt")
     assert set(act["synopsis_model"]) == set(teacher["model"])
@@ -245,17 +246,19 @@ def test_act_training_starts_from_a_synopsis_checkpoint(synth, tmp_path):
 
     # Without the checkpoint the synopsis network starts elsewhere (a real change, not a no-op).
     plain = tmp_path / "plain"
-    train("act", synth, plain, config="act-small", config_overrides=ACT_OVERRIDES, epochs=1, lr=1e-12,
-          device="cpu", progress=False)
+    train("act", synth, plain, TrainOptions(
+        config="act-small", config_overrides=ACT_OVERRIDES, epochs=1, lr=1e-12, device="cpu", progress=False))
     weights = read_checkpoint(plain / "best.pt")["synopsis_model"]
     assert not torch.allclose(weights["head.weight"], teacher["model"]["head.weight"])
 
 
 def test_synopsis_checkpoint_must_fit_the_act_synopsis_network(synth, tmp_path):
-    train("synopsis", synth, tmp_path / "teacher", config="synopsis", epochs=1, device="cpu", progress=False)
+    train("synopsis", synth, tmp_path / "teacher", TrainOptions(
+        config="synopsis", epochs=1, device="cpu", progress=False))
     with pytest.raises(MegaPipeError, match="does not fit.*width 64 vs 32"):
-        train("act", synth, tmp_path / "act", config="act-small", config_overrides=ACT_OVERRIDES, epochs=1,
-              device="cpu", progress=False, synopsis_checkpoint=tmp_path / "teacher" / "best.pt")
+        train("act", synth, tmp_path / "act", TrainOptions(
+            config="act-small", config_overrides=ACT_OVERRIDES, epochs=1, device="cpu", progress=False,
+            synopsis_checkpoint=tmp_path / "teacher" / "best.pt"))
     with pytest.raises(MegaPipeError, match="for task act"):
-        train("scene", synth, tmp_path / "scene", epochs=1, device="cpu", progress=False,
-              synopsis_checkpoint=tmp_path / "teacher" / "best.pt")
+        train("scene", synth, tmp_path / "scene", TrainOptions(
+            epochs=1, device="cpu", progress=False, synopsis_checkpoint=tmp_path / "teacher" / "best.pt"))

@@ -22,9 +22,10 @@ from mega_pipe.model.data import (
     scene_windows,
     stitch_windows,
 )
+from mega_pipe.model.evaluate import evaluate
 from mega_pipe.model.metrics import read_records, score_records
 from mega_pipe.model.predict import load_checkpoint, predict_act, predict_scene
-from mega_pipe.model.train import evaluate, train
+from mega_pipe.model.train import TrainOptions, train
 
 SMALL = SynthParams(scenes=(12, 18), sentences=(10, 14))
 MODALITIES = {"clip": 16, "place": 12, "appr": 8}
@@ -48,8 +49,8 @@ def manifest(tmp_path_factory):
 @pytest.fixture(scope="module")
 def scene_run(manifest, tmp_path_factory):
     out = tmp_path_factory.mktemp("scene") / "run"
-    summary = train("scene", manifest, out, epochs=3, batch_size=64, lr=3e-3, device="cpu",
-                    config_overrides=SCENE_OVERRIDES, progress=False)
+    summary = train("scene", manifest, out, TrainOptions(
+        epochs=3, batch_size=64, lr=3e-3, device="cpu", config_overrides=SCENE_OVERRIDES, progress=False))
     return out, summary
 
 
@@ -116,19 +117,19 @@ def test_scene_training_writes_run_and_learns(scene_run):
 def test_resume_continues_and_matches_uninterrupted_run(manifest, tmp_path):
     kwargs = dict(epochs=2, batch_size=64, lr=3e-3, device="cpu", seed=5,
                   config_overrides=SCENE_OVERRIDES, progress=False)
-    train("scene", manifest, tmp_path / "full", **kwargs)
+    train("scene", manifest, tmp_path / "full", TrainOptions(**kwargs))
 
     def interrupt(record):
         assert record["epoch"] == 1
         raise KeyboardInterrupt  # the run dies after last.pt of epoch 1
 
     with pytest.raises(KeyboardInterrupt):
-        train("scene", manifest, tmp_path / "cut", on_epoch=interrupt, **kwargs)
+        train("scene", manifest, tmp_path / "cut", TrainOptions(on_epoch=interrupt, **kwargs))
     assert torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["epoch"] == 1
     with pytest.raises(MegaPipeError, match="already holds a run"):
-        train("scene", manifest, tmp_path / "cut", **kwargs)
+        train("scene", manifest, tmp_path / "cut", TrainOptions(**kwargs))
 
-    train("scene", manifest, tmp_path / "cut", resume=True, epochs=2, device="cpu", progress=False)
+    train("scene", manifest, tmp_path / "cut", TrainOptions(resume=True, epochs=2, device="cpu", progress=False))
     full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert cut["epoch"] == 2
@@ -147,7 +148,7 @@ def test_resume_continues_and_matches_uninterrupted_run(manifest, tmp_path):
 
 def test_resume_needs_a_run(manifest, tmp_path):
     with pytest.raises(MegaPipeError, match="does not exist"):
-        train("scene", manifest, tmp_path / "none", resume=True, progress=False)
+        train("scene", manifest, tmp_path / "none", TrainOptions(resume=True, progress=False))
 
 
 def test_evaluate_writes_metrics_and_scoreable_records(scene_run, manifest, tmp_path):
@@ -192,8 +193,8 @@ def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path)
     write_manifest(synopsis_only, entries)
     overrides = {**ACT_CFG, "max_len": 24, **_train_dict("act", optimizer="adamw")}
     out = tmp_path / "act"
-    summary = train("act", synopsis_only, out, epochs=2, batch_size=2, lr=1e-3, device="cpu",
-                    config_overrides=overrides, progress=False)
+    summary = train("act", synopsis_only, out, TrainOptions(
+        epochs=2, batch_size=2, lr=1e-3, device="cpu", config_overrides=overrides, progress=False))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for r in lines:
         assert set(r["train"]) == {"sync", "distill", "synopsis", "loss"}
@@ -220,8 +221,9 @@ def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path)
 
 def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path):
     out = tmp_path / "act"
-    train("act", manifest, out, epochs=1, batch_size=4, lr=1e-3, device="cpu",
-          config_overrides={**ACT_CFG, **_train_dict("act", optimizer="adamw")}, progress=False)
+    train("act", manifest, out, TrainOptions(
+        epochs=1, batch_size=4, lr=1e-3, device="cpu",
+        config_overrides={**ACT_CFG, **_train_dict("act", optimizer="adamw")}, progress=False))
     epoch0, line = (out / "metrics.jsonl").read_text().splitlines()   # epoch 0: the fitted probe, untrained
     assert json.loads(epoch0)["epoch"] == 0
     losses = json.loads(line)["train"]
@@ -251,8 +253,9 @@ def test_content_probe_is_fitted_before_training_and_kept(manifest, tmp_path):
     assert (cfg.train.content_probe, cfg.content_space, cfg.content_contrast, cfg.content_shot) == \
         (True, "input", "similar", False)
     out = tmp_path / "act"
-    summary = train("act", manifest, out, epochs=2, batch_size=2, lr=1e-3, device="cpu", seed=3, config="act-small",
-                    config_overrides={**ACT_CFG, **_train_dict("act", optimizer="adamw")}, progress=False)
+    summary = train("act", manifest, out, TrainOptions(
+        epochs=2, batch_size=2, lr=1e-3, device="cpu", seed=3, config="act-small",
+        config_overrides={**ACT_CFG, **_train_dict("act", optimizer="adamw")}, progress=False))
     ckpt = load_checkpoint(out / "last.pt")
     fitted = ckpt.info["settings"]["content_probe"]
     assert fitted["train_movies"] == sum(e.split == "train" for e in read_manifest(manifest))
@@ -294,8 +297,8 @@ def av_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("av")
     manifest = generate(root / "synth", 6, seed=4, modalities=AV, params=SMALL)
     out = root / "run"
-    train("scene", manifest, out, epochs=2, batch_size=64, lr=3e-3, device="cpu",
-          config_overrides=SCENE_OVERRIDES, progress=False)
+    train("scene", manifest, out, TrainOptions(
+        epochs=2, batch_size=64, lr=3e-3, device="cpu", config_overrides=SCENE_OVERRIDES, progress=False))
     return manifest, out / "best.pt"
 
 
@@ -353,8 +356,8 @@ def test_modality_dropout_drops_while_training_and_never_in_evaluation(av_run, m
     monkeypatch.setattr(MEGA, "forward", spy)
     manifest, _ = av_run
     overrides = {**SCENE_CFG, **_train_dict("scene", modality_dropout=0.3)}
-    train("scene", manifest, tmp_path / "run", epochs=1, batch_size=64, lr=1e-3, device="cpu",
-          config_overrides=overrides, progress=False)
+    train("scene", manifest, tmp_path / "run", TrainOptions(
+        epochs=1, batch_size=64, lr=1e-3, device="cpu", config_overrides=overrides, progress=False))
     assert {complete for training, complete in seen if training} == {False}
     assert {complete for training, complete in seen if not training} == {True}
     with pytest.raises(MegaPipeError, match="modality_dropout"):
@@ -400,8 +403,9 @@ def test_grad_clip_is_a_train_key_and_bounds_the_step(monkeypatch, manifest, tmp
         return total
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
-    train("scene", manifest, tmp_path / "run", epochs=1, batch_size=64, lr=3e-3, device="cpu", progress=False,
-          config_overrides={**SCENE_CFG, **_train_dict("scene", grad_clip=0.01)})
+    train("scene", manifest, tmp_path / "run", TrainOptions(
+        epochs=1, batch_size=64, lr=3e-3, device="cpu", progress=False,
+        config_overrides={**SCENE_CFG, **_train_dict("scene", grad_clip=0.01)}))
     assert norms and all(max_norm == 0.01 and after <= 0.01 * 1.001 for _, after, max_norm in norms)
     assert any(before > 0.01 for before, _, _ in norms)
 

@@ -78,20 +78,20 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ...model.train import train
+    from ...model.train import TrainOptions, train
 
     check_output_dir(args.out, "--out")
-    summary = train(
-        args.task, args.manifest, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        device=args.device, seed=args.seed, resume=args.resume, modalities=args.modalities,
-        progress=not args.no_progress, config=args.config, synopsis_checkpoint=args.synopsis_checkpoint,
-    )
+    summary = train(args.task, args.manifest, args.out, TrainOptions(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed,
+        resume=args.resume, modalities=args.modalities, progress=not args.no_progress, config=args.config,
+        synopsis_checkpoint=args.synopsis_checkpoint,
+    ))
     print(json.dumps(summary, indent=2))
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ...model.train import evaluate
+    from ...model.evaluate import evaluate
 
     check_output_dir(args.out if args.out is not None else args.checkpoint.parent,
                      "--out" if args.out is not None else "the checkpoint's folder")
