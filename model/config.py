@@ -359,82 +359,120 @@ def _value(kind: Any, value: Any, key: str) -> Any:
     raise TypeError(f"config schema: unsupported annotation {kind!r} for {key}")
 
 
+class _Checks:
+    """Range checks in the order they are made: ``(key path, ok, message)``."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, bool, str]] = []
+
+    def add(self, key: str, ok: bool, message: str) -> None:
+        self.items.append((key, ok, message))
+
+    def positive_int(self, key: str, value: Any, minimum: int = 1) -> None:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+        self.add(key, ok, f"must be an integer >= {minimum}, got {value!r}")
+
+    def in_range(self, key: str, value: Any, low: float, high: float, high_open: bool = True) -> None:
+        ok = isinstance(value, (int, float)) and low <= value and (value < high if high_open else value <= high)
+        self.add(key, ok, f"must be in [{low}, {high}{')' if high_open else ']'}, got {value!r}")
+
+    def first_problem(self) -> tuple[str, str] | None:
+        return next(((key, message) for key, ok, message in self.items if not ok), None)
+
+
 def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
     """The first value out of range (key path, message), or None; types are checked at load."""
-    checks: list[tuple[str, bool, str]] = []
+    checks = _Checks()
+    _check_model(cfg, checks)
+    _check_heads(cfg, checks)
+    _check_synopsis(cfg, checks)
+    _check_train(cfg, checks)
+    return checks.first_problem()
 
-    def positive_int(key: str, value: Any, minimum: int = 1) -> None:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-        checks.append((key, ok, f"must be an integer >= {minimum}, got {value!r}"))
 
-    def in_range(key: str, value: Any, low: float, high: float, high_open: bool = True) -> None:
-        ok = isinstance(value, (int, float)) and low <= value and (value < high if high_open else value <= high)
-        checks.append((key, ok, f"must be in [{low}, {high}{')' if high_open else ']'}, got {value!r}"))
-
-    checks.append(("task", cfg.task in TASKS, f"expected one of {_choices(TASKS)}, got {cfg.task!r}"))
+def _check_model(cfg: MegaConfig, checks: _Checks) -> None:
+    """The architecture's sizes (Tab. 1b's rows) and the task."""
+    checks.add("task", cfg.task in TASKS, f"expected one of {_choices(TASKS)}, got {cfg.task!r}")
     for name in ("max_len", "n_bottleneck", "width", "ffn_width", "n_fusion", "n_heads", "n_classes"):
-        positive_int(name, getattr(cfg, name))
-    positive_int("n_unimodal", cfg.n_unimodal, minimum=0)
-    checks.append(("width", not isinstance(cfg.width, int) or not isinstance(cfg.n_heads, int)
-                   or cfg.n_heads < 1 or cfg.width % cfg.n_heads == 0,
-                   f"{cfg.width} is not divisible by n_heads {cfg.n_heads}"))
-    in_range("dropout", cfg.dropout, 0.0, 1.0)
-    positive_int("position_bins", cfg.position_bins, minimum=0)
-    checks.append(("position_bins", cfg.task != "scene" or cfg.position_bins == 0,
-                   "only for tasks \"act\" (the shot model's) and \"synopsis\""))
-    checks.append(("content_head", cfg.task == "act" or not cfg.content_head, "only for task \"act\""))
-    positive_int("content_context", cfg.content_context, minimum=0)
-    checks.append(("content_space", cfg.content_space in ("projected", "input"),
-                   f"expected \"projected\" or \"input\", got {cfg.content_space!r}"))
-    checks.append(("content_context", cfg.content_head or not cfg.content_context, "needs content_head (set it to 0 with the head off)"))
-    checks.append(("content_contrast", cfg.content_contrast in ("mean", "similar"),
-                   f"expected \"mean\" or \"similar\", got {cfg.content_contrast!r}"))
-    checks.append(("content_shot", cfg.content_shot or cfg.content_context or not cfg.content_head,
-                   "false needs content_context (the head would read nothing)"))
-    checks.append(("decode_distance_weight", cfg.task == "synopsis" or cfg.decode_distance_weight == 0,
-                   "only for task \"synopsis\""))
-    checks.append(("decode_distance_weight", isinstance(cfg.decode_distance_weight, (int, float))
-                   and cfg.decode_distance_weight >= 0, "must be a number >= 0"))
-    checks.append(("relation_features", cfg.relation_features == "none" or (cfg.task == "scene" and cfg.max_len >= 2),
-                   "only for task \"scene\" (similarities inside the max_len-shot window, max_len >= 2)"))
+        checks.positive_int(name, getattr(cfg, name))
+    checks.positive_int("n_unimodal", cfg.n_unimodal, minimum=0)
+    checks.add("width", not isinstance(cfg.width, int) or not isinstance(cfg.n_heads, int)
+               or cfg.n_heads < 1 or cfg.width % cfg.n_heads == 0,
+               f"{cfg.width} is not divisible by n_heads {cfg.n_heads}")
+    checks.in_range("dropout", cfg.dropout, 0.0, 1.0)
+
+
+def _check_heads(cfg: MegaConfig, checks: _Checks) -> None:
+    """Our additions to the model (TP heads, decoding, relation features): each for its task."""
+    checks.positive_int("position_bins", cfg.position_bins, minimum=0)
+    checks.add("position_bins", cfg.task != "scene" or cfg.position_bins == 0,
+               "only for tasks \"act\" (the shot model's) and \"synopsis\"")
+    checks.add("content_head", cfg.task == "act" or not cfg.content_head, "only for task \"act\"")
+    checks.positive_int("content_context", cfg.content_context, minimum=0)
+    checks.add("content_space", cfg.content_space in ("projected", "input"),
+               f"expected \"projected\" or \"input\", got {cfg.content_space!r}")
+    checks.add("content_context", cfg.content_head or not cfg.content_context,
+               "needs content_head (set it to 0 with the head off)")
+    checks.add("content_contrast", cfg.content_contrast in ("mean", "similar"),
+               f"expected \"mean\" or \"similar\", got {cfg.content_contrast!r}")
+    checks.add("content_shot", cfg.content_shot or cfg.content_context or not cfg.content_head,
+               "false needs content_context (the head would read nothing)")
+    checks.add("decode_distance_weight", cfg.task == "synopsis" or cfg.decode_distance_weight == 0,
+               "only for task \"synopsis\"")
+    checks.add("decode_distance_weight", isinstance(cfg.decode_distance_weight, (int, float))
+               and cfg.decode_distance_weight >= 0, "must be a number >= 0")
+    checks.add("relation_features", cfg.relation_features == "none" or (cfg.task == "scene" and cfg.max_len >= 2),
+               "only for task \"scene\" (similarities inside the max_len-shot window, max_len >= 2)")
+
+
+def _check_synopsis(cfg: MegaConfig, checks: _Checks) -> None:
+    """A synopsis config's one stream, and an act config's synopsis section."""
     if cfg.task == "synopsis":
-        checks.append(("n_fusion", cfg.n_fusion == 1, f"must be 1 for task \"synopsis\" (one stream, "
-                       f"nothing to fuse), got {cfg.n_fusion!r}"))
-        checks.append(("align_scope", cfg.align_scope == "sequence",
-                       f"must be \"sequence\" for task \"synopsis\", got {cfg.align_scope!r}"))
+        checks.add("n_fusion", cfg.n_fusion == 1, f"must be 1 for task \"synopsis\" (one stream, "
+                   f"nothing to fuse), got {cfg.n_fusion!r}")
+        checks.add("align_scope", cfg.align_scope == "sequence",
+                   f"must be \"sequence\" for task \"synopsis\", got {cfg.align_scope!r}")
     if cfg.synopsis is not None:
-        checks.append(("synopsis", cfg.task == "act", "only for task \"act\" (use null; a synopsis config's "
-                       "top-level keys are the synopsis model)" if cfg.task == "synopsis" else
-                       "only for task \"act\" (use null)"))
+        checks.add("synopsis", cfg.task == "act", "only for task \"act\" (use null; a synopsis config's "
+                   "top-level keys are the synopsis model)" if cfg.task == "synopsis" else
+                   "only for task \"act\" (use null)")
         for name in ("max_len", "n_bottleneck", "n_layers"):
-            positive_int(f"synopsis.{name}", getattr(cfg.synopsis, name))
-        positive_int("synopsis.position_bins", cfg.synopsis.position_bins, minimum=0)
-        in_range("synopsis.dropout", cfg.synopsis.dropout, 0.0, 1.0)
+            checks.positive_int(f"synopsis.{name}", getattr(cfg.synopsis, name))
+        checks.positive_int("synopsis.position_bins", cfg.synopsis.position_bins, minimum=0)
+        checks.in_range("synopsis.dropout", cfg.synopsis.dropout, 0.0, 1.0)
+
+
+def _check_train(cfg: MegaConfig, checks: _Checks) -> None:
+    """The ``train`` section: its schema for the task, then its values."""
     schema = TRAIN_SCHEMA.get(cfg.task)
-    checks.append(("train", schema is None or type(cfg.train) is schema,
-                   f"expected {schema.__name__ if schema else 'a TrainConfig'}, got {type(cfg.train).__name__}"))
+    checks.add("train", schema is None or type(cfg.train) is schema,
+               f"expected {schema.__name__ if schema else 'a TrainConfig'}, got {type(cfg.train).__name__}")
     train = cfg.train
     if isinstance(train, TrainConfig):
-        checks.append(("train.lr", train.lr > 0, f"must be > 0, got {train.lr!r}"))
-        checks.append(("train.weight_decay", train.weight_decay >= 0, f"must be >= 0, got {train.weight_decay!r}"))
-        checks.append(("train.warmup_epochs", train.warmup_epochs >= 0, f"must be >= 0, got {train.warmup_epochs!r}"))
-        positive_int("train.epochs", train.epochs)
-        positive_int("train.batch_size", train.batch_size)
-        in_range("train.modality_dropout", train.modality_dropout, 0.0, 1.0)
-        checks.append(("train.grad_clip", train.grad_clip >= 0, f"must be >= 0 (0: no clipping), got {train.grad_clip!r}"))
+        checks.add("train.lr", train.lr > 0, f"must be > 0, got {train.lr!r}")
+        checks.add("train.weight_decay", train.weight_decay >= 0, f"must be >= 0, got {train.weight_decay!r}")
+        checks.add("train.warmup_epochs", train.warmup_epochs >= 0, f"must be >= 0, got {train.warmup_epochs!r}")
+        checks.positive_int("train.epochs", train.epochs)
+        checks.positive_int("train.batch_size", train.batch_size)
+        checks.in_range("train.modality_dropout", train.modality_dropout, 0.0, 1.0)
+        checks.add("train.grad_clip", train.grad_clip >= 0, f"must be >= 0 (0: no clipping), got {train.grad_clip!r}")
     if isinstance(train, SynopsisTrainConfig):
-        in_range("train.label_smoothing", train.label_smoothing, 0.0, 1.0)
+        checks.in_range("train.label_smoothing", train.label_smoothing, 0.0, 1.0)
     if isinstance(train, ActTrainConfig):
-        for name, weight in dataclasses.asdict(train.loss_weights).items():
-            checks.append((f"train.loss_weights.{name}", weight >= 0, f"must be >= 0, got {weight!r}"))
-        sync, distill = train.sync, train.distill
-        in_range("train.sync.xi", sync.xi, 0.0, 1.0, high_open=False)
-        checks.append(("train.sync.xi", sync.xi > 0, f"must be > 0, got {sync.xi!r}"))
-        in_range("train.sync.quantile", sync.quantile, 0.0, 1.0, high_open=False)
-        checks.append(("train.sync.prior_epochs", sync.prior_epochs >= 0, f"must be >= 0, got {sync.prior_epochs!r}"))
-        for key, value in (("train.sync.tau", sync.tau), ("train.distill.tau", distill.tau),
-                           ("train.distill.teacher_tau", distill.teacher_tau)):
-            checks.append((key, value > 0, f"must be > 0, got {value!r}"))
-        checks.append(("train.distill.fused_after", distill.fused_after is None or distill.fused_after >= 0,
-                       f"must be >= 0 or null, got {distill.fused_after!r}"))
-    return next(((key, message) for key, ok, message in checks if not ok), None)
+        _check_act_train(train, checks)
+
+
+def _check_act_train(train: ActTrainConfig, checks: _Checks) -> None:
+    """Loss weights, synchronisation and distillation settings of an act config."""
+    for name, weight in dataclasses.asdict(train.loss_weights).items():
+        checks.add(f"train.loss_weights.{name}", weight >= 0, f"must be >= 0, got {weight!r}")
+    sync, distill = train.sync, train.distill
+    checks.in_range("train.sync.xi", sync.xi, 0.0, 1.0, high_open=False)
+    checks.add("train.sync.xi", sync.xi > 0, f"must be > 0, got {sync.xi!r}")
+    checks.in_range("train.sync.quantile", sync.quantile, 0.0, 1.0, high_open=False)
+    checks.add("train.sync.prior_epochs", sync.prior_epochs >= 0, f"must be >= 0, got {sync.prior_epochs!r}")
+    for key, value in (("train.sync.tau", sync.tau), ("train.distill.tau", distill.tau),
+                       ("train.distill.teacher_tau", distill.teacher_tau)):
+        checks.add(key, value > 0, f"must be > 0, got {value!r}")
+    checks.add("train.distill.fused_after", distill.fused_after is None or distill.fused_after >= 0,
+               f"must be >= 0 or null, got {distill.fused_after!r}")
