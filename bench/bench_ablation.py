@@ -8,8 +8,8 @@ test movies are written once per task:
 
 * scene: 1 − cosine similarity of consecutive shots' (train-normalised, concatenated) features
   as the boundary score -> AP;
-* act: every TP at its TRIPOD prior position (spec §1.6: 11.39/31.86/50.65/74.15/89.43 % of the
-  movie) -> TA/PA/D.
+* act: every TP at its TRIPOD prior position (11.39/31.86/50.65/74.15/89.43 % of the movie,
+  docs/unsupervised.md) -> TA/PA/D.
 
 The act runs train on the default manifest (training movies carry shot-level ``tp_shots`` and
 synopsis labels; docs/training.md "act"). Usage::
@@ -40,14 +40,14 @@ from mega_pipe.model.train import TrainOptions, train
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import scene_baseline  # noqa: E402  (the same adjacent-cosine baseline)
 
-TRIPOD_PRIOR = (0.1139, 0.3186, 0.5065, 0.7415, 0.8943)   # spec §1.6
+TRIPOD_PRIOR = (0.1139, 0.3186, 0.5065, 0.7415, 0.8943)   # the means of model/prior.py
 
 SETTINGS = {   # name -> model-key overrides (on top of the packaged small config)
     "default": {},
     "no_align_pe": {"align_pe": False},                              # Tab. 2a
     "no_align_pe_in_bottleneck": {"align_pe_in_bottleneck": False},  # Tab. 2b
-    "movie_scope": {"align_scope": "movie"},                         # §5 #2, scene only
-    "sequence_scope": {"align_scope": "sequence"},                   # §5 #2, scene only
+    "movie_scope": {"align_scope": "movie"},                         # docs/model.md choice 4, scene only
+    "sequence_scope": {"align_scope": "sequence"},                   # docs/model.md choice 4, scene only
     "learned_bottleneck": {"bottleneck_seed": "none"},               # the paper-literal tokens
 }
 SCENE_ONLY = {"movie_scope", "sequence_scope"}

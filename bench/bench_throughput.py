@@ -26,7 +26,7 @@ from mega_pipe.manifests.synth import SynthParams, generate
 from mega_pipe.model.summary import model_summary
 from mega_pipe.model.train import TrainOptions, train
 
-PAPER = {"scene": 1736.13, "act": 18.24}   # samples/s, mega-spec Tab. 2g / 2h
+PAPER = {"scene": 1736.13, "act": 18.24}   # samples/s, MEGA supp. Tab. 2g / 2h
 DIMS = {"scene": {"bassl": 2048, "place": 2048, "clip": 512},
         "act": {"appr": 2048, "clip": 768, "action": 2048, "place": 2048, "audio": 2048, "subtitle": 768}}
 

@@ -7,10 +7,10 @@ the tiny extractor set's modalities and dimensions), trains both tasks through t
 * scene: AP of MEGA vs. the AP of "1 − cosine similarity of a shot and the next shot" on the
   normalised, concatenated features (how separable boundaries are without learning);
 * act: TA/PA/D of MEGA vs. the position-only baseline that predicts every TP at its mean
-  normalised position over the training movies (spec §1.7 "Distribution position"). Trained
+  normalised position over the training movies (MEGA Tab. 3 "Distribution position"). Trained
   twice: ``act`` with the shot-level gold of the training movies (direct TP loss plus the
   synopsis losses) and ``act_synopsis`` with synopsis labels only, as on TRIPOD, where the shots
-  learn through synchronisation and distillation alone (spec §1.4).
+  learn through synchronisation and distillation alone (supp. Sec. 4-5).
 
 Also reports training samples/s (scene: 17-shot windows; act: movies). Usage::
 

@@ -48,7 +48,7 @@ class Checkpoint:
 
 def build_models(cfg: MegaConfig, modality_dims: dict[str, int],
                  sentence_dim: int | None) -> tuple[MEGA | SynopsisModel, SynopsisModel | None]:
-    """The shot model, plus the synopsis model when the config has one (act, spec §1.4: two
+    """The shot model, plus the synopsis model when the config has one (act, supp. Sec. 4-5: two
     networks); for task "synopsis" the synopsis model alone (as the model, no second network).
     A module's ValueError (e.g. a modality name with a '.') becomes a MegaPipeError."""
     try:

@@ -1,6 +1,6 @@
 """MEGA hyper-parameters as data, with the dataclasses below as their schema.
 
-The architecture numbers of mega-spec §1.2.1 (Tab. 1b) and the training settings live in
+The architecture numbers of MEGA's Tab. 1b (docs/model.md) and the training settings live in
 ``model/configs/<name>.json``; this module loads them into a frozen :class:`MegaConfig` (whose
 ``train`` is a :class:`SceneTrainConfig` or :class:`ActTrainConfig`), so a sweep or an ablation
 is a different JSON file (or an override), never a code change.
@@ -41,8 +41,8 @@ class SyncConfig:
 
     space: Literal["content", "fused"] = "content"  # what is synchronised (docs/training.md)
     xi: float = 0.3  # diagonal band |i/L_sh - j/L_syn| < xi (Eq. 2)
-    quantile: float = 0.85  # lambda = this quantile of the movie's in-band similarities (§5 #7)
-    tau: float = 0.07  # M-step InfoNCE temperature (§5 #8)
+    quantile: float = 0.85  # lambda = this quantile of the movie's in-band similarities (docs/model.md "Losses")
+    tau: float = 0.07  # M-step InfoNCE temperature (docs/model.md "Losses")
     prior: float = 10.0  # story-order prior added before thresholding ...
     prior_final: float = 0.0  # ... annealed linearly to this ...
     prior_epochs: float = 20.0  # ... over this many epochs (0: constant prior)
@@ -73,7 +73,7 @@ class DistillConfig:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Act loss = sum of weight * loss (§5 #11)."""
+    """Act loss = sum of weight * loss (the paper gives no weights; 1 each by default)."""
 
     sync: float = 1.0
     distill: float = 1.0
@@ -98,12 +98,12 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SceneTrainConfig(TrainConfig):
-    """``train`` of a scene config (§1.3): the common settings only."""
+    """``train`` of a scene config (docs/training.md): the common settings only."""
 
 
 @dataclass(frozen=True)
 class ActTrainConfig(TrainConfig):
-    """``train`` of an act config (§1.4); defaults are ``act-small``'s."""
+    """``train`` of an act config (supp. Sec. 4-5, docs/training.md); defaults are ``act-small``'s."""
 
     warmup_epochs: float = 1.0
     epochs: int = 60
@@ -133,7 +133,7 @@ class SynopsisTrainConfig(TrainConfig):
 
 @dataclass(frozen=True)
 class SynopsisConfig:
-    """The act synopsis model (§1.2.1 synopsis column)."""
+    """The act synopsis model (Tab. 1b "Syn. Model" column)."""
 
     max_len: int  # most sentences per synopsis: 60
     n_bottleneck: int  # 20
@@ -148,7 +148,7 @@ TRAIN_SCHEMA: dict[str, type[TrainConfig]] = {"scene": SceneTrainConfig, "act": 
 
 @dataclass(frozen=True)
 class MegaConfig:
-    """One MEGA model (mega-spec §1.2, Tab. 1a/1b); comments give scene / act values.
+    """One MEGA model (supp. Sec. 1, Tab. 1a/1b); comments give scene / act values.
 
     Task "synopsis" is the act model's synopsis network on its own (``SynopsisModel``): the
     top-level keys are then that network's (``max_len`` sentences, ``n_bottleneck`` Align.PE
@@ -167,10 +167,10 @@ class MegaConfig:
     n_heads: int  # 8 (BaSSL) / 4 (our choice, see docs/model.md)
     dropout: float  # p: 0.1 / 0.5
     n_classes: int  # N_c: 2 / 5
-    positional: Literal["learned", "sinusoidal"]  # §5 #5
+    positional: Literal["learned", "sinusoidal"]  # docs/model.md choice 2
     align_pe: bool = True  # ablation switch (Tab. 2a)
     align_pe_in_bottleneck: bool = True  # ablation switch (Tab. 2b)
-    align_scope: Literal["sequence", "movie"] = "sequence"  # "movie": caller passes r_i (§5 #2)
+    align_scope: Literal["sequence", "movie"] = "sequence"  # "movie": caller passes r_i (docs/model.md choice 4)
     bottleneck_seed: Literal["none", "bin_mean"] = "bin_mean"  # "none": free tokens (paper-literal)
     relation_features: Literal["none", "window", "cut"] = "none"  # scene: similarities inside the window (docs/model.md)
     relation_space: Literal["input", "projected"] = "input"  # scene: relations of f or of Linear(f)

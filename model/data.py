@@ -6,14 +6,14 @@ columns of ``shots.parquet`` (every ``fixed_size_list`` column with a ``<m>_coun
 
 Two sample layouts, one per task:
 
-* **Scene** (spec §1.3, BaSSL protocol): every shot is a sample; its input is the 17-shot
+* **Scene** (BaSSL's protocol, docs/training.md): every shot is a sample; its input is the 17-shot
   window ``shot + [-8 .. 8]`` with indices *clipped* to the movie, so edge shots are repeated
   rather than padded, and the loss is on the centre shot. All movies' shots are concatenated
   into one array and windows are global row indices, so a batch is one fancy-indexing gather.
-* **Act** (spec §1.4): one movie is one sequence. A movie longer than the model's ``max_len``
+* **Act** (supp. Sec. 4-5): one movie is one sequence. A movie longer than the model's ``max_len``
   is covered by overlapping windows (50 % overlap); each window is a separate row of the
   batch, and :func:`stitch_windows` averages the logits and embeddings of the windows that
-  cover a shot, so the losses and predictions always see the whole movie (spec §5 #12; a
+  cover a shot, so the losses and predictions always see the whole movie (docs/training.md; a
   movie is never truncated). Align.PE positions are the movie-global ``i / n_shots`` in every
   window, so bin b means "the b-th 1/L_n of the movie" in every window and the shot↔sentence
   alignment holds across windows.
@@ -40,7 +40,7 @@ from ..manifests.errors import MegaPipeError
 from ..manifests.features import FeatureFolder, vectors_of
 from ..manifests.schema import MovieEntry
 
-SCENE_HALF_WINDOW = 8  # 17-shot windows: 2·8 + 1, BaSSL / MEGA scene L (spec §1.2.1)
+SCENE_HALF_WINDOW = 8  # 17-shot windows: 2·8 + 1, BaSSL / MEGA scene L (Tab. 1b)
 SYNOPSIS_KEY = "synopsis"  # the normaliser's entry for synopsis sentence vectors
 N_TPS = 5
 UNLABELLED = -100  # scene label of a shot without annotation (e.g. MovieNet's last shot)
@@ -165,7 +165,7 @@ def load_synopsis_entries(entries: Sequence[MovieEntry]) -> list[MovieData]:
 
 
 def scene_label_array(labels: Sequence[int | None], n_shots: int, movie_id: str) -> np.ndarray:
-    """Manifest scene labels -> (n_shots,) int64: −1 counts as 1 (spec §1.3, BaSSL ``abs``);
+    """Manifest scene labels -> (n_shots,) int64: −1 counts as 1 (BaSSL's ``abs``);
     ``null`` (e.g. MovieNet's last shot) becomes UNLABELLED: neither trained on nor scored."""
     if len(labels) != n_shots:
         raise MegaPipeError(f"{movie_id}: {len(labels)} scene labels for {n_shots} shots")
@@ -260,7 +260,7 @@ def drop_modalities(present: Mapping[str, Tensor], p: float) -> dict[str, Tensor
     return {m: present[m] & ~drop[:, k, None] for k, m in enumerate(names)}
 
 
-# --- Scene samples (spec §1.3) ---------------------------------------------------------------
+# --- Scene samples (BaSSL's protocol) ---------------------------------------------------------
 
 
 def scene_windows(n_shots: int, half: int = SCENE_HALF_WINDOW) -> np.ndarray:
@@ -308,7 +308,7 @@ class SceneSamples:
         return SceneBatch(feats, present, mask, positions, labels)
 
 
-# --- Act samples (spec §1.4, §5 #12) ---------------------------------------------------------
+# --- Act samples (whole movies; long ones in overlapping windows) ----------------------------
 
 
 def act_windows(n_shots: int, max_len: int) -> list[tuple[int, int]]:

@@ -26,10 +26,10 @@ def evaluate(
 ) -> dict:
     """Score a checkpoint on one split of a manifest.
 
-    Writes ``eval_<task>_<split>.json`` (metrics) and ``predictions_<task>_<split>.jsonl`` (one record per
-    movie, the input of ``mega-pipe score``) to ``out`` (default: the checkpoint's folder) and
-    returns the metrics with the paths. Act gold is the shot-level ``tp_shots`` (§5 #17);
-    synopsis gold the sentence-level ``tp_sentences``.
+    Writes ``eval_<task>_<split>.json`` (metrics) and ``predictions_<task>_<split>.jsonl`` (one
+    record per movie, the input of ``mega-pipe score``) to ``out`` (default: the checkpoint's
+    folder) and returns the metrics with the paths. Act gold is the shot-level ``tp_shots``
+    (docs/training.md "Evaluation gold"); synopsis gold the sentence-level ``tp_sentences``.
     """
     ckpt = load_checkpoint(checkpoint, device)
     task = task_for(ckpt.task)

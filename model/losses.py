@@ -1,12 +1,13 @@
-"""MEGA training objectives (mega-spec §1.3, §1.4, §5 rows 6-11).
+"""MEGA training objectives (supplement Sec. 4-5, Eq. 1-8; what the paper leaves open and our
+choices: docs/model.md "Losses", docs/training.md).
 
 Scene segmentation trains the centre-shot boundary logits with a class-balanced cross-entropy
-(§1.3). Act segmentation has labels only on synopsis sentences, so the shot model learns from
-them in two steps (§1.4): an EM-style **cross-modal synchronisation** that finds which shots
-match which sentences (closed-form E-step, contrastive M-step) and a **distillation** that turns
-the sentence-level turning-point (TP) labels into per-TP distributions over shots, which the
-shot model's per-TP softmax over shots is trained to match. Every act loss works on ONE movie,
-unpadded: the sequences of different movies have nothing to compare with each other.
+(BaSSL's). Act segmentation has labels only on synopsis sentences, so the shot model learns from
+them in two steps (supp. Sec. 4 and 5): an EM-style **cross-modal synchronisation** that finds
+which shots match which sentences (closed-form E-step, contrastive M-step) and a **distillation**
+that turns the sentence-level turning-point (TP) labels into per-TP distributions over shots,
+which the shot model's per-TP softmax over shots is trained to match. Every act loss works on ONE
+movie, unpadded: the sequences of different movies have nothing to compare with each other.
 """
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ DISTILLATION_DIRECTIONS = ("teacher_student", "literal")
 
 
 def balanced_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """2-class CE where positives and negatives each carry half of the batch's weight (§5 #6).
+    """2-class CE where positives and negatives each carry half of the batch's weight.
 
-    BaSSL's fine-tuning weighting (§1.3): w = 0.5/#pos for a positive, 0.5/#neg for a negative,
-    loss = Σ w·CE. Boundaries are ~8 % of MovieNet shots, so without it the model would learn
-    to say "no boundary". A class absent from the batch contributes nothing (its count is
-    clamped to 1 instead of dividing by zero), so a batch without positives gives half the mean
-    CE of its negatives, as in BaSSL. logits (N, 2), labels (N,) in {0, 1}.
+    BaSSL's fine-tuning weighting (``finetune_wrapper.py``; MEGA's balancing is not given): w =
+    0.5/#pos for a positive, 0.5/#neg for a negative, loss = Σ w·CE. Boundaries are ~8 % of
+    MovieNet shots, so without it the model would learn to say "no boundary". A class absent from
+    the batch contributes nothing (its count is clamped to 1 instead of dividing by zero), so a
+    batch without positives gives half the mean CE of its negatives, as in BaSSL. logits (N, 2),
+    labels (N,) in {0, 1}.
     """
     if logits.dim() != 2 or logits.shape[1] != 2 or labels.shape != logits.shape[:1]:
         raise ValueError(f"expected logits (N, 2) and labels (N,), got {tuple(logits.shape)}, {tuple(labels.shape)}")
@@ -55,11 +57,12 @@ def sync_estep(sim: Tensor, n_shots: int, n_sents: int, xi: float = 0.3, quantil
                prior: float = 0.0) -> Tensor:
     """Closed-form E-step (Eq. 4 with the diagonal constraint of Eq. 2): the match matrix W.
 
-    W_ij = 1[m_ij ≥ λ and |i/L_sh − j/L_syn| < ξ]. λ is not given (§1.4); an absolute threshold
-    on a similarity space that is still being learned would make W empty or full, so λ is the
-    ``quantile`` of this movie's in-band similarities (§5 #7): the top (1 − quantile) of the
-    band are positives. ``sim`` may be padded; only the top-left (n_shots, n_sents) block is
-    used and the rest of W is 0. Returns a float {0, 1} matrix shaped like ``sim``, no grad.
+    W_ij = 1[m_ij ≥ λ and |i/L_sh − j/L_syn| < ξ]. λ is not given (supp. Sec. 4); an absolute
+    threshold on a similarity space that is still being learned would make W empty or full, so λ
+    is the ``quantile`` of this movie's in-band similarities (docs/model.md "Losses"): the top (1
+    − quantile) of the band are positives. ``sim`` may be padded; only the top-left (n_shots,
+    n_sents) block is used and the rest of W is 0. Returns a float {0, 1} matrix shaped like
+    ``sim``, no grad.
 
     ``prior`` (our addition) adds ``prior · (1 − |i/L_sh − j/L_syn| / ξ)`` to m_ij before
     thresholding: the story-order prior of Eq. 2 as a score instead of only a band. At the start
@@ -91,7 +94,8 @@ def _multi_positive_nce(scores: Tensor, positives: Tensor) -> Tensor:
 
 
 def sync_mstep_loss(shot_emb: Tensor, sent_emb: Tensor, W: Tensor, tau: float = 0.07) -> Tensor:
-    """M-step: multi-positive InfoNCE between shots and sentences with W as positives (§5 #8).
+    """M-step: multi-positive InfoNCE between shots and sentences with W as positives
+    (the M-step of supp. Sec. 4, whose loss the paper does not give; docs/model.md "Losses").
 
     Cosine similarity / τ; symmetric: each shot against all sentences of the movie, and each
     sentence against all shots, averaged. Pulling E-step matches together while pushing the
@@ -118,25 +122,25 @@ def distillation_loss(
     fallback: Tensor | None = None,
     teacher_grad: bool = False,
 ) -> Tensor:
-    """Synopsis-to-shot knowledge distillation, Eq. 5-8 (§1.4 b).
+    """Synopsis-to-shot knowledge distillation, Eq. 5-8 (supp. Sec. 5).
 
     a = softmax over sentences of u_i·v_j / τ (Eq. 5); the teacher P[:, n] = softmax over shots
-    of (a @ q)[:, n] (Eq. 6), q = gold one-hot sentence TP labels (§5 #9); the student
+    of (a @ q)[:, n] (Eq. 6), q = gold one-hot sentence TP labels (docs/training.md); the student
     O[:, n] = softmax over shots of the shot logits (Eq. 7); loss = Σ_n KL (Eq. 8).
 
-    Two knobs the paper leaves open (τ is NOT FOUND): ``cosine`` computes Eq. 5 on normalised
+    Two knobs the paper leaves open (τ is not given): ``cosine`` computes Eq. 5 on normalised
     embeddings, the space the synchronisation's contrastive loss trains (so τ can be the sync
     temperature); ``teacher_tau`` divides the Eq. 6 scores, which lie in [0, 1] — at 1 a fully
     aligned shot weighs only e ≈ 2.7 times any other, a nearly flat teacher over hundreds of
     shots; 0.1 makes it peak on the aligned shots.
 
-    ``direction="teacher_student"`` (default, §5 #10) is KL(P ‖ O) with P detached: the usual
-    distillation loss (GraphTP's ``KLDivLoss(log O, P)``), training only the shot logits.
-    ``"literal"`` is the paper's KL(O ‖ P) with P attached, so it also moves the embeddings.
-    ``teacher_grad`` keeps P attached in ``"teacher_student"`` too, so that KL(P ‖ O) also
-    moves the embeddings of Eq. 5 (with the fused embeddings, the synopsis transformer and
-    Align.PE). ``mask``/``fallback``: see :func:`teacher_log_distribution`.
-    Single movie: shot_logits (L_sh, 5), shot_emb (L_sh, E), sent_emb (L_syn, E), q (L_syn, 5).
+    ``direction="teacher_student"`` (default; docs/model.md "Losses") is KL(P ‖ O) with P
+    detached: the usual distillation loss (GraphTP's ``KLDivLoss(log O, P)``), training only the
+    shot logits. ``"literal"`` is the paper's KL(O ‖ P) with P attached, so it also moves the
+    embeddings. ``teacher_grad`` keeps P attached in ``"teacher_student"`` too, so that KL(P ‖ O)
+    also moves the embeddings of Eq. 5 (with the fused embeddings, the synopsis transformer and
+    Align.PE). ``mask``/``fallback``: see :func:`teacher_log_distribution`. Single movie:
+    shot_logits (L_sh, 5), shot_emb (L_sh, E), sent_emb (L_syn, E), q (L_syn, 5).
     """
     if direction not in DISTILLATION_DIRECTIONS:
         raise ValueError(f"distillation direction must be one of {DISTILLATION_DIRECTIONS}, got {direction!r}")
@@ -192,7 +196,8 @@ def tp_cross_entropy(logits: Tensor, target_dist: Tensor) -> Tensor:
     For each TP n: −Σ_i target[i, n] · log softmax_i(logits[:, n]), summed over the TPs like
     Eq. 8, so that it equals the teacher-student distillation KL plus the target's entropy
     (same scale when both are used). Used with shot-level TP labels and for the synopsis
-    model's sentence labels (§5 #9). logits (L, 5), target (L, 5) with columns summing to 1.
+    model's sentence labels (docs/training.md, "Act segmentation"). logits (L, 5), target (L, 5)
+    with columns summing to 1.
     """
     if logits.shape != target_dist.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target_dist.shape)} differ")

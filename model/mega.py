@@ -1,4 +1,5 @@
-"""MEGA: Multimodal alignmEnt aGgregation and distillAtion (mega-spec §1, supplementary Tab. 1a).
+"""MEGA: Multimodal alignmEnt aGgregation and distillAtion (Sadoughi et al., ICCV 2023; its
+supplement's Sec. 1 and Tab. 1a; sources and our readings: docs/model.md).
 
 Method. A movie is a sequence of shots, and every shot carries one pre-extracted feature vector
 per modality (``shots.parquet``, docs/contract.md). MEGA first encodes each modality on its own:
@@ -15,14 +16,15 @@ plus its own shots; the bottlenecks are the only channel between modalities, and
 are tied to the same coarse position they exchange temporally aligned information without
 timestamps. The fused shot tokens of all modalities are concatenated along channels into the
 shot embedding u_i, and a linear head gives per-shot logits: 2-way boundary logits for scene
-segmentation (§1.3), 5 turning-point logits (softmax over shots per TP) for act segmentation
-(§1.4). For act segmentation a **synopsis model** with the same unimodal design encodes the
+segmentation, 5 turning-point logits (softmax over shots per TP, Eq. 7) for act segmentation.
+For act segmentation a **synopsis model** with the same unimodal design encodes the
 synopsis sentences into v_j of the same width as u_i, which the synchronisation and
 distillation losses (``losses.py``) compare with the shots.
 
-The building blocks below follow the data flow: positional encodings, Align.PE, shot encoder,
-bottleneck tokens, unimodal transformer, bottleneck fusion, output head, the MEGA shot model,
-the synopsis model. Shapes: B batch, L tokens, C width, M modalities.
+The building blocks below follow the data flow (steps 1-8 of docs/model.md "Architecture"):
+positional encodings, Align.PE, shot encoder, bottleneck tokens, unimodal transformer,
+bottleneck fusion, output head, the MEGA shot model, the synopsis model. Shapes: B batch,
+L tokens, C width, M modalities.
 
 This file holds the modules only. Wrong inputs raise ``ValueError``: a user's config is checked
 by ``config.py`` and a user's data by ``data.py`` before a module sees them, so these errors
@@ -43,10 +45,10 @@ from torch import Tensor, nn
 from .config import MegaConfig, synopsis_model_config
 from .prior import tp_prior_by_index
 
-INIT_STD = 0.02  # BERT initialisation, which the post-LN blocks of §1.2 step 4 follow
+INIT_STD = 0.02  # BERT initialisation, which the post-LN blocks of Tab. 1a follow
 
 
-# --- Positional encodings (Tab. 1a row "Pos.Enc. L×C", §5 #5) --------------------------------
+# --- Positional encodings (Tab. 1a row "Pos.Enc. L×C"; docs/model.md choice 2) ----------------
 
 
 def sinusoidal_table(length: int, width: int) -> Tensor:
@@ -62,7 +64,7 @@ def sinusoidal_table(length: int, width: int) -> Tensor:
 class PositionalEncoding(nn.Module):
     """Regular PE of the token index, learned or sinusoidal (Tab. 1a "Pos.Enc. L×C").
 
-    Whether MEGA's PE is learned is NOT FOUND (§1.2 step 1). §5 #5: a learned L×C table is fine
+    Whether MEGA's PE is learned is not given (docs/model.md choice 2): a learned L×C table is fine
     for the 17-shot scene window, but for the act model (L = 3000) only a fixed table is
     consistent with the published 6.78M parameters, so the sinusoidal table is a buffer
     (no parameters, not saved in checkpoints because it is recomputed).
@@ -81,7 +83,7 @@ class PositionalEncoding(nn.Module):
         return self.table[index]
 
 
-# --- Alignment positional encoding (Tab. 1a "Align.PE L_n×C", §1.2, §5 #2-#3) -----------------
+# --- Alignment positional encoding (Tab. 1a "Align.PE L_n×C"; docs/model.md choices 3-4) -------
 
 
 def token_index(mask: Tensor) -> Tensor:
@@ -95,7 +97,7 @@ def token_index(mask: Tensor) -> Tensor:
 
 
 def normalised_positions(mask: Tensor) -> Tensor:
-    """r_i = i / N with N the TRUE length of each row (§5 #3), (B, L) float in [0, 1).
+    """r_i = i / N with N the TRUE length of each row (docs/model.md choice 3), (B, L) float in [0, 1).
 
     Normalising by the padded L would squeeze a short movie into the first bins and break the
     shot/sentence/modality alignment that Align.PE exists for. A fully padded row gets r = 0.
@@ -105,12 +107,12 @@ def normalised_positions(mask: Tensor) -> Tensor:
 
 
 def align_bins(positions: Tensor, n_bins: int) -> Tensor:
-    """b_i = min(floor(r_i * L_n), L_n - 1): the Align.PE row of each token (§1.2), long."""
+    """b_i = min(floor(r_i * L_n), L_n - 1): the Align.PE row of each token (docs/model.md choice 3), long."""
     return (positions * n_bins).floor().long().clamp(min=0, max=n_bins - 1)
 
 
 class AlignPE(nn.Module):
-    """The learned L_n×C Align.PE table of one modality (Tab. 1a; §1.2 "Alignment PE").
+    """The learned L_n×C Align.PE table of one modality (Tab. 1a; docs/model.md choice 3).
 
     Row b is added to every shot whose normalised position falls in bin b *and* to bottleneck
     token b, which is what ties bottleneck token b to the b-th 1/L_n of the movie in every
@@ -127,7 +129,7 @@ class AlignPE(nn.Module):
         return self.table[bins]
 
 
-# --- Shot encoder (§1.2 step 1, Tab. 1a rows Linear, Pos.Enc., Align.PE, LayerNorm, Dropout) ---
+# --- Shot encoder (step 1: Tab. 1a rows Linear, Pos.Enc., Align.PE, LayerNorm, Dropout) -------
 
 
 class ShotEncoder(nn.Module):
@@ -304,7 +306,7 @@ def similar_contrast(x: Tensor, mask: Tensor, k: int, tau: float = SIMILAR_TAU) 
     return (x - has * neighbours) * weight
 
 
-# --- Bottleneck tokens (§1.2 step 2, Tab. 1a "Bottleneck L_n×C") -----------------------------
+# --- Bottleneck tokens (step 2, Tab. 1a "Bottleneck L_n×C") ------------------------------------
 
 
 def bin_means(shots: Tensor, bins: Tensor, mask: Tensor, n_bins: int) -> Tensor:
@@ -316,7 +318,7 @@ def bin_means(shots: Tensor, bins: Tensor, mask: Tensor, n_bins: int) -> Tensor:
 
 
 class BottleneckTokens(nn.Module):
-    """L_n fusion tokens of one modality (§1.2 step 2): a learned matrix, token k plus Align.PE
+    """L_n fusion tokens of one modality (Tab. 1a, step 2): a learned matrix, token k plus Align.PE
     row k, and with ``seed`` "bin_mean" (our reading, docs/model.md) plus a data-dependent seed.
 
     ``seed`` "none" is the paper-literal form: the tokens are free parameters, and adding
@@ -347,16 +349,16 @@ class BottleneckTokens(nn.Module):
         return tokens + ((shots * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0))[:, None]
 
 
-# --- Transformer encoder layer (§1.2 step 4: post-LN BERT block) ------------------------------
+# --- Transformer encoder layer (step 4: post-LN BERT block, Tab. 1a "Trans.Enc.") -------------
 
 
 class EncoderLayer(nn.Module):
     """Post-LN BERT block: x = LN(x + Drop(Attn(x))); x = LN(x + Drop(W2 GELU(W1 x))).
 
-    Parameters: 3 C×C attention projections (+ output projection), two LayerNorms and the
-    C→C_k→C FFN: 7,087,872 for C = 768, C_k = 3072, the unit of the parameter-count check of
-    §1.2.1. Attention runs through ``scaled_dot_product_attention`` with a key-padding mask;
-    attention dropout uses the same p as BERT does.
+    Parameters: 3 C×C attention projections (+ output projection), two LayerNorms and the C→C_k→C
+    FFN: 7,087,872 for C = 768, C_k = 3072, the unit of the parameter-count check of docs/model.md
+    ("Parameter counts"). Attention runs through ``scaled_dot_product_attention`` with a
+    key-padding mask; attention dropout uses the same p as BERT does.
 
     ``memory`` are extra tokens that are attended to (keys/values) but not updated. The fusion
     layer uses it for the other modalities' bottleneck tokens: attention is invariant to the
@@ -406,7 +408,7 @@ class EncoderLayer(nn.Module):
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
-# --- Unimodal transformer (§1.2 steps 1-4 for one modality) -----------------------------------
+# --- Unimodal transformer (steps 1-4 for one modality) -----------------------------------------
 
 
 class UnimodalStream(nn.Module):
@@ -441,18 +443,18 @@ class UnimodalStream(nn.Module):
         return tokens
 
 
-# --- Bottleneck fusion (§1.2 steps 5-6, §5 #4) -----------------------------------------------
+# --- Bottleneck fusion (steps 5-6; docs/model.md choice 5) -------------------------------------
 
 
 class BottleneckFusion(nn.Module):
     """N_f fusion layers per modality (separate weights) over [B_1 .. B_M; x_m].
 
     Before every fusion layer the current bottleneck tokens of all modalities are gathered
-    (§5 #4; identical to "once at fusion start" for N_f = 1, the value used by both tasks);
-    each modality's layer then updates its own bottleneck tokens and shots from its own fused
-    sequence, so each modality keeps its own copy of the bottlenecks. The bottlenecks are the
-    only path between modalities (concatenated, not averaged as in MBT, §1.2). A modality
-    missing on every shot of a sequence (``available`` False for that row) has nothing to
+    (docs/model.md choice 5; identical to "once at fusion start" for N_f = 1, the value used by
+    both tasks); each modality's layer then updates its own bottleneck tokens and shots from its
+    own fused sequence, so each modality keeps its own copy of the bottlenecks. The bottlenecks
+    are the only path between modalities (concatenated, not averaged as in MBT: supp. Sec. 1). A
+    modality missing on every shot of a sequence (``available`` False for that row) has nothing to
     share: its bottlenecks are masked out of the other modalities' fusion for that row.
     """
 
@@ -485,7 +487,7 @@ class BottleneckFusion(nn.Module):
         return [tokens[:, n_b:] for tokens in streams]
 
 
-# --- Output head (§1.2 steps 7-8) -------------------------------------------------------------
+# --- Output head (steps 7-8) --------------------------------------------------------------------
 
 
 class OutputHead(nn.Module):
@@ -516,7 +518,7 @@ class MegaOutput:
     """What the shot model returns."""
 
     logits: Tensor  # (B, L, n_classes)
-    shot_emb: Tensor  # (B, L, width * M): fused per-modality shot tokens, concatenated (u_i, §1.4)
+    shot_emb: Tensor  # (B, L, width * M): fused per-modality shot tokens, concatenated (u_i of Eq. 5)
     head_logits: Tensor | None = None  # act with TP heads: the MEGA head's logits alone (distillation)
 
 
@@ -528,10 +530,11 @@ def _init_linear(module: nn.Module) -> None:
 
 
 class MEGA(nn.Module):
-    """The multimodal MEGA shot model (§1.2): any number of modalities, any input dims.
+    """The multimodal MEGA shot model (supp. Sec. 1, Tab. 1a): any number of modalities, any input dims.
 
-    Sequences longer than ``cfg.max_len`` are rejected: the trainer splits long movies into
-    chunks (§5 #12), because silently truncating would drop the end of a movie.
+    Sequences longer than ``cfg.max_len`` are rejected: the trainer splits long movies into chunks
+    (docs/training.md, "Movies longer than max_len"), because silently truncating would drop the
+    end of a movie.
     """
 
     def __init__(self, cfg: MegaConfig, modality_dims: Mapping[str, int]) -> None:
@@ -571,7 +574,7 @@ class MEGA(nn.Module):
         present: Mapping[str, Tensor] | None = None,
     ) -> MegaOutput:
         """feats: per modality (B, L, D_m); mask (B, L) bool, True = real shot; positions (B, L)
-        normalised positions r_i in [0, 1) for Align.PE, or None for i / true length (§5 #3);
+        normalised positions r_i in [0, 1) for Align.PE, or None for i / true length (docs/model.md choice 3);
         present: per modality (B, L) bool, False where the modality has no value (a modality
         left out counts as present everywhere; docs/model.md, missing modalities).
         """
@@ -660,7 +663,7 @@ class MEGA(nn.Module):
                 raise ValueError("positions must be normalised to [0, 1)")
 
 
-# --- The synopsis model (§1.2.1 "Act: Synopsis model", §1.4) ----------------------------------
+# --- The synopsis model (Tab. 1b "Syn. Model"; the teacher of supp. Sec. 5) --------------------
 
 
 class SynopsisModel(nn.Module):
@@ -670,7 +673,7 @@ class SynopsisModel(nn.Module):
     Align.PE, L_n = 20 bottleneck tokens, post-LN layers), at width C·M and FFN C_k·M so that
     v_j lives in the space of the shot embeddings u_i (Tab. 1b synopsis column). One modality
     means no fusion. Align.PE bins use r_j = j / (number of sentences), so sentence j shares its
-    coarse position with shot i whenever j/L_syn ≈ i/L_sh (§1.2).
+    coarse position with shot i whenever j/L_syn ≈ i/L_sh (docs/model.md choice 3).
     """
 
     def __init__(self, cfg: MegaConfig, sentence_dim: int, n_modalities: int = 1) -> None:

@@ -1,9 +1,9 @@
 """Evaluation metrics for scene segmentation (MovieNet-318) and turning points (TRIPOD).
 
-The definitions follow mega-spec §2 and §5 rows 17–19 *exactly*: MEGA compares its numbers
-with BaSSL (scene) and GraphTP (acts), so the metrics must reproduce those codebases' behaviour,
-edge cases included, or the comparison is meaningless. Everything is plain numpy (no torch,
-no sklearn at import time) so scoring works anywhere the records can be read.
+The definitions follow BaSSL's and GraphTP's code *exactly* (docs/training.md "Metrics"): MEGA
+compares its numbers with BaSSL (scene) and GraphTP (acts), so the metrics must reproduce those
+codebases' behaviour, edge cases included, or the comparison is meaningless. Everything is plain
+numpy (no torch, no sklearn at import time) so scoring works anywhere the records can be read.
 
 Scene record (one per movie)::
 
@@ -12,7 +12,7 @@ Scene record (one per movie)::
 
 ``prob`` is the probability that the shot is the **last shot of a scene**. ``label``: 1 means a
 scene boundary after the shot; −1 (MovieNet's ambiguous boundary) counts as 1, like BaSSL's
-``abs(label)`` and LGSS's −1 → 1 (§2.1.0); ``null`` marks an unlabelled shot. ``label`` may also
+``abs(label)`` and LGSS's −1 → 1; ``null`` marks an unlabelled shot. ``label`` may also
 be one entry shorter than ``prob``: MovieNet has no label for the last shot of a movie, so that
 shot is unlabelled. Unlabelled shots are left out of every metric, which is what BaSSL does:
 its per-movie result dict simply has no entry for them (they are never scored, never a
@@ -26,9 +26,9 @@ Act record (one per movie)::
     {"movie_id": str, "posteriors": [[p per unit] x 5], "gold": [[unit, ...] x 5],
      "shot_scenes": [scene index per unit]}          # optional
 
-A "unit" is a shot or a screenplay scene (§5 #17), N = number of units of the movie.
-``shot_scenes`` (units are shots) maps every shot to its screenplay scene; records that carry
-it are also scored at **scene level**, GraphTP's protocol (§5 #17): the predicted shot of each
+A "unit" is a shot or a screenplay scene (docs/training.md "Evaluation gold"), N = number of units
+of the movie. ``shot_scenes`` (units are shots) maps every shot to its screenplay scene; records
+that carry it are also scored at **scene level**, GraphTP's protocol: the predicted shot of each
 TP is mapped to its scene, S = that scene and its two neighbours, G = the scenes of the gold
 shots, N = the number of scenes (max index + 1), then GraphTP's TA/PA/D.
 """
@@ -44,7 +44,7 @@ import numpy as np
 from ..manifests.errors import MegaPipeError
 
 N_TURNING_POINTS = 5
-# BaSSL MovieNetMetric constants (§2.1): the fps of the frame grid, the ±5 neighbour shots and
+# BaSSL MovieNetMetric constants: the fps of the frame grid, the ±5 neighbour shots and
 # the strict 3 s window of Recall@3s, and the epsilon in its denominator.
 FPS = 24.0
 RECALL_NEIGHBOUR_SHOTS = 5
@@ -286,7 +286,7 @@ def _miou(movie: _SceneMovie, pred: np.ndarray) -> float | None:
 # --------------------------------------------------------------------------- public API
 
 def scene_metrics(records: Sequence[dict]) -> dict:
-    """Scene-boundary metrics of mega-spec §2.1 (BaSSL's MovieNetMetric and sklearn metrics).
+    """Scene-boundary metrics as BaSSL computes them (its MovieNetMetric and sklearn metrics).
 
     Returns fractions in [0, 1]:
 
@@ -382,7 +382,7 @@ def _graphtp_scores(events: Sequence[Sequence[tuple[set[int], frozenset[int], in
 
 
 def _scene_events(movie: _ActMovie) -> list[tuple[set[int], frozenset[int], int]]:
-    """Scene-level (S, G, N) of one movie's 5 TPs (GraphTP's protocol, §5 #17): the predicted
+    """Scene-level (S, G, N) of one movie's 5 TPs (GraphTP's protocol): the predicted
     shot's scene and its neighbours among N = max scene index + 1 scenes; G = the gold shots'
     scenes."""
     scenes = movie.shot_scenes
@@ -394,7 +394,7 @@ def _scene_events(movie: _ActMovie) -> list[tuple[set[int], frozenset[int], int]
 
 
 def act_metrics(records: Sequence[dict]) -> dict:
-    """Turning-point metrics of mega-spec §2.2, exactly as GraphTP's ``evaluate_tps`` (§5 #18).
+    """Turning-point metrics TA/PA/D exactly as GraphTP's ``evaluate_tps`` computes them.
 
     With S from :func:`tp_prediction_set` and G the gold units of (movie, TP):
 
@@ -408,7 +408,7 @@ def act_metrics(records: Sequence[dict]) -> dict:
       ``scene_ta_iou`` (the same definitions on screenplay scenes, GraphTP's protocol: the
       predicted shot mapped to its scene, G = the gold shots' scenes, N = the movie's number of
       scenes) and ``scene_n_movies``, over the records that carry the map. These are the numbers
-      comparable with the GraphTP/MEGA tables (§1.7 Tab. 3); the shot-level ones are not.
+      comparable with the GraphTP/MEGA tables (MEGA Tab. 3); the shot-level ones are not.
 
     G is a set: a unit listed twice counts once.
     """

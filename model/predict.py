@@ -36,7 +36,7 @@ def _batches(n: int, size: int) -> Iterator[np.ndarray]:
 
 @torch.no_grad()
 def scene_probabilities(model: MEGA, samples: SceneSamples, device: torch.device) -> np.ndarray:
-    """P(shot is the last of its scene) for every window of ``samples`` (centre shot, §1.3)."""
+    """P(shot is the last of its scene) for every window of ``samples`` (centre shot, as in BaSSL)."""
     model.eval()
     centre = samples.windows.shape[1] // 2
     out = []

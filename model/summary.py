@@ -1,5 +1,5 @@
 """Parameter counts of MEGA configurations (``mega-pipe model-summary``): the fidelity check of
-mega-spec §1.2.1 against the paper's Tab. 2g/2h (docs/model.md, "Parameter counts")."""
+Tab. 1b's architecture against the paper's Tab. 2g/2h (docs/model.md, "Parameter counts")."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -18,7 +18,7 @@ def count_parameters(module: nn.Module) -> int:
 
 
 def _part_of(name: str) -> str:
-    """Which block of §1.2 a MEGA parameter belongs to, from its qualified name."""
+    """Which block of Tab. 1a (docs/model.md "Architecture") a MEGA parameter belongs to, from its qualified name."""
     top, *rest = name.split(".")
     if top != "streams":
         return top  # "fusion" | "head"

@@ -4,26 +4,26 @@ A :class:`Task` owns its label checks, its samples and batches, its step loss, i
 records and metrics, and its model-selection value; ``train.py`` (the loop) and ``evaluate.py``
 pick the task once (:func:`task_for`) and never branch on its name.
 
-Scene segmentation (spec §1.3, :class:`SceneTask`): every labelled shot is a sample, its
-17-shot clipped window is the input and the class-balanced cross-entropy (§5 #6) is taken on
-the centre shot. Selected by validation AP.
+Scene segmentation (BaSSL's protocol, docs/training.md; :class:`SceneTask`): every labelled shot
+is a sample, its 17-shot clipped window is the input and the class-balanced cross-entropy
+(BaSSL's) is taken on the centre shot. Selected by validation AP.
 
-Act segmentation (spec §1.4, :class:`ActTask`): a batch is a few whole movies. Per movie:
+Act segmentation (supp. Sec. 4-5, :class:`ActTask`): a batch is a few whole movies. Per movie:
 
 1. the shot model gives TP logits Y and shot embeddings u_i (long movies: overlapping windows,
    averaged, ``data.py``); the synopsis model gives sentence TP logits and embeddings v_j;
 2. **E-step**: W from the current, detached cosine similarities of u and v inside the diagonal
-   band |i/L_sh − j/L_syn| < ξ, thresholded at a per-movie quantile (§1.4a, §5 #7);
-3. **M-step**: multi-positive InfoNCE on W (``sync``, §5 #8);
+   band |i/L_sh − j/L_syn| < ξ, thresholded at a per-movie quantile (Eq. 2, 4);
+3. **M-step**: multi-positive InfoNCE on W (``sync``);
 4. **distillation** of the gold one-hot synopsis TP labels q through the shot↔sentence
-   attention into the shot logits (``distill``, Eq. 5–8, §5 #9–10);
-5. the synopsis model's own TP cross-entropy on the gold sentence labels (``synopsis``, §5 #9);
+   attention into the shot logits (``distill``, Eq. 5–8);
+5. the synopsis model's own TP cross-entropy on the gold sentence labels (``synopsis``);
 6. when the manifest has shot-level gold (``tp_shots``) for the movie, also a direct per-TP
    cross-entropy of the shot logits (``shot_tp``).
 
 The loss weights and the sync/distill settings are the config's ``train`` (``ActTrainConfig``).
-Selected by validation TA (shot-level gold, §5 #17); when no validation movie has it, by the
-validation loss.
+Selected by validation TA (shot-level gold, docs/training.md "Evaluation gold"); when no
+validation movie has it, by the validation loss.
 """
 from __future__ import annotations
 
@@ -293,7 +293,7 @@ class ActTask(Task):
         return self.movie_losses(run, [run.train_movies[i] for i in index], epoch)
 
     def movie_losses(self, run: Run, movies: Sequence[MovieData], epoch: float | None) -> dict[str, torch.Tensor]:
-        """The act losses of §1.4 for a batch of whole movies, averaged over the movies."""
+        """The act losses (module docstring) for a batch of whole movies, averaged over the movies."""
         train: ActTrainConfig = run.cfg.train
         shot_logits, head_logits, shot_emb, sent_logits, sent_emb, fused_shot, fused_sent = self._forward(run, movies)
         prior = sync_prior(train, epoch)

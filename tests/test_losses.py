@@ -14,7 +14,7 @@ from mega_pipe.model.losses import (
     tp_cross_entropy,
 )
 
-# --- balanced cross-entropy (§1.3, §5 #6) -------------------------------------------------------
+# --- balanced cross-entropy (BaSSL's weighting) -------------------------------------------------
 
 
 def test_balanced_cross_entropy_weights_classes_equally():
@@ -41,7 +41,7 @@ def test_balanced_cross_entropy_without_positives():
     assert torch.isfinite(logits.grad).all()
 
 
-# --- synchronisation E-step (Eq. 2, Eq. 4, §5 #7) -----------------------------------------------
+# --- synchronisation E-step (Eq. 2, Eq. 4) -------------------------------------------------------
 
 
 def test_estep_keeps_top_quantile_inside_the_band():
@@ -75,7 +75,7 @@ def test_estep_ignores_padding():
         sync_estep(sim, 13, 6)
 
 
-# --- synchronisation M-step (§5 #8) --------------------------------------------------------------
+# --- synchronisation M-step (docs/model.md "Losses") ---------------------------------------------
 
 
 def _diagonal_matches(n_shots: int, n_sents: int) -> torch.Tensor:
@@ -118,7 +118,7 @@ def test_mstep_skips_rows_without_positives():
     assert empty.item() == 0.0 and empty.requires_grad
 
 
-# --- distillation (Eq. 5-8, §5 #9-#10) ----------------------------------------------------------
+# --- distillation (Eq. 5-8) ----------------------------------------------------------------------
 
 
 def _toy_movie(seed: int = 0):

@@ -1,4 +1,4 @@
-"""Metrics (mega-spec §2): sklearn cross-checks, hand-computed BaSSL/GraphTP edge cases, an
+"""Metrics (docs/training.md "Metrics"): sklearn cross-checks, hand-computed BaSSL/GraphTP edge cases, an
 independent brute-force re-implementation, and the real studyforrest scene annotations."""
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def random_batch(dims: dict[str, int], lengths: list[int], pad_to: int, seed: in
     return feats, mask
 
 
-# --- size fidelity (§1.2.1 parameter-count check, Tab. 2g) -----------------------------------
+# --- size fidelity (docs/model.md parameter-count check, Tab. 2g) -----------------------------
 
 
 def test_scene_parameter_count_matches_paper():
@@ -62,7 +62,7 @@ def test_scene_parameter_count_matches_paper():
 def test_act_summary_counts_both_networks():
     summary = model_summary("act", ACT_DIMS)
     parts = summary["parameters_by_part"]
-    assert "positional" not in parts  # sinusoidal PE: a buffer, no parameters (§5 #5)
+    assert "positional" not in parts  # sinusoidal PE: a buffer, no parameters (docs/model.md choice 2)
     assert parts["synopsis_model"] > 0
     assert sum(parts.values()) == summary["parameters"]
     assert 5e6 < summary["parameters"] < 8e6  # the paper's 6.78M, up to unknown input dims
