@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from ..manifests.errors import MegaPipeError
+from ..manifests.jsonio import parse_json, read_text
 
 TASKS = ("scene", "act", "synopsis")
 
@@ -241,11 +242,8 @@ def load_config(task_or_path: str, **overrides: Any) -> MegaConfig:
                 f"model config {task_or_path!r} is neither a packaged config ({', '.join(packaged_configs())}) "
                 f"nor a JSON file"
             )
-        text, origin = path.read_text(encoding="utf-8"), str(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MegaPipeError(f"{origin}: not valid JSON: {exc}") from None
+        text, origin = read_text(path, "model config"), str(path)
+    data = parse_json(text, origin)
     if not isinstance(data, dict):
         raise MegaPipeError(f"{origin}: must be a JSON object")
     data.update(overrides)

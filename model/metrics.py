@@ -34,7 +34,6 @@ shots, N = the number of scenes (max index + 1), then GraphTP's TA/PA/D.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -42,6 +41,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..manifests.errors import MegaPipeError
+from ..manifests.jsonio import read_jsonl
 
 N_TURNING_POINTS = 5
 # BaSSL MovieNetMetric constants: the fps of the frame grid, the ±5 neighbour shots and
@@ -495,20 +495,4 @@ def score_records(task: str, records: Iterable[dict]) -> dict:
 
 def read_records(path: str | os.PathLike) -> list[dict]:
     """Read prediction records from JSONL (one JSON object per line; blank lines ignored)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except OSError as e:
-        raise MegaPipeError(f"cannot read records {os.fspath(path)}: {e.strerror}") from None
-    records = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise MegaPipeError(f"{os.fspath(path)}:{lineno}: not valid JSON ({e.msg})") from None
-        if not isinstance(record, dict):
-            raise MegaPipeError(f"{os.fspath(path)}:{lineno}: expected a JSON object per line")
-        records.append(record)
-    return records
+    return [record for _, record in read_jsonl(path, "records")]
