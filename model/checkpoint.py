@@ -113,9 +113,13 @@ def stored_config(state: dict, path: str | os.PathLike) -> MegaConfig:
     return checkpoint_config(state["config"], f"checkpoint {path}")
 
 
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
-    """Rebuild the models of a checkpoint from its own config; MegaPipeError if unusable."""
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu", task: str | None = None,
+                    what: str | None = None) -> Checkpoint:
+    """Rebuild the models of a checkpoint from its own config; MegaPipeError if unusable, or
+    if ``task`` is given and the checkpoint is of another task (``what`` names it in the
+    message, e.g. ``--scene-checkpoint runs/x.pt``)."""
     state = read_checkpoint(path)
+    check_task(state["task"], task, what or str(path))
     cfg = stored_config(state, path)
     dev = torch.device(resolve_device(device))
     model, synopsis = build_models(cfg, state["modality_dims"], state["sentence_dim"])
@@ -135,3 +139,9 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
         device=dev,
         info=info,
     )
+
+
+def check_task(found: str, expected: str | None, what: str) -> None:
+    """The one check that a checkpoint is of the task it is used for."""
+    if expected is not None and found != expected:
+        raise MegaPipeError(f"{what} is a checkpoint of task {found!r}, not {expected!r}")

@@ -12,8 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from ..manifests.errors import MegaPipeError
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, check_task, load_checkpoint
 from .data import (
     MovieData,
     SceneSamples,
@@ -64,9 +63,8 @@ def act_posteriors(model: MEGA, movies: Sequence[MovieData], modalities: Sequenc
 
 def _as_checkpoint(ckpt: Checkpoint | str | os.PathLike, task: str) -> Checkpoint:
     if not isinstance(ckpt, Checkpoint):
-        ckpt = load_checkpoint(ckpt)
-    if ckpt.task != task:
-        raise MegaPipeError(f"this is a {ckpt.task!r} checkpoint, not a {task!r} one")
+        return load_checkpoint(ckpt, task=task)
+    check_task(ckpt.task, task, "this")
     return ckpt
 
 

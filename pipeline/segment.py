@@ -111,13 +111,9 @@ def _prior_turning_points(shots: dict, scene: dict | None, threshold: float) -> 
 def load_checkpoints(scene: Path | None, act: Path | None, device: str = "auto") -> dict:
     """The checkpoints given, by task, each checked to be of its task."""
 
-    ckpts = {}
-    for task, path in (("scene", scene), ("act", act)):
-        if path is not None:       # without one: model/unsupervised.py (docs/unsupervised.md)
-            ckpts[task] = load_checkpoint(path, device=device)
-            if ckpts[task].task != task:
-                raise MegaPipeError(f"--{task}-checkpoint {path} is a {ckpts[task].task} checkpoint")
-    return ckpts
+    return {task: load_checkpoint(path, device, task=task, what=f"--{task}-checkpoint {path}")
+            for task, path in (("scene", scene), ("act", act))
+            if path is not None}    # without one: model/unsupervised.py (docs/unsupervised.md)
 
 
 def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: float,

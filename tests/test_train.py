@@ -175,7 +175,7 @@ def test_predict_scene_shapes_and_missing_modality(scene_run, manifest, tmp_path
     assert probs.shape == (len(other[0].scene_labels),) and np.all(np.isfinite(probs))
     with pytest.raises(MegaPipeError, match="lacks modality appr"):
         read_movie(other[0].features, list(MODALITIES))
-    with pytest.raises(MegaPipeError, match="not a 'act' one"):
+    with pytest.raises(MegaPipeError, match="of task 'scene', not 'act'"):
         predict_act(out / "best.pt", entry.features)
 
 
