@@ -40,6 +40,22 @@ shot / reverse shot alternates. Modality projections, noise and the TP structure
 default variant (shared projections are like shared encoders on real films). A boundary is
 then marked only by *within-movie similarity*: a shot resembles the shots of its own set-up
 in its own scene, and nothing learned from other movies' content helps.
+
+**Variant "context"** (``variant="context"``): the turning points are carried by a *change of the
+movie's context*, not by any direction shared across movies. Scenes and set-ups are fresh draws
+as in "relational"; on top, each of the six acts has its own situation — a fresh latent of this
+movie, added to every scene of the act (``context_strength``) — so a turning point is where the
+situation the next scenes share changes (its gold shots open the new act). Nothing marks a TP
+shot by itself; a model has to compare a shot's context before and after it. The synopsis
+sentences describe their scenes (situation included) and a TP sentence also carries a textual
+cue of its TP type (``tp_text``, a fixed direction of the *sentence* space, like the words
+synopses use for turning points), so the synopsis model can find TP sentences from their text
+and synchronisation has to carry the labels to the shots (docs/training.md, "The TRIPOD
+setting").
+
+``tripod_setting=True`` (``manifest synth --tripod-setting``) writes the training movies
+without ``tp_shots``: only their synopsis sentences are labelled, as on TRIPOD; validation and
+test movies keep their shot gold for evaluation.
 """
 from __future__ import annotations
 
@@ -67,7 +83,7 @@ DEFAULT_STRUCTURE_DIR = Path(__file__).resolve().parent / "studyforrest"   # shi
 #: Mean TP positions (fraction of the movie) from TRIPOD's statistics, spec §1.6.
 TRIPOD_TP_POSITIONS = (0.1139, 0.3186, 0.5065, 0.7415, 0.8943)
 
-VARIANTS = ("default", "relational")
+VARIANTS = ("default", "relational", "context")
 
 FPS = 24  # frame numbers are written at MovieNet's 24 fps (spec §2.1, Recall@3s)
 
@@ -95,7 +111,8 @@ class SynthParams:
     tp_sentence_strength: float = 2.0
     splits: dict[str, float] = field(default_factory=lambda: {"train": 0.6, "val": 0.2, "test": 0.2})
     variant: str = "default"         # "default" (shared settings/framings) or "relational" (see above)
-    setups: tuple[int, int] = (1, 3)  # relational: camera set-ups per scene, inclusive range
+    setups: tuple[int, int] = (1, 3)  # relational, context: camera set-ups per scene, inclusive range
+    context_strength: float = 1.0    # context: scale (per latent dim) of each act's situation
 
     def __post_init__(self) -> None:
         if not 5 <= self.scenes[0] <= self.scenes[1]:
@@ -127,6 +144,7 @@ class _World:
     framings: np.ndarray                 # (n_framings, framing_dim) framing prototypes
     tp_directions: np.ndarray            # (5, latent_dim), unit norm
     sentence_projection: np.ndarray      # (latent_dim, sentence_dim)
+    tp_text: np.ndarray                  # (5, sentence_dim) textual TP cues (context variant)
 
 
 def load_structure(structure_dir: str | os.PathLike | None = None) -> _Structure:
@@ -162,7 +180,9 @@ def _make_world(rng: np.random.Generator, modalities: Mapping[str, int], p: Synt
     sent = rng.normal(size=(p.latent_dim, p.sentence_dim)) / np.sqrt(p.latent_dim)
     settings = rng.normal(size=(p.n_settings, p.latent_dim))
     framings = rng.normal(size=(p.n_framings, p.framing_dim))
-    return _World(projections, settings, framings, tp, sent)
+    tp_text = rng.normal(size=(5, p.sentence_dim))
+    tp_text /= np.linalg.norm(tp_text, axis=1, keepdims=True)
+    return _World(projections, settings, framings, tp, sent, tp_text)
 
 
 @dataclass
@@ -227,7 +247,7 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
     ends = np.cumsum(durations)
     starts = ends - durations
 
-    if p.variant == "relational":
+    if p.variant in ("relational", "context"):
         z, look = _relational_content(rng, n_scenes, scene_of_shot, p)
         h = z[scene_of_shot] + p.shot_noise * rng.normal(size=(n_shots, p.latent_dim))
     else:   # draw order kept as before the variants existed: the default sets are unchanged
@@ -248,7 +268,14 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
         gold = list(range(c, min(c + width, first_shot[scene + 1])))  # gold stays inside one scene
         tp_shots.append(gold)
         previous = scene
-        h[gold] += p.tp_strength * world.tp_directions[n]
+        if p.variant != "context":
+            h[gold] += p.tp_strength * world.tp_directions[n]
+    if p.variant == "context":      # each act's situation, from its opening TP shot on
+        situation = p.context_strength * rng.normal(size=(6, p.latent_dim))
+        act_of_scene = np.searchsorted([scene_of_shot[g[0]] for g in tp_shots],
+                                       np.arange(n_scenes), side="right")
+        z = z + situation[act_of_scene]
+        h = h + situation[act_of_scene[scene_of_shot]]
 
     features = {}
     for name, proj in world.projections.items():
@@ -271,7 +298,8 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
     for n, gold in enumerate(tp_shots):
         j = int(sentence_of_scene[scene_of_shot[gold[0]]])
         tp_sentences.append([j])
-        sentences[j] += p.tp_sentence_strength * world.tp_directions[n] @ world.sentence_projection
+        cue = world.tp_text[n] if p.variant == "context" else world.tp_directions[n] @ world.sentence_projection
+        sentences[j] += p.tp_sentence_strength * cue
     sentences += p.sentence_noise * rng.normal(size=sentences.shape)
 
     return _Movie(
@@ -357,6 +385,7 @@ def generate(
     params: SynthParams | None = None,
     structure_dir: str | os.PathLike | None = None,
     variant: str | None = None,
+    tripod_setting: bool = False,
 ) -> Path:
     """Write ``n_movies`` synthetic movies under ``out_dir`` and return the manifest path.
 
@@ -365,8 +394,9 @@ def generate(
     movie extracted with ``--models tiny``).
     Every movie has gold ``scene_labels`` (1 = last shot of its scene; the movie's last shot is
     unlabelled, as in MovieNet), ``tp_sentences`` and
-    ``tp_shots``; the split fractions come from ``params.splits``. ``variant`` (None: the
-    params') picks "default" or "relational" (module docstring).
+    ``tp_shots`` (with ``tripod_setting``, training movies have none: module docstring); the
+    split fractions come from ``params.splits``. ``variant`` (None: the params') picks
+    "default", "relational" or "context" (module docstring).
     """
     if n_movies < 1:
         raise MegaPipeError(f"--movies must be at least 1 (got {n_movies})")
@@ -396,7 +426,7 @@ def generate(
                 split=splits[i],
                 scene_labels=[*scene_end, None],
                 tp_sentences=movie.tp_sentences,
-                tp_shots=movie.tp_shots,
+                tp_shots=None if tripod_setting and splits[i] == "train" else movie.tp_shots,
                 shot_scenes=movie.scene_of_shot.tolist(),
             )
         )

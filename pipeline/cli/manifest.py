@@ -19,7 +19,7 @@ from ...manifests.movienet import (
     describe_transfer,
 )
 from ...manifests.schema import SPLITS
-from ...manifests.synth import format_modalities, generate, parse_modalities
+from ...manifests.synth import VARIANTS, format_modalities, generate, parse_modalities
 from ...manifests.tripod import convert_tripod, read_name_map
 from ..synopsis import SynopsisFolderWriter
 
@@ -84,9 +84,13 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
                    help="output folder (one sub-folder per movie + manifest.jsonl)")
     p.add_argument("--movies", type=int, default=50, help="number of movies (default 50)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--variant", choices=("default", "relational"), default="default",
+    p.add_argument("--variant", choices=VARIANTS, default="default",
                    help="relational: every movie draws its scene content and camera set-ups afresh, "
-                        "so only within-movie similarity marks a scene (docs/training.md)")
+                        "so only within-movie similarity marks a scene; context: as relational, and "
+                        "a turning point is where the movie's situation changes (docs/training.md)")
+    p.add_argument("--tripod-setting", action="store_true",
+                   help="training movies without shot-level turning points: only their synopsis "
+                        "sentences are labelled, as on TRIPOD")
     p.add_argument("--modalities", default=format_modalities(tiny_modalities()),
                    help="name:dim,name:dim,... (default: the tiny extractor set's, %(default)s)")
     p.set_defaults(func=_cmd_synth)
@@ -165,5 +169,5 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out, "OUT")
     print(generate(args.out, args.movies, args.seed, modalities=parse_modalities(args.modalities),
-                   variant=args.variant))
+                   variant=args.variant, tripod_setting=args.tripod_setting))
     return 0

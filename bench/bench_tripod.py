@@ -1,0 +1,172 @@
+"""The TRIPOD setting, step by step: does act training carry synopsis labels to shots?
+
+Training movies have turning-point labels on their synopsis *sentences* only (TRIPOD); the
+validation and test movies have shot gold, for choosing the epoch and for scoring. MEGA's act
+mechanism has three links (supp. Sec. 4-5), each measured here on held-out movies:
+
+1. **synopsis model** — does it find the TP sentences? (top-1 accuracy of its per-TP softmax
+   over sentences against the gold sentence; chance = 1 / #sentences);
+2. **synchronisation** — in the space the E-step and Eq. 5 use, is a gold TP shot closest to
+   its TP sentence? (top-1 shot→sentence accuracy at the gold shots; chance = 1 / #sentences);
+3. **teacher** — the distribution P of Eq. 6 built from the gold sentence labels (what the
+   distillation trains towards): its TA/PA/D against the shot gold;
+4. **student** — the trained shot model alone (what `segment` predicts): TA/PA/D.
+
+Beside them, on the same test movies: the TRIPOD position prior (by shot index), and a
+parameter-free context-change score (the distance between the mean features of the K shots
+before and after a shot, ``context_change``) multiplied into the prior, K and its weight chosen
+on the validation movies. Every number is mean ± std over the seeds; seed s generates data set
+s (``manifest synth --tripod-setting --variant V --seed s``) and trains with seed s.
+
+    python bench/bench_tripod.py --variant context --movies 60 --seeds 0,1,2,3,4 \\
+        --config act-small --epochs 30 [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from mega_pipe.extractors.registry import model_set_dims
+from mega_pipe.manifests.schema import read_manifest
+from mega_pipe.manifests.synth import generate
+from mega_pipe.model.checkpoint import load_checkpoint
+from mega_pipe.model.data import load_entries, pack_synopses, pack_windows, stitch_windows
+from mega_pipe.model.losses import teacher_log_distribution
+from mega_pipe.model.metrics import act_metrics
+from mega_pipe.model.predict import act_posteriors
+from mega_pipe.model.prior import tp_prior_by_index
+from mega_pipe.model.train import TrainOptions, train
+
+KS = (4, 8, 16, 32)
+WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def context_change(x: np.ndarray, k: int) -> np.ndarray:
+    """Per shot i: ‖mean(x[i−k:i]) − mean(x[i:i+k])‖ (windows clipped at the movie's ends),
+    standardised over the movie."""
+    c = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+    n = len(x)
+    i = np.arange(n)
+    lo, hi = np.maximum(i - k, 0), np.minimum(i + k, n)
+    before = (c[i] - c[lo]) / np.maximum(i - lo, 1)[:, None]
+    after = (c[hi] - c[i]) / np.maximum(hi - i, 1)[:, None]
+    d = np.linalg.norm(after - before, axis=1)
+    d[0] = d[1:].min(initial=0.0)
+    return (d - d.mean()) / (d.std() + 1e-9)
+
+
+def features(movie) -> np.ndarray:
+    x = np.concatenate([movie.features[m] for m in sorted(movie.features)], axis=1)
+    return (x - x.mean(0)) / (x.std(0) + 1e-6)
+
+
+def change_records(movies, k: int, weight: float) -> list[dict]:
+    out = []
+    for m in movies:
+        logp = np.log(tp_prior_by_index(len(m.shot_frames)) + 1e-12) + weight * context_change(features(m), k)
+        p = np.exp(logp - logp.max(axis=1, keepdims=True))
+        out.append({"movie_id": m.movie_id, "posteriors": (p / p.sum(1, keepdims=True)).tolist(),
+                    "gold": m.tp_shots})
+    return out
+
+
+def baselines(val, test) -> dict:
+    prior = [{"movie_id": m.movie_id, "posteriors": tp_prior_by_index(len(m.shot_frames)).tolist(),
+              "gold": m.tp_shots} for m in test]
+    best = max(((k, w) for k in KS for w in WEIGHTS),
+               key=lambda kw: act_metrics(change_records(val, *kw))["ta"])
+    return {"prior": act_metrics(prior), "change": act_metrics(change_records(test, *best)),
+            "change_choice": {"k": best[0], "weight": best[1]}}
+
+
+@torch.no_grad()
+def diagnose(ckpt, movies) -> dict:
+    """Links 1-3 of the module docstring on ``movies`` (normalised with the checkpoint's stats)."""
+    model, syn, cfg, dev = ckpt.model, ckpt.synopsis_model, ckpt.cfg, ckpt.device
+    kd = cfg.train.distill
+    syn_hits, sync_hits, chance, teacher = [], [], [], []
+    for m in movies:
+        batch = pack_windows([m], list(model.modalities), cfg.max_len, dev)
+        sents, mask = pack_synopses([m], dev)
+        sent_logits, fused_sent = syn(sents, mask)
+        n_sent = len(m.synopsis)
+        post = torch.softmax(sent_logits[0, :n_sent].float(), dim=0)          # (L_syn, 5)
+        syn_hits += [int(post[:, n].argmax()) in g for n, g in enumerate(m.tp_sentences)]
+        if cfg.train.sync.space == "content":
+            u = stitch_windows(model.content_embeddings(batch.feats, batch.present).float(), batch)[0]
+            v = syn.content_embeddings(sents)[0, :n_sent].float()
+        else:
+            out = model(batch.feats, batch.mask, batch.positions, batch.present)
+            u, v = stitch_windows(out.shot_emb.float(), batch)[0], fused_sent[0, :n_sent].float()
+        sim = torch.nn.functional.normalize(u, dim=-1) @ torch.nn.functional.normalize(v, dim=-1).T
+        for n, g in enumerate(m.tp_shots):
+            sync_hits += [int(sim[i].argmax()) in m.tp_sentences[n] for i in g]
+        chance.append(1.0 / n_sent)
+        q = torch.zeros(n_sent, 5, device=dev)
+        for n, g in enumerate(m.tp_sentences):
+            q[g, n] = 1.0 / len(g)
+        logp = teacher_log_distribution(u, v, q, tau=kd.tau, cosine=kd.cosine, teacher_tau=kd.teacher_tau)
+        teacher.append({"movie_id": m.movie_id, "posteriors": logp.exp().T.cpu().tolist(), "gold": m.tp_shots})
+    return {"synopsis_top1": float(np.mean(syn_hits)), "sync_top1_at_gold": float(np.mean(sync_hits)),
+            "chance": float(np.mean(chance)), "teacher": act_metrics(teacher)}
+
+
+def run_seed(work: Path, seed: int, args) -> dict:
+    manifest = generate(work / f"data{seed}", args.movies, seed=seed, modalities=model_set_dims("tiny"),
+                        variant=args.variant, tripod_setting=True)
+    entries = read_manifest(manifest)
+    t0 = time.perf_counter()
+    opts = TrainOptions(device="cpu", seed=seed, config=args.config, epochs=args.epochs, progress=False)
+    summary = train("act", manifest, work / f"run{seed}", opts)
+    ckpt = load_checkpoint(summary["best_checkpoint"])
+    split = {s: [ckpt.normalizer.apply(m) for m in load_entries(
+                 [e for e in entries if e.split == s], ckpt.modalities, synopsis=True)]
+             for s in ("val", "test")}
+    records = [{"movie_id": m.movie_id, "posteriors": p.tolist(), "gold": m.tp_shots}
+               for m, p in zip(split["test"], act_posteriors(ckpt.model, split["test"], ckpt.modalities, ckpt.device))]
+    return {"seed": seed, "best_epoch": summary["best_epoch"], "train_s": time.perf_counter() - t0,
+            "student": act_metrics(records), "val": diagnose(ckpt, split["val"]),
+            "test_diag": diagnose(ckpt, split["test"]), **baselines(split["val"], split["test"])}
+
+
+def mean_std(values) -> str:
+    v = np.asarray(values, float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--variant", default="context")
+    ap.add_argument("--movies", type=int, default=60)
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--config", default="act-small")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    work = args.out or Path(tempfile.mkdtemp(prefix="mega-tripod-"))
+    runs = [run_seed(work, int(s), args) for s in args.seeds.split(",")]
+    (work / "results.json").write_text(json.dumps(runs, indent=2))
+    rows = {
+        "TRIPOD prior (test TA)": [r["prior"]["ta"] for r in runs],
+        "prior x context change (test TA)": [r["change"]["ta"] for r in runs],
+        "student = trained model (test TA)": [r["student"]["ta"] for r in runs],
+        "  its test D": [r["student"]["d"] for r in runs],
+        "  best epoch": [r["best_epoch"] for r in runs],
+        "1. synopsis top-1 at TP sentences (test)": [r["test_diag"]["synopsis_top1"] for r in runs],
+        "2. sync top-1 shot->sentence at gold shots (test)": [r["test_diag"]["sync_top1_at_gold"] for r in runs],
+        "   chance (1/#sentences)": [r["test_diag"]["chance"] for r in runs],
+        "3. teacher P (Eq. 6, gold q) test TA": [r["test_diag"]["teacher"]["ta"] for r in runs],
+    }
+    print(f"variant {args.variant}, {args.movies} movies, config {args.config}, {args.epochs} epochs, "
+          f"seeds {args.seeds} (work: {work})")
+    for name, values in rows.items():
+        print(f"{name:52s} {mean_std(values)}   {[round(float(v), 3) for v in values]}")
+
+
+if __name__ == "__main__":
+    main()
