@@ -24,7 +24,7 @@ import torch
 from ..manifests.atomic import atomic_path
 from ..manifests.errors import MegaPipeError
 from ..manifests.provenance import code_version
-from .config import MegaConfig, checkpoint_config, config_to_dict
+from .config import MegaConfig, checkpoint_config, config_to_dict, describe_model
 from .data import Normalizer
 from .device import resolve_device
 from .mega import MEGA, SynopsisModel
@@ -145,3 +145,16 @@ def check_task(found: str, expected: str | None, what: str) -> None:
     """The one check that a checkpoint is of the task it is used for."""
     if expected is not None and found != expected:
         raise MegaPipeError(f"{what} is a checkpoint of task {found!r}, not {expected!r}")
+
+
+def describe_checkpoint(cfg, epoch: int) -> dict:
+    """What produced a checkpoint's predictions, for every report that uses it (train's summary,
+    eval JSON, boundaries.json ``methods``): the model's name and its additions/departures
+    (``config.describe_model``), the epoch, and whether any training step was taken. Epoch 0 is
+    the model *before* training (a candidate when heads are fitted before training, e.g. the
+    content probe): it is called untrained, never the trained model."""
+    out = {**describe_model(cfg), "epoch": epoch, "trained": epoch > 0}
+    if epoch == 0:
+        out["note"] = ("epoch 0: no training step was taken; the predictions come from the "
+                       "initialisation and any head fitted before training (docs/training.md)")
+    return out

@@ -215,6 +215,52 @@ def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
         content_space="projected", content_contrast="mean", content_shot=True, decode_distance_weight=0.0, train=None)
 
 
+# --- What a config is, in words ---------------------------------------------------------------
+
+
+def describe_model(cfg: MegaConfig) -> dict:
+    """What a config trains, named for what it is (docs/model.md "Variants"): ``"MEGA"`` only
+    when it is the paper's model with the paper's training (supp. Tab. 1, Eq. 1-8), else
+    ``"MEGA variant"`` with every addition (``additions``: parts the paper does not have) and
+    every departure (``departures``: paper parts done otherwise, or left out) listed by name.
+    ``model-summary``, ``train``, ``eval`` and ``segment`` report it."""
+    additions, departures = [], []
+    if cfg.bottleneck_seed != "none":
+        additions.append(f"bottleneck_seed={cfg.bottleneck_seed}")
+    if cfg.relation_features != "none":
+        additions.append(f"relation_features={cfg.relation_features} ({cfg.relation_space})")
+    if cfg.position_bins:
+        additions.append(f"position_bins={cfg.position_bins}")
+    if cfg.content_head:
+        additions.append(f"content_head ({cfg.content_space}, context {cfg.content_context})")
+    if cfg.decode_distance_weight:
+        additions.append(f"decode_distance_weight={cfg.decode_distance_weight}")
+    if cfg.synopsis is not None and cfg.synopsis.position_bins:
+        additions.append(f"synopsis.position_bins={cfg.synopsis.position_bins}")
+    if not cfg.align_pe:
+        departures.append("no Align.PE")
+    elif not cfg.align_pe_in_bottleneck:
+        departures.append("no Align.PE in the bottleneck tokens")
+    train = cfg.train
+    if isinstance(train, ActTrainConfig):
+        sync, kd = train.sync, train.distill
+        if sync.space != "fused":
+            departures.append(f"sync.space={sync.space} (the paper synchronises fused embeddings)")
+        if sync.prior:
+            additions.append(f"sync.prior={sync.prior}")
+        if kd.direction != "literal":
+            departures.append(f"distill.direction={kd.direction} (Eq. 8 is KL(O||P))")
+        if kd.cosine or kd.teacher_tau != 1.0:
+            departures.append(f"distill cosine={kd.cosine}, teacher_tau={kd.teacher_tau}")
+        if kd.mask != "none":
+            additions.append(f"distill.mask={kd.mask}")
+        if cfg.content_head and train.content_probe:
+            additions.append("content_probe")
+    paper = not additions and not departures
+    return {"name": "MEGA" if paper else "MEGA variant", "task": cfg.task,
+            "additions": additions, "departures": departures}
+
+
 # --- Loading -----------------------------------------------------------------------------------
 
 

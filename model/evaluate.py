@@ -12,7 +12,7 @@ from pathlib import Path
 from ..manifests.atomic import write_json, write_text
 from ..manifests.errors import MegaPipeError
 from ..manifests.schema import read_manifest
-from .checkpoint import load_checkpoint
+from .checkpoint import describe_checkpoint, load_checkpoint
 from .tasks import task_for
 
 
@@ -49,6 +49,7 @@ def evaluate(
         "split": split,
         "checkpoint": str(checkpoint),
         "epoch": ckpt.info["epoch"],
+        "model": describe_checkpoint(ckpt.cfg, ckpt.info["epoch"]),
         "n_movies": len(movies),
         "metrics": metrics,
         "predictions": str(records_path),

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..manifests.errors import MegaPipeError
-from .config import config_to_dict, load_config
+from .config import config_to_dict, describe_model, load_config
 from .mega import MEGA, SynopsisModel
 
 
@@ -51,6 +51,7 @@ def model_summary(task: str, modality_dims: Mapping[str, int], *, sentence_dim: 
         by_part["synopsis_model"] = count_parameters(synopsis)
     return {
         "task": task,
+        "model": describe_model(cfg),
         "modalities": dict(modality_dims),
         "parameters": count_parameters(model) + by_part.get("synopsis_model", 0),
         "parameters_by_part": by_part,

@@ -35,6 +35,7 @@ from ..manifests.schema import MovieEntry, read_manifest
 from .checkpoint import (
     build_models,
     checkpoint_state,
+    describe_checkpoint,
     read_checkpoint,
     save_checkpoint,
     stored_config,
@@ -349,8 +350,8 @@ def _epoch_zero(task: Task, run: Run, out: Path, history: list[dict]) -> dict:
     best.pt unless an epoch beats it. Returns the best epoch (0)."""
     val = task.validate(run)
     metric, value = val["select"]
-    history.append({"epoch": 0, "val_split": run.settings["val_split"], "val": val["metrics"],
-                    "select": {"metric": metric, "value": value, "best": True}})
+    history.append({"epoch": 0, "trained": False, "val_split": run.settings["val_split"],
+                    "val": val["metrics"], "select": {"metric": metric, "value": value, "best": True}})
     save_checkpoint(out / "best.pt", _state(run, 0, val["metrics"]))
     return {"epoch": 0, "metric": metric, "value": value}
 
@@ -406,13 +407,15 @@ def train(task: str, manifest: str | os.PathLike, out: str | os.PathLike,
     job.start(run, resumed=state is not None)
     _cpu_hint(run, task)
     history, best = _fit(job, run, out, state, options)
-    return _summary(task, out, settings, history, best)
+    return _summary(task, out, settings, history, best, run.cfg)
 
 
-def _summary(task: str, out: Path, settings: dict, history: list[dict], best: dict) -> dict:
+def _summary(task: str, out: Path, settings: dict, history: list[dict], best: dict,
+             cfg: MegaConfig) -> dict:
     best_val = next(r["val"] for r in history if r["epoch"] == best["epoch"])
     return {
         "task": task,
+        "model": describe_checkpoint(cfg, best["epoch"]),
         "run": str(out),
         "best_checkpoint": str(out / "best.pt"),
         "last_checkpoint": str(out / "last.pt"),

@@ -27,6 +27,7 @@ from ..manifests.errors import MegaPipeError
 from ..manifests.features import FeatureFolder
 from ..manifests.provenance import code_version
 from ..manifests.synth import format_modalities
+from ..model.checkpoint import describe_checkpoint
 from ..model.predict import load_checkpoint, predict_act, predict_scene
 from ..model.prior import tp_prior
 from ..model.unsupervised import (
@@ -108,6 +109,11 @@ def _prior_turning_points(shots: dict, scene: dict | None, threshold: float) -> 
                        "snapped_to_scenes": snapped}}
 
 
+def _model(ckpt) -> dict:
+    """What produced a checkpoint's predictions (``model.checkpoint.describe_checkpoint``)."""
+    return {"model": describe_checkpoint(ckpt.cfg, ckpt.info["epoch"])}
+
+
 def load_checkpoints(scene: Path | None, act: Path | None, device: str = "auto") -> dict:
     """The checkpoints given, by task, each checked to be of its task."""
 
@@ -133,7 +139,7 @@ def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: f
         check_dims(ckpts["scene"], features, "scene")
         scene = {"prob": predict_scene(ckpts["scene"], features),
                  "method": {"name": "checkpoint", "checkpoint": str(paths.get("scene")),
-                            "scenes": n_scenes or "threshold"}}
+                            "scenes": n_scenes or "threshold", **_model(ckpts["scene"])}}
         if n_scenes is not None:      # the N−1 most probable boundaries
             k = min(n_scenes, n_shots) - 1
             cuts = sorted(int(i) for i in np.argsort(-scene["prob"][:-1], kind="stable")[:k])
@@ -147,7 +153,8 @@ def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: f
     elif "act" in ckpts:
         check_dims(ckpts["act"], features, "act")
         act = {"posteriors": np.asarray(predict_act(ckpts["act"], features)),
-               "method": {"name": "checkpoint", "checkpoint": str(paths.get("act"))}}
+               "method": {"name": "checkpoint", "checkpoint": str(paths.get("act")),
+                          **_model(ckpts["act"])}}
     else:
         act = _prior_turning_points(shots, scene, threshold)
     return build_boundaries(manifest, features, shots, scene, act, missing, threshold)

@@ -20,7 +20,7 @@ what kind it was (the convention README.md documents):
   location that cannot be written);
 - **1**: it ran but did not finish its work: some movies of a multi-movie run failed (the others
   are written), or an unexpected internal error (a bug: ``--debug`` shows its traceback);
-- **130**: interrupted (Ctrl-C).
+- **130**: interrupted (Ctrl-C); **141**: stdout was closed by its reader (``| head``), quietly.
 
 ``--debug`` (or ``MEGA_PIPE_DEBUG=1``, read here only) shows debug messages and the full
 traceback instead of the one line.
@@ -141,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mega-pipe: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:        # the reader of stdout went away (`| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:         # a bug: still one line, the traceback with --debug
         if debug:
             raise

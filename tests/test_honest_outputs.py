@@ -1,0 +1,81 @@
+"""Every report names what produced its numbers: the model (``"MEGA"`` only for the paper's
+model, else ``"MEGA variant"`` with its additions and departures listed), the epoch, and whether
+a training step was taken — in train's summary, metrics.jsonl, eval's JSON, boundaries.json's
+``methods`` and model-summary. Real training runs on a small synthetic set."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from mega_pipe.manifests.synth import generate
+from mega_pipe.model.config import describe_model, load_config
+from mega_pipe.model.evaluate import evaluate
+from mega_pipe.model.train import TrainOptions, train
+from mega_pipe.pipeline.cli import main
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("honest") / "synth", 6, seed=3,
+                    modalities={"clip": 8, "place": 8})
+
+
+def test_the_paper_model_is_called_mega_and_additions_are_listed():
+    act = load_config("act")
+    paper = dataclasses.replace(
+        act, bottleneck_seed="none", position_bins=0, content_head=False, content_context=0,
+        train=dataclasses.replace(
+            act.train, sync=dataclasses.replace(act.train.sync, space="fused", prior=0.0),
+            distill=dataclasses.replace(act.train.distill, direction="literal", cosine=False,
+                                        teacher_tau=1.0)))
+    assert describe_model(paper) == {"name": "MEGA", "task": "act", "additions": [],
+                                     "departures": []}
+    packaged = describe_model(act)
+    assert packaged["name"] == "MEGA variant"
+    assert "content_probe" in packaged["additions"] and "position_bins=40" in packaged["additions"]
+    no_align = describe_model(dataclasses.replace(paper, align_pe=False))
+    assert no_align["name"] == "MEGA variant" and no_align["departures"] == ["no Align.PE"]
+
+
+def test_an_untrained_best_epoch_is_called_untrained_everywhere(synth, tmp_path, capsys):
+    """act-small fits its content probe before training; with 1 epoch (lr ~ 0) the untrained
+    epoch 0 stays the best: summary, metrics.jsonl, eval and boundaries all say so."""
+    run = tmp_path / "act"
+    summary = train("act", synth, run, TrainOptions(config="act-small", epochs=1, lr=1e-12,
+                                                    device="cpu", progress=False))
+    assert summary["best_epoch"] == 0
+    model = summary["model"]
+    assert model["name"] == "MEGA variant" and model["epoch"] == 0 and model["trained"] is False
+    assert "no training step" in model["note"]
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["epoch"] == 0 and first["trained"] is False
+    result = evaluate(run / "best.pt", synth, "test", device="cpu")
+    assert result["model"]["trained"] is False and result["model"]["epoch"] == 0
+    saved = json.loads((run / "eval_act_test.json").read_text())
+    assert saved["model"] == result["model"]
+
+
+def test_a_trained_checkpoint_says_its_epoch_in_boundaries(tmp_path, capsys):
+    from mega_pipe.pipeline.demo import make_movie
+
+    tiny = generate(tmp_path / "tiny", 4, seed=1, modalities={"clip": 32})   # the tiny set's clip
+    run = tmp_path / "scene"
+    summary = train("scene", tiny, run, TrainOptions(config="scene-small", epochs=1,
+                                                     device="cpu", progress=False))
+    assert summary["model"]["trained"] is True and summary["model"]["epoch"] == 1
+    assert evaluate(run / "best.pt", tiny, "test", device="cpu")["model"] == summary["model"]
+    movie, out = tmp_path / "m.mp4", tmp_path / "b.json"
+    make_movie(movie, [1.5] * 3, size=(160, 90), audio=False)
+    assert main(["segment", str(movie), "--out", str(out), "--scene-checkpoint",
+                 str(run / "best.pt"), "--features", str(tmp_path / "f"), "--models", "tiny",
+                 "--no-progress"]) == 0
+    method = json.loads(out.read_text())["methods"]["scenes"]
+    assert method["name"] == "checkpoint" and method["model"] == summary["model"]
+
+
+def test_model_summary_names_the_model(capsys):
+    assert main(["model-summary", "--task", "scene", "--modalities", "clip=32"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"]["name"] == "MEGA variant"
+    assert out["model"]["additions"] == ["bottleneck_seed=bin_mean"]
