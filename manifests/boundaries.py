@@ -19,7 +19,7 @@ from .errors import MegaPipeError
 from .jsonio import read_json
 
 SCHEMA = "mega-pipe/boundaries"
-VERSION = 2     # v2: "methods" (docs/boundaries.md); every v1 field unchanged
+VERSION = 3     # v2: "methods"; v3: a checkpoint method's "model" (docs/boundaries.md)
 TURNING_POINTS = ("Opportunity", "Change of Plans", "Point of No Return", "Major Setback", "Climax")
 ACTS = ("Setup", "New Situation", "Progress", "Complications and Higher Stakes", "Final Push",
         "Aftermath")

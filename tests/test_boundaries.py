@@ -38,7 +38,7 @@ def bad(**change) -> dict:
 
 BAD = {
     "boolean version": bad(version=True),
-    "future version": bad(version=3),
+    "future version": bad(version=4),
     "other schema": bad(schema="x/y"),
     "no shots": bad(shots=[]),
     "string frame": bad(**{"shots.start_frame": "0"}),

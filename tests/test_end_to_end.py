@@ -70,7 +70,7 @@ def test_train_eval_segment(world, capsys):
                  "--synopsis", str(root / "new.synopsis.txt"), "--features", str(world["features"]),
                  "--device", "cpu", "--no-progress"]) == 0
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "mega-pipe/boundaries" and doc["version"] == 2
+    assert doc["schema"] == "mega-pipe/boundaries" and doc["version"] == 3
     assert doc["methods"]["scenes"]["name"] == doc["methods"]["acts"]["name"] == "checkpoint"
     assert doc["movie"]["frame_rate"] == "25/1" and doc["missing"] == []
     n = len(doc["shots"])
@@ -97,7 +97,7 @@ def test_segment_without_checkpoints_uses_the_unsupervised_methods(world, tmp_pa
         out = tmp_path / f"b{len(extra)}.json"
         assert main([*base, "--out", str(out), *extra]) == 0
         doc = json.loads(out.read_text())
-        assert doc["version"] == 2 and doc["missing"] == []
+        assert doc["version"] == 3 and doc["missing"] == []
         assert {s["start_frame"] for s in doc["shots"]} == cut_frames    # shots are the cuts
         firsts = [s["first_shot"] for s in doc["scenes"]]
         assert firsts[0] == 0 and doc["scenes"][-1]["last_shot"] == len(doc["shots"]) - 1

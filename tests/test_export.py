@@ -366,8 +366,8 @@ def test_bad_inputs_fail_with_one_line_and_leave_nothing(tmp_path, capsys, ntsc_
     cases = {
         "other schema": (write_doc(tmp_path, {"schema": "something/else", "version": 1}, "s.json"),
                          ["--out", str(out)], "not a mega-pipe boundaries file"),
-        "version": (write_doc(tmp_path, {**PAL, "version": 3}, "v.json"), ["--out", str(out)],
-                    "version 3 is not supported"),
+        "version": (write_doc(tmp_path, {**PAL, "version": 4}, "v.json"), ["--out", str(out)],
+                    "version 4 is not supported"),
         "not json": (tmp_path / "n.json", ["--out", str(out)], "n.json: not JSON"),
         "malformed": (write_doc(tmp_path, {**PAL, "movie": {"id": "m"}}, "mf.json"),
                       ["--out", str(out)], "malformed boundaries file"),

@@ -74,7 +74,7 @@ def movie(tmp_path_factory) -> dict:
 
 def test_report_of_segment_output(movie, tmp_path, capsys):
     doc = json.loads(movie["boundaries"].read_text())
-    assert doc["version"] == 2 and len(doc["shots"]) == len(SHOTS)
+    assert doc["version"] == 3 and len(doc["shots"]) == len(SHOTS)
     assert doc["methods"]["scenes"]["name"] == "shot-coherence" and doc["scenes"]   # no checkpoint
     html = tmp_path / "out" / "report.html"
     assert main(["report", str(movie["boundaries"]), "--out", str(html)]) == 0
