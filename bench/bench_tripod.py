@@ -117,12 +117,16 @@ def diagnose(ckpt, movies) -> dict:
 
 
 def run_seed(work: Path, seed: int, args) -> dict:
-    manifest = generate(work / f"data{seed}", args.movies, seed=seed, modalities=model_set_dims("tiny"),
-                        variant=args.variant, tripod_setting=True)
+    manifest = work / f"data{seed}" / "manifest.jsonl"
+    if not manifest.is_file():
+        generate(manifest.parent, args.movies, seed=seed, modalities=model_set_dims("tiny"),
+                 variant=args.variant, tripod_setting=True)
     entries = read_manifest(manifest)
     t0 = time.perf_counter()
-    opts = TrainOptions(device="cpu", seed=seed, config=args.config, epochs=args.epochs, progress=False)
-    summary = train("act", manifest, work / f"run{seed}", opts)
+    run = work / f"run{seed}"                # an interrupted or finished run is resumed
+    opts = TrainOptions(device="cpu", seed=seed, config=args.config, epochs=args.epochs,
+                        progress=False, resume=(run / "last.pt").is_file())
+    summary = train("act", manifest, run, opts)
     ckpt = load_checkpoint(summary["best_checkpoint"])
     split = {s: [ckpt.normalizer.apply(m) for m in load_entries(
                  [e for e in entries if e.split == s], ckpt.modalities, synopsis=True)]
@@ -149,8 +153,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="mega-tripod-"))
-    runs = [run_seed(work, int(s), args) for s in args.seeds.split(",")]
-    (work / "results.json").write_text(json.dumps(runs, indent=2))
+    runs = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        runs.append(run_seed(work, seed, args))
+        (work / f"result{seed}.json").write_text(json.dumps(runs[-1], indent=2))
     rows = {
         "TRIPOD prior (test TA)": [r["prior"]["ta"] for r in runs],
         "prior x context change (test TA)": [r["change"]["ta"] for r in runs],

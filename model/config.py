@@ -444,6 +444,13 @@ def _check_model(cfg: MegaConfig, checks: _Checks) -> None:
                or cfg.n_heads < 1 or cfg.width % cfg.n_heads == 0,
                f"{cfg.width} is not divisible by n_heads {cfg.n_heads}")
     checks.in_range("dropout", cfg.dropout, 0.0, 1.0)
+    classes = 2 if cfg.task == "scene" else 5
+    checks.add("n_classes", cfg.n_classes == classes,
+               f"the {cfg.task} task has {classes} classes "
+               f"({'boundary or not' if classes == 2 else 'the five turning points'}), got {cfg.n_classes}")
+    checks.add("max_len", cfg.task != "scene" or not isinstance(cfg.max_len, int)
+               or (cfg.max_len >= 3 and cfg.max_len % 2 == 1),
+               f"a scene window is the shot and as many on each side: an odd number ≥ 3, got {cfg.max_len}")
 
 
 def _check_heads(cfg: MegaConfig, checks: _Checks) -> None:

@@ -40,7 +40,7 @@ from ..manifests.errors import MegaPipeError
 from ..manifests.features import FeatureFolder, vectors_of
 from ..manifests.schema import MovieEntry
 
-SCENE_HALF_WINDOW = 8  # 17-shot windows: 2·8 + 1, BaSSL / MEGA scene L (Tab. 1b)
+SCENE_HALF_WINDOW = 8  # 17-shot windows: 2·8 + 1, BaSSL / MEGA scene L (Tab. 1b); configs: max_len
 SYNOPSIS_KEY = "synopsis"  # the normaliser's entry for synopsis sentence vectors
 N_TPS = 5
 UNLABELLED = -100  # scene label of a shot without annotation (e.g. MovieNet's last shot)
@@ -280,16 +280,20 @@ class SceneBatch:
 class SceneSamples:
     """All windows of a set of movies, gathered from one concatenated feature array."""
 
-    def __init__(self, movies: Sequence[MovieData], modalities: Sequence[str], movie_positions: bool) -> None:
+    def __init__(self, movies: Sequence[MovieData], modalities: Sequence[str], movie_positions: bool,
+                 window: int = 2 * SCENE_HALF_WINDOW + 1) -> None:
+        """``window``: shots per window, odd (the scene config's ``max_len``, L of Tab. 1b)."""
+        half = (window - 1) // 2
         self.modalities = list(modalities)
         self.feats = {m: np.concatenate([mv.features[m] for mv in movies]).astype(np.float32) for m in modalities}
         self.present = {m: np.concatenate([mv.presence(m) for mv in movies]) for m in modalities}
         offsets = np.cumsum([0] + [mv.n_shots for mv in movies])
-        self.windows = np.concatenate([scene_windows(mv.n_shots) + off for mv, off in zip(movies, offsets)])
+        self.windows = np.concatenate([scene_windows(mv.n_shots, half) + off
+                                       for mv, off in zip(movies, offsets)])
         self.positions = None
         if movie_positions:
             self.positions = np.concatenate(
-                [(scene_windows(mv.n_shots) / mv.n_shots).astype(np.float32) for mv in movies]
+                [(scene_windows(mv.n_shots, half) / mv.n_shots).astype(np.float32) for mv in movies]
             )
         self.labels = None
         if all(mv.scene_labels is not None for mv in movies):

@@ -77,7 +77,8 @@ def _read(ckpt: Checkpoint, features_dir: str | os.PathLike) -> MovieData:
 def predict_scene(ckpt: Checkpoint | str | os.PathLike, features_dir: str | os.PathLike) -> np.ndarray:
     """(n_shots,) probability that each shot is the last shot of a scene."""
     ckpt = _as_checkpoint(ckpt, "scene")
-    samples = SceneSamples([_read(ckpt, features_dir)], ckpt.modalities, ckpt.cfg.align_scope == "movie")
+    samples = SceneSamples([_read(ckpt, features_dir)], ckpt.modalities, ckpt.cfg.align_scope == "movie",
+                           ckpt.cfg.max_len)
     return scene_probabilities(ckpt.model, samples, ckpt.device)
 
 

@@ -184,7 +184,8 @@ class SceneTask(Task):
             raise MegaPipeError(f"cannot score scene boundaries: no scene_labels for {', '.join(missing)}")
 
     def prepare(self, run: Run) -> None:
-        self.samples = SceneSamples(run.train_movies, run.settings["modalities"], run.cfg.align_scope == "movie")
+        self.samples = SceneSamples(run.train_movies, run.settings["modalities"],
+                                    run.cfg.align_scope == "movie", run.cfg.max_len)
 
     def training_pool(self, run: Run) -> np.ndarray:
         return np.flatnonzero(self.samples.labels != UNLABELLED)
@@ -198,7 +199,7 @@ class SceneTask(Task):
         return {"loss": balanced_cross_entropy(logits.float(), batch.labels)}
 
     def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
-        samples = SceneSamples(movies, list(model.modalities), cfg.align_scope == "movie")
+        samples = SceneSamples(movies, list(model.modalities), cfg.align_scope == "movie", cfg.max_len)
         probs = scene_probabilities(model, samples, device)
         records, offset = [], 0
         for movie in movies:

@@ -159,3 +159,28 @@ def test_synopsis_config_is_the_act_synopsis_network():
     # an act shot model's position head and content head are not the synopsis network's
     derived = synopsis_model_config(load_config("act-small", position_bins=40, content_head=True), 3)
     assert derived.position_bins == act.synopsis.position_bins and derived.content_head is False
+
+
+def test_n_classes_and_the_scene_window_are_checked_and_honoured(tmp_path):
+    """n_classes is the task's (a wrong value is one line, not a crash in training); the scene
+    window is the config's max_len (it was fixed at 17 whatever the config said)."""
+    with pytest.raises(MegaPipeError, match="n_classes: the act task has 5 classes"):
+        load_config("act-small", n_classes=3)
+    with pytest.raises(MegaPipeError, match="max_len: a scene window .* odd number"):
+        load_config("scene-small", max_len=10)
+    from mega_pipe.manifests.schema import read_manifest
+    from mega_pipe.manifests.synth import generate
+    from mega_pipe.model.data import SceneSamples, load_entries
+    from mega_pipe.model.train import TrainOptions, train
+
+    manifest = generate(tmp_path / "s", 4, seed=2, modalities={"clip": 8})
+    movies = load_entries(read_manifest(manifest), ["clip"])
+    assert SceneSamples(movies, ["clip"], False, window=9).windows.shape[1] == 9
+    cfg = tmp_path / "scene9.json"
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "model/configs/scene-small.json").read_text())
+    cfg.write_text(json.dumps({**data, "max_len": 9}))
+    summary = train("scene", manifest, tmp_path / "run", TrainOptions(config=str(cfg), epochs=1,
+                                                                      device="cpu", progress=False))
+    assert summary["best_val"]["ap"] >= 0
