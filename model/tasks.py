@@ -249,7 +249,9 @@ class ActTask(Task):
         """The synopsis teacher's weights (:meth:`set_teacher`), then ``train.content_probe``:
         on an input-space content head, the probe is fitted once (:meth:`fit_content_probe`)
         and the MEGA head's output layer zeroed, so the model starts as the prior + the probe;
-        the head then stays fixed (a resumed run keeps it)."""
+        the head then stays fixed (a resumed run keeps it). Without shot gold no probe can be
+        fitted and nothing else trains the head, so it is switched off (zero, frozen): no
+        untrained weight adds to a prediction."""
         if self.teacher is not None:
             load_synopsis_teacher(run, *self.teacher)
         cfg = run.cfg
@@ -257,15 +259,16 @@ class ActTask(Task):
             return
         if not resumed:
             run.settings["content_probe"] = self.fit_content_probe(run)
-            if run.settings["content_probe"] is None:
-                log.warning("train.content_probe: no training movie has tp_shots, so the content head is not "
-                            "fitted (it stays at its initialisation; only shot gold trains it)")
+            if run.settings["content_probe"] is None:   # nothing would train it: it adds 0
+                log.info("train.content_probe: no training movie has tp_shots, so no probe is fitted "
+                         "and the content head is switched off (zero weights, frozen)")
+                torch.nn.init.zeros_(run.model.content_head.weight)
+                torch.nn.init.zeros_(run.model.content_head.bias)
             else:   # the model starts as the prior + the probe
                 log.info("content probe fitted: %s", run.settings["content_probe"])
                 torch.nn.init.zeros_(run.model.head.proj.weight)
                 torch.nn.init.zeros_(run.model.head.proj.bias)
-        if run.settings.get("content_probe"):
-            run.model.content_head.requires_grad_(False)
+        run.model.content_head.requires_grad_(False)      # the probe, or off: fixed either way
 
     def untrained_is_candidate(self, run: Run) -> bool:
         """With a fitted probe the model before training is already a fitted read-out (the

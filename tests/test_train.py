@@ -474,6 +474,24 @@ def test_only_shot_gold_trains_the_tp_heads(manifest):
     assert head_grads() == [False, False]
 
 
+def test_without_shot_gold_the_content_head_adds_nothing(manifest, tmp_path):
+    """TRIPOD setting: no probe can be fitted and nothing trains the content head, so it is off
+    (zero, frozen) instead of adding its random initialisation to every prediction."""
+    from mega_pipe.model.checkpoint import read_checkpoint
+
+    entries = read_manifest(manifest)
+    for e in entries:
+        if e.split == "train":
+            e.tp_shots = None
+    tripod = tmp_path / "tripod.jsonl"
+    write_manifest(tripod, entries)
+    train("act", tripod, tmp_path / "run", TrainOptions(config="act-small", epochs=1, device="cpu",
+                                                         progress=False))
+    head = read_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert float(head["content_head.weight"].abs().sum()) == 0.0
+    assert float(head["content_head.bias"].abs().sum()) == 0.0
+
+
 def test_fused_teacher_after_the_switch_trains_the_synopsis_transformer(manifest):
     run = _act_run(manifest, fused_after=5.0, teacher_grad=True)
     before, after = _distill_grads(run, 1.0), _distill_grads(run, 6.0)
