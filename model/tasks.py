@@ -74,6 +74,7 @@ from .metrics import act_metrics, scene_metrics, synopsis_metrics, synopsis_pred
 from .predict import act_posteriors, scene_probabilities
 
 ACT_LOSSES = ("sync", "distill", "synopsis", "shot_tp")
+PROBE_FOLDS = 5   # content probe: its L2 by cross-validation inside the training movies
 
 log = logging.getLogger(__name__)
 
@@ -333,9 +334,10 @@ class ActTask(Task):
     def fit_content_probe(self, run: Run) -> dict | None:
         """``train.content_probe``: fit the TP content head as a linear probe before training —
         :class:`baselines.LinearTPBaseline` on what the head reads (``MEGA.tp_content``) at the
-        training movies' shot gold, L2 picked by TA on the validation movies — and copy it into
-        the head (bias 0). Returns what was fitted, or None when no training movie has shot
-        gold (synopsis labels only: the head then stays as initialised)."""
+        training movies' shot gold, L2 picked by cross-validation inside the training movies
+        (``PROBE_FOLDS``; the validation movies only choose the epoch) — and copy it into the
+        head (bias 0). Returns what was fitted, or None when no training movie has shot
+        gold (synopsis labels only)."""
         def probe_inputs(movies: Sequence[MovieData]) -> list:
             rows = []
             for movie in movies:
@@ -347,12 +349,11 @@ class ActTask(Task):
         train = [m for m in run.train_movies if m.tp_shots is not None]
         if not train:
             return None
-        val = [m for m in run.val_movies if m.tp_shots is not None] or train
-        probe = LinearTPBaseline.select(probe_inputs(train), probe_inputs(val))
+        probe, l2 = LinearTPBaseline.select_cv(probe_inputs(train), folds=PROBE_FOLDS)
         head = run.model.content_head
         head.weight.copy_(torch.as_tensor(probe.weights, dtype=head.weight.dtype))
         head.bias.zero_()
-        return {"l2": probe.l2, "train_movies": len(train), "val_movies": len(val)}
+        return {"l2": l2, "train_movies": len(train), "cv_folds": min(PROBE_FOLDS, len(train))}
 
     @staticmethod
     def _forward(run: Run, movies: Sequence[MovieData]) -> tuple:

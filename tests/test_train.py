@@ -244,7 +244,8 @@ def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path)
 def test_content_probe_is_fitted_before_training_and_kept(manifest, tmp_path):
     """The packaged act content head — on the similarity-weighted contrast of the input
     features — is fitted as the prior + linear-direction probe (LinearTPBaseline, L2 by
-    validation TA) before epoch 1 and stays fixed while the rest trains (``train.content_probe``);
+    cross-validation inside the training movies: the validation movies only choose the epoch)
+    before epoch 1 and stays fixed while the rest trains (``train.content_probe``);
     the MEGA head starts at 0, so the model before training is prior + probe, validated as
     epoch 0 and kept as best.pt unless an epoch beats it."""
     from mega_pipe.model.baselines import LinearTPBaseline
@@ -271,8 +272,8 @@ def test_content_probe_is_fitted_before_training_and_kept(manifest, tmp_path):
             rows.append(([x.numpy()], movie.tp_shots))
         return rows
 
-    probe = LinearTPBaseline.select(probe_rows("train"), probe_rows("val"))
-    assert probe.l2 == fitted["l2"]
+    probe, l2 = LinearTPBaseline.select_cv(probe_rows("train"))
+    assert l2 == fitted["l2"] and fitted["cv_folds"] == min(5, fitted["train_movies"])
     weight, bias = ckpt.model.content_head.weight.detach(), ckpt.model.content_head.bias.detach()
     assert float(weight.abs().sum()) > 0 and float(bias.abs().max()) == 0
     np.testing.assert_allclose(weight.numpy(), probe.weights, rtol=1e-4, atol=1e-5)
