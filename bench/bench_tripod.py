@@ -19,7 +19,7 @@ on the validation movies. Every number is mean ± std over the seeds; seed s gen
 s (``manifest synth --tripod-setting --variant V --seed s``) and trains with seed s.
 
     python bench/bench_tripod.py --variant context --movies 60 --seeds 0,1,2,3,4 \\
-        --config act-small --epochs 30 [--out DIR]
+        --config act-small --epochs 30 [--set context_window=16] [--out DIR]
 """
 from __future__ import annotations
 
@@ -124,8 +124,10 @@ def run_seed(work: Path, seed: int, args) -> dict:
     entries = read_manifest(manifest)
     t0 = time.perf_counter()
     run = work / f"run{seed}"                # an interrupted or finished run is resumed
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     opts = TrainOptions(device="cpu", seed=seed, config=args.config, epochs=args.epochs,
-                        progress=False, resume=(run / "last.pt").is_file())
+                        progress=False, resume=(run / "last.pt").is_file(),
+                        config_overrides=overrides or None)
     summary = train("act", manifest, run, opts)
     ckpt = load_checkpoint(summary["best_checkpoint"])
     split = {s: [ckpt.normalizer.apply(m) for m in load_entries(
@@ -150,6 +152,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--config", default="act-small")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="override a top-level config field, e.g. context_window=16 (repeatable)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="mega-tripod-"))
@@ -168,7 +172,7 @@ def main() -> None:
         "   chance (1/#sentences)": [r["test_diag"]["chance"] for r in runs],
         "3. teacher P (Eq. 6, gold q) test TA": [r["test_diag"]["teacher"]["ta"] for r in runs],
     }
-    print(f"variant {args.variant}, {args.movies} movies, config {args.config}, {args.epochs} epochs, "
+    print(f"variant {args.variant}, {args.movies} movies, config {args.config} {args.set}, {args.epochs} epochs, "
           f"seeds {args.seeds} (work: {work})")
     for name, values in rows.items():
         print(f"{name:52s} {mean_std(values)}   {[round(float(v), 3) for v in values]}")

@@ -183,6 +183,7 @@ class MegaConfig:
     content_contrast: Literal["mean", "similar"] = "mean"  # act, with content_context: plain or similarity-weighted neighbour mean
     content_shot: bool = True  # act, with content_head: false = the head reads the contrast alone (needs content_context)
     decode_distance_weight: float = 0.0  # synopsis: λ of the minimum-Bayes-risk decision (0: argmax)
+    context_window: int = 0  # act: each shot encoder also reads mean(next K) − mean(previous K) of its input
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
 
     def __post_init__(self) -> None:
@@ -212,7 +213,8 @@ def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
         width=cfg.width * n_modalities, ffn_width=cfg.ffn_width * n_modalities,
         n_unimodal=syn.n_layers, n_fusion=1, dropout=syn.dropout, align_scope="sequence",
         synopsis=None, position_bins=syn.position_bins, content_head=False, content_context=0,
-        content_space="projected", content_contrast="mean", content_shot=True, decode_distance_weight=0.0, train=None)
+        content_space="projected", content_contrast="mean", content_shot=True, decode_distance_weight=0.0,
+        context_window=0, train=None)
 
 
 # --- What a config is, in words ---------------------------------------------------------------
@@ -235,6 +237,8 @@ def describe_model(cfg: MegaConfig) -> dict:
         additions.append(f"content_head ({cfg.content_space}, context {cfg.content_context})")
     if cfg.decode_distance_weight:
         additions.append(f"decode_distance_weight={cfg.decode_distance_weight}")
+    if cfg.context_window:
+        additions.append(f"context_window={cfg.context_window}")
     if cfg.synopsis is not None and cfg.synopsis.position_bins:
         additions.append(f"synopsis.position_bins={cfg.synopsis.position_bins}")
     if not cfg.align_pe:
@@ -472,6 +476,8 @@ def _check_heads(cfg: MegaConfig, checks: _Checks) -> None:
                "only for task \"synopsis\"")
     checks.add("decode_distance_weight", isinstance(cfg.decode_distance_weight, (int, float))
                and cfg.decode_distance_weight >= 0, "must be a number >= 0")
+    checks.positive_int("context_window", cfg.context_window, minimum=0)
+    checks.add("context_window", cfg.task == "act" or not cfg.context_window, "only for task \"act\"")
     checks.add("relation_features", cfg.relation_features == "none" or (cfg.task == "scene" and cfg.max_len >= 2),
                "only for task \"scene\" (similarities inside the max_len-shot window, max_len >= 2)")
 

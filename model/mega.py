@@ -153,6 +153,9 @@ class ShotEncoder(nn.Module):
         n_rel = relation_size(cfg.relation_features, cfg.max_len)
         self.relation_form, self.relation_space, self.max_len = cfg.relation_features, cfg.relation_space, cfg.max_len
         self.relation = nn.Linear(n_rel, cfg.width) if n_rel else None
+        # act variant: the change of context at the shot (:func:`context_change`), projected too
+        self.context_window = cfg.context_window
+        self.change = nn.Linear(in_dim, cfg.width) if cfg.context_window else None
 
     def content(self, feats: Tensor, present: Tensor | None = None) -> Tensor:
         """Linear(f), or the missing embedding where ``present`` (B, L) is False: (B, L, C)."""
@@ -170,14 +173,18 @@ class ShotEncoder(nn.Module):
         return window_relations(feats, valid, self.max_len - 1)
 
     def forward(self, feats: Tensor, index: Tensor, align: Tensor | None,
-                present: Tensor | None = None, relations: Tensor | None = None) -> Tensor:
+                present: Tensor | None = None, relations: Tensor | None = None,
+                changes: Tensor | None = None) -> Tensor:
         """feats (B, L, D), index (B, L), align (B, L, C) or None (ablation), present (B, L)
-        bool or None (all present), relations (B, L, max_len − 1) or None -> (B, L, C)."""
+        bool or None (all present), relations (B, L, max_len − 1) or None, changes (B, L, D)
+        (``context_window``) or None -> (B, L, C)."""
         x = self.content(feats, present) + self.position(index)
         if align is not None:
             x = x + align
         if self.relation is not None and relations is not None:
             x = x + self.relation(relations)
+        if changes is not None:
+            x = x + self.change(changes)
         return self.dropout(self.norm(x))
 
 
@@ -273,6 +280,21 @@ def local_contrast(x: Tensor, mask: Tensor, k: int) -> Tensor:
     neighbours = sums[:, high] - sums[:, low] - x
     n = counts[:, high] - counts[:, low] - weight
     return (x - neighbours / n.clamp(min=1.0)) * weight
+
+
+def context_change(x: Tensor, mask: Tensor, k: int) -> Tensor:
+    """Per shot i: the mean of the real shots i..i+k−1 minus the mean of the real shots
+    i−k..i−1 (a side without any real shot counts as 0): x (B, L, C), mask (B, L) bool ->
+    (B, L, C), 0 at padding. Where the situation a movie's shots share changes, this is large
+    whatever the situations are (``context_window``; docs/training.md, "The TRIPOD setting")."""
+    weight = mask[..., None].to(x.dtype)
+    sums = F.pad(torch.cumsum(x * weight, dim=1), (0, 0, 1, 0))   # (B, L + 1, C): prefix sums
+    counts = F.pad(torch.cumsum(weight, dim=1), (0, 0, 1, 0))
+    index = torch.arange(x.shape[1], device=x.device)
+    low, high = (index - k).clamp(min=0), (index + k).clamp(max=x.shape[1])
+    after = (sums[:, high] - sums[:, index]) / (counts[:, high] - counts[:, index]).clamp(min=1.0)
+    before = (sums[:, index] - sums[:, low]) / (counts[:, index] - counts[:, low]).clamp(min=1.0)
+    return (after - before) * weight
 
 
 #: Temperature of :func:`similar_contrast`'s weights over centred cosines (docs/model.md choice 12).
@@ -429,11 +451,13 @@ class UnimodalStream(nn.Module):
         """feats (B, L, D) -> tokens (B, L_n + L, C); key_mask (B, L_n + L) covers both parts;
         present (B, L) bool or None: where the modality has a value (``ShotEncoder``)."""
         align = self.align_pe(bins) if self.align_pe is not None else None
-        relations = None
+        relations = changes = None
+        valid = key_mask[:, -feats.shape[1]:] & (present if present is not None else True)
         if self.shot_encoder.relation is not None:
-            valid = key_mask[:, -feats.shape[1]:] & (present if present is not None else True)
             relations = self.shot_encoder.relations(feats, valid)
-        shots = self.shot_encoder(feats, index, align, present, relations)
+        if self.shot_encoder.change is not None:
+            changes = context_change(feats, valid, self.shot_encoder.context_window)
+        shots = self.shot_encoder(feats, index, align, present, relations, changes)
         table = self.align_pe.table if self.align_pe_in_bottleneck else None
         n_b = key_mask.shape[1] - shots.shape[1]
         bottleneck = self.bottleneck(feats.shape[0], table, shots, bins, key_mask[:, n_b:])

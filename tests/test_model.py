@@ -607,3 +607,38 @@ def test_act_position_head_starts_as_the_tripod_prior():
     assert all(abs(m - mean) < 0.1 for m, (mean, _) in zip(modes.tolist(), TRIPOD_TP_PRIOR))
     with pytest.raises(MegaPipeError, match="position_bins: only for tasks"):
         tiny_config("scene", position_bins=10)
+
+
+def test_context_change_against_a_loop_and_padding():
+    from mega_pipe.model.mega import context_change
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 3)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 6:] = False
+    got = context_change(x, mask, 3)
+    for b in range(2):
+        real = [i for i in range(9) if mask[b, i]]
+        for i in range(9):
+            if not mask[b, i]:
+                assert torch.all(got[b, i] == 0)
+                continue
+            after = [j for j in real if i <= j < i + 3]
+            before = [j for j in real if i - 3 <= j < i]
+            want = x[b, after].mean(0) - (x[b, before].mean(0) if before else 0)
+            torch.testing.assert_close(got[b, i], want)
+
+
+def test_context_window_variant_builds_trains_and_is_named():
+    from mega_pipe.model.config import describe_model
+
+    cfg = load_config("act-small", context_window=8)
+    assert "context_window=8" in describe_model(cfg)["additions"]
+    model = MEGA(cfg, {"clip": 6, "place": 4})
+    feats = {"clip": torch.randn(1, 30, 6), "place": torch.randn(1, 30, 4)}
+    out = model(feats, torch.ones(1, 30, dtype=torch.bool))
+    out.logits.sum().backward()
+    change = model.streams["clip"].shot_encoder.change
+    assert change is not None and float(change.weight.grad.abs().sum()) > 0
+    with pytest.raises(MegaPipeError, match="context_window: only for task"):
+        load_config("scene-small", context_window=8)
