@@ -35,7 +35,13 @@ from mega_pipe.extractors.registry import model_set_dims
 from mega_pipe.manifests.schema import read_manifest
 from mega_pipe.manifests.synth import generate
 from mega_pipe.model.checkpoint import load_checkpoint
-from mega_pipe.model.data import load_entries, pack_synopses, pack_windows, stitch_windows
+from mega_pipe.model.config import config_to_dict, load_config
+from mega_pipe.model.data import (
+    load_entries,
+    pack_synopses,
+    pack_windows,
+    stitch_windows,
+)
 from mega_pipe.model.losses import teacher_log_distribution
 from mega_pipe.model.metrics import act_metrics
 from mega_pipe.model.predict import act_posteriors
@@ -124,7 +130,7 @@ def run_seed(work: Path, seed: int, args) -> dict:
     entries = read_manifest(manifest)
     t0 = time.perf_counter()
     run = work / f"run{seed}"                # an interrupted or finished run is resumed
-    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = config_overrides(args.config, args.set)
     opts = TrainOptions(device="cpu", seed=seed, config=args.config, epochs=args.epochs,
                         progress=False, resume=(run / "last.pt").is_file(),
                         config_overrides=overrides or None)
@@ -140,6 +146,24 @@ def run_seed(work: Path, seed: int, args) -> dict:
             "test_diag": diagnose(ckpt, split["test"]), **baselines(split["val"], split["test"])}
 
 
+def config_overrides(config: str, items: list[str]) -> dict:
+    """``KEY=JSON`` items as ``TrainOptions.config_overrides`` (whole top-level fields): a dotted
+    key (``train.distill.start_epoch=10``) changes one value inside the packaged config's field."""
+    base = config_to_dict(load_config(config))
+    out: dict = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        top, *rest = key.split(".")
+        if not rest:
+            out[top] = json.loads(value)
+            continue
+        field = out.setdefault(top, json.loads(json.dumps(base[top])))
+        for part in rest[:-1]:
+            field = field[part]
+        field[rest[-1]] = json.loads(value)
+    return out
+
+
 def mean_std(values) -> str:
     v = np.asarray(values, float)
     return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}"
@@ -153,7 +177,8 @@ def main() -> None:
     ap.add_argument("--config", default="act-small")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                    help="override a top-level config field, e.g. context_window=16 (repeatable)")
+                    help="override a config value, e.g. context_window=16 or train.distill.start_epoch=10 "
+                    "(repeatable)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="mega-tripod-"))

@@ -139,6 +139,9 @@ class LinearTPBaseline:
         then lowest D, over the held-out folds), refit on all of ``train``; return it and the
         l2. The validation movies stay untouched, for choosing the epoch (docs/training.md,
         "Choosing on validation")."""
+        if len(train) < 2:       # nothing to hold out: the grid's middle value
+            l2 = grid[len(grid) // 2]
+            return cls.fit(train, l2), l2
         folds = max(2, min(folds, len(train)))
         fold_of = np.arange(len(train)) % folds
         best_key, best_l2 = None, grid[0]

@@ -70,6 +70,10 @@ class DistillConfig:
     # synopsis labels to shots that have none; where the shots' own gold exists, the direct
     # shot_tp loss is the better signal (docs/training.md "Shot-level gold").
     with_shot_gold: bool = False
+    # Two stages (docs/training.md, "The TRIPOD setting"): no distillation before this epoch, so
+    # the student learns from a teacher whose synopsis model and sync have settled (0: from the
+    # start, as the paper's single objective).
+    start_epoch: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,8 @@ def describe_model(cfg: MegaConfig) -> dict:
             departures.append(f"distill cosine={kd.cosine}, teacher_tau={kd.teacher_tau}")
         if kd.mask != "none":
             additions.append(f"distill.mask={kd.mask}")
+        if kd.start_epoch:
+            additions.append(f"distill.start_epoch={kd.start_epoch}")
         if cfg.content_head and train.content_probe:
             additions.append("content_probe")
     paper = not additions and not departures
@@ -452,9 +458,9 @@ def _check_model(cfg: MegaConfig, checks: _Checks) -> None:
     checks.add("n_classes", cfg.n_classes == classes,
                f"the {cfg.task} task has {classes} classes "
                f"({'boundary or not' if classes == 2 else 'the five turning points'}), got {cfg.n_classes}")
-    checks.add("max_len", cfg.task != "scene" or not isinstance(cfg.max_len, int)
-               or (cfg.max_len >= 3 and cfg.max_len % 2 == 1),
-               f"a scene window is the shot and as many on each side: an odd number ≥ 3, got {cfg.max_len}")
+    checks.add("max_len", cfg.task != "scene" or not isinstance(cfg.max_len, int) or cfg.max_len >= 3,
+               f"a scene window is the shot and at least one on each side (the window has "
+               f"2·⌊(max_len − 1)/2⌋ + 1 shots): max_len >= 3, got {cfg.max_len}")
 
 
 def _check_heads(cfg: MegaConfig, checks: _Checks) -> None:
@@ -533,3 +539,5 @@ def _check_act_train(train: ActTrainConfig, checks: _Checks) -> None:
         checks.add(key, value > 0, f"must be > 0, got {value!r}")
     checks.add("train.distill.fused_after", distill.fused_after is None or distill.fused_after >= 0,
                f"must be >= 0 or null, got {distill.fused_after!r}")
+    checks.add("train.distill.start_epoch", isinstance(distill.start_epoch, (int, float))
+               and distill.start_epoch >= 0, f"must be a number >= 0, got {distill.start_epoch!r}")

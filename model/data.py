@@ -282,7 +282,8 @@ class SceneSamples:
 
     def __init__(self, movies: Sequence[MovieData], modalities: Sequence[str], movie_positions: bool,
                  window: int = 2 * SCENE_HALF_WINDOW + 1) -> None:
-        """``window``: shots per window, odd (the scene config's ``max_len``, L of Tab. 1b)."""
+        """``window``: the scene config's ``max_len`` (L of Tab. 1b); each window is a shot and
+        ⌊(window − 1)/2⌋ shots on each side."""
         half = (window - 1) // 2
         self.modalities = list(modalities)
         self.feats = {m: np.concatenate([mv.features[m] for mv in movies]).astype(np.float32) for m in modalities}

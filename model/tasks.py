@@ -312,7 +312,8 @@ class ActTask(Task):
             sim = F.normalize(u.detach(), dim=-1) @ F.normalize(v.detach(), dim=-1).T
             w = sync_estep(sim, movie.n_shots, n_sent, xi=train.sync.xi, quantile=train.sync.quantile, prior=prior)
             parts["sync"].append(sync_mstep_loss(u, v, w, tau=train.sync.tau))
-            if movie.tp_shots is None or kd.with_shot_gold:
+            distilling = epoch is None or epoch >= kd.start_epoch     # validation: the full loss
+            if distilling and (movie.tp_shots is None or kd.with_shot_gold):
                 mask = fallback = None
                 if kd.mask != "none":
                     fallback = band_mask(movie.n_shots, n_sent, train.sync.xi, run.device)
@@ -353,7 +354,8 @@ class ActTask(Task):
         head = run.model.content_head
         head.weight.copy_(torch.as_tensor(probe.weights, dtype=head.weight.dtype))
         head.bias.zero_()
-        return {"l2": l2, "train_movies": len(train), "cv_folds": min(PROBE_FOLDS, len(train))}
+        folds = min(PROBE_FOLDS, len(train)) if len(train) >= 2 else 0
+        return {"l2": l2, "train_movies": len(train), "cv_folds": folds}
 
     @staticmethod
     def _forward(run: Run, movies: Sequence[MovieData]) -> tuple:

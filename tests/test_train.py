@@ -505,3 +505,15 @@ def test_fused_teacher_after_the_switch_trains_the_synopsis_transformer(manifest
     # a detached teacher (the packaged teacher_student) reaches nothing, fused or not
     detached = _distill_grads(_act_run(manifest, fused_after=5.0), 6.0)
     assert all(v == 0 for v in detached.values())
+
+
+def test_distillation_can_start_after_the_teacher_settles(manifest):
+    """``train.distill.start_epoch``: no distillation loss before that epoch, the full loss
+    after it and at validation (epoch None); a named addition."""
+    from mega_pipe.model.config import describe_model
+    from mega_pipe.model.tasks import ActTask
+    run = _act_run(manifest, start_epoch=3.0)
+    assert "distill.start_epoch=3.0" in describe_model(run.cfg)["additions"]
+    assert "distill" not in ActTask().movie_losses(run, run.train_movies, 2.5)
+    assert "distill" in ActTask().movie_losses(run, run.train_movies, 3.0)
+    assert "distill" in ActTask().movie_losses(run, run.train_movies, None)
