@@ -182,15 +182,20 @@ def test_predict_scene_shapes_and_missing_modality(scene_run, manifest, tmp_path
 # --- act -----------------------------------------------------------------------------------------
 
 
-def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path):
-    """Training movies without shot-level gold learn from the synopsis only (sync + distillation);
-    max_len 24 forces every movie (50+ shots) through overlapping windows."""
+def _tripod_setting(manifest, path):
+    """A copy of the manifest whose training movies are labelled on synopsis sentences only."""
     entries = read_manifest(manifest)
     for e in entries:
         if e.split == "train":
             e.tp_shots = None
-    synopsis_only = tmp_path / "manifest.jsonl"
-    write_manifest(synopsis_only, entries)
+    write_manifest(path, entries)
+    return path
+
+
+def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path):
+    """Training movies without shot-level gold learn from the synopsis only (sync + distillation);
+    max_len 24 forces every movie (50+ shots) through overlapping windows."""
+    synopsis_only = _tripod_setting(manifest, tmp_path / "manifest.jsonl")
     overrides = {**ACT_CFG, "max_len": 24, **_train_dict("act", optimizer="adamw")}
     out = tmp_path / "act"
     summary = train("act", synopsis_only, out, TrainOptions(
@@ -202,7 +207,7 @@ def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path)
         assert {"ta", "pa", "d", "loss"} <= set(r["val"])
     assert summary["select_metric"] == "ta"
 
-    entry = next(e for e in entries if e.split == "test")
+    entry = next(e for e in read_manifest(manifest) if e.split == "test")
     n_shots = len(entry.scene_labels)
     assert n_shots > 24
     posteriors = predict_act(out / "best.pt", entry.features)
@@ -480,12 +485,7 @@ def test_without_shot_gold_the_content_head_adds_nothing(manifest, tmp_path):
     (zero, frozen) instead of adding its random initialisation to every prediction."""
     from mega_pipe.model.checkpoint import read_checkpoint
 
-    entries = read_manifest(manifest)
-    for e in entries:
-        if e.split == "train":
-            e.tp_shots = None
-    tripod = tmp_path / "tripod.jsonl"
-    write_manifest(tripod, entries)
+    tripod = _tripod_setting(manifest, tmp_path / "tripod.jsonl")
     train("act", tripod, tmp_path / "run", TrainOptions(config="act-small", epochs=1, device="cpu",
                                                          progress=False))
     head = read_checkpoint(tmp_path / "run" / "last.pt")["model"]
