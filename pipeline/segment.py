@@ -10,7 +10,6 @@ starts (``mega_pipe.model.unsupervised``, docs/unsupervised.md).
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +40,6 @@ from ..model.unsupervised import (
 from .export import apply_chapters, check_apply_target, load_source
 from .extract import run_extract
 from .inputs import ExtractConfig, MovieInput
-
-log = logging.getLogger(__name__)
 
 
 def check_dims(ckpt, features: Path, which: str) -> None:
@@ -178,8 +175,6 @@ def segment_movie(movie: MovieInput, out: Path, cfg: ExtractConfig, features_roo
     if cfg.modalities is None and ckpts:
         cfg = dataclasses.replace(cfg, modalities=tuple(dict.fromkeys(
             m for c in ckpts.values() for m in c.modalities)))
-    if "act" in ckpts and ckpts["act"].synopsis_model is not None and movie.synopsis is None:
-        log.info("note: no --synopsis: the act model predicts from the shots alone")
     [manifest], _ = run_extract([movie], features_root, cfg, debug=debug, isolate=False)
     features = Path(features_root) / manifest["movie_id"]
     doc = predict_boundaries(manifest, features, ckpts, scene_threshold, n_scenes, paths)
