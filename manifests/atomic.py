@@ -69,7 +69,6 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def _cannot_write(path: Path, e: OSError):
-
     return MegaPipeError(f"cannot write {path}: {e.strerror or e}")
 
 
@@ -83,7 +82,6 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
     the file when done; a process that locked a file which was deleted meanwhile sees that its
     inode is no longer the path's and tries again, so two holders can never coexist."""
     import fcntl
-
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +119,6 @@ def check_output_file(path: str | os.PathLike, what: str = "--out",
     :func:`os.access` says yes to root on read-only and virtual file systems), or, with
     ``suffixes``, another extension. Creates nothing (the trial file is removed); returns it as
     a Path."""
-
     path = Path(path)
     if path.is_dir():
         raise MegaPipeError(f"{what} {path} is a directory: give a file name")
@@ -138,7 +135,6 @@ def check_output_dir(folder: str | os.PathLike, what: str = "--out",
     """Fail now if files cannot be written in ``folder`` (existing or to be created): its
     nearest existing ancestor must be a folder in which a file can really be created. Creates
     nothing; returns ``folder`` as a Path. ``shown``: the path named in the message."""
-
     folder = Path(folder)
     shown = folder if shown is None else shown
     existing = next(d for d in [folder, *folder.parents] if d.exists() or d == Path(d.anchor))

@@ -501,7 +501,6 @@ def apply_chapters(src: Source, level: str, movie: str | os.PathLike,
                    out: str | os.PathLike) -> Path:
     """Copy ``movie`` to ``out`` with ``level``'s segments as chapters: every stream copied
     (``-map 0 -c copy``), the movie's metadata kept, chapters from an ffmetadata file."""
-
     out = Path(out)
     meta = render(src, "ffmetadata", level)
     with tempfile.TemporaryDirectory(prefix="mega-pipe-chapters-") as d:

@@ -24,7 +24,6 @@ class ExtractorPool:
     first (docs/decoding.md)."""
 
     def __init__(self, cfg: ExtractConfig, default_modalities: Sequence[str] = ()):
-
         self.cfg = cfg
         # An explicit --device cuda is checked now (one clear error before any work); "auto" is
         # resolved when the first model is built.
@@ -41,13 +40,11 @@ class ExtractorPool:
 
     def check(self, modalities: Sequence[str]) -> None:
         """Fail now (WeightsNotFoundError listing every searched path) if weights are missing."""
-
         locate_weights({m: self.entries[m] for m in modalities if m not in self._built},
                        weights_dirs=self.cfg.weights_dirs, offline=self.cfg.offline,
                        allow_download=self.cfg.allow_download)
 
     def get(self, modalities: Sequence[str]) -> dict:
-
         missing = [m for m in modalities if m not in self._built]
         if missing:
             self._device = self._device or resolve_device(self.cfg.device)

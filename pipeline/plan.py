@@ -148,7 +148,6 @@ def _samples_key(m: str, sampling: str, extractors: ExtractorPool, fingerprint: 
 def _subtitle_cues(inp: MovieInput, info: ProbeInfo, warnings: list) -> tuple:
     """Cues from ``--subtitles``, else the stream ``--subtitle-track`` chose, else a sidecar next
     to the video, else the first embedded text stream."""
-
     video = Path(inp.video)
     path = inp.subtitles
     if path is not None and info.subtitle_track is not None:
@@ -189,7 +188,6 @@ def _track_note(kind: str, n: int, track: int, language: str | None) -> str:
 
 
 def _synopsis_input(inp: MovieInput, extractors: ExtractorPool) -> dict | None:
-
     if inp.synopsis is None:
         return None
     sentences = read_synopsis(inp.synopsis, one_per_line=inp.synopsis_lines)

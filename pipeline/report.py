@@ -195,7 +195,6 @@ def make_thumbnails(movie: Path, times: list[float], width: int, batch: int = 24
     Each ffmpeg call takes ``batch`` inputs, each opened with a fast input seek (``-ss`` before
     ``-i``: jump to the keyframe before t, decode up to t) and writing one frame; calls run in
     parallel. The movie is never decoded from start to end."""
-
     exe = ffmpeg_exe()
     jobs = jobs or max(1, min(4, os.cpu_count() or 1))
     vf = f"scale=trunc(iw*sar/2)*2:ih,scale={int(width)}:-2,setsar=1"

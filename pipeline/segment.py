@@ -46,7 +46,6 @@ def check_dims(ckpt, features: Path, which: str) -> None:
     """Refuse features whose dimensions differ from the checkpoint's, saying what to do: the
     ``--models`` set that gives the checkpoint's dimensions, or else the synthetic set that
     matches the movie's features (to train a checkpoint that fits them)."""
-
     meta = FeatureFolder(features).modality_meta()
     want = dict(ckpt.model.modality_dims)
     wrong = [m for m in want if meta.get(m, {}).get("dim") not in (None, want[m])]
@@ -77,7 +76,6 @@ def missing_modalities(ckpts: dict, features: Path) -> list[str]:
 
 def _unsupervised_scenes(features: Path, n_scenes: int | None, missing: list[str]) -> dict | None:
     """Scenes without a checkpoint: shot coherence (docs/unsupervised.md); None with < 2 shots."""
-
     feats = folder_features(features)
     n = FeatureFolder(features).n_shots()
     if n < 2 or not feats:
@@ -92,7 +90,6 @@ def _unsupervised_scenes(features: Path, n_scenes: int | None, missing: list[str
 def _prior_turning_points(shots: dict, scene: dict | None, threshold: float) -> dict:
     """Turning points without a checkpoint: TRIPOD's position prior over shot index, restricted
     to scene starts when there are at least five scenes (docs/unsupervised.md)."""
-
     post = tp_prior(shots["start_s"], shots["end_s"], by="index")
     ends = None
     if scene is not None:
@@ -113,7 +110,6 @@ def _model(ckpt) -> dict:
 
 def load_checkpoints(scene: Path | None, act: Path | None, device: str = "auto") -> dict:
     """The checkpoints given, by task, each checked to be of its task."""
-
     return {task: load_checkpoint(path, device, task=task, what=f"--{task}-checkpoint {path}")
             for task, path in (("scene", scene), ("act", act))
             if path is not None}    # without one: model/unsupervised.py (docs/unsupervised.md)
@@ -125,7 +121,6 @@ def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: f
     manifest, ``features``: its feature folder), without its provenance. A part without a
     checkpoint comes from the checkpoint-free methods; ``n_scenes`` forces the scene count;
     ``paths``: the checkpoint files, by task, recorded in ``methods``."""
-
     if n_scenes is not None and n_scenes < 1:
         raise MegaPipeError(f"--scenes must be at least 1, got {n_scenes}")
     paths = paths or {}

@@ -129,7 +129,6 @@ class SynopsisFolderWriter:
 
     def __init__(self, model_set: str = "paper", *, device: str = "cpu",
                  weights_dirs: tuple = (), offline: bool = False) -> None:
-
         self.entry = entry_for(model_set, "subtitle")
         self.model_set, self.device = model_set, device
         self.weights_dirs, self.offline = tuple(weights_dirs), offline
@@ -138,7 +137,6 @@ class SynopsisFolderWriter:
 
     def key(self, sentences: list[str]) -> str:
         """extract's synopsis cache key (pipeline/plan.py) for these sentences."""
-
         return stage_key(contract=CONTRACT_VERSION, model=self.entry.name, sha=self.entry.sha256,
                          sentences=bytes_fingerprint("\n".join(sentences).encode()))
 
@@ -151,7 +149,6 @@ class SynopsisFolderWriter:
         return self._encoder
 
     def __call__(self, folder: os.PathLike | str, movie_id: str, sentences: list[str]) -> None:
-
         folder = FeatureFolder(folder)
         key = self.key(sentences)
         if folder.is_synopsis_only and folder.is_complete_synopsis(key):

@@ -77,7 +77,6 @@ def add_extract_options(parser: argparse.ArgumentParser, models: str = "paper") 
 
 
 def extract_config(args):
-
     return ExtractConfig(
         model_set=args.models, modalities=args.modalities, device=args.device,
         detector=DetectorConfig(args.detector, args.shot_threshold, args.min_shot_len),

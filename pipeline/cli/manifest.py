@@ -33,12 +33,10 @@ def tiny_modalities() -> dict[str, int]:
     """The default modalities of ``manifest synth``: those of the ``tiny`` extractor set, with
     their dimensions (from the weights registry), so that a checkpoint trained on the default
     synthetic set segments a movie extracted with ``--models tiny``."""
-
     return model_set_dims("tiny")
 
 
 def _movienet_options(p: argparse.ArgumentParser) -> None:
-
     p.add_argument("--labels", required=True, type=Path, help="label318 folder")
     p.add_argument("--shots", required=True, type=Path, help="shot_movie318 folder")
     p.add_argument("--split-file", required=True, type=Path, help="split318.json")
@@ -55,7 +53,6 @@ def _movienet_options(p: argparse.ArgumentParser) -> None:
 
 
 def _tripod_options(p: argparse.ArgumentParser) -> None:
-
     for split in SPLITS:
         p.add_argument(f"--{split}", type=Path, help=f"TRIPOD CSV of the {split} split")
     p.add_argument("--features", required=True, type=Path,
@@ -79,7 +76,6 @@ def _tripod_options(p: argparse.ArgumentParser) -> None:
 
 
 def _synth_options(p: argparse.ArgumentParser) -> None:
-
     p.add_argument("out", type=Path, metavar="OUT",
                    help="output folder (one sub-folder per movie + manifest.jsonl)")
     p.add_argument("--movies", type=int, default=50, help="number of movies (default 50)")
@@ -118,7 +114,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_movienet(args: argparse.Namespace) -> int:
-
     check_output_file(args.manifest, "--manifest")
     report = convert_movienet(args.labels, args.shots, args.split_file, args.features,
                               args.manifest, fps=args.fps, tolerance_s=args.tolerance,
@@ -135,7 +130,6 @@ def _cmd_movienet(args: argparse.Namespace) -> int:
 
 
 def _cmd_tripod(args: argparse.Namespace) -> int:
-
     csvs = {split: getattr(args, split) for split in SPLITS if getattr(args, split)}
     if not csvs:
         args.parser.error("give at least one of --train, --val, --test")
@@ -166,7 +160,6 @@ def _cmd_tripod(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-
     check_output_dir(args.out, "OUT")
     print(generate(args.out, args.movies, args.seed, modalities=parse_modalities(args.modalities),
                    variant=args.variant, tripod_setting=args.tripod_setting))

@@ -100,7 +100,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-
     print(json.dumps(score_records(args.task, read_records(args.records)), indent=2))
     return 0
 
