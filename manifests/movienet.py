@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .atomic import check_output_file
 from .errors import MegaPipeError
 from .features import FeatureFolder
 from .jsonio import read_json
@@ -187,6 +188,7 @@ def convert_movienet(label_dir: str | os.PathLike, shot_dir: str | os.PathLike,
     reported in ``skipped``."""
     if fps <= 0 or tolerance_s < 0:
         raise MegaPipeError("--fps must be positive and --tolerance non-negative")
+    check_output_file(manifest_path, "--manifest")
     label_dir, shot_dir, features_root = Path(label_dir), Path(shot_dir), Path(features_root)
     report = MovieNetReport([], {}, {}, [])
     for split, ids in read_split_file(split_file).items():

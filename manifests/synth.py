@@ -66,6 +66,7 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
+from .atomic import check_output_dir
 from .errors import MegaPipeError
 from .features import (
     CONTRACT_VERSION,
@@ -400,6 +401,7 @@ def generate(
     """
     if n_movies < 1:
         raise MegaPipeError(f"--movies must be at least 1 (got {n_movies})")
+    check_output_dir(out_dir, "OUT")
     modalities = dict(modalities)
     if not modalities:
         raise MegaPipeError("no modalities: give at least one, e.g. clip:32")

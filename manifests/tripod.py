@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_output_dir, check_output_file
 from .errors import MegaPipeError
 from .features import FeatureFolder
 from .jsonio import read_json
@@ -212,6 +212,8 @@ def convert_tripod(csv_by_split: Mapping[str, str | os.PathLike],
     whose features are not extracted yet (or were extracted without exactly these sentences)
     is still written and listed in ``problems``: extract it with ``--id <movie_id> --synopsis
     <synopsis file>``, then ``read_manifest`` checks everything."""
+    check_output_file(manifest_path, "--manifest")
+    check_output_dir(synopsis_dir, "--synopsis-dir")
     features_root, synopsis_dir = Path(features_root), Path(synopsis_dir)
     report = TripodReport([], {}, {})
     split_of: dict[str, str] = {}

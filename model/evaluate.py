@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from ..manifests.atomic import write_json, write_text
+from ..manifests.atomic import check_output_dir, write_json, write_text
 from ..manifests.errors import MegaPipeError
 from ..manifests.schema import read_manifest
 from .checkpoint import describe_checkpoint, load_checkpoint
@@ -31,6 +31,8 @@ def evaluate(
     folder) and returns the metrics with the paths. Act gold is the shot-level ``tp_shots``
     (docs/training.md "Evaluation gold"); synopsis gold the sentence-level ``tp_sentences``.
     """
+    out_dir = Path(out) if out is not None else Path(checkpoint).parent
+    check_output_dir(out_dir, "--out" if out is not None else "the checkpoint's folder")
     ckpt = load_checkpoint(checkpoint, device)
     task = task_for(ckpt.task)
     entries = [e for e in read_manifest(manifest) if e.split == split]
@@ -40,7 +42,6 @@ def evaluate(
     task.check_gold(movies)
     records = task.records(ckpt.model, ckpt.cfg, movies, ckpt.device)
     metrics = task.metrics(records)
-    out_dir = Path(out) if out is not None else Path(checkpoint).parent
     stem = f"{ckpt.task}_{split}"   # one --out can hold the evaluations of both tasks
     metrics_path, records_path = out_dir / f"eval_{stem}.json", out_dir / f"predictions_{stem}.jsonl"
     write_text(records_path, "".join(json.dumps(r) + "\n" for r in records))

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..manifests.atomic import write_text
+from ..manifests.atomic import check_output_dir, write_text
 from ..manifests.errors import MegaPipeError
 from ..manifests.schema import MovieEntry, read_manifest
 from .checkpoint import (
@@ -395,7 +395,7 @@ def train(task: str, manifest: str | os.PathLike, out: str | os.PathLike,
     and ``metrics.jsonl`` (one line per epoch). The config is checked before any data is read.
     Returns a summary: best epoch, its validation metrics, paths, samples/s."""
     options = options or TrainOptions()
-    out = Path(out)
+    out = check_output_dir(out, "--out")
     job = task_for(task)
     device = torch.device(resolve_device(options.device))
     state, cfg, settings = _settings(task, out, options)

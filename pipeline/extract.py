@@ -184,11 +184,11 @@ def extract_movies(out_root: Path, cfg: ExtractConfig, videos: Sequence[Path] = 
                    subtitles: Path | None = None, synopsis: Path | None = None,
                    movie_id: str | None = None, synopsis_lines: bool = False,
                    movienet: Path | None = None, keyframes: Path | None = None,
-                   shot_file: Path | None = None, debug: bool = False) -> tuple[list, list, int]:
+                   shot_file: Path | None = None, debug: bool = False) -> tuple[list, list]:
     """``mega-pipe extract``: movie files, or MovieNet key frames (``movienet`` root, or one
     movie's ``keyframes`` folder and ``shot_file``), into ``out_root``. The output is checked
     before any work; with several movies a failing one is reported and the others carry on.
-    Returns the manifests done, the (input, error line) pairs failed, and the number of inputs."""
+    Returns the manifests done and the (input, error line) pairs failed."""
     check_output_dir(out_root, "--out")
     if movienet or keyframes or shot_file:
         if subtitles or synopsis or cfg.subtitle_track or cfg.audio_track:
@@ -205,9 +205,8 @@ def extract_movies(out_root: Path, cfg: ExtractConfig, videos: Sequence[Path] = 
         inputs = [MovieInput(Path(v), subtitles, synopsis, movie_id, synopsis_lines)
                   for v in videos]
         extract_one, defaults = extract_movie, ()
-    done, failed = run_extract(inputs, out_root, cfg, debug=debug, extract_one=extract_one,
-                               default_modalities=defaults, isolate=len(inputs) > 1)
-    return done, failed, len(inputs)
+    return run_extract(inputs, out_root, cfg, debug=debug, extract_one=extract_one,
+                       default_modalities=defaults, isolate=len(inputs) > 1)
 
 
 def run_extract(inputs: Sequence, out_root: Path, cfg: ExtractConfig, *, debug: bool = False,

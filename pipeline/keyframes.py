@@ -235,7 +235,7 @@ def _extract(inp: KeyframeInput, folder: FeatureFolder, cfg: ExtractConfig,
                                     meta, stages)
     empty = int(np.sum(pooled[plan.wanted[0]][1] == 0)) if plan.wanted else 0
     if empty:
-        warnings.append(f"{empty} shots have no key frame: their features are zeros with count 0")
+        plan.warnings.append(f"{empty} shots have no key frame: their features are zeros with count 0")
     return finish_movie(plan, cfg, _manifest(plan, kdir, shot_file, shots, cfg, extractors,
                                              models, stages, time.perf_counter() - t_run))
 

@@ -87,7 +87,7 @@ def extract_config(args):
 
 
 def _cmd_extract(args) -> int:
-    done, failed, n = extract_movies(
+    done, failed = extract_movies(
         args.out, extract_config(args), args.videos, subtitles=args.subtitles,
         synopsis=args.synopsis, movie_id=args.id, synopsis_lines=args.synopsis_lines,
         movienet=args.movienet, keyframes=args.keyframes, shot_file=args.shot_file,
@@ -95,7 +95,7 @@ def _cmd_extract(args) -> int:
     for m in done:
         print(summary_line(args.out, m))
     if failed:
-        log.info("%d of %d movie(s) failed", len(failed), n)
+        log.info("%d of %d movie(s) failed", len(failed), len(done) + len(failed))
         return 1
     return 0
 

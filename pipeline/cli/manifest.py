@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 
 from ...extractors.registry import model_set_dims
-from ...manifests.atomic import check_output_dir, check_output_file
 from ...manifests.movienet import (
     DEFAULT_FPS,
     DEFAULT_TOLERANCE_S,
@@ -114,7 +113,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_movienet(args: argparse.Namespace) -> int:
-    check_output_file(args.manifest, "--manifest")
     report = convert_movienet(args.labels, args.shots, args.split_file, args.features,
                               args.manifest, fps=args.fps, tolerance_s=args.tolerance,
                               transfer=args.transfer)
@@ -133,8 +131,6 @@ def _cmd_tripod(args: argparse.Namespace) -> int:
     csvs = {split: getattr(args, split) for split in SPLITS if getattr(args, split)}
     if not csvs:
         args.parser.error("give at least one of --train, --val, --test")
-    check_output_file(args.manifest, "--manifest")
-    check_output_dir(args.synopsis_dir, "--synopsis-dir")
     name_map = read_name_map(args.name_map) if args.name_map else None
     writer = None
     if args.synopses_only:
@@ -160,7 +156,6 @@ def _cmd_tripod(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    check_output_dir(args.out, "OUT")
     print(generate(args.out, args.movies, args.seed, modalities=parse_modalities(args.modalities),
                    variant=args.variant, tripod_setting=args.tripod_setting))
     return 0

@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-from ...manifests.atomic import check_output_dir
 from ...manifests.errors import MegaPipeError
 from ...model.metrics import read_records, score_records
 from .extract import csv_list
@@ -80,7 +79,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_train(args: argparse.Namespace) -> int:
     from ...model.train import TrainOptions, train
 
-    check_output_dir(args.out, "--out")
     summary = train(args.task, args.manifest, args.out, TrainOptions(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed,
         resume=args.resume, modalities=args.modalities, progress=not args.no_progress, config=args.config,
@@ -93,8 +91,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ...model.evaluate import evaluate
 
-    check_output_dir(args.out if args.out is not None else args.checkpoint.parent,
-                     "--out" if args.out is not None else "the checkpoint's folder")
     print(json.dumps(evaluate(args.checkpoint, args.manifest, args.split, args.out, device=args.device), indent=2))
     return 0
 
