@@ -107,7 +107,7 @@ def load_source(path: str | os.PathLike) -> Source:
     path = Path(path)
     if path.is_dir():
         return _load_feature_folder(path)
-    return _from_doc(read_boundaries(path), str(path))
+    return source_of(read_boundaries(path), str(path))
 
 
 def _load_feature_folder(path: Path) -> Source:
@@ -124,11 +124,13 @@ def _load_feature_folder(path: Path) -> Source:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise MegaPipeError(f"{path}: not a readable feature folder ({type(e).__name__}: {e})") \
             from None
-    return _from_doc(validate(doc, str(path)), str(path))
+    return source_of(validate(doc, str(path)), str(path))
 
 
-def _from_doc(doc: dict, origin: str) -> Source:
-    """The :class:`Source` of a validated boundaries document (manifests/boundaries.py)."""
+def source_of(doc: dict, origin: str) -> Source:
+    """The :class:`Source` of a validated boundaries document (manifests/boundaries.py), named
+    ``origin`` in messages (what :func:`load_source` reads; report.py passes the document it
+    has already read)."""
     movie, shots = doc["movie"], doc["shots"]
     rate = frame_rate(doc, origin)
     src = Source(movie_id=str(movie.get("id") or Path(origin).stem), movie_path=movie.get("path"),
@@ -443,7 +445,7 @@ def write_export(src: Source | dict, fmt: str, level: str | None, path: str | os
     """Write ``level`` (default: scenes when present, else shots) of ``src`` (a :class:`Source`
     or a boundaries dict) to ``path`` in ``fmt``, atomically."""
     if isinstance(src, dict):
-        src = _from_doc(validate(src, "boundaries"), "boundaries")
+        src = source_of(validate(src, "boundaries"), "boundaries")
     text = render(src, fmt, level or src.default_level())
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -258,7 +258,7 @@ def gather(boundaries: Path | None = None, features: Path | None = None,
         notes.append("no feature folder found (give --features): similarity matrices and "
                      "subtitles are not shown")
     starts, ends, info = _shot_times(doc, feats, boundaries, folder)
-    src = export.load_source(boundaries if boundaries is not None else folder)
+    src = export.source_of(doc, str(boundaries)) if doc is not None else export.load_source(folder)
     movie_path = Path(movie) if movie is not None else (Path(info["path"]) if info.get("path") else None)
     if thumbnails and (movie_path is None or not movie_path.is_file()):
         where = f"{movie_path} not found" if movie_path else "no movie path in the inputs"
