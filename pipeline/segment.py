@@ -37,7 +37,7 @@ from ..model.unsupervised import (
     folder_features,
     snap_to_scenes,
 )
-from .export import apply_chapters, check_apply_target, load_source
+from .export import apply_chapters, check_apply_target, source_of
 from .extract import run_extract
 from .inputs import ExtractConfig, MovieInput
 
@@ -180,7 +180,7 @@ def segment_movie(movie: MovieInput, out: Path, cfg: ExtractConfig, features_roo
     write_boundaries(out, doc)
     if chapters is None:
         return doc, None
-    src = load_source(out)
+    src = source_of(doc, str(out))
     level = chapters_level or src.default_level(chapters=True)
     apply_chapters(src, level, movie.video, chapters)
     return doc, level
