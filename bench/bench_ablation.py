@@ -15,7 +15,7 @@ The act runs train on the default manifest (training movies carry shot-level ``t
 synopsis labels; docs/training.md "act"). Usage::
 
     python bench/bench_ablation.py --out DIR [--movies 40] [--seeds 0,1,2] [--tasks scene,act]
-        [--settings default,no_align_pe,no_align_pe_in_bottleneck,movie_scope] [--epochs-scene N]
+        [--settings default,no_align_pe,no_align_pe_in_bottleneck] [--epochs-scene N]
         [--epochs-act N] [--scenes LO,HI] [--summary]
 
 ``--summary`` prints the mean ± std table of ``OUT/results.jsonl`` and exits.
@@ -46,11 +46,8 @@ SETTINGS = {   # name -> model-key overrides (on top of the packaged small confi
     "default": {},
     "no_align_pe": {"align_pe": False},                              # Tab. 2a
     "no_align_pe_in_bottleneck": {"align_pe_in_bottleneck": False},  # Tab. 2b
-    "movie_scope": {"align_scope": "movie"},                         # docs/model.md choice 4, scene only
-    "sequence_scope": {"align_scope": "sequence"},                   # docs/model.md choice 4, scene only
-    "learned_bottleneck": {"bottleneck_seed": "none"},               # the paper-literal tokens
+    "bin_mean_bottleneck": {"bottleneck_seed": "bin_mean"},          # the variants' seeded tokens (choice 4b)
 }
-SCENE_ONLY = {"movie_scope", "sequence_scope"}
 
 
 def prior_baseline(manifest: Path) -> dict:
@@ -121,8 +118,6 @@ def main() -> None:
         config = f"{task}-small"
         epochs = args.epochs_scene if task == "scene" else args.epochs_act
         for setting in args.settings.split(","):
-            if task == "act" and setting in SCENE_ONLY:
-                continue
             for seed in (int(s) for s in args.seeds.split(",")):
                 run = args.out / f"run_{task}_{setting}_{seed}"
                 t0 = time.perf_counter()

@@ -2,30 +2,29 @@
 
 On ``manifests.synth.generate(..., variant="relational")`` every movie draws its scene content
 and camera set-ups afresh, so only within-movie similarity marks a scene. This bench trains the
-scene model (``--config``, default ``scene-small``) with each form of ``relation_features`` on
-``--train-sizes`` training movies (2–3 ``--seeds``), always validating on the same val movies and
-testing on the same test movies, and prints every model AP beside two parameter-free baselines
-on those test movies:
+scene configs named in ``--arms`` (default: the paper's ``scene-small`` and the
+``scene-relational`` variant) on ``--train-sizes`` training movies (``--seeds``), always
+validating on the same val movies and testing on the same test movies, and prints every model
+AP beside two parameter-free baselines on those test movies:
 
 * consecutive cosine distance: 1 − cos(shot, next shot), modality-averaged, per-movie
   standardised features (``unsupervised.band_similarity``);
 * windowed best match ±4: 1 − the best similarity between a shot of (i−4, i] and one of
   (i, i+4] (``unsupervised.cut_novelty``).
 
-``--task act`` trains the act model (``--config``, default ``act-small``, with the shot-level gold of
-the training movies) on the same movies and prints test TA/PA/D beside three baselines: TRIPOD's
-position prior alone, the prior plus one linear direction per TP fitted on the same training
-movies (``baselines.LinearTPBaseline``, L2 weight picked on the val movies), that read-out of
-the features plus their ±8-shot local contrast, and of the ±16-shot similarity-weighted
-contrast alone (docs/training.md, "Local contrast and a fitted probe"). The act arms are in
-``ARMS``.
+``--task act`` trains the act configs of ``--arms`` (default ``act-small``, the paper's, and the
+``act-sync`` variant; with the shot-level gold of the training movies) on the same movies and
+prints test TA/PA/D beside three baselines: TRIPOD's position prior alone, the prior plus one
+linear direction per TP fitted on the same training movies (``baselines.LinearTPBaseline``, L2
+weight picked on the val movies), and the same read-out of each shot's similarity-weighted
+contrast to its ±k neighbours (:func:`similar_contrast`; k and L2 picked on the val movies).
 
 The set: ``--movies`` movies of one seed; test = the first ``--test`` movies, val = the next
 ``--val``, train = the next max(train sizes) (a smaller train size takes a prefix).
 Usage::
 
     python bench/bench_relational.py [--out DIR] [--train-sizes 16,50] [--seeds 0,1]
-        [--epochs 3] [--arms none,window,cut] [--variant relational] [--json out.json]
+        [--epochs 3] [--arms scene-small,scene-relational] [--variant relational] [--json out.json]
     python bench/bench_relational.py --task act [--train-sizes 16,53] [--seeds 0] [--epochs 60]
 """
 from __future__ import annotations
@@ -44,31 +43,26 @@ from mega_pipe.manifests.schema import read_manifest, write_manifest
 from mega_pipe.manifests.synth import generate
 from mega_pipe.model import unsupervised as U
 from mega_pipe.model.baselines import LinearTPBaseline
-from mega_pipe.model.config import load_config
 from mega_pipe.model.data import Normalizer, load_entries
 from mega_pipe.model.evaluate import evaluate
-from mega_pipe.model.mega import local_contrast, similar_contrast
 from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.model.prior import tp_prior_by_index
 from mega_pipe.model.train import TrainOptions, train
 
-PROJECTED = {"content_space": "projected", "content_context": 0, "content_contrast": "mean", "content_shot": True}
-INPUT_MEAN = {**PROJECTED, "content_space": "input", "content_context": 8}   # issue 10's first probe
-ARMS = {  # task -> arm name -> top-level config overrides
-    "scene": {**{form: {"relation_features": form, "relation_space": "input"} for form in ("none", "window", "cut")},
-              "cut_projected": {"relation_features": "cut", "relation_space": "projected"}},
-    "act": {"act": {},   # the config as it is (packaged: probe on the similarity-weighted contrast ±16)
-            "paper_heads": {**PROJECTED, "position_bins": 0, "content_head": False},
-            "position": {**PROJECTED, "position_bins": 40, "content_head": False},
-            "projected": PROJECTED,   # the content head on the shot encoders' projections (packaged before)
-            "context": {**PROJECTED, "content_context": 8},   # ... and their plain ±8 contrast
-            "probe": INPUT_MEAN,   # fitted probe on input features + plain ±8 contrast, then frozen
-            "probe_raw": {**INPUT_MEAN, "content_context": 0},
-            "probe_then_distill": {**INPUT_MEAN, "train": {"distill": {"with_shot_gold": True},
-                                                           "loss_weights": {"shot_tp": 0.0}}},
-            "distill_with_gold": {"train": {"distill": {"with_shot_gold": True}}}},
-}
-DEFAULTS = {"scene": ("scene-small", "none,window,cut,cut_projected", 3), "act": ("act-small", "act", None)}
+DEFAULT_ARMS = {"scene": ("scene-small,scene-relational", 3), "act": ("act-small,act-sync", None)}
+CONTRAST_KS = (4, 8, 16)
+
+
+def similar_contrast(x: torch.Tensor, k: int, tau: float = 0.1) -> torch.Tensor:
+    """Per shot (x: (L, C), one movie): the shot minus the similarity-weighted mean of the shots
+    within ±k of it (itself left out), weights softmax(cos / tau) of the centred features — what
+    sets a shot apart from the look-alike shots of its own scene (a linear baseline's input)."""
+    unit = torch.nn.functional.normalize(x - x.mean(dim=0), dim=-1)
+    sims = unit @ unit.T / tau
+    idx = torch.arange(len(x))
+    near = ((idx[:, None] - idx[None, :]).abs() <= k) & (idx[:, None] != idx[None, :])
+    a = torch.softmax(sims.masked_fill(~near, -torch.inf), dim=1).nan_to_num(0.0)
+    return x - a @ x
 
 
 def _record(entry, prob) -> dict:
@@ -92,40 +86,39 @@ def baselines(entries) -> dict:
 def act_baselines(train_entries, val_entries, test_entries) -> dict:
     """TA/PA/D on ``test_entries`` of the TRIPOD prior, of the prior + linear TP directions
     fitted on ``train_entries`` (features standardised on them, as the trainer does; L2 weight
-    picked on ``val_entries``), of the same read-out of the features plus their plain local
-    contrast (``mega.local_contrast``, ±8 shots: what the ``probe`` arm fits before training)
-    and of the similarity-weighted contrast alone (``mega.similar_contrast``, ±k of the packaged
-    ``act-small``, 16: what the packaged act configs fit)."""
+    picked on ``val_entries``), and of the same read-out of the similarity-weighted contrast
+    (:func:`similar_contrast`, k of ``CONTRAST_KS`` and L2 picked on ``val_entries``)."""
     modalities = list(model_set_dims("tiny"))
     train_movies = load_entries(train_entries, modalities)
     norm = Normalizer.fit(train_movies, modalities)
-    packaged = load_config("act-small")   # its ±k: the read-out the packaged act configs fit
-
-    def arrays(movie, contrast: str | None) -> list:
-        x = np.concatenate([movie.features[m] for m in modalities], axis=1)
-        if contrast is None:
-            return [x]
-        t, mask = torch.from_numpy(x)[None], torch.ones(1, len(x), dtype=torch.bool)
-        if contrast == "mean":
-            return [x, local_contrast(t, mask, 8)[0].numpy()]
-        return [similar_contrast(t, mask, packaged.content_context)[0].numpy()]
-
     val_movies, test_movies = load_entries(val_entries, modalities), load_entries(test_entries, modalities)
     for movie in (*train_movies, *val_movies, *test_movies):
         norm.apply(movie)
-    fitted = {name: (contrast, LinearTPBaseline.select([(arrays(m, contrast), m.tp_shots) for m in train_movies],
-                                                       [(arrays(m, contrast), m.tp_shots) for m in val_movies]))
-              for name, contrast in (("prior + linear TP directions", None),
-                                     ("prior + linear TP directions on features + local contrast", "mean"),
-                                     ("prior + linear TP directions on the similarity-weighted contrast", "similar"))}
+
+    def rows(movies, k):
+        out = []
+        for movie in movies:
+            x = np.concatenate([movie.features[m] for m in modalities], axis=1)
+            out.append(([x] if k is None else [similar_contrast(torch.from_numpy(x).double(), k).numpy()], movie.tp_shots))
+        return out
+
+    def val_ta(model, k):
+        return act_metrics([{"movie_id": str(i), "posteriors": model.posteriors(f).tolist(), "gold": g}
+                            for i, (f, g) in enumerate(rows(val_movies, k))])["ta"]
+
+    linear = LinearTPBaseline.select(rows(train_movies, None), rows(val_movies, None))
+    contrast = [(LinearTPBaseline.select(rows(train_movies, k), rows(val_movies, k)), k) for k in CONTRAST_KS]
+    best_contrast = max(contrast, key=lambda mk: val_ta(*mk))
+    fitted = {"prior + linear TP directions": (linear, None),
+              f"prior + linear TP directions on the similarity-weighted contrast (k={best_contrast[1]} on val)": best_contrast}
     recs: dict[str, list] = {"TRIPOD prior": [], **{name: [] for name in fitted}}
     for movie in test_movies:
         gold = movie.tp_shots
         recs["TRIPOD prior"].append({"movie_id": movie.movie_id, "posteriors": tp_prior_by_index(movie.n_shots).tolist(),
                                      "gold": gold})
-        for name, (contrast, model) in fitted.items():
-            post = model.posteriors(arrays(movie, contrast))
-            recs[name].append({"movie_id": movie.movie_id, "posteriors": post.tolist(), "gold": gold})
+        for name, (model, k) in fitted.items():
+            (f, _), = rows([movie], k)
+            recs[name].append({"movie_id": movie.movie_id, "posteriors": model.posteriors(f).tolist(), "gold": gold})
     return {k: act_metrics(v) for k, v in recs.items()}
 
 
@@ -150,16 +143,15 @@ def main() -> None:
     ap.add_argument("--train-sizes", default="16,50")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--task", choices=("scene", "act"), default="scene")
-    ap.add_argument("--arms", help="scene: none,window,cut,cut_projected (default; relation_features form and "
-                    "space); act: act,paper_heads,position,projected,context,probe,probe_raw,probe_then_distill,distill_with_gold")
+    ap.add_argument("--arms", help="config names or JSON files (default: scene-small,scene-relational / "
+                    "act-small,act-sync)")
     ap.add_argument("--epochs", type=int, help="default: 3 (scene), the config's (act)")
-    ap.add_argument("--config", help="default: scene-small / act-small")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     args.train_sizes = [int(x) for x in args.train_sizes.split(",")]
-    config, arms, epochs = DEFAULTS[args.task]
-    args.config, args.arms = args.config or config, args.arms or arms
+    arms, epochs = DEFAULT_ARMS[args.task]
+    args.arms = args.arms or arms
     args.epochs = args.epochs if args.epochs is not None else epochs
     torch.set_num_threads(args.threads)
     work = args.out or Path(tempfile.mkdtemp(prefix="mega-relational-"))
@@ -182,11 +174,10 @@ def main() -> None:
         write_manifest(path, subset)
         for arm in args.arms.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                out = work / f"run_{arm}_n{size}_s{seed}"
+                out = work / f"run_{Path(arm).stem}_n{size}_s{seed}"
                 t0 = time.perf_counter()
                 summary = train(args.task, path, out, TrainOptions(
-                    epochs=args.epochs, seed=seed, config=args.config, config_overrides=ARMS[args.task][arm],
-                    progress=False, device="cpu"))
+                    epochs=args.epochs, seed=seed, config=arm, progress=False, device="cpu"))
                 result = evaluate(summary["best_checkpoint"], path, "test", device="cpu")["metrics"]
                 row = {"arm": arm, "train_movies": size, "seed": seed, **{m: result[m] for m in keys},
                        "best_epoch": summary["best_epoch"], "wall_s": round(time.perf_counter() - t0, 1)}
@@ -200,7 +191,7 @@ def main() -> None:
         for arm in args.arms.split(","):
             vals = [r[main_key] for r in report["runs"] if r["arm"] == arm and r["train_movies"] == size]
             if vals:
-                print(f"{arm:9s} {size:3d} train movies: {main_key.upper()} {np.mean(vals):.3f} ± "
+                print(f"{arm:16s} {size:3d} train movies: {main_key.upper()} {np.mean(vals):.3f} ± "
                       f"{np.std(vals):.3f} ({', '.join(f'{a:.3f}' for a in vals)})")
 
 

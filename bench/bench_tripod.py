@@ -19,7 +19,7 @@ on the validation movies. Every number is mean ± std over the seeds; seed s gen
 s (``manifest synth --tripod-setting --variant V --seed s``) and trains with seed s.
 
     python bench/bench_tripod.py --variant context --movies 60 --seeds 0,1,2,3,4 \\
-        --config act-small --epochs 30 [--set context_window=16] [--out DIR]
+        --config act-sync --epochs 30 [--set dropout=0.1] [--out DIR]
 """
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--config", default="act-small")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                    help="override a config value, e.g. context_window=16 or train.distill.start_epoch=10 "
+                    help="override a config value, e.g. dropout=0.1 or train.lr=0.005 "
                     "(repeatable)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()

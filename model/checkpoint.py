@@ -150,11 +150,7 @@ def check_task(found: str, expected: str | None, what: str) -> None:
 def describe_checkpoint(cfg, epoch: int) -> dict:
     """What produced a checkpoint's predictions, for every report that uses it (train's summary,
     eval JSON, boundaries.json ``methods``): the model's name and its additions/departures
-    (``config.describe_model``), the epoch, and whether any training step was taken. Epoch 0 is
-    the model *before* training (a candidate when heads are fitted before training, e.g. the
-    content probe): it is called untrained, never the trained model."""
-    out = {**describe_model(cfg), "epoch": epoch, "trained": epoch > 0}
-    if epoch == 0:
-        out["note"] = ("epoch 0: no training step was taken; the predictions come from the "
-                       "initialisation and any head fitted before training (docs/training.md)")
-    return out
+    (``config.describe_model``), the epoch, and whether any training step was taken (epoch 0,
+    the model before training, is never saved as a candidate since issue 19; a checkpoint
+    written before that may still carry it)."""
+    return {**describe_model(cfg), "epoch": epoch, "trained": epoch > 0}

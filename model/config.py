@@ -11,11 +11,11 @@ value of the wrong type, a missing required key or a value out of range is one
 ``model/configs/act-small.json: train.sync.spce: unknown key (known: space, xi, ...)``.
 The model code can then trust its config.
 
-The defaults of the ``train`` dataclasses are the values of the packaged configs that were
-measured to learn (docs/training.md): ``scene-small`` for scene, ``act-small`` for act. So a
-config that leaves out ``train.sync`` or ``train.distill`` gets the content-space
-synchronisation with the annealed prior and the cosine, sharpened distillation of ``act-small``,
-not the literal paper forms (those stay the defaults of the functions in ``losses.py``).
+Every default is the paper's model (supp. Sec. 1, 4-5, Tab. 1): a key left out never adds
+anything to it. Where the paper is silent (λ, τ, the form of the M-step, the optimiser) the
+defaults are our reconstructions, each listed once in docs/model.md with its source. The named
+variants (``scene-relational``, ``act-sync``: docs/model.md "Variants") spell their additions
+out in their JSON files.
 """
 from __future__ import annotations
 
@@ -40,40 +40,23 @@ TASKS = ("scene", "act", "synopsis")
 class SyncConfig:
     """Act synchronisation, E-step and M-step (``losses.sync_estep`` / ``sync_mstep_loss``)."""
 
-    space: Literal["content", "fused"] = "content"  # what is synchronised (docs/training.md)
+    space: Literal["content", "fused"] = "fused"  # what is synchronised: the paper's fused u, v, or (variant) the content projections
     xi: float = 0.3  # diagonal band |i/L_sh - j/L_syn| < xi (Eq. 2)
     quantile: float = 0.85  # lambda = this quantile of the movie's in-band similarities (docs/model.md "Losses")
     tau: float = 0.07  # M-step InfoNCE temperature (docs/model.md "Losses")
-    prior: float = 10.0  # story-order prior added before thresholding ...
+    prior: float = 0.0  # variant: story-order prior added before thresholding ...
     prior_final: float = 0.0  # ... annealed linearly to this ...
-    prior_epochs: float = 20.0  # ... over this many epochs (0: constant prior)
+    prior_epochs: float = 0.0  # ... over this many epochs (0: constant prior)
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Act distillation, Eq. 5-8 (``losses.distillation_loss``)."""
+    """Act distillation, Eq. 5-8 (``losses.distillation_loss``); defaults as the paper writes them."""
 
-    cosine: bool = True  # Eq. 5 on cosine similarities
-    tau: float = 0.07  # Eq. 5 temperature
-    teacher_tau: float = 0.1  # Eq. 6 scores divided by this
-    direction: Literal["teacher_student", "literal"] = "teacher_student"  # KL(P||O), P detached
-    # Where the teacher may put a TP's mass (issue 10, docs/training.md "Distillation with position"):
-    # "none": every shot (Eq. 5 as written); "band": only shots inside the Eq. 2 band
-    # |i/L_sh - j/L_syn| < sync.xi of a sentence carrying the TP; "sync": only shots the E-step
-    # matched (W) to such a sentence (the band when the E-step matched none).
-    mask: Literal["none", "band", "sync"] = "none"
-    # Eq. 5 on the fused (positional, post-transformer) embeddings from this epoch on (None: always
-    # in the sync space); the Eq. 5 embeddings get gradients only with teacher_grad or "literal".
-    fused_after: Union[float, None] = None
-    teacher_grad: bool = False  # teacher_student with P attached: the distillation also moves Eq. 5
-    # Distil also on movies that have shot-level gold (tp_shots)? The teacher exists to carry
-    # synopsis labels to shots that have none; where the shots' own gold exists, the direct
-    # shot_tp loss is the better signal (docs/training.md "Shot-level gold").
-    with_shot_gold: bool = False
-    # Two stages (docs/training.md, "The TRIPOD setting"): no distillation before this epoch, so
-    # the student learns from a teacher whose synopsis model and sync have settled (0: from the
-    # start, as the paper's single objective).
-    start_epoch: float = 0.0
+    cosine: bool = False  # variant: Eq. 5 on cosine similarities (the paper writes dot products)
+    tau: float = 0.07  # Eq. 5 temperature (the paper gives no value)
+    teacher_tau: float = 1.0  # variant: Eq. 6 scores divided by this (1: as written)
+    direction: Literal["literal", "teacher_student"] = "literal"  # Eq. 8's KL(O||P); variant: KL(P||O), P detached
 
 
 @dataclass(frozen=True)
@@ -116,10 +99,6 @@ class ActTrainConfig(TrainConfig):
     loss_weights: LossWeights = field(default_factory=LossWeights)
     sync: SyncConfig = field(default_factory=SyncConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
-    # A TP content head on the input features (content_space "input") is fitted as a linear probe
-    # on the training movies' shot gold before epoch 1 (L2 picked by validation TA), then kept
-    # fixed (docs/training.md "Local contrast and a fitted probe"); no effect on a projected head.
-    content_probe: bool = True
 
 
 @dataclass(frozen=True)
@@ -171,24 +150,21 @@ class MegaConfig:
     n_fusion: int  # N_f: 1 / 1
     n_heads: int  # 8 (BaSSL) / 4 (our choice, see docs/model.md)
     dropout: float  # p: 0.1 / 0.5
-    n_classes: int  # N_c: 2 / 5
     positional: Literal["learned", "sinusoidal"]  # docs/model.md choice 2
     align_pe: bool = True  # ablation switch (Tab. 2a)
     align_pe_in_bottleneck: bool = True  # ablation switch (Tab. 2b)
-    align_scope: Literal["sequence", "movie"] = "sequence"  # "movie": caller passes r_i (docs/model.md choice 4)
-    bottleneck_seed: Literal["none", "bin_mean"] = "bin_mean"  # "none": free tokens (paper-literal)
-    relation_features: Literal["none", "window", "cut"] = "none"  # scene: similarities inside the window (docs/model.md)
-    relation_space: Literal["input", "projected"] = "input"  # scene: relations of f or of Linear(f)
-    synopsis: Union[SynopsisConfig, None] = None  # act only
-    position_bins: int = 0  # synopsis: SynopsisConfig.position_bins; act: the shot model's TP position head
-    content_head: bool = False  # act: TP logits also read linearly from each shot (content_space)
-    content_context: int = 0  # act, with content_head: it also reads each shot minus the mean of its ±k neighbours
-    content_space: Literal["projected", "input"] = "projected"  # act: what the content head reads
-    content_contrast: Literal["mean", "similar"] = "mean"  # act, with content_context: plain or similarity-weighted neighbour mean
-    content_shot: bool = True  # act, with content_head: false = the head reads the contrast alone (needs content_context)
+    # The named variants' additions (docs/model.md "Variants"); the defaults are the paper's model.
+    bottleneck_seed: Literal["none", "bin_mean"] = "none"  # "bin_mean": token k starts as the mean of bin k's shots
+    relation_features: Literal["none", "cut"] = "none"  # scene: similarities inside the window (docs/model.md)
+    position_bins: int = 0  # act: the shot model's TP position head; synopsis: SynopsisConfig.position_bins
     decode_distance_weight: float = 0.0  # synopsis: λ of the minimum-Bayes-risk decision (0: argmax)
-    context_window: int = 0  # act: each shot encoder also reads mean(next K) − mean(previous K) of its input
+    synopsis: Union[SynopsisConfig, None] = None  # act only: the synopsis model (Tab. 1b)
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
+
+    @property
+    def n_classes(self) -> int:
+        """N_c, fixed by the task: 2 (boundary or not) for scene, 5 turning points otherwise."""
+        return 2 if self.task == "scene" else 5
 
     def __post_init__(self) -> None:
         if self.train is None and self.task in TRAIN_SCHEMA:
@@ -200,7 +176,7 @@ class MegaConfig:
 
 # Fields that shape a synopsis network's weights and computation (not dropout, not training).
 SYNOPSIS_ARCHITECTURE = ("max_len", "n_bottleneck", "width", "ffn_width", "n_unimodal", "n_heads",
-                         "n_classes", "positional", "align_pe", "align_pe_in_bottleneck", "position_bins")
+                         "positional", "align_pe", "align_pe_in_bottleneck", "position_bins")
 
 
 def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
@@ -215,10 +191,9 @@ def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
     return dataclasses.replace(
         cfg, task="synopsis", max_len=syn.max_len, n_bottleneck=syn.n_bottleneck,
         width=cfg.width * n_modalities, ffn_width=cfg.ffn_width * n_modalities,
-        n_unimodal=syn.n_layers, n_fusion=1, dropout=syn.dropout, align_scope="sequence",
-        synopsis=None, position_bins=syn.position_bins, content_head=False, content_context=0,
-        content_space="projected", content_contrast="mean", content_shot=True, decode_distance_weight=0.0,
-        context_window=0, train=None)
+        n_unimodal=syn.n_layers, n_fusion=1, dropout=syn.dropout,
+        synopsis=None, position_bins=syn.position_bins, relation_features="none",
+        decode_distance_weight=0.0, train=None)
 
 
 # --- What a config is, in words ---------------------------------------------------------------
@@ -234,15 +209,11 @@ def describe_model(cfg: MegaConfig) -> dict:
     if cfg.bottleneck_seed != "none":
         additions.append(f"bottleneck_seed={cfg.bottleneck_seed}")
     if cfg.relation_features != "none":
-        additions.append(f"relation_features={cfg.relation_features} ({cfg.relation_space})")
+        additions.append(f"relation_features={cfg.relation_features}")
     if cfg.position_bins:
         additions.append(f"position_bins={cfg.position_bins}")
-    if cfg.content_head:
-        additions.append(f"content_head ({cfg.content_space}, context {cfg.content_context})")
     if cfg.decode_distance_weight:
         additions.append(f"decode_distance_weight={cfg.decode_distance_weight}")
-    if cfg.context_window:
-        additions.append(f"context_window={cfg.context_window}")
     if cfg.synopsis is not None and cfg.synopsis.position_bins:
         additions.append(f"synopsis.position_bins={cfg.synopsis.position_bins}")
     if not cfg.align_pe:
@@ -260,12 +231,6 @@ def describe_model(cfg: MegaConfig) -> dict:
             departures.append(f"distill.direction={kd.direction} (Eq. 8 is KL(O||P))")
         if kd.cosine or kd.teacher_tau != 1.0:
             departures.append(f"distill cosine={kd.cosine}, teacher_tau={kd.teacher_tau}")
-        if kd.mask != "none":
-            additions.append(f"distill.mask={kd.mask}")
-        if kd.start_epoch:
-            additions.append(f"distill.start_epoch={kd.start_epoch}")
-        if cfg.content_head and train.content_probe:
-            additions.append("content_probe")
     paper = not additions and not departures
     return {"name": "MEGA" if paper else "MEGA variant", "task": cfg.task,
             "additions": additions, "departures": departures}
@@ -329,7 +294,14 @@ def config_to_dict(cfg: MegaConfig) -> dict:
 
 
 # Keys that older checkpoints carry and nothing ever read (removed from the schema).
-RETIRED_TRAIN_KEYS = ("loss", "label_position")
+RETIRED_TRAIN_KEYS = ("loss", "label_position", "content_probe")
+# Model and distillation keys of options measured and removed (issue 19), with the value that
+# meant "off": a checkpoint written with them off loads; one that used them cannot be rebuilt.
+RETIRED_OFF = {"n_classes": None, "align_scope": "sequence", "relation_space": None, "content_head": False,
+               "content_context": 0, "content_space": None, "content_contrast": None, "content_shot": None,
+               "context_window": 0}
+RETIRED_DISTILL_OFF = {"mask": "none", "fused_after": None, "teacher_grad": False, "with_shot_gold": False,
+                       "start_epoch": 0.0}
 
 
 def checkpoint_config(data: dict, origin: str) -> MegaConfig:
@@ -338,9 +310,21 @@ def checkpoint_config(data: dict, origin: str) -> MegaConfig:
         data = {**data, "bottleneck_seed": "none"}
     if isinstance(data.get("relation_features"), bool):   # written when the key was a switch
         data = {**data, "relation_features": "window" if data["relation_features"] else "none"}
+    used = [f"{k}={data[k]!r}" for k, off in RETIRED_OFF.items() if k in data and off is not None and data[k] != off]
+    if data.get("relation_features") == "window" or (
+            data.get("relation_features") == "cut" and data.get("relation_space") == "input"):
+        used.append(f"relation_features={data.get('relation_features')!r} ({data.get('relation_space', 'input')})")
+    data = {k: v for k, v in data.items() if k not in RETIRED_OFF}
     train = data.get("train")
     if isinstance(train, dict):
+        distill = train.get("distill")
+        if isinstance(distill, dict):
+            used += [f"distill.{k}={distill[k]!r}" for k, off in RETIRED_DISTILL_OFF.items() if k in distill and distill[k] != off]
+            train = {**train, "distill": {k: v for k, v in distill.items() if k not in RETIRED_DISTILL_OFF}}
         data = {**data, "train": {k: v for k, v in train.items() if k not in RETIRED_TRAIN_KEYS}}
+    if used:
+        raise MegaPipeError(f"{origin}: trained with options that were measured and removed "
+                            f"({', '.join(used)}; docs/model.md \"Variants\"): retrain it with a packaged config")
     return config_from_dict(data, origin)
 
 
@@ -447,43 +431,27 @@ def _value_problem(cfg: MegaConfig) -> tuple[str, str] | None:
 def _check_model(cfg: MegaConfig, checks: _Checks) -> None:
     """The architecture's sizes (Tab. 1b's rows) and the task."""
     checks.add("task", cfg.task in TASKS, f"expected one of {_choices(TASKS)}, got {cfg.task!r}")
-    for name in ("max_len", "n_bottleneck", "width", "ffn_width", "n_fusion", "n_heads", "n_classes"):
+    for name in ("max_len", "n_bottleneck", "width", "ffn_width", "n_fusion", "n_heads"):
         checks.positive_int(name, getattr(cfg, name))
     checks.positive_int("n_unimodal", cfg.n_unimodal, minimum=0)
     checks.add("width", not isinstance(cfg.width, int) or not isinstance(cfg.n_heads, int)
                or cfg.n_heads < 1 or cfg.width % cfg.n_heads == 0,
                f"{cfg.width} is not divisible by n_heads {cfg.n_heads}")
     checks.in_range("dropout", cfg.dropout, 0.0, 1.0)
-    classes = 2 if cfg.task == "scene" else 5
-    checks.add("n_classes", cfg.n_classes == classes,
-               f"the {cfg.task} task has {classes} classes "
-               f"({'boundary or not' if classes == 2 else 'the five turning points'}), got {cfg.n_classes}")
     checks.add("max_len", cfg.task != "scene" or not isinstance(cfg.max_len, int) or cfg.max_len >= 3,
                f"a scene window is the shot and at least one on each side (the window has "
                f"2·⌊(max_len − 1)/2⌋ + 1 shots): max_len >= 3, got {cfg.max_len}")
 
 
 def _check_heads(cfg: MegaConfig, checks: _Checks) -> None:
-    """Our additions to the model (TP heads, decoding, relation features): each for its task."""
+    """The variants' additions (position head, decoding, relation features): each for its task."""
     checks.positive_int("position_bins", cfg.position_bins, minimum=0)
     checks.add("position_bins", cfg.task != "scene" or cfg.position_bins == 0,
                "only for tasks \"act\" (the shot model's) and \"synopsis\"")
-    checks.add("content_head", cfg.task == "act" or not cfg.content_head, "only for task \"act\"")
-    checks.positive_int("content_context", cfg.content_context, minimum=0)
-    checks.add("content_space", cfg.content_space in ("projected", "input"),
-               f"expected \"projected\" or \"input\", got {cfg.content_space!r}")
-    checks.add("content_context", cfg.content_head or not cfg.content_context,
-               "needs content_head (set it to 0 with the head off)")
-    checks.add("content_contrast", cfg.content_contrast in ("mean", "similar"),
-               f"expected \"mean\" or \"similar\", got {cfg.content_contrast!r}")
-    checks.add("content_shot", cfg.content_shot or cfg.content_context or not cfg.content_head,
-               "false needs content_context (the head would read nothing)")
     checks.add("decode_distance_weight", cfg.task == "synopsis" or cfg.decode_distance_weight == 0,
                "only for task \"synopsis\"")
     checks.add("decode_distance_weight", isinstance(cfg.decode_distance_weight, (int, float))
                and cfg.decode_distance_weight >= 0, "must be a number >= 0")
-    checks.positive_int("context_window", cfg.context_window, minimum=0)
-    checks.add("context_window", cfg.task == "act" or not cfg.context_window, "only for task \"act\"")
     checks.add("relation_features", cfg.relation_features == "none" or (cfg.task == "scene" and cfg.max_len >= 2),
                "only for task \"scene\" (similarities inside the max_len-shot window, max_len >= 2)")
 
@@ -493,8 +461,6 @@ def _check_synopsis(cfg: MegaConfig, checks: _Checks) -> None:
     if cfg.task == "synopsis":
         checks.add("n_fusion", cfg.n_fusion == 1, f"must be 1 for task \"synopsis\" (one stream, "
                    f"nothing to fuse), got {cfg.n_fusion!r}")
-        checks.add("align_scope", cfg.align_scope == "sequence",
-                   f"must be \"sequence\" for task \"synopsis\", got {cfg.align_scope!r}")
     if cfg.synopsis is not None:
         checks.add("synopsis", cfg.task == "act", "only for task \"act\" (use null; a synopsis config's "
                    "top-level keys are the synopsis model)" if cfg.task == "synopsis" else
@@ -537,7 +503,3 @@ def _check_act_train(train: ActTrainConfig, checks: _Checks) -> None:
     for key, value in (("train.sync.tau", sync.tau), ("train.distill.tau", distill.tau),
                        ("train.distill.teacher_tau", distill.teacher_tau)):
         checks.add(key, value > 0, f"must be > 0, got {value!r}")
-    checks.add("train.distill.fused_after", distill.fused_after is None or distill.fused_after >= 0,
-               f"must be >= 0 or null, got {distill.fused_after!r}")
-    checks.add("train.distill.start_epoch", isinstance(distill.start_epoch, (int, float))
-               and distill.start_epoch >= 0, f"must be a number >= 0, got {distill.start_epoch!r}")

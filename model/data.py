@@ -273,14 +273,13 @@ class SceneBatch:
     feats: dict[str, Tensor]  # (B, 17, D_m)
     present: dict[str, Tensor]  # (B, 17) bool per modality: the shot has a value
     mask: Tensor  # (B, 17) bool, all True (windows are clipped, never padded)
-    positions: Tensor | None  # (B, 17) movie-global r_i when align_scope == "movie", else None
     labels: Tensor | None  # (B,) centre-shot labels
 
 
 class SceneSamples:
     """All windows of a set of movies, gathered from one concatenated feature array."""
 
-    def __init__(self, movies: Sequence[MovieData], modalities: Sequence[str], movie_positions: bool,
+    def __init__(self, movies: Sequence[MovieData], modalities: Sequence[str],
                  window: int = 2 * SCENE_HALF_WINDOW + 1) -> None:
         """``window``: the scene config's ``max_len`` (L of Tab. 1b); each window is a shot and
         ⌊(window − 1)/2⌋ shots on each side."""
@@ -291,11 +290,6 @@ class SceneSamples:
         offsets = np.cumsum([0] + [mv.n_shots for mv in movies])
         self.windows = np.concatenate([scene_windows(mv.n_shots, half) + off
                                        for mv, off in zip(movies, offsets)])
-        self.positions = None
-        if movie_positions:
-            self.positions = np.concatenate(
-                [(scene_windows(mv.n_shots, half) / mv.n_shots).astype(np.float32) for mv in movies]
-            )
         self.labels = None
         if all(mv.scene_labels is not None for mv in movies):
             self.labels = np.concatenate([mv.scene_labels for mv in movies])
@@ -308,9 +302,8 @@ class SceneSamples:
         feats = {m: torch.from_numpy(self.feats[m][rows]).to(device) for m in self.modalities}
         present = {m: torch.from_numpy(self.present[m][rows]).to(device) for m in self.modalities}
         mask = torch.ones(rows.shape, dtype=torch.bool, device=device)
-        positions = None if self.positions is None else torch.from_numpy(self.positions[index]).to(device)
         labels = None if self.labels is None else torch.from_numpy(self.labels[index]).to(device)
-        return SceneBatch(feats, present, mask, positions, labels)
+        return SceneBatch(feats, present, mask, labels)
 
 
 # --- Act samples (whole movies; long ones in overlapping windows) ----------------------------

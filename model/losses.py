@@ -118,9 +118,6 @@ def distillation_loss(
     direction: str = "teacher_student",
     cosine: bool = False,
     teacher_tau: float = 1.0,
-    mask: Tensor | None = None,
-    fallback: Tensor | None = None,
-    teacher_grad: bool = False,
 ) -> Tensor:
     """Synopsis-to-shot knowledge distillation, Eq. 5-8 (supp. Sec. 5).
 
@@ -137,57 +134,27 @@ def distillation_loss(
     ``direction="teacher_student"`` (default; docs/model.md "Losses") is KL(P ‖ O) with P
     detached: the usual distillation loss (GraphTP's ``KLDivLoss(log O, P)``), training only the
     shot logits. ``"literal"`` is the paper's KL(O ‖ P) with P attached, so it also moves the
-    embeddings. ``teacher_grad`` keeps P attached in ``"teacher_student"`` too, so that KL(P ‖ O)
-    also moves the embeddings of Eq. 5 (with the fused embeddings, the synopsis transformer and
-    Align.PE). ``mask``/``fallback``: see :func:`teacher_log_distribution`. Single movie:
+    embeddings (with the fused embeddings, the synopsis transformer and Align.PE). Single movie:
     shot_logits (L_sh, 5), shot_emb (L_sh, E), sent_emb (L_syn, E), q (L_syn, 5).
     """
     if direction not in DISTILLATION_DIRECTIONS:
         raise ValueError(f"distillation direction must be one of {DISTILLATION_DIRECTIONS}, got {direction!r}")
-    log_p = teacher_log_distribution(shot_emb, sent_emb, q, tau=tau, cosine=cosine, teacher_tau=teacher_tau,
-                                     mask=mask, fallback=fallback)
+    log_p = teacher_log_distribution(shot_emb, sent_emb, q, tau=tau, cosine=cosine, teacher_tau=teacher_tau)
     log_o = torch.log_softmax(shot_logits, dim=0)
     if direction == "teacher_student":
-        if not teacher_grad:
-            log_p = log_p.detach()
+        log_p = log_p.detach()
         return (log_p.exp() * (log_p - log_o)).sum()
     return (log_o.exp() * (log_o - log_p)).sum()
 
 
 def teacher_log_distribution(shot_emb: Tensor, sent_emb: Tensor, q: Tensor, *, tau: float = 1.0,
-                             cosine: bool = False, teacher_tau: float = 1.0, mask: Tensor | None = None,
-                             fallback: Tensor | None = None) -> Tensor:
+                             cosine: bool = False, teacher_tau: float = 1.0) -> Tensor:
     """log P of Eq. 5-6 (arguments as in :func:`distillation_loss`): (L_sh, 5), each column a log
-    softmax over the shots.
-
-    ``mask`` (L_sh, L_syn), > 0 where shot i may stand for sentence j (the Eq. 2 band, or the
-    E-step's W): Eq. 5 attends only to a shot's allowed sentences, and TP n's teacher puts mass
-    only on shots allowed for a sentence carrying TP n (exactly 0 elsewhere), so a look-alike shot
-    far from the TP sentence's place in the story gets nothing. A TP whose sentences have no
-    allowed shot uses ``fallback`` (same shape) for its support, else no restriction; a shot
-    with no allowed sentence attends to all of them (it carries no TP mass anyway).
-    """
+    softmax over the shots."""
     if cosine:
         shot_emb, sent_emb = F.normalize(shot_emb, dim=-1), F.normalize(sent_emb, dim=-1)
-    logits = shot_emb @ sent_emb.T / tau
-    q = q.to(logits.dtype)
-    if mask is None:
-        attention = torch.softmax(logits, dim=1)  # (L_sh, L_syn), Eq. 5
-        return torch.log_softmax(attention @ q / teacher_tau, dim=0)  # Eq. 6
-    allowed = mask > 0
-    allowed = allowed | ~allowed.any(dim=1, keepdim=True)     # rows without any: unrestricted
-    attention = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=1)
-    scores = attention @ q / teacher_tau
-    carries = (q > 0).to(logits.dtype)
-    support = ((mask > 0).to(logits.dtype) @ carries) > 0      # (L_sh, 5): shot i may carry TP n
-    if fallback is not None:
-        backup = ((fallback > 0).to(logits.dtype) @ carries) > 0
-        support = torch.where(support.any(dim=0, keepdim=True), support, backup)
-    support = support | ~support.any(dim=0, keepdim=True)     # TPs without any: unrestricted
-    # A finite floor rather than −inf: exp gives exactly 0, and 0·log 0 terms stay NaN-free in
-    # the KL and its gradient.
-    floor = -1e4 - scores.detach().abs().max()
-    return torch.log_softmax(scores.masked_fill(~support, floor), dim=0)
+    attention = torch.softmax(shot_emb @ sent_emb.T / tau, dim=1)  # (L_sh, L_syn), Eq. 5
+    return torch.log_softmax(attention @ q.to(attention.dtype) / teacher_tau, dim=0)  # Eq. 6
 
 
 def tp_cross_entropy(logits: Tensor, target_dist: Tensor) -> Tensor:

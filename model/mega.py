@@ -134,8 +134,8 @@ class AlignPE(nn.Module):
 
 class ShotEncoder(nn.Module):
     """x = Dropout(LayerNorm(Linear_{D→C}(f) + PE[i] + AlignPE[b_i] [+ Linear_{R→C}(rel_i)])),
-    in Tab. 1a's order; the relation term only with ``relation_features`` (:func:`window_relations`,
-    :func:`cut_relations`).
+    in Tab. 1a's order; the relation term only in the ``scene-relational`` variant
+    (``relation_features`` "cut", :func:`cut_relations`).
 
     A shot whose feature is missing (``present`` False: the movie lacks the modality, or no
     sample overlapped the shot) gets the learned ``missing`` embedding instead of Linear(f), so
@@ -150,12 +150,9 @@ class ShotEncoder(nn.Module):
         self.position = PositionalEncoding(cfg.max_len, cfg.width, cfg.positional)
         self.norm = nn.LayerNorm(cfg.width)
         self.dropout = nn.Dropout(cfg.dropout)
-        n_rel = relation_size(cfg.relation_features, cfg.max_len)
-        self.relation_form, self.relation_space, self.max_len = cfg.relation_features, cfg.relation_space, cfg.max_len
-        self.relation = nn.Linear(n_rel, cfg.width) if n_rel else None
-        # act variant: the change of context at the shot (:func:`context_change`), projected too
-        self.context_window = cfg.context_window
-        self.change = nn.Linear(in_dim, cfg.width) if cfg.context_window else None
+        self.max_len = cfg.max_len
+        self.relation = (nn.Linear(cfg.max_len - 1 + len(CUT_WIDTHS), cfg.width)
+                         if cfg.relation_features == "cut" else None)
 
     def content(self, feats: Tensor, present: Tensor | None = None) -> Tensor:
         """Linear(f), or the missing embedding where ``present`` (B, L) is False: (B, L, C)."""
@@ -163,37 +160,23 @@ class ShotEncoder(nn.Module):
         return x if present is None else torch.where(present[..., None], x, self.missing.to(x.dtype))
 
     def relations(self, feats: Tensor, valid: Tensor) -> Tensor:
-        """The relation inputs of the configured form (``relation_features``, not "none"), on the
-        input features or, with ``relation_space`` "projected", on their learned projection
-        Linear(f) (the model can then learn which directions make two shots alike)."""
-        if self.relation_space == "projected":
-            feats = self.proj(feats)
-        if self.relation_form == "cut":
-            return cut_relations(feats, valid, self.max_len)
-        return window_relations(feats, valid, self.max_len - 1)
+        """The relation inputs (:func:`cut_relations`) of the learned projection Linear(f), so
+        the model can learn which directions make two shots alike."""
+        return cut_relations(self.proj(feats), valid, self.max_len)
 
     def forward(self, feats: Tensor, index: Tensor, align: Tensor | None,
-                present: Tensor | None = None, relations: Tensor | None = None,
-                changes: Tensor | None = None) -> Tensor:
+                present: Tensor | None = None, relations: Tensor | None = None) -> Tensor:
         """feats (B, L, D), index (B, L), align (B, L, C) or None (ablation), present (B, L)
-        bool or None (all present), relations (B, L, max_len − 1) or None, changes (B, L, D)
-        (``context_window``) or None -> (B, L, C)."""
+        bool or None (all present), relations (B, L, max_len − 1 + 4) or None -> (B, L, C)."""
         x = self.content(feats, present) + self.position(index)
         if align is not None:
             x = x + align
         if self.relation is not None and relations is not None:
             x = x + self.relation(relations)
-        if changes is not None:
-            x = x + self.change(changes)
         return self.dropout(self.norm(x))
 
 
 CUT_WIDTHS = (1, 2, 3, 4)   # "cut" relations: best match across the cut after shot i, w = 1..4 each side
-
-
-def relation_size(form: str, max_len: int) -> int:
-    """Inputs of the relation term per shot: 0 ("none"), max_len − 1 ("window"), max_len − 1 + 4 ("cut")."""
-    return {"none": 0, "window": max_len - 1, "cut": max_len - 1 + len(CUT_WIDTHS)}[form]
 
 
 def _centred(feats: Tensor, valid: Tensor) -> Tensor:
@@ -247,85 +230,6 @@ def _cut_pairs(length: int) -> Tensor:
             flat = [a * length + b for a in range(max(0, i - w + 1), i + 1) for b in range(i + 1, min(length, i + w + 1))]
             out[i, k, :len(flat)] = torch.tensor(flat, dtype=torch.long)
     return out
-
-
-def window_relations(feats: Tensor, valid: Tensor, width: int) -> Tensor:
-    """Relation features of every shot to the other shots of its window (``relation_features``).
-
-    feats (B, L, D), valid (B, L) bool (a real shot with a value) -> (B, L, width): row i holds
-    the cosine similarities of shot i to shots j ≠ i in window order, zero-padded to ``width``
-    (max_len − 1: 16 for the 17-shot scene window). Features are centred on the mean of the
-    window's valid shots first, which removes what the whole neighbourhood shares (a movie's
-    offset, a constant channel), so the similarities say how a shot relates to its neighbours,
-    not what it shows. Pairs with an invalid shot are 0."""
-    batch, length, _ = feats.shape
-    unit = _centred_unit(feats, valid)
-    sim = unit @ unit.transpose(1, 2)
-    off = ~torch.eye(length, dtype=torch.bool, device=feats.device)
-    rel = sim[:, off].view(batch, length, length - 1)
-    return F.pad(rel, (0, width - (length - 1)))
-
-
-def local_contrast(x: Tensor, mask: Tensor, k: int) -> Tensor:
-    """Every shot minus the mean of the real shots within ±``k`` of it (itself left out):
-    x (B, L, C), mask (B, L) bool -> (B, L, C), 0 at padding; a shot with no real neighbour
-    keeps its own value. What sets a shot apart from its neighbourhood (``content_context``):
-    the scene around it, whose content a linear direction alone cannot tell from a TP's."""
-    weight = mask[..., None].to(x.dtype)
-    x = x * weight
-    sums = F.pad(torch.cumsum(x, dim=1), (0, 0, 1, 0))            # (B, L + 1, C): prefix sums
-    counts = F.pad(torch.cumsum(weight, dim=1), (0, 0, 1, 0))
-    index = torch.arange(x.shape[1], device=x.device)
-    low, high = (index - k).clamp(min=0), (index + k + 1).clamp(max=x.shape[1])
-    neighbours = sums[:, high] - sums[:, low] - x
-    n = counts[:, high] - counts[:, low] - weight
-    return (x - neighbours / n.clamp(min=1.0)) * weight
-
-
-def context_change(x: Tensor, mask: Tensor, k: int) -> Tensor:
-    """Per shot i: the mean of the real shots i..i+k−1 minus the mean of the real shots
-    i−k..i−1 (a side without any real shot counts as 0): x (B, L, C), mask (B, L) bool ->
-    (B, L, C), 0 at padding. Where the situation a movie's shots share changes, this is large
-    whatever the situations are (``context_window``; docs/training.md, "The TRIPOD setting")."""
-    weight = mask[..., None].to(x.dtype)
-    sums = F.pad(torch.cumsum(x * weight, dim=1), (0, 0, 1, 0))   # (B, L + 1, C): prefix sums
-    counts = F.pad(torch.cumsum(weight, dim=1), (0, 0, 1, 0))
-    index = torch.arange(x.shape[1], device=x.device)
-    low, high = (index - k).clamp(min=0), (index + k).clamp(max=x.shape[1])
-    after = (sums[:, high] - sums[:, index]) / (counts[:, high] - counts[:, index]).clamp(min=1.0)
-    before = (sums[:, index] - sums[:, low]) / (counts[:, index] - counts[:, low]).clamp(min=1.0)
-    return (after - before) * weight
-
-
-#: Temperature of :func:`similar_contrast`'s weights over centred cosines (docs/model.md choice 12).
-SIMILAR_TAU = 0.1
-
-
-def similar_contrast(x: Tensor, mask: Tensor, k: int, tau: float = SIMILAR_TAU) -> Tensor:
-    """Every shot minus the **similarity-weighted** mean of the real shots within ±``k`` of it
-    (itself left out): weights softmax_j(cos(x̄_i, x̄_j) / ``tau``) over those neighbours, x̄ the
-    features centred on the sequence's real shots. x (B, L, C), mask (B, L) bool -> (B, L, C),
-    0 at padding; a shot with no real neighbour keeps its own value. The shots a shot resembles
-    most are those of its own scene and camera set-up, so what is left is what sets it apart
-    from *its scene*, not from the scenes around it (``content_contrast`` "similar"). Costs
-    2k·L·C: only the band is computed."""
-    weight = mask[..., None].to(x.dtype)
-    x = x * weight
-    unit = _centred_unit(x, mask)
-    length = x.shape[1]
-    offsets = [d for d in range(-k, k + 1) if d != 0]
-
-    def shifted(t: Tensor, d: int) -> Tensor:   # row i holds t[i + d]; zeros outside the sequence
-        if abs(d) >= length:
-            return torch.zeros_like(t)
-        return F.pad(t[:, d:], (0, 0, 0, d)) if d > 0 else F.pad(t[:, :d], (0, 0, -d, 0))
-
-    real = torch.stack([shifted(weight, d)[..., 0] > 0 for d in offsets], dim=-1)            # (B, L, 2k)
-    sims = torch.stack([(unit * shifted(unit, d)).sum(-1) for d in offsets], dim=-1) / tau
-    a = torch.softmax(sims.masked_fill(~real, -torch.inf), dim=-1).nan_to_num(0.0)           # no neighbour: 0
-    neighbours = sum(a[..., n, None] * shifted(x, d) for n, d in enumerate(offsets))
-    has = real.any(dim=-1, keepdim=True).to(x.dtype)
-    return (x - has * neighbours) * weight
 
 
 # --- Bottleneck tokens (step 2, Tab. 1a "Bottleneck L_n×C") ------------------------------------
@@ -451,13 +355,11 @@ class UnimodalStream(nn.Module):
         """feats (B, L, D) -> tokens (B, L_n + L, C); key_mask (B, L_n + L) covers both parts;
         present (B, L) bool or None: where the modality has a value (``ShotEncoder``)."""
         align = self.align_pe(bins) if self.align_pe is not None else None
-        relations = changes = None
-        valid = key_mask[:, -feats.shape[1]:] & (present if present is not None else True)
+        relations = None
         if self.shot_encoder.relation is not None:
+            valid = key_mask[:, -feats.shape[1]:] & (present if present is not None else True)
             relations = self.shot_encoder.relations(feats, valid)
-        if self.shot_encoder.change is not None:
-            changes = context_change(feats, valid, self.shot_encoder.context_window)
-        shots = self.shot_encoder(feats, index, align, present, relations, changes)
+        shots = self.shot_encoder(feats, index, align, present, relations)
         table = self.align_pe.table if self.align_pe_in_bottleneck else None
         n_b = key_mask.shape[1] - shots.shape[1]
         bottleneck = self.bottleneck(feats.shape[0], table, shots, bins, key_mask[:, n_b:])
@@ -574,20 +476,14 @@ class MEGA(nn.Module):
         self.streams = nn.ModuleDict({m: UnimodalStream(d, cfg) for m, d in self.modality_dims.items()})
         self.fusion = BottleneckFusion(cfg, len(self.modalities))
         self.head = OutputHead(cfg.width * len(self.modalities), cfg.n_classes)
-        # Act only, optional: the TP position head (docs/model.md choice 11), a per-TP logit bias
-        # for each of ``position_bins`` bins of the movie-global position, started at the log
-        # of TRIPOD's published position prior, so the model starts as the prior. Both TP heads
-        # are added to the prediction; the distillation trains the MEGA head alone
-        # (``MegaOutput.head_logits``), so only shot-level gold moves them.
+        # The act-sync variant only: the TP position head (docs/model.md choice 11), a per-TP
+        # logit bias for each of ``position_bins`` bins of the movie-global position, started at
+        # the log of TRIPOD's published position prior, so the model starts as the prior. It is
+        # added to the prediction; the distillation trains the MEGA head alone
+        # (``MegaOutput.head_logits``), so only shot-level gold moves it — without it the head
+        # is that published prior, fixed, never random weights.
         bins = cfg.position_bins if cfg.task == "act" else 0
         self.position_bias = nn.Parameter(tripod_log_prior(bins)) if bins else None
-        # Act only, optional: a linear TP read-out of the shot encoders' content projections
-        # (docs/model.md choice 12), beside the head on the fused tokens; with
-        # ``content_context`` k it also reads each shot's contrast to its ±k neighbours.
-        content_dim = (cfg.width * len(self.modalities) if cfg.content_space == "projected"
-                       else sum(self.modality_dims.values()))
-        head_in = content_dim * (int(cfg.content_shot) + int(bool(cfg.content_context)))
-        self.content_head = nn.Linear(head_in, cfg.n_classes) if cfg.content_head else None
         self.apply(_init_linear)
 
     def forward(
@@ -605,10 +501,6 @@ class MEGA(nn.Module):
         present = dict(present or {})
         self._check_inputs(feats, mask, positions, present)
         if positions is None:
-            if self.cfg.align_scope == "movie":
-                raise ValueError(
-                    "align_scope 'movie' needs positions (global shot index / shots in the movie)"
-                )
             positions = normalised_positions(mask)
         index = token_index(mask)
         bins = align_bins(positions, self.cfg.n_bottleneck)
@@ -620,8 +512,6 @@ class MEGA(nn.Module):
         logits = head_logits
         if self.position_bias is not None:
             logits = logits + self.position_bias[align_bins(positions, len(self.position_bias))].to(logits.dtype)
-        if self.content_head is not None:
-            logits = logits + self.content_head(self.tp_content(feats, mask, present)).to(logits.dtype)
         return MegaOutput(logits=logits, shot_emb=shot_emb, head_logits=None if logits is head_logits else head_logits)
 
     def content_embeddings(self, feats: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None) -> Tensor:
@@ -632,30 +522,6 @@ class MEGA(nn.Module):
         present = present or {}
         return torch.cat([self.streams[m].shot_encoder.content(feats[m], present.get(m))
                           for m in self.modalities], dim=-1)
-
-    def tp_content(self, feats: Mapping[str, Tensor], mask: Tensor,
-                   present: Mapping[str, Tensor] | None = None) -> Tensor:
-        """What the TP content head reads (docs/model.md choice 12), (B, L, K): with
-        ``content_space`` "projected" the shot encoders' projections (:meth:`content_embeddings`);
-        with "input" the input features themselves, concatenated (0 where a modality is
-        missing) and centred on the mean of the sequence's real shots, so that the head can be
-        fitted as a linear probe before training (``train.content_probe``). With
-        ``content_context`` k, each shot's contrast to its ±k neighbours follows
-        (``content_contrast``: :func:`local_contrast` or :func:`similar_contrast`), alone with
-        ``content_shot`` false."""
-        cfg = self.cfg
-        present = present or {}
-        if cfg.content_space == "projected":
-            x = self.content_embeddings(feats, present)
-        else:
-            x = torch.cat([feats[m] if m not in present else feats[m] * present[m][..., None].to(feats[m].dtype)
-                           for m in self.modalities], dim=-1)
-        parts = [x] if cfg.content_shot else []
-        if cfg.content_context:
-            contrast = local_contrast if cfg.content_contrast == "mean" else similar_contrast
-            parts.append(contrast(x, mask, cfg.content_context))
-        x = torch.cat(parts, dim=-1)
-        return _centred(x, mask) if cfg.content_space == "input" else x
 
     def _check_inputs(self, feats: Mapping[str, Tensor], mask: Tensor, positions: Tensor | None,
                       present: Mapping[str, Tensor]) -> None:

@@ -42,7 +42,7 @@ def scene_probabilities(model: MEGA, samples: SceneSamples, device: torch.device
     for index in _batches(len(samples), SCENE_INFERENCE_BATCH):
         batch = samples.batch(index, device)
         with autocast(device):
-            logits = model(batch.feats, batch.mask, batch.positions, batch.present).logits[:, centre]
+            logits = model(batch.feats, batch.mask, present=batch.present).logits[:, centre]
         out.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
     return np.concatenate(out).astype(np.float64)
 
@@ -77,8 +77,7 @@ def _read(ckpt: Checkpoint, features_dir: str | os.PathLike) -> MovieData:
 def predict_scene(ckpt: Checkpoint | str | os.PathLike, features_dir: str | os.PathLike) -> np.ndarray:
     """(n_shots,) probability that each shot is the last shot of a scene."""
     ckpt = _as_checkpoint(ckpt, "scene")
-    samples = SceneSamples([_read(ckpt, features_dir)], ckpt.modalities, ckpt.cfg.align_scope == "movie",
-                           ckpt.cfg.max_len)
+    samples = SceneSamples([_read(ckpt, features_dir)], ckpt.modalities, ckpt.cfg.max_len)
     return scene_probabilities(ckpt.model, samples, ckpt.device)
 
 

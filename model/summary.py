@@ -28,15 +28,19 @@ def _part_of(name: str) -> str:
     return block  # "shot_encoder" (linear + LayerNorm) | "align_pe" | "bottleneck" | "unimodal"
 
 
-def model_summary(task: str, modality_dims: Mapping[str, int], *, sentence_dim: int = 384) -> dict:
-    """Parameter counts of the model of ``task`` for these modalities.
+def model_summary(task: str, modality_dims: Mapping[str, int], *, sentence_dim: int = 384,
+                  config: str | None = None) -> dict:
+    """Parameter counts of the model of ``config`` (default: the packaged paper config of
+    ``task``) for these modalities.
 
     For act the synopsis model (sentence dim ``sentence_dim``; 384 = the MiniLM encoder the
     pipeline uses for subtitles and synopses) is included, because Tab. 2h's 6.78M counts both
     networks. Built on the meta device, so nothing is allocated. Bad modalities are a
     MegaPipeError.
     """
-    cfg = load_config(task)
+    cfg = load_config(config or task)
+    if cfg.task != task:
+        raise MegaPipeError(f"model-summary: config {config!r} is for task {cfg.task!r}, not {task!r}")
     try:
         with torch.device("meta"):
             model = MEGA(cfg, modality_dims)

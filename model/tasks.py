@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ..manifests.errors import MegaPipeError
 from ..manifests.schema import MovieEntry
-from .baselines import LinearTPBaseline, PositionBaseline
+from .baselines import PositionBaseline
 from .checkpoint import read_checkpoint, stored_config
 from .config import (
     SYNOPSIS_ARCHITECTURE,
@@ -74,7 +74,6 @@ from .metrics import act_metrics, scene_metrics, synopsis_metrics, synopsis_pred
 from .predict import act_posteriors, scene_probabilities
 
 ACT_LOSSES = ("sync", "distill", "synopsis", "shot_tp")
-PROBE_FOLDS = 5   # content probe: its L2 by cross-validation inside the training movies
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +143,6 @@ class Task:
         """Set the models up before the first epoch, once they are built and (``resumed``)
         restored from last.pt."""
 
-    def untrained_is_candidate(self, run: Run) -> bool:
-        """Whether the model before training is already a candidate for best.pt (epoch 0)."""
-        return False
-
     def training_pool(self, run: Run) -> np.ndarray:
         """Indices of the training samples one epoch shuffles and batches."""
         raise NotImplementedError
@@ -185,8 +180,7 @@ class SceneTask(Task):
             raise MegaPipeError(f"cannot score scene boundaries: no scene_labels for {', '.join(missing)}")
 
     def prepare(self, run: Run) -> None:
-        self.samples = SceneSamples(run.train_movies, run.settings["modalities"],
-                                    run.cfg.align_scope == "movie", run.cfg.max_len)
+        self.samples = SceneSamples(run.train_movies, run.settings["modalities"], run.cfg.max_len)
 
     def training_pool(self, run: Run) -> np.ndarray:
         return np.flatnonzero(self.samples.labels != UNLABELLED)
@@ -196,11 +190,11 @@ class SceneTask(Task):
         centre = self.samples.windows.shape[1] // 2
         present = drop_modalities(batch.present, run.modality_dropout())
         with autocast(run.device):
-            logits = run.model(batch.feats, batch.mask, batch.positions, present).logits[:, centre]
+            logits = run.model(batch.feats, batch.mask, present=present).logits[:, centre]
         return {"loss": balanced_cross_entropy(logits.float(), batch.labels)}
 
     def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
-        samples = SceneSamples(movies, list(model.modalities), cfg.align_scope == "movie", cfg.max_len)
+        samples = SceneSamples(movies, list(model.modalities), cfg.max_len)
         probs = scene_probabilities(model, samples, device)
         records, offset = [], 0
         for movie in movies:
@@ -247,34 +241,9 @@ class ActTask(Task):
         self.teacher = (teacher, path)
 
     def start(self, run: Run, resumed: bool) -> None:
-        """The synopsis teacher's weights (:meth:`set_teacher`), then ``train.content_probe``:
-        on an input-space content head, the probe is fitted once (:meth:`fit_content_probe`)
-        and the MEGA head's output layer zeroed, so the model starts as the prior + the probe;
-        the head then stays fixed (a resumed run keeps it). Without shot gold no probe can be
-        fitted and nothing else trains the head, so it is switched off (zero, frozen): no
-        untrained weight adds to a prediction."""
+        """The synopsis teacher's weights (:meth:`set_teacher`)."""
         if self.teacher is not None:
             load_synopsis_teacher(run, *self.teacher)
-        cfg = run.cfg
-        if not (cfg.content_head and cfg.content_space == "input" and cfg.train.content_probe):
-            return
-        if not resumed:
-            run.settings["content_probe"] = self.fit_content_probe(run)
-            if run.settings["content_probe"] is None:   # nothing would train it: it adds 0
-                log.info("train.content_probe: no training movie has tp_shots, so no probe is fitted "
-                         "and the content head is switched off (zero weights, frozen)")
-                torch.nn.init.zeros_(run.model.content_head.weight)
-                torch.nn.init.zeros_(run.model.content_head.bias)
-            else:   # the model starts as the prior + the probe
-                log.info("content probe fitted: %s", run.settings["content_probe"])
-                torch.nn.init.zeros_(run.model.head.proj.weight)
-                torch.nn.init.zeros_(run.model.head.proj.bias)
-        run.model.content_head.requires_grad_(False)      # the probe, or off: fixed either way
-
-    def untrained_is_candidate(self, run: Run) -> bool:
-        """With a fitted probe the model before training is already a fitted read-out (the
-        probe; the MEGA head starts at 0), so it is a candidate too."""
-        return bool(run.settings.get("content_probe"))
 
     def check_training_labels(self, cfg: MegaConfig, movies: Sequence[MovieData]) -> None:
         for movie in movies:
@@ -298,12 +267,14 @@ class ActTask(Task):
         return self.movie_losses(run, [run.train_movies[i] for i in index], epoch)
 
     def movie_losses(self, run: Run, movies: Sequence[MovieData], epoch: float | None) -> dict[str, torch.Tensor]:
-        """The act losses (module docstring) for a batch of whole movies, averaged over the movies."""
+        """The act losses (module docstring) for a batch of whole movies, averaged over the
+        movies. A movie with shot-level gold (``tp_shots``) is taught by ``shot_tp`` and not
+        distilled: the distillation exists to carry synopsis labels to shots that have none
+        (docs/training.md "Shot-level gold")."""
         train: ActTrainConfig = run.cfg.train
-        shot_logits, head_logits, shot_emb, sent_logits, sent_emb, fused_shot, fused_sent = self._forward(run, movies)
+        shot_logits, head_logits, shot_emb, sent_logits, sent_emb = self._forward(run, movies)
         prior = sync_prior(train, epoch)
         kd = train.distill
-        kd_fused = distill_fused(train, epoch)
         parts: dict[str, list[torch.Tensor]] = {k: [] for k in ACT_LOSSES}
         for i, movie in enumerate(movies):
             n_sent = len(movie.synopsis)
@@ -312,16 +283,9 @@ class ActTask(Task):
             sim = F.normalize(u.detach(), dim=-1) @ F.normalize(v.detach(), dim=-1).T
             w = sync_estep(sim, movie.n_shots, n_sent, xi=train.sync.xi, quantile=train.sync.quantile, prior=prior)
             parts["sync"].append(sync_mstep_loss(u, v, w, tau=train.sync.tau))
-            distilling = epoch is None or epoch >= kd.start_epoch     # validation: the full loss
-            if distilling and (movie.tp_shots is None or kd.with_shot_gold):
-                mask = fallback = None
-                if kd.mask != "none":
-                    fallback = band_mask(movie.n_shots, n_sent, train.sync.xi, run.device)
-                    mask = fallback if kd.mask == "band" else w
-                u_kd, v_kd = (fused_shot[i], fused_sent[i, :n_sent].float()) if kd_fused else (u, v)
-                parts["distill"].append(distillation_loss(head_logits[i], u_kd, v_kd, q, tau=kd.tau, direction=kd.direction,
-                                                          cosine=kd.cosine, teacher_tau=kd.teacher_tau, mask=mask,
-                                                          fallback=fallback, teacher_grad=kd.teacher_grad))
+            if movie.tp_shots is None:
+                parts["distill"].append(distillation_loss(head_logits[i], u, v, q, tau=kd.tau, direction=kd.direction,
+                                                          cosine=kd.cosine, teacher_tau=kd.teacher_tau))
             parts["synopsis"].append(tp_cross_entropy(sent_logits[i, :n_sent].float(), q))
             if movie.tp_shots is not None:
                 target = tp_targets(movie.tp_shots, movie.n_shots, movie.movie_id, "shot")
@@ -331,53 +295,26 @@ class ActTask(Task):
         losses["loss"] = sum(weights[k] * v for k, v in losses.items())
         return losses
 
-    @torch.no_grad()
-    def fit_content_probe(self, run: Run) -> dict | None:
-        """``train.content_probe``: fit the TP content head as a linear probe before training —
-        :class:`baselines.LinearTPBaseline` on what the head reads (``MEGA.tp_content``) at the
-        training movies' shot gold, L2 picked by cross-validation inside the training movies
-        (``PROBE_FOLDS``; the validation movies only choose the epoch) — and copy it into the
-        head (bias 0). Returns what was fitted, or None when no training movie has shot
-        gold (synopsis labels only)."""
-        def probe_inputs(movies: Sequence[MovieData]) -> list:
-            rows = []
-            for movie in movies:
-                batch = pack_windows([movie], list(run.modality_dims), run.cfg.max_len, run.device)
-                x = stitch_windows(run.model.tp_content(batch.feats, batch.mask, batch.present).float(), batch)[0]
-                rows.append(([x.cpu().numpy()], movie.tp_shots))
-            return rows
-
-        train = [m for m in run.train_movies if m.tp_shots is not None]
-        if not train:
-            return None
-        probe, l2 = LinearTPBaseline.select_cv(probe_inputs(train), folds=PROBE_FOLDS)
-        head = run.model.content_head
-        head.weight.copy_(torch.as_tensor(probe.weights, dtype=head.weight.dtype))
-        head.bias.zero_()
-        folds = min(PROBE_FOLDS, len(train)) if len(train) >= 2 else 0
-        return {"l2": l2, "train_movies": len(train), "cv_folds": folds}
-
     @staticmethod
     def _forward(run: Run, movies: Sequence[MovieData]) -> tuple:
-        """Per movie: shot logits (with the TP heads), the MEGA head's logits alone (what the
-        distillation trains; the same tensor without TP heads), the shot and sentence embeddings of the sync space
-        (``train.sync.space``), the synopsis model's sentence logits, and the fused (positional,
-        post-transformer) shot and sentence embeddings (Eq. 5 after ``distill.fused_after``)."""
+        """Per movie: shot logits (with the position head), the MEGA head's logits alone (what
+        the distillation trains; the same tensor without a position head), the shot and
+        sentence embeddings of the sync space (``train.sync.space``: the fused u, v as the
+        paper, or the content projections) and the synopsis model's sentence logits."""
         batch = pack_windows(movies, list(run.modality_dims), run.cfg.max_len, run.device)
         sents, sent_mask = pack_synopses(movies, run.device)
         present = drop_modalities(batch.present, run.modality_dropout())
         with autocast(run.device):
             out = run.model(batch.feats, batch.mask, batch.positions, present)
-            sent_logits, fused_sent = run.synopsis_model(sents, sent_mask)
+            sent_logits, sent_emb = run.synopsis_model(sents, sent_mask)
         shot_logits = stitch_windows(out.logits.float(), batch)
         head_logits = shot_logits if out.head_logits is None else stitch_windows(out.head_logits.float(), batch)
-        fused_shot = stitch_windows(out.shot_emb.float(), batch)
         if run.cfg.train.sync.space == "content":   # synchronise what shots and sentences show
             shot_emb = stitch_windows(run.model.content_embeddings(batch.feats, present).float(), batch)
             sent_emb = run.synopsis_model.content_embeddings(sents)
         else:
-            shot_emb, sent_emb = fused_shot, fused_sent
-        return shot_logits, head_logits, shot_emb, sent_logits, sent_emb, fused_shot, fused_sent
+            shot_emb = stitch_windows(out.shot_emb.float(), batch)
+        return shot_logits, head_logits, shot_emb, sent_logits, sent_emb
 
     def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
         posteriors = act_posteriors(model, movies, list(model.modalities), device)
@@ -431,20 +368,6 @@ def load_synopsis_teacher(run: Run, teacher: dict, origin: str | os.PathLike) ->
     run.normalizer.mean[SYNOPSIS_KEY] = stats.mean[SYNOPSIS_KEY]
     run.normalizer.std[SYNOPSIS_KEY] = stats.std[SYNOPSIS_KEY]
     log.info("synopsis network initialised from %s", origin)
-
-
-def distill_fused(train: ActTrainConfig, epoch: float | None) -> bool:
-    """Whether Eq. 5 runs on the fused embeddings at this (fractional) epoch: from
-    ``distill.fused_after`` on (validation, without an epoch, uses the final setting)."""
-    after = train.distill.fused_after
-    return after is not None and (epoch is None or epoch >= after)
-
-
-def band_mask(n_shots: int, n_sents: int, xi: float, device: torch.device) -> torch.Tensor:
-    """The Eq. 2 band |i/L_sh − j/L_syn| < ξ as a (n_shots, n_sents) float {0, 1} matrix."""
-    rows = torch.arange(n_shots, device=device, dtype=torch.float64)[:, None] / n_shots
-    cols = torch.arange(n_sents, device=device, dtype=torch.float64)[None, :] / n_sents
-    return ((rows - cols).abs() < xi).float()
 
 
 def sync_prior(train: ActTrainConfig, epoch: float | None) -> float:

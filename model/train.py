@@ -336,24 +336,11 @@ def _fit(task: Task, run: Run, out: Path, state: dict | None, options: TrainOpti
     else:
         torch.manual_seed(settings["seed"] + 1)  # dropout stream, independent of init
     out.mkdir(parents=True, exist_ok=True)
-    if state is None and task.untrained_is_candidate(run):
-        best = _epoch_zero(task, run, out, history)
     for epoch in range(0 if state is None else state["epoch"], settings["epochs"]):
         record, best = _epoch(task, run, out, epoch, opt, sched, history, best, options.progress)
         if options.on_epoch is not None:
             options.on_epoch(record)
     return history, best
-
-
-def _epoch_zero(task: Task, run: Run, out: Path, history: list[dict]) -> dict:
-    """The model before training as a candidate: validated as epoch 0 in metrics.jsonl, and
-    best.pt unless an epoch beats it. Returns the best epoch (0)."""
-    val = task.validate(run)
-    metric, value = val["select"]
-    history.append({"epoch": 0, "trained": False, "val_split": run.settings["val_split"],
-                    "val": val["metrics"], "select": {"metric": metric, "value": value, "best": True}})
-    save_checkpoint(out / "best.pt", _state(run, 0, val["metrics"]))
-    return {"epoch": 0, "metric": metric, "value": value}
 
 
 def _epoch(task: Task, run: Run, out: Path, epoch: int, opt: torch.optim.Optimizer,

@@ -1,7 +1,6 @@
 """Model configs: the dataclasses are the schema; every key is checked at load, in one line."""
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -12,6 +11,7 @@ from mega_pipe.model.config import (
     checkpoint_config,
     config_from_dict,
     config_to_dict,
+    describe_model,
     load_config,
     packaged_configs,
 )
@@ -90,28 +90,35 @@ def test_config_errors_come_before_any_data_is_read(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_act_config_without_sync_and_distill_gets_the_measured_values(tmp_path):
-    """docs/training.md: content-space sync with the annealed prior, cosine Eq. 5, teacher τ."""
-    packaged = load_config("act-small").train
+def test_an_act_config_without_sync_and_distill_gets_the_paper_forms(tmp_path):
+    """Every default is the paper's model: a config that leaves the sections out synchronises
+    the fused embeddings without a prior and distils with Eq. 8 as written (docs/model.md)."""
     data = _act()
     for key in ("sync", "distill", "loss_weights"):
         del data["train"][key]
     cfg = load_config(str(_write(tmp_path, data)))
-    assert cfg.train.sync == packaged.sync and cfg.train.distill == packaged.distill
-    assert cfg.train.loss_weights == packaged.loss_weights
-    assert (cfg.train.sync.space, cfg.train.sync.prior, cfg.train.distill.cosine) == ("content", 10.0, True)
-    # Without any train section: every act-small training value.
-    del data["train"]
-    assert load_config(str(_write(tmp_path, data))).train == packaged == ActTrainConfig()
+    assert (cfg.train.sync.space, cfg.train.sync.prior) == ("fused", 0.0)
+    assert (cfg.train.distill.direction, cfg.train.distill.cosine, cfg.train.distill.teacher_tau) == ("literal", False, 1.0)
+    assert describe_model(cfg)["name"] == "MEGA"
 
 
-def test_code_defaults_equal_the_measured_packaged_configs():
-    assert load_config("scene-small").train == SceneTrainConfig()
+def test_the_paper_configs_are_the_paper_model_and_the_variants_are_named():
+    """`scene`, `act` and their reduced widths add nothing (describe_model: "MEGA"); every
+    addition lives in a named variant and is listed; the paper configs' train sections equal
+    the code defaults, so no key carries a hidden choice."""
+    for name in ("scene", "scene-small", "act", "act-small"):
+        cfg = load_config(name)
+        assert describe_model(cfg) == {"name": "MEGA", "task": cfg.task, "additions": [], "departures": []}
     assert load_config("act-small").train == ActTrainConfig()
-    # The paper-size act config only differs in the schedule length (docs/training.md).
-    act = load_config("act").train
-    assert dataclasses.replace(act, epochs=60, batch_size=2,
-                               sync=dataclasses.replace(act.sync, prior_epochs=20.0)) == ActTrainConfig()
+    assert load_config("scene-small").train == SceneTrainConfig()
+    relational = describe_model(load_config("scene-relational"))
+    assert relational["name"] == "MEGA variant" and "relation_features=cut" in relational["additions"]
+    sync = describe_model(load_config("act-sync"))
+    assert sync["name"] == "MEGA variant" and "sync.prior=10.0" in sync["additions"]
+    assert any(d.startswith("sync.space=content") for d in sync["departures"])
+    # The variants differ from their paper configs only in the keys they name.
+    paper, variant = config_to_dict(load_config("act-small")), config_to_dict(load_config("act-sync"))
+    assert {k for k in paper if paper[k] != variant[k]} == {"bottleneck_seed", "position_bins", "train"}
 
 
 def test_every_packaged_config_round_trips():
@@ -154,17 +161,18 @@ def test_synopsis_config_is_the_act_synopsis_network():
             load_config("synopsis", **bad)
     with pytest.raises(MegaPipeError, match="position_bins: only for tasks"):
         load_config("scene-small", position_bins=4)
-    with pytest.raises(MegaPipeError, match="content_head: only for task"):
-        load_config("synopsis", content_head=True)
-    # an act shot model's position head and content head are not the synopsis network's
-    derived = synopsis_model_config(load_config("act-small", position_bins=40, content_head=True), 3)
-    assert derived.position_bins == act.synopsis.position_bins and derived.content_head is False
+    with pytest.raises(MegaPipeError, match="relation_features: only for task"):
+        load_config("synopsis", relation_features="cut")
+    # an act shot model's position head is not the synopsis network's
+    derived = synopsis_model_config(load_config("act-sync"), 3)
+    assert derived.position_bins == act.synopsis.position_bins == 0
 
 
 def test_n_classes_and_the_scene_window_are_checked_and_honoured(tmp_path):
     """n_classes is the task's (a wrong value is one line, not a crash in training); the scene
     window is the config's max_len (it was fixed at 17 whatever the config said)."""
-    with pytest.raises(MegaPipeError, match="n_classes: the act task has 5 classes"):
+    assert (load_config("act-small").n_classes, load_config("scene-small").n_classes) == (5, 2)
+    with pytest.raises(MegaPipeError, match="n_classes: unknown key"):   # fixed by the task, not a key
         load_config("act-small", n_classes=3)
     with pytest.raises(MegaPipeError, match="max_len: a scene window .* max_len >= 3"):
         load_config("scene-small", max_len=2)
@@ -175,7 +183,7 @@ def test_n_classes_and_the_scene_window_are_checked_and_honoured(tmp_path):
 
     manifest = generate(tmp_path / "s", 4, seed=2, modalities={"clip": 8})
     movies = load_entries(read_manifest(manifest), ["clip"])
-    assert SceneSamples(movies, ["clip"], False, window=9).windows.shape[1] == 9
+    assert SceneSamples(movies, ["clip"], window=9).windows.shape[1] == 9
     cfg = tmp_path / "scene9.json"
     from pathlib import Path
 

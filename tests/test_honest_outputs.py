@@ -22,36 +22,27 @@ def synth(tmp_path_factory):
 
 
 def test_the_paper_model_is_called_mega_and_additions_are_listed():
-    act = load_config("act")
-    paper = dataclasses.replace(
-        act, bottleneck_seed="none", position_bins=0, content_head=False, content_context=0,
-        train=dataclasses.replace(
-            act.train, sync=dataclasses.replace(act.train.sync, space="fused", prior=0.0),
-            distill=dataclasses.replace(act.train.distill, direction="literal", cosine=False,
-                                        teacher_tau=1.0)))
-    assert describe_model(paper) == {"name": "MEGA", "task": "act", "additions": [],
-                                     "departures": []}
-    packaged = describe_model(act)
-    assert packaged["name"] == "MEGA variant"
-    assert "content_probe" in packaged["additions"] and "position_bins=40" in packaged["additions"]
-    no_align = describe_model(dataclasses.replace(paper, align_pe=False))
+    assert describe_model(load_config("act")) == {"name": "MEGA", "task": "act", "additions": [],
+                                                  "departures": []}
+    variant = describe_model(load_config("act-sync"))
+    assert variant["name"] == "MEGA variant"
+    assert {"bottleneck_seed=bin_mean", "position_bins=40", "sync.prior=10.0"} <= set(variant["additions"])
+    no_align = describe_model(dataclasses.replace(load_config("act"), align_pe=False))
     assert no_align["name"] == "MEGA variant" and no_align["departures"] == ["no Align.PE"]
 
 
-def test_an_untrained_best_epoch_is_called_untrained_everywhere(synth, tmp_path, capsys):
-    """act-small fits its content probe before training; with 1 epoch (lr ~ 0) the untrained
-    epoch 0 stays the best: summary, metrics.jsonl, eval and boundaries all say so."""
+def test_the_best_epoch_is_always_a_trained_one(synth, tmp_path):
+    """Nothing untrained is a candidate for best.pt: even when training barely moves the model
+    (lr ~ 0), the best epoch is epoch 1, and summary, metrics.jsonl and eval say it was trained."""
     run = tmp_path / "act"
     summary = train("act", synth, run, TrainOptions(config="act-small", epochs=1, lr=1e-12,
                                                     device="cpu", progress=False))
-    assert summary["best_epoch"] == 0
+    assert summary["best_epoch"] == 1
     model = summary["model"]
-    assert model["name"] == "MEGA variant" and model["epoch"] == 0 and model["trained"] is False
-    assert "no training step" in model["note"]
-    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
-    assert first["epoch"] == 0 and first["trained"] is False
+    assert model == {"name": "MEGA", "task": "act", "additions": [], "departures": [], "epoch": 1, "trained": True}
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1]
     result = evaluate(run / "best.pt", synth, "test", device="cpu")
-    assert result["model"]["trained"] is False and result["model"]["epoch"] == 0
+    assert result["model"] == model
     saved = json.loads((run / "eval_act_test.json").read_text())
     assert saved["model"] == result["model"]
 
@@ -77,5 +68,8 @@ def test_a_trained_checkpoint_says_its_epoch_in_boundaries(tmp_path, capsys):
 def test_model_summary_names_the_model(capsys):
     assert main(["model-summary", "--task", "scene", "--modalities", "clip=32"]) == 0
     out = json.loads(capsys.readouterr().out)
+    assert out["model"]["name"] == "MEGA" and out["model"]["additions"] == []
+    assert main(["model-summary", "--task", "scene", "--config", "scene-relational", "--modalities", "clip=32"]) == 0
+    out = json.loads(capsys.readouterr().out)
     assert out["model"]["name"] == "MEGA variant"
-    assert out["model"]["additions"] == ["bottleneck_seed=bin_mean"]
+    assert out["model"]["additions"] == ["bottleneck_seed=bin_mean", "relation_features=cut"]

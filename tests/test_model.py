@@ -208,7 +208,7 @@ def test_bad_inputs_are_value_errors():
     with pytest.raises(ValueError, match="bool"):
         model(feats, mask.float())
     with pytest.raises(ValueError, match="positions"):
-        MEGA(tiny_config(align_scope="movie"), dims)(feats, mask)
+        model(feats, mask, positions=torch.full(mask.shape, 2.0))
 
 
 # --- trainability -----------------------------------------------------------------------------
@@ -297,7 +297,7 @@ def test_window_relative_align_pe_folds_into_the_learned_pe():
     free bottleneck tokens absorb the table exactly (the review's finding, kept as a check)."""
     torch.manual_seed(0)
     dims = {"a": 6, "b": 5}
-    cfg = dict(max_len=17, n_bottleneck=2, bottleneck_seed="none", align_scope="sequence")
+    cfg = dict(max_len=17, n_bottleneck=2, bottleneck_seed="none")
     on = MEGA(tiny_config("scene", **cfg), dims).eval()
     off = MEGA(tiny_config("scene", align_pe=False, **cfg), dims).eval()
     _copy_into(off, on)
@@ -320,7 +320,7 @@ def test_align_pe_sees_the_movie_position_no_regular_pe_can(task):
     re-parametrisation of the model without Align.PE can reproduce the model with it."""
     torch.manual_seed(0)
     dims = {"a": 6, "b": 5}
-    extra = {"align_scope": "movie", "max_len": 17, "n_bottleneck": 2} if task == "scene" else {}
+    extra = {"max_len": 17, "n_bottleneck": 2} if task == "scene" else {}
     length = 17 if task == "scene" else 30
     feats, mask = random_batch(dims, [length, length], length)
     feats = {m: f[:1].expand(2, -1, -1).contiguous() for m, f in feats.items()}   # identical rows
@@ -403,24 +403,19 @@ def test_old_checkpoints_keep_free_bottleneck_tokens():
     data = config_to_dict(load_config("scene-small"))
     del data["bottleneck_seed"]
     assert checkpoint_config(data, "ckpt").bottleneck_seed == "none"
-    assert load_config("scene").bottleneck_seed == "bin_mean" == load_config("act").bottleneck_seed
+    # the paper's free tokens in the paper configs; the bin-mean seed is a named variant's
+    assert load_config("scene").bottleneck_seed == "none" == load_config("act").bottleneck_seed
+    assert load_config("scene-relational").bottleneck_seed == "bin_mean" == load_config("act-sync").bottleneck_seed
 
 
 def test_act_size_with_paper_plausible_features_is_the_papers():
     """docs/model.md: 2048-d appr/action/place/audio, 768-d CLIP and 768-d sentence vectors
-    give 6,774,026 = 6.77M (Tab. 2h: 6.78M) with the packaged architecture without our TP
-    heads; the position (200) and content (ΣD·5 + 5 = 48,645 on the similarity-weighted
-    contrast of the 9,728 input dimensions) heads it packages make it 6,822,871."""
+    give 6,774,026 = 6.77M for the paper config (Tab. 2h: 6.78M); the act-sync variant's
+    position head adds its 40 x 5 bins."""
     dims = {"appr": 2048, "clip": 768, "action": 2048, "place": 2048, "audio": 2048, "subtitle": 768}
-    assert model_summary("act", dims, sentence_dim=768)["parameters"] == 6_822_871
-    from mega_pipe.model.config import load_config
-    from mega_pipe.model.mega import MEGA
-    plain = MEGA(load_config("act", position_bins=0, content_head=False, content_context=0), dims)
-    with_heads = MEGA(load_config("act"), dims)
-    assert count_parameters(with_heads) - count_parameters(plain) == 200 + 9_728 * 5 + 5
-
-
-# --- relation features (docs/model.md "Relation features") ------------------------------------
+    assert model_summary("act", dims, sentence_dim=768)["parameters"] == 6_774_026
+    with_head = MEGA(load_config("act", position_bins=40), dims)
+    assert count_parameters(with_head) - count_parameters(MEGA(load_config("act"), dims)) == 200
 
 
 def _centred_cosines(x):
@@ -428,18 +423,6 @@ def _centred_cosines(x):
     x = x - x.mean(dim=0)
     x = x / x.norm(dim=1, keepdim=True)
     return x @ x.T
-
-
-def test_window_relations_are_centred_cosines_to_the_other_shots():
-    from mega_pipe.model.mega import window_relations
-    feats, mask = random_batch({"clip": 6}, [5, 3], 5)
-    rel = window_relations(feats["clip"], mask, 16)
-    assert rel.shape == (2, 5, 16)
-    sim = _centred_cosines(feats["clip"][0])
-    for i in range(5):
-        torch.testing.assert_close(rel[0, i, :4], torch.cat([sim[i, :i], sim[i, i + 1:]]))
-    assert (rel[0, :, 4:] == 0).all()
-    assert (rel[1, :3, 2:] == 0).all() and (rel[1, 3:] == 0).all()   # pairs with padded shots
 
 
 def test_cut_relations_are_relative_offsets_and_the_best_match_across_the_cut():
@@ -460,12 +443,11 @@ def test_cut_relations_are_relative_offsets_and_the_best_match_across_the_cut():
     assert (rel[1, 10, 16:] == -1).all() and (rel[1, 11:, :16] == 0).all()
 
 
-@pytest.mark.parametrize("form,extra", [("window", 16), ("cut", 20)])
-def test_relation_features_switch(form, extra):
+def test_relation_features_switch():
     dims = {"clip": 8, "place": 4}
     cfg = dict(max_len=17, n_bottleneck=2, width=16, ffn_width=32, n_heads=2, dropout=0.0)
-    plain, rel = MEGA(load_config("scene", **cfg), dims), MEGA(load_config("scene", relation_features=form, **cfg), dims)
-    assert count_parameters(rel) - count_parameters(plain) == 2 * (extra * 16 + 16)   # Linear(extra -> C) per modality
+    plain, rel = MEGA(load_config("scene", **cfg), dims), MEGA(load_config("scene", relation_features="cut", **cfg), dims)
+    assert count_parameters(rel) - count_parameters(plain) == 2 * (20 * 16 + 16)   # Linear(16 + 4 -> C) per modality
     feats, mask = random_batch(dims, [17, 9], 17)
     present = {"place": torch.zeros(2, 17, dtype=torch.bool)}
     out = rel(feats, mask, present=present)
@@ -476,111 +458,42 @@ def test_relation_features_switch(form, extra):
     rel.eval()
     assert not torch.allclose(rel(feats, mask).logits[0, 8], rel(shuffled, mask).logits[0, 8])
     with pytest.raises(MegaPipeError, match="relation_features: only for task"):
-        tiny_config("act", relation_features=form)
+        tiny_config("act", relation_features="cut")
 
 
 def test_projected_relations_are_learned_through_the_shot_encoder():
     dims = {"clip": 8}
     cfg = dict(max_len=17, n_bottleneck=2, width=16, ffn_width=32, n_heads=2, dropout=0.0, relation_features="cut")
     feats, mask = random_batch(dims, [17], 17)
-    projected = MEGA(load_config("scene", relation_space="projected", **cfg), dims)
+    projected = MEGA(load_config("scene", **cfg), dims)
     encoder = projected.streams["clip"].shot_encoder
     from mega_pipe.model.mega import cut_relations
     torch.testing.assert_close(encoder.relations(feats["clip"], mask), cut_relations(encoder.proj(feats["clip"]), mask, 17))
-    # the relation term's gradient reaches the projection only in the projected space
-    for space, reaches in (("input", False), ("projected", True)):
-        model = MEGA(load_config("scene", relation_space=space, **cfg), dims)
-        enc = model.streams["clip"].shot_encoder
-        grad = torch.autograd.grad(enc.relation(enc.relations(feats["clip"], mask)).sum(), enc.proj.weight,
-                                   allow_unused=True)[0]
-        assert (grad is not None and grad.abs().sum() > 0) == reaches
+    # the relation term's gradient reaches the projection: the model learns what makes shots alike
+    grad = torch.autograd.grad(encoder.relation(encoder.relations(feats["clip"], mask)).sum(), encoder.proj.weight)[0]
+    assert grad.abs().sum() > 0
 
 
-def test_relation_features_of_old_checkpoints_map_to_the_window_form():
+def test_checkpoints_of_removed_options_load_only_with_them_off():
+    """Options measured and removed (issue 19): an old checkpoint that had them off loads; one
+    trained with one of them on cannot be rebuilt and says so in one line."""
     from mega_pipe.model.config import checkpoint_config, config_to_dict
-    data = config_to_dict(load_config("scene-small"))
-    assert data["relation_features"] == "cut"
-    assert checkpoint_config({**data, "relation_features": True}, "ckpt").relation_features == "window"
+    data = config_to_dict(load_config("scene-relational"))
+    old = {**data, "relation_space": "projected", "align_scope": "sequence", "n_classes": 2}
+    assert checkpoint_config(old, "ckpt") == load_config("scene-relational")
     assert checkpoint_config({**data, "relation_features": False}, "ckpt").relation_features == "none"
+    for bad in ({"relation_features": True}, {"relation_space": "input"}, {"align_scope": "movie"}):
+        with pytest.raises(MegaPipeError, match="ckpt: trained with options that were measured and removed"):
+            checkpoint_config({**old, **bad}, "ckpt")
+    act = config_to_dict(load_config("act-sync"))
+    act_old = {**act, "content_head": False, "content_context": 0, "context_window": 0,
+               "train": {**act["train"], "content_probe": True,
+                         "distill": {**act["train"]["distill"], "mask": "none", "start_epoch": 0.0}}}
+    assert checkpoint_config(act_old, "ckpt") == load_config("act-sync")
+    with pytest.raises(MegaPipeError, match="content_head=True"):
+        checkpoint_config({**act_old, "content_head": True}, "ckpt")
     with pytest.raises(MegaPipeError, match="relation_features"):
         load_config("scene", relation_features=True)
-
-
-# --- the TP content head's local contrast (docs/model.md choice 12) ----------------------------
-
-
-def test_local_contrast_is_each_shot_minus_its_real_neighbours():
-    from mega_pipe.model.mega import local_contrast
-    feats, mask = random_batch({"x": 3}, [9, 5], 9)
-    out = local_contrast(feats["x"], mask, 2)
-    for b, n in enumerate((9, 5)):
-        for i in range(9):
-            if i >= n:   # padding: 0, and padded garbage never leaks into a real shot
-                assert out[b, i].abs().max() == 0
-                continue
-            others = [j for j in range(max(0, i - 2), min(n, i + 3)) if j != i]
-            expected = feats["x"][b, i] - feats["x"][b, others].mean(dim=0)
-            torch.testing.assert_close(out[b, i], expected)
-    # what a neighbourhood shares (a scene's content, a movie's offset) is gone
-    shifted = feats["x"] + torch.tensor([5.0, -3.0, 2.0])
-    torch.testing.assert_close(local_contrast(shifted, mask, 2), out)
-
-
-def test_similar_contrast_weighs_neighbours_by_their_similarity():
-    from mega_pipe.model.mega import SIMILAR_TAU, similar_contrast
-    feats, mask = random_batch({"x": 4}, [10, 6], 10)
-    x = feats["x"].double()
-    out = similar_contrast(x, mask, 3)
-    for b, n in enumerate((10, 6)):
-        real = x[b, :n]
-        unit = torch.nn.functional.normalize(real - real.mean(dim=0), dim=-1)
-        for i in range(10):
-            if i >= n:
-                assert out[b, i].abs().max() == 0
-                continue
-            others = [j for j in range(max(0, i - 3), min(n, i + 4)) if j != i]
-            a = torch.softmax(unit[others] @ unit[i] / SIMILAR_TAU, dim=0)
-            torch.testing.assert_close(out[b, i], real[i] - a @ real[others])
-    # a shot among look-alikes keeps only what sets it apart from them; a different neighbour hardly counts
-    scene = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 9.0], [1.0, 0.0, 0.0], [1.0, 3.0, 0.0]])
-    scene = torch.cat([scene, -scene.sum(dim=0, keepdim=True)])[None]   # the sequence mean is 0
-    res = similar_contrast(scene, torch.ones(1, 6, dtype=torch.bool), 1)[0]
-    assert res[4, 1] > 2.9 and res[4, 0].abs() < 0.1   # the TP-like extra direction survives
-    assert res[1].abs().max() < 1e-3                     # same as both neighbours: nothing left
-    one = torch.zeros(1, 10, dtype=torch.bool)
-    one[0, 4] = True
-    torch.testing.assert_close(similar_contrast(x[:1], one, 3)[0, 4], x[0, 4])   # no neighbour: itself
-
-
-def test_content_context_reads_contrast_beside_content():
-    dims = {"clip": 8, "place": 4}
-    head = {"content_head": True, "content_space": "projected", "content_contrast": "mean", "content_shot": True}
-    plain = MEGA(tiny_config("act", **head, content_context=0), dims)
-    model = MEGA(tiny_config("act", **head, content_context=3), dims)
-    cfg = model.cfg
-    assert count_parameters(model) - count_parameters(plain) == cfg.width * len(dims) * cfg.n_classes
-    feats, mask = random_batch(dims, [12, 7], 12)
-    model.eval()
-    base = model(feats, mask)
-    with torch.no_grad():   # only the contrast half of the content head changes the logits
-        model.content_head.weight[:, cfg.width * len(dims):] += 1.0
-    changed = model(feats, mask)
-    assert (changed.logits - base.logits)[mask].abs().max() > 1e-3
-    torch.testing.assert_close(changed.head_logits, base.head_logits)
-    with pytest.raises(MegaPipeError, match="content_context: needs content_head"):
-        tiny_config("act", content_head=False, content_context=3)
-    # the contrast alone, similarity-weighted: half the head, and a different read-out
-    alone = MEGA(tiny_config("act", **{**head, "content_contrast": "similar", "content_shot": False},
-                             content_context=3), dims)
-    assert count_parameters(alone) == count_parameters(plain)
-    from mega_pipe.model.mega import local_contrast, similar_contrast
-    emb = alone.content_embeddings(feats)
-    torch.testing.assert_close(alone.tp_content(feats, mask), similar_contrast(emb, mask, 3))
-    assert not torch.allclose(alone.tp_content(feats, mask)[mask], local_contrast(emb, mask, 3)[mask])
-    with pytest.raises(MegaPipeError, match="content_shot: false needs content_context"):
-        tiny_config("act", **{**head, "content_shot": False}, content_context=0)
-    with pytest.raises(MegaPipeError, match="content_contrast: expected"):
-        tiny_config("act", **{**head, "content_contrast": "median"}, content_context=3)
 
 
 # --- the act shot model's TP position head (docs/model.md choice 11) ----------------------------
@@ -590,8 +503,8 @@ def test_act_position_head_starts_as_the_tripod_prior():
     from mega_pipe.model.mega import tripod_log_prior
     from mega_pipe.model.prior import TRIPOD_TP_PRIOR
     dims = {"clip": 8, "place": 4}
-    model = MEGA(tiny_config("act", position_bins=10, content_head=False, content_context=0), dims)
-    plain = MEGA(tiny_config("act", position_bins=0, content_head=False, content_context=0), dims)
+    model = MEGA(tiny_config("act", position_bins=10), dims)
+    plain = MEGA(tiny_config("act", position_bins=0), dims)
     assert count_parameters(model) - count_parameters(plain) == 10 * 5
     with torch.no_grad():
         model.head.proj.weight.zero_()   # no content: the logits are the head's bias + the prior
@@ -607,38 +520,3 @@ def test_act_position_head_starts_as_the_tripod_prior():
     assert all(abs(m - mean) < 0.1 for m, (mean, _) in zip(modes.tolist(), TRIPOD_TP_PRIOR))
     with pytest.raises(MegaPipeError, match="position_bins: only for tasks"):
         tiny_config("scene", position_bins=10)
-
-
-def test_context_change_against_a_loop_and_padding():
-    from mega_pipe.model.mega import context_change
-
-    torch.manual_seed(0)
-    x = torch.randn(2, 9, 3)
-    mask = torch.ones(2, 9, dtype=torch.bool)
-    mask[1, 6:] = False
-    got = context_change(x, mask, 3)
-    for b in range(2):
-        real = [i for i in range(9) if mask[b, i]]
-        for i in range(9):
-            if not mask[b, i]:
-                assert torch.all(got[b, i] == 0)
-                continue
-            after = [j for j in real if i <= j < i + 3]
-            before = [j for j in real if i - 3 <= j < i]
-            want = x[b, after].mean(0) - (x[b, before].mean(0) if before else 0)
-            torch.testing.assert_close(got[b, i], want)
-
-
-def test_context_window_variant_builds_trains_and_is_named():
-    from mega_pipe.model.config import describe_model
-
-    cfg = load_config("act-small", context_window=8)
-    assert "context_window=8" in describe_model(cfg)["additions"]
-    model = MEGA(cfg, {"clip": 6, "place": 4})
-    feats = {"clip": torch.randn(1, 30, 6), "place": torch.randn(1, 30, 4)}
-    out = model(feats, torch.ones(1, 30, dtype=torch.bool))
-    out.logits.sum().backward()
-    change = model.streams["clip"].shot_encoder.change
-    assert change is not None and float(change.weight.grad.abs().sum()) > 0
-    with pytest.raises(MegaPipeError, match="context_window: only for task"):
-        load_config("scene-small", context_window=8)

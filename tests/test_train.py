@@ -229,11 +229,11 @@ def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path)
     train("act", manifest, out, TrainOptions(
         epochs=1, batch_size=4, lr=1e-3, device="cpu",
         config_overrides={**ACT_CFG, **_train_dict("act", optimizer="adamw")}, progress=False))
-    epoch0, line = (out / "metrics.jsonl").read_text().splitlines()   # epoch 0: the fitted probe, untrained
-    assert json.loads(epoch0)["epoch"] == 0
+    (line,) = (out / "metrics.jsonl").read_text().splitlines()   # epoch 1 only: nothing untrained is a candidate
+    assert json.loads(line)["epoch"] == 1
     losses = json.loads(line)["train"]
     # every training movie has shot gold: shot_tp teaches the shots, no distillation
-    # (train.distill.with_shot_gold false, docs/training.md "Shot-level gold")
+    # (docs/training.md "Shot-level gold")
     assert set(losses) == {"sync", "synopsis", "shot_tp", "loss"}
     assert losses["loss"] == pytest.approx(sum(v for k, v in losses.items() if k != "loss"), rel=1e-5)
 
@@ -245,52 +245,6 @@ def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path)
         saved = json.loads((both / f"eval_{task}_test.json").read_text())
         assert saved["task"] == task
         assert score_records(task, read_records(both / f"predictions_{task}_test.jsonl")) == saved["metrics"]
-
-def test_content_probe_is_fitted_before_training_and_kept(manifest, tmp_path):
-    """The packaged act content head — on the similarity-weighted contrast of the input
-    features — is fitted as the prior + linear-direction probe (LinearTPBaseline, L2 by
-    cross-validation inside the training movies: the validation movies only choose the epoch)
-    before epoch 1 and stays fixed while the rest trains (``train.content_probe``);
-    the MEGA head starts at 0, so the model before training is prior + probe, validated as
-    epoch 0 and kept as best.pt unless an epoch beats it."""
-    from mega_pipe.model.baselines import LinearTPBaseline
-    from mega_pipe.model.data import load_entries
-    cfg = load_config("act-small")
-    assert (cfg.train.content_probe, cfg.content_space, cfg.content_contrast, cfg.content_shot) == \
-        (True, "input", "similar", False)
-    out = tmp_path / "act"
-    summary = train("act", manifest, out, TrainOptions(
-        epochs=2, batch_size=2, lr=1e-3, device="cpu", seed=3, config="act-small",
-        config_overrides={**ACT_CFG, **_train_dict("act", optimizer="adamw")}, progress=False))
-    ckpt = load_checkpoint(out / "last.pt")
-    fitted = ckpt.info["settings"]["content_probe"]
-    assert fitted["train_movies"] == sum(e.split == "train" for e in read_manifest(manifest))
-
-    def probe_rows(split):   # what the head reads, recomputed from the checkpoint
-        movies = load_entries([e for e in read_manifest(manifest) if e.split == split], ckpt.modalities)
-        rows = []
-        for movie in movies:
-            ckpt.normalizer.apply(movie)
-            batch = pack_windows([movie], ckpt.modalities, ckpt.cfg.max_len, torch.device("cpu"))
-            with torch.no_grad():
-                x = stitch_windows(ckpt.model.tp_content(batch.feats, batch.mask, batch.present), batch)[0]
-            rows.append(([x.numpy()], movie.tp_shots))
-        return rows
-
-    probe, l2 = LinearTPBaseline.select_cv(probe_rows("train"))
-    assert l2 == fitted["l2"] and fitted["cv_folds"] == min(5, fitted["train_movies"])
-    weight, bias = ckpt.model.content_head.weight.detach(), ckpt.model.content_head.bias.detach()
-    assert float(weight.abs().sum()) > 0 and float(bias.abs().max()) == 0
-    np.testing.assert_allclose(weight.numpy(), probe.weights, rtol=1e-4, atol=1e-5)
-    # epoch 0 is the untrained prior + probe; the MEGA head trained on from 0
-    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == [0, 1, 2] and "train" not in log[0] and "ta" in log[0]["val"]
-    assert float(ckpt.model.head.proj.weight.detach().abs().max()) > 0
-    best = load_checkpoint(out / "best.pt")
-    assert best.info["epoch"] == summary["best_epoch"]
-    if summary["best_epoch"] == 0:
-        assert float(best.model.head.proj.weight.detach().abs().max()) == 0
-
 
 # --- missing modalities (docs/model.md) ------------------------------------------------------
 
@@ -377,7 +331,7 @@ def test_optimizer_groups_exempt_exactly_norms_biases_tables_and_tokens():
     from mega_pipe.model.mega import MEGA, SynopsisModel
     from mega_pipe.model.train import parameter_groups
 
-    cfg = load_config("act-small", width=16, ffn_width=32, n_heads=2, n_bottleneck=4, positional="learned")
+    cfg = load_config("act-sync", width=16, ffn_width=32, n_heads=2, n_bottleneck=4, positional="learned")
     model, synopsis = MEGA(cfg, {"clip": 6, "place": 5}), SynopsisModel(cfg, 7, 2)
     groups = parameter_groups([model, synopsis], weight_decay=0.05)
     assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
@@ -416,16 +370,14 @@ def test_grad_clip_is_a_train_key_and_bounds_the_step(monkeypatch, manifest, tmp
     assert any(before > 0.01 for before, _, _ in norms)
 
 
-# --- distillation with position: which networks the teacher path reaches ---------------------------
+# --- distillation: which networks the teacher path reaches ---------------------------------------
 
 
-def _act_run(manifest, **distill):
+def _act_run(manifest, config="act-small"):
     from mega_pipe.model.checkpoint import build_models
     from mega_pipe.model.data import Normalizer, load_entries
     from mega_pipe.model.tasks import Run
-    base = config_to_dict(load_config("act"))["train"]
-    distill = {"with_shot_gold": True, **distill}   # the synthetic movies have shot gold
-    cfg = load_config("act-small", **ACT_CFG, train={**base, "distill": {**base["distill"], **distill}})
+    cfg = load_config(config, **ACT_CFG)
     entries = [e for e in read_manifest(manifest) if e.split == "train"][:2]
     modalities = list(MODALITIES)
     movies = load_entries(entries, modalities, synopsis=True)
@@ -449,71 +401,47 @@ def _distill_grads(run, epoch):
     return {k: 0.0 if g is None else float(g.abs().sum()) for k, g in zip(params, grads)}
 
 
-def test_distillation_skips_movies_with_shot_gold_unless_asked(manifest):
+def test_distillation_skips_movies_with_shot_gold(manifest):
     from mega_pipe.model.tasks import ActTask
-    run = _act_run(manifest, with_shot_gold=False)   # the packaged default
-    assert load_config("act-small").train.distill.with_shot_gold is False
+    run = _act_run(manifest)
     assert all(m.tp_shots is not None for m in run.train_movies)
     assert "distill" not in ActTask().movie_losses(run, run.train_movies, 1.0)   # shot_tp teaches them
-    assert "distill" in ActTask().movie_losses(_act_run(manifest, with_shot_gold=True), run.train_movies, 1.0)
     for movie in run.train_movies:   # synopsis labels only (TRIPOD): the teacher is the only signal
         movie.tp_shots = None
     losses = ActTask().movie_losses(run, run.train_movies, 1.0)
     assert "distill" in losses and "shot_tp" not in losses
 
 
-def test_only_shot_gold_trains_the_tp_heads(manifest):
-    """The distillation trains the MEGA head alone; the position and content heads (packaged in
-    act-small) learn from shot-level gold only, so synopsis-only training keeps them at the prior."""
+def test_only_shot_gold_trains_the_position_head(manifest):
+    """act-sync: the distillation trains the MEGA head alone; the position head learns from
+    shot-level gold only, so synopsis-only training keeps it at TRIPOD's published prior."""
     from mega_pipe.model.tasks import ActTask
-    run = _act_run(manifest, with_shot_gold=True)
-    heads = [run.model.position_bias, run.model.content_head.weight]
+    run = _act_run(manifest, "act-sync")
 
-    def head_grads():
+    def head_grad():
         loss = ActTask().movie_losses(run, run.train_movies, 1.0)["loss"]
-        return [g is not None and float(g.abs().sum()) > 0
-                for g in torch.autograd.grad(loss, heads, allow_unused=True)]
+        (g,) = torch.autograd.grad(loss, [run.model.position_bias], allow_unused=True)
+        return g is not None and float(g.abs().sum()) > 0
     run.set_train(False)
-    assert head_grads() == [True, True]
+    assert head_grad()
     for movie in run.train_movies:
         movie.tp_shots = None
-    assert head_grads() == [False, False]
+    assert not head_grad()
 
 
-def test_without_shot_gold_the_content_head_adds_nothing(manifest, tmp_path):
-    """TRIPOD setting: no probe can be fitted and nothing trains the content head, so it is off
-    (zero, frozen) instead of adding its random initialisation to every prediction."""
-    from mega_pipe.model.checkpoint import read_checkpoint
-
-    tripod = _tripod_setting(manifest, tmp_path / "tripod.jsonl")
-    train("act", tripod, tmp_path / "run", TrainOptions(config="act-small", epochs=1, device="cpu",
-                                                         progress=False))
-    head = read_checkpoint(tmp_path / "run" / "last.pt")["model"]
-    assert float(head["content_head.weight"].abs().sum()) == 0.0
-    assert float(head["content_head.bias"].abs().sum()) == 0.0
-
-
-def test_fused_teacher_after_the_switch_trains_the_synopsis_transformer(manifest):
-    run = _act_run(manifest, fused_after=5.0, teacher_grad=True)
-    before, after = _distill_grads(run, 1.0), _distill_grads(run, 6.0)
-    transformer = [k for k in after if k.startswith("stream.unimodal.")]
-    align_pe = [k for k in after if k.startswith("stream.align_pe.")]
-    assert transformer and align_pe
-    # before the switch Eq. 5 is in the content space: only the sentence projection is reached
-    assert all(before[k] == 0 for k in transformer + align_pe)
-    assert all(after[k] > 0 for k in transformer) and any(after[k] > 0 for k in align_pe)
-    # a detached teacher (the packaged teacher_student) reaches nothing, fused or not
-    detached = _distill_grads(_act_run(manifest, fused_after=5.0), 6.0)
-    assert all(v == 0 for v in detached.values())
-
-
-def test_distillation_can_start_after_the_teacher_settles(manifest):
-    """``train.distill.start_epoch``: no distillation loss before that epoch, the full loss
-    after it and at validation (epoch None); a named addition."""
-    from mega_pipe.model.config import describe_model
-    from mega_pipe.model.tasks import ActTask
-    run = _act_run(manifest, start_epoch=3.0)
-    assert "distill.start_epoch=3.0" in describe_model(run.cfg)["additions"]
-    assert "distill" not in ActTask().movie_losses(run, run.train_movies, 2.5)
-    assert "distill" in ActTask().movie_losses(run, run.train_movies, 3.0)
-    assert "distill" in ActTask().movie_losses(run, run.train_movies, None)
+def test_the_papers_distillation_trains_the_synopsis_transformer_and_the_variants_does_not(manifest):
+    """Eq. 8 as written (act-small: KL(O || P) with P attached, on the fused u and v) moves the
+    synopsis transformer and its Align.PE; act-sync's detached teacher (KL(P || O)) reaches
+    nothing of the synopsis network."""
+    for config, reaches in (("act-small", True), ("act-sync", False)):
+        run = _act_run(manifest, config)
+        for movie in run.train_movies:
+            movie.tp_shots = None
+        grads = _distill_grads(run, 1.0)
+        transformer = [k for k in grads if k.startswith("stream.unimodal.")]
+        align_pe = [k for k in grads if k.startswith("stream.align_pe.")]
+        assert transformer and align_pe
+        if reaches:
+            assert all(grads[k] > 0 for k in transformer) and any(grads[k] > 0 for k in align_pe)
+        else:
+            assert all(v == 0 for v in grads.values())

@@ -64,6 +64,8 @@ def add_model_summary_cli(subparsers: argparse._SubParsersAction) -> None:
     ms = subparsers.add_parser("model-summary", help="parameter count of a MEGA configuration")
     ms.add_argument("--task", required=True, choices=("scene", "act"))
     ms.add_argument("--modalities", required=True, help="name=dim,... e.g. bassl=2048,place=2048,clip=512")
+    ms.add_argument("--config", help="packaged config name or JSON file (default: the task's paper config, "
+                                     "e.g. scene-small, scene-relational, act-small, act-sync)")
     ms.add_argument("--sentence-dim", type=int, default=384,
                     help="act: synopsis sentence-vector dimension of the synopsis model (default 384, MiniLM)")
     ms.set_defaults(func=_cmd_model_summary)
@@ -111,5 +113,5 @@ def _cmd_model_summary(args: argparse.Namespace) -> int:
         dims[name] = int(dim)
     if args.sentence_dim < 1:
         raise MegaPipeError(f"--sentence-dim must be at least 1, got {args.sentence_dim}")
-    print(json.dumps(model_summary(args.task, dims, sentence_dim=args.sentence_dim), indent=2))
+    print(json.dumps(model_summary(args.task, dims, sentence_dim=args.sentence_dim, config=args.config), indent=2))
     return 0
