@@ -2,7 +2,7 @@
 
 The loop knows nothing about scenes or acts: the task object (:func:`tasks.task_for`, chosen
 once) checks the labels, builds the samples, gives each batch's losses and validates, and its
-hooks do any set-up of its own (an act run's synopsis teacher and content probe). The loop
+hooks do any set-up of its own (an act run's synopsis teacher). The loop
 does the rest: config and settings first (before any data is read), data and models, optimiser
 and schedule from the config's ``train`` section (``config.py``), epochs, the best epoch on the
 ``val`` split by the task's selection metric, checkpoints (``checkpoint.py``) and the metrics log.
