@@ -8,7 +8,7 @@ encoding of the token index and the **Alignment Positional Encoding** (Align.PE)
 embedding of the token's *normalised* position r_i = i / N (N = the true, unpadded length)
 quantised into L_n bins. The same Align.PE rows are added to L_n learned **bottleneck tokens**,
 so bottleneck token k of every modality stands for the k-th 1/L_n of the input; with
-``bottleneck_seed`` "bin_mean" (packaged; docs/model.md choice 4b) token k also starts from the
+``bottleneck_seed`` "bin_mean" (the named variants; docs/model.md choice 4b) token k also starts from the
 mean of the shot tokens of bin k, so it summarises exactly those shots. Each modality
 runs N_u post-LN transformer layers over [bottlenecks; shots]. In the **bottleneck fusion**
 stage every modality's own N_f layers attend over the bottleneck tokens of *all* modalities
@@ -445,7 +445,7 @@ class MegaOutput:
 
     logits: Tensor  # (B, L, n_classes)
     shot_emb: Tensor  # (B, L, width * M): fused per-modality shot tokens, concatenated (u_i of Eq. 5)
-    head_logits: Tensor | None = None  # act with TP heads: the MEGA head's logits alone (distillation)
+    head_logits: Tensor | None = None  # act with a position head: the MEGA head's logits alone (distillation)
 
 
 def _init_linear(module: nn.Module) -> None:
@@ -480,8 +480,8 @@ class MEGA(nn.Module):
         # logit bias for each of ``position_bins`` bins of the movie-global position, started at
         # the log of TRIPOD's published position prior, so the model starts as the prior. It is
         # added to the prediction; the distillation trains the MEGA head alone
-        # (``MegaOutput.head_logits``), so only shot-level gold moves it — without it the head
-        # is that published prior, fixed, never random weights.
+        # (``MegaOutput.head_logits``), so only shot-level gold moves it — without shot gold
+        # it stays that published prior, fixed, never random weights.
         bins = cfg.position_bins if cfg.task == "act" else 0
         self.position_bias = nn.Parameter(tripod_log_prior(bins)) if bins else None
         self.apply(_init_linear)
