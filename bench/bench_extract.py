@@ -1,16 +1,25 @@
-"""Extraction throughput against the cost of decoding (issue: extract <= 1.3x decode-only).
+"""Extraction against the cost of decoding, with a per-stage account (issue 20: extract within
+1.2x of decode-only on a 10-minute 1080p movie, 2 cores).
 
-One run on one machine; prints the measured times and the ratios, nothing is pass/fail:
+Prints measured times and ratios; nothing is pass/fail:
 
-    python bench/bench_extract.py [--minutes 10] [--movie PATH] [--models tiny] [--device cpu]
+    python bench/bench_extract.py [--minutes 2,10,30] [--runs 3] [--movie PATH] [--models tiny]
+                                  [--also-tree DIR] [--floor] [--json FILE]
 
-1. a 1080p H.264 movie (>= 2 min, hard cuts, AAC audio) is generated with FFmpeg unless given:
-   up to 2 minutes are encoded directly; longer movies repeat that 2-minute encode (FFmpeg's concat
-   demuxer, stream copy), which decodes at exactly the same cost per frame and takes seconds
-   instead of ~1 minute of encoding per minute of movie;
-2. decode-only: ``ffmpeg -i movie -f null -`` (every stream decoded, nothing written);
-3. PySceneDetect's own ``detect()`` with AdaptiveDetector (it decodes the movie itself);
-4. ``mega-pipe extract --models tiny`` (decode once + shots + all modalities + Parquet), fresh.
+1. a 1080p24 H.264 + AAC movie of 5 s shots (120 in 10 minutes) is generated with FFmpeg unless
+   given: up to 2 minutes are encoded directly; longer movies repeat that 2-minute encode
+   (FFmpeg's concat demuxer, stream copy), which decodes at exactly the same cost per frame and
+   takes seconds instead of ~1 minute of encoding per minute of movie;
+2. for each movie, ``--runs`` rounds, each running in turn: decode-only
+   (``ffmpeg -threads 2 -i movie -map 0:v -f null -``), optionally FFmpeg with extract's own
+   filter graph into ``-f null`` (``--floor``: decode + scale + RGB, what no Python work can go
+   below), ``mega-pipe extract --models tiny`` (fresh output), and optionally the same command
+   run from another checkout (``--also-tree DIR``: DIR/mega_pipe is imported instead, e.g. a
+   ``git worktree`` of the code before a change);
+3. per command: wall seconds (minimum, and spread = (max - min) / min), CPU seconds (user +
+   system of the command and its children, FFmpeg included) and peak RSS; the ratio of the
+   minima to decode-only; and the per-stage account of the fastest extract run (wall and CPU
+   seconds per stage, from its manifest: docs/decoding.md, "Where the time goes").
 """
 from __future__ import annotations
 
@@ -43,19 +52,13 @@ BENCH_SOURCES = tuple(s + GRAIN for s in (
     "zoneplate=s={w}x{h}:r={r}",
 ))
 RATE = ["-b:v", "8M", "-maxrate", "10M", "-bufsize", "20M"]
-SHOT_S = 15.0
+SHOT_S = 5.0
 BASE_MINUTES = 2.0
-
-
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def bench_movie(work: Path, minutes: float) -> Path:
     """The generated benchmark movie of ``minutes`` (cached in ``work``)."""
-    movie = work / f"bench_1080p_{minutes:g}min_grain8M.mp4"
+    movie = work / f"bench_1080p_{minutes:g}min_{SHOT_S:g}s_grain8M.mp4"
     if movie.exists():
         return movie
     if minutes <= BASE_MINUTES:
@@ -76,55 +79,171 @@ def bench_movie(work: Path, minutes: float) -> Path:
     return movie
 
 
+def run_cmd(cmd: list[str], env: dict | None = None) -> dict:
+    """Run ``cmd``; its wall seconds, CPU seconds (with its children) and peak RSS (MB; the
+    largest of the process and its waited-for children)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode:
+        raise SystemExit(f"{cmd[0]} ... failed ({p.returncode})")
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "max_rss_mb": ru.ru_maxrss / 1024}
+
+
+def floor_cmd(ff: str, movie: Path, frame_size: int) -> list[str]:
+    """FFmpeg with extract's own video filter graph, into -f null: decode + scale + RGB."""
+    from mega_pipe.pipeline.decode import MovieDecoder
+    from mega_pipe.pipeline.probe import probe
+
+    dec = MovieDecoder(probe(movie), frame_size, audio=False)
+    cmd = dec._command(None)
+    return cmd[:cmd.index("-f")] + ["-f", "null", "-"]
+
+
+def summary(runs: list[dict]) -> dict:
+    walls = [r["wall"] for r in runs]
+    return {"runs_s": [round(w, 2) for w in walls], "min_s": round(min(walls), 2),
+            "spread": round((max(walls) - min(walls)) / min(walls), 3),
+            "cpu_min_s": round(min(r["cpu"] for r in runs), 2),
+            "max_rss_mb": round(max(r["max_rss_mb"] for r in runs), 1)}
+
+
+def stage_table(m: dict) -> list[tuple[str, float | None, float | None]]:
+    """(stage, wall s, CPU s) rows from one extract manifest's account."""
+    dec = m["stages"]["decode"]
+    acc = dec.get("account")
+    if not acc:
+        return [("decode pass (no account in this version)", dec["decode_seconds"], None)]
+    th, main = acc["threads"], acc["main"]
+    get = lambda k: main.get(k, {"wall": 0.0, "cpu": 0.0})  # noqa: E731
+    rows = [("FFmpeg decode + filter (process)", th.get("ffmpeg_wall_s"), th.get("ffmpeg_cpu")),
+            ("pipe reads (video reader thread)", None, th.get("video_reader_cpu")),
+            ("  reader blocked on a full queue", th.get("video_reader_blocked_s"), None),
+            ("FFmpeg log / PTS parsing thread", None, th.get("log_reader_cpu")),
+            ("audio pipe thread", None, th.get("audio_reader_cpu")),
+            ("main: waiting for frames + PTS", get("frames")["wall"], get("frames")["cpu"]),
+            ("main: downscale (clip/detector copy)", get("downscale")["wall"], get("downscale")["cpu"]),
+            ("main: shot detection", get("shots")["wall"], get("shots")["cpu"]),
+            ("main: sampling + clip cutting + batching", get("sampling")["wall"], get("sampling")["cpu"]),
+            ("main: audio windows", get("audio_windows")["wall"], get("audio_windows")["cpu"]),
+            ("main: waiting for the models / encoders", get("model_wait")["wall"] + get("encode_wait")["wall"],
+             get("model_wait")["cpu"] + get("encode_wait")["cpu"]),
+            ("model start-up (imports + build, encode thread)", acc["model_startup"]["wall"],
+             acc["model_startup"]["cpu"])]
+    for mod, e in acc["encode"].items():
+        rows.append((f"encoder {mod} ({e['batches']} batches)", e["wall"], e["cpu"]))
+    pool = m["stages"].get("pool", {}).get("account", {})
+    for k in ("pool", "write"):
+        if k in pool:
+            rows.append(("pooling" if k == "pool" else "writing Parquet", pool[k]["wall"], pool[k]["cpu"]))
+    rows.append(("all threads of the extract process during the pass", dec["seconds"], acc["process_cpu"]))
+    return rows
+
+
+def print_stage_table(rows, total_wall: float, total_cpu: float) -> None:
+    print(f"  {'stage':<52} {'wall s':>8} {'CPU s':>8}")
+    for name, w, c in rows:
+        ws = f"{w:8.2f}" if w is not None else " " * 8
+        cs = f"{c:8.2f}" if c is not None else " " * 8
+        print(f"  {name:<52} {ws} {cs}")
+    print(f"  {'whole command (wall; CPU with FFmpeg)':<52} {total_wall:8.2f} {total_cpu:8.2f}")
+
+
+def bench_one(movie: Path, args, ff: str) -> dict:
+    cmds: dict[str, tuple[list[str], dict | None]] = {
+        "decode_only": ([ff, "-nostdin", "-v", "error", "-threads", "2", "-i", str(movie),
+                         "-map", "0:v", "-f", "null", "-"], None)}
+    frame_size = None
+    outs: dict[str, Path] = {}
+
+    def extract_cmd(name: str, tree: Path | None):
+        out = args.work / f"out_{name}"
+        outs[name] = out
+        env = None
+        if tree is not None:
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+        return ([sys.executable, "-m", "mega_pipe.pipeline.cli", "extract", str(movie),
+                 "--models", args.models, "--device", args.device, "--out", str(out),
+                 "--no-progress"], env)
+
+    cmds["extract"] = extract_cmd("extract", None)
+    if args.also_tree:
+        cmds["extract_other_tree"] = extract_cmd("other", args.also_tree)
+    runs: dict[str, list[dict]] = {k: [] for k in cmds}
+    manifests: dict[str, list[dict]] = {k: [] for k in cmds if k.startswith("extract")}
+    for i in range(args.runs):
+        for name, (cmd, env) in cmds.items():
+            if name in outs:
+                subprocess.run(["rm", "-rf", str(outs[name])], check=True)
+            r = run_cmd(cmd, env)
+            runs[name].append(r)
+            if name in outs:
+                m = json.loads(next(outs[name].glob("*/manifest.json")).read_text())
+                manifests[name].append(m)
+                frame_size = frame_size or m["config"]["frame_size"]
+            print(f"  round {i + 1} {name}: {r['wall']:.2f} s, CPU {r['cpu']:.2f} s, "
+                  f"peak RSS {r['max_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+        if args.floor and frame_size:
+            runs.setdefault("ffmpeg_graph_floor", []).append(run_cmd(floor_cmd(ff, movie, frame_size)))
+    base = min(r["wall"] for r in runs["decode_only"])
+    res = {"movie": str(movie), "commands": {}}
+    for name, rs in runs.items():
+        res["commands"][name] = {**summary(rs), "ratio_of_minima": round(min(r["wall"] for r in rs) / base, 3)}
+    for name, ms in manifests.items():
+        best = min(range(len(ms)), key=lambda j: runs[name][j]["wall"])
+        m = ms[best]
+        res["commands"][name].update({
+            "duration_s": m["timeline"]["duration_s"], "frames": m["timeline"]["frames"],
+            "shots": m["stages"]["shots"]["count"],
+            "python_max_rss_mb": m["stages"].get("process", {}).get("max_rss_mb"),
+            "ffmpeg_max_rss_mb": (m["stages"]["decode"].get("account") or {}).get("threads", {}).get("ffmpeg_max_rss_mb"),
+            "stages": stage_table(m), "wall_of_stages_run": round(runs[name][best]["wall"], 2),
+            "cpu_of_stages_run": round(runs[name][best]["cpu"], 2)})
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--movie", type=Path, help="use this movie instead of generating one")
-    ap.add_argument("--minutes", type=float, default=10.0,
-                    help="length of the generated movie (default 10; at least 2)")
+    ap.add_argument("--minutes", default="10",
+                    help="lengths of the generated movies, comma-separated (default 10; each >= 2)")
+    ap.add_argument("--runs", type=int, default=3, help="alternating rounds per movie (default 3)")
     ap.add_argument("--models", default="tiny")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--also-tree", type=Path, help="also run extract with DIR on PYTHONPATH "
+                    "(DIR/mega_pipe: another checkout, e.g. the code before a change)")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time FFmpeg with extract's filter graph into -f null")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mega-pipe-bench")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-
-    movie = args.movie or bench_movie(args.work, args.minutes)
     ff = ffmpeg_exe()
-    decode = timed(lambda: subprocess.run([ff, "-nostdin", "-v", "error", "-i", str(movie), "-f", "null", "-"],
-                                          check=True))
-
-    def scenedetect_detect():
-        from scenedetect import AdaptiveDetector, detect
-
-        detect(str(movie), AdaptiveDetector())
-
-    detect_s = timed(scenedetect_detect)
-
-    out = args.work / "out"
-    subprocess.run(["rm", "-rf", str(out)], check=True)
-    cmd = [sys.executable, "-m", "mega_pipe.pipeline.cli", "extract", str(movie), "--models", args.models,
-           "--device", args.device, "--out", str(out), "--no-progress"]
-    extract_s = timed(lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
-    manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
-    rerun_s = timed(lambda: subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL))
-
-    res = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "movie": str(movie), "duration_s": manifest["timeline"]["duration_s"],
-        "frames": manifest["timeline"]["frames"], "shots": manifest["stages"]["shots"]["count"],
-        "decode_only_s": round(decode, 2),
-        "scenedetect_detect_s": round(detect_s, 2),
-        "extract_s": round(extract_s, 2),
-        "extract_rerun_cached_s": round(rerun_s, 2),
-        "extract_over_decode": round(extract_s / decode, 3),
-        "scenedetect_over_decode": round(detect_s / decode, 3),
-        "extract_over_scenedetect": round(extract_s / detect_s, 3),
-        "encode_seconds": {k: round(v, 2) for k, v in manifest["stages"]["decode"]["encode_seconds"].items()},
-        "models": args.models,
-    }
-    print(json.dumps(res, indent=2))
+    movies = [args.movie] if args.movie else [bench_movie(args.work, float(m))
+                                              for m in args.minutes.split(",")]
+    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
+               "load_before": os.getloadavg(), "models": args.models, "runs": args.runs,
+               "movies": []}
+    for movie in movies:
+        print(f"== {movie}", file=sys.stderr, flush=True)
+        res = bench_one(movie, args, ff)
+        results["movies"].append(res)
+        print(f"\n{movie.name}")
+        for name, c in res["commands"].items():
+            print(f"  {name:<20} min {c['min_s']:8.2f} s  runs {c['runs_s']}  spread {c['spread']:.1%}  "
+                  f"CPU {c['cpu_min_s']:.1f} s  peak RSS {c['max_rss_mb']:.0f} MB  "
+                  f"ratio {c['ratio_of_minima']:.3f}")
+        for name, c in res["commands"].items():
+            if "stages" in c:
+                print(f"  -- {name}: {c['frames']} frames, {c['shots']} shots, per-stage account "
+                      f"of its fastest run (Python peak RSS {c['python_max_rss_mb']} MB):")
+                print_stage_table(c["stages"], c["wall_of_stages_run"], c["cpu_of_stages_run"])
+        sys.stdout.flush()
+    results["load_after"] = os.getloadavg()
     if args.json:
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
@@ -99,6 +100,27 @@ def _pipe(size: int = 1 << 20) -> tuple[int, int]:
     return r, w
 
 
+def _children_cpu() -> tuple[float, float]:
+    """(user, system) CPU seconds of this process's finished children (FFmpeg, once waited)."""
+    try:
+        import resource
+
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime, ru.ru_stime
+    except (ImportError, OSError):
+        return 0.0, 0.0
+
+
+def _children_maxrss() -> float:
+    """The peak resident memory (MB) of the largest finished child (Linux reports KiB)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    except (ImportError, OSError):
+        return 0.0
+
+
 def downscale(image: np.ndarray, factor: int) -> np.ndarray:
     """``image`` shrunk by an integer ``factor`` (area average); ``image`` itself for 1."""
     if factor <= 1:
@@ -138,6 +160,12 @@ class MovieDecoder:
         self.pts_warnings: list[str] = []
         self.decode_errors = 0                # FFmpeg's error-level messages (damaged data)...
         self.first_error: str | None = None   # ... and the first one
+        # The account of the pass (docs/decoding.md, "Where the time goes"): CPU seconds of
+        # FFmpeg and of each reader thread, and how long the video reader waited on a full
+        # queue (FFmpeg then waits too: the consumer is the bottleneck).
+        self.account: dict[str, float] = {}
+        self._t_start = 0.0
+        self._children0: tuple[float, float] = (0.0, 0.0)
 
     # -- process management -------------------------------------------------------------------
     def _command(self, audio_fd: int | None) -> list[str]:
@@ -162,6 +190,8 @@ class MovieDecoder:
             audio_r, audio_w = _pipe()
         video_r, video_w = _pipe()
         cmd = self._command(audio_w)
+        self._children0 = _children_cpu()
+        self._t_start = time.perf_counter()
         try:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=video_w, stderr=subprocess.PIPE,
@@ -205,6 +235,7 @@ class MovieDecoder:
     def _read_video(self, f: io.FileIO) -> None:
         """Read each frame straight into its own array (one copy, out of the kernel's pipe)."""
         shape = (self.height, self.width, 3)
+        blocked = 0.0
         with f:
             while True:
                 frame = np.empty(shape, np.uint8)
@@ -213,7 +244,14 @@ class MovieDecoder:
                     got += n
                 if got < view.nbytes:
                     break
-                self._frames.put(frame)
+                try:
+                    self._frames.put_nowait(frame)
+                except queue.Full:
+                    t0 = time.perf_counter()
+                    self._frames.put(frame)
+                    blocked += time.perf_counter() - t0
+        self.account["video_reader_cpu"] = time.thread_time()
+        self.account["video_reader_blocked_s"] = blocked
         self._frames.put(None)
 
     def _read_audio(self, f) -> None:
@@ -221,6 +259,7 @@ class MovieDecoder:
             while chunk := f.read(1 << 16):
                 with self._audio_lock:
                     self._audio_chunks.append(chunk)
+        self.account["audio_reader_cpu"] = time.thread_time()
 
     def _read_log(self) -> None:
         for line in self._proc.stderr:
@@ -243,6 +282,7 @@ class MovieDecoder:
                     self.decode_errors += 1
                     self.first_error = self.first_error or m.group(2)
                     self._last_error = m.group(2)
+        self.account["log_reader_cpu"] = time.thread_time()
         self._audio_known.set()
         self._pts.put(None)
 
@@ -272,6 +312,11 @@ class MovieDecoder:
             yield Frame(self.n_frames, float((pts - self.first_pts) * tb), image)
             self.n_frames += 1
         self._proc.wait()
+        self.account["ffmpeg_wall_s"] = time.perf_counter() - self._t_start
+        cpu, rss = _children_cpu(), _children_maxrss()
+        self.account["ffmpeg_cpu"] = (cpu[0] - self._children0[0]) + (cpu[1] - self._children0[1])
+        self.account["ffmpeg_user_cpu"] = cpu[0] - self._children0[0]
+        self.account["ffmpeg_max_rss_mb"] = rss
         for t in self._threads:
             t.join()
         if self._proc.returncode != 0:

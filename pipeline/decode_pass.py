@@ -45,6 +45,8 @@ class BatchEncoder:
         self.models = models
         self.size: int | None = None      # the batch size, known once the models are built
         self.timings = {} if timings is None else timings   # modality -> seconds encoding
+        self.cpu: dict[str, float] = {}                       # modality -> CPU seconds encoding
+        self.batches: dict[str, int] = {}
         self.worker = worker
         self._slots = threading.BoundedSemaphore(max_pending)
         self._inputs: list = []
@@ -95,9 +97,11 @@ class BatchEncoder:
         out = {}
         models = self.models.result()
         for m in self.modalities:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             out[m] = np.asarray(models[m].encode(batch), np.float32)
             self.timings[m] = self.timings.get(m, 0.0) + time.perf_counter() - t0
+            self.cpu[m] = self.cpu.get(m, 0.0) + time.thread_time() - c0
+            self.batches[m] = self.batches.get(m, 0) + 1
         return out
 
     def results(self, end_time: float) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -167,7 +171,7 @@ def decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods: 
     startup: dict[str, float] = {}
     sampler = (SecondSampler(lay.clip_len, float(info.video.frame_rate))
                if lay.frame or lay.clip else None)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
     with worker, MovieDecoder(info, pool.frame_size, audio=bool(lay.audio)) as dec, \
             _progress(info, cfg.progress) as bar:
@@ -179,26 +183,36 @@ def decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods: 
         detector = ShotDetector(cfg.detector, info.video.frame_rate) if detect else None
         reuse = detector is not None and detector.factor(dec.width) == lay.clip_factor
         windower = None
+        lap = _Laps()
         for frame in dec.frames():
+            lap("frames")                    # waiting for FFmpeg + the frame's PTS
             small = downscale(frame.image, lay.clip_factor)
+            lap("downscale")
             if detector:
                 detector.push(frame.index, frame.t, small if reuse else frame.image)
+                lap("shots")
             if sampler:
                 _add_samples(sampler.push(frame, small), enc)
+                lap("sampling")
             if "audio" in enc:
                 windower = windower or AudioWindower(dec.audio_offset())
                 _add_audio(windower, dec.take_audio(), enc["audio"])
+                lap("audio_windows")
             bar.update(1)
+        lap("frames")
         end_time, n_frames = dec.end_time, dec.n_frames
         decode_seconds = time.perf_counter() - t0
         wait([models])
         waited = time.perf_counter() - t0 - decode_seconds
+        lap("model_wait")
         if sampler:
             _add_samples(sampler.finish(end_time), enc)
         if "audio" in enc:
             _add_audio(windower or AudioWindower(dec.audio_offset()), dec.take_audio(),
                        enc["audio"], end_time)
+        lap("sampling")
         samples = {m: v for e in enc.values() for m, v in e.results(end_time).items()}
+        lap("encode_wait")
     startup_s = startup.get("seconds", 0.0)
     log.info(f"decoded {n_frames} frames ({end_time:.1f} s of video) in {decode_seconds:.1f} s"
              + (f"; model start-up {startup_s:.1f} s" if mods else "")
@@ -209,7 +223,41 @@ def decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods: 
         stats={"seconds": time.perf_counter() - t0, "decode_seconds": decode_seconds,
                "model_startup_seconds": startup_s, "model_wait_seconds": waited,
                "frames": n_frames, "duration_s": end_time, "encode_seconds": timings,
-               "frame_size": pool.frame_size, "warnings": dec.warnings()})
+               "frame_size": pool.frame_size, "warnings": dec.warnings(),
+               "account": _account(lap, dec, enc, startup, cpu0)})
+
+
+class _Laps:
+    """Wall and CPU seconds of the main thread's stages: each call charges the time since the
+    previous call to ``stage`` (two clock reads per stage and frame, ~1 µs)."""
+
+    def __init__(self):
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._w, self._c = time.perf_counter(), time.thread_time()
+
+    def __call__(self, stage: str) -> None:
+        w, c = time.perf_counter(), time.thread_time()
+        self.wall[stage] = self.wall.get(stage, 0.0) + w - self._w
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + c - self._c
+        self._w, self._c = w, c
+
+
+def _account(lap: _Laps, dec: MovieDecoder, enc: dict, startup: dict, cpu0: float) -> dict:
+    """Where the pass's time went (docs/decoding.md): per stage, wall seconds on the thread that
+    runs it and CPU seconds; FFmpeg's CPU from ``getrusage``; ``process_cpu`` is every thread of
+    this process during the pass."""
+    r = lambda x: round(x, 3)  # noqa: E731
+    out = {"main": {k: {"wall": r(lap.wall[k]), "cpu": r(lap.cpu[k])} for k in lap.wall},
+           "threads": {k: r(v) for k, v in dec.account.items()},
+           "encode": {}, "process_cpu": r(time.process_time() - cpu0),
+           "model_startup": {"wall": r(startup.get("seconds", 0.0)),
+                             "cpu": r(startup.get("cpu", 0.0))}}
+    for e in enc.values():
+        for m in e.modalities:
+            out["encode"][m] = {"wall": r(e.timings.get(m, 0.0)), "cpu": r(e.cpu.get(m, 0.0)),
+                                "batches": e.batches.get(m, 0)}
+    return out
 
 
 def _add_samples(samples, enc: dict[str, BatchEncoder]) -> None:
@@ -245,6 +293,7 @@ def _build_models(pool: ExtractorPool, mods: Sequence[str], clock: dict) -> dict
     if not mods:
         return {}
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     try:
         import torch
 
@@ -252,3 +301,4 @@ def _build_models(pool: ExtractorPool, mods: Sequence[str], clock: dict) -> dict
         return pool.get(mods)
     finally:
         clock["seconds"] = time.perf_counter() - t0
+        clock["cpu"] = time.thread_time() - c0

@@ -79,7 +79,18 @@ def _extract(inp: MovieInput, info: ProbeInfo, folder: FeatureFolder, movie_id: 
     models, _ = write_features(plan, shots, samples, meta, stages)
     manifest = _manifest(plan, inp, info, cfg, extractors, models, end_time, n_frames, stages)
     manifest["seconds"] = time.perf_counter() - t_run
+    stages["process"] = {"max_rss_mb": _max_rss_mb()}
     return finish_movie(plan, cfg, manifest)
+
+
+def _max_rss_mb() -> float | None:
+    """This process's peak resident memory so far (MB; FFmpeg's own is in stages.decode)."""
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except (ImportError, OSError):
+        return None
 
 
 def _shots_and_samples(plan: MoviePlan, info: ProbeInfo, cfg: ExtractConfig,

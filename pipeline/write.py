@@ -78,7 +78,15 @@ def write_features(plan: MoviePlan, shots: list, samples: dict, meta: dict,
     ``meta``: the provenance of every modality of the run as computed now; a cached modality
     keeps the provenance recorded with its samples. Returns the provenance of the movie's
     modalities and the pooled (vectors, counts) by modality."""
-    folder, t0 = plan.folder, time.perf_counter()
+    folder, t0, c0 = plan.folder, time.perf_counter(), time.process_time()
+    clock = {"write": [0.0, 0.0], "pool": [0.0, 0.0]}     # stage -> [wall, CPU] seconds
+
+    def charge(stage: str, w: float, c: float) -> tuple[float, float]:
+        now_w, now_c = time.perf_counter(), time.process_time()
+        clock[stage][0] += now_w - w
+        clock[stage][1] += now_c - c
+        return now_w, now_c
+
     meta = dict(meta)
     for m in plan.wanted:   # provenance: computed now -> the loaded weights; cached -> as recorded
         if m not in plan.todo:
@@ -86,6 +94,7 @@ def write_features(plan: MoviePlan, shots: list, samples: dict, meta: dict,
     starts = np.array([s.start_s for s in shots])
     ends = np.array([s.end_s for s in shots])
     pooled = {}
+    w, c = time.perf_counter(), time.process_time()
     for m in plan.wanted:
         if m in samples:
             ts, te, vecs, *texts = samples[m]
@@ -99,10 +108,15 @@ def write_features(plan: MoviePlan, shots: list, samples: dict, meta: dict,
             stages[m] = {"cached": True, "samples": len(ts)}
         if len(ts) == 0:
             plan.warnings.append(f"{m}: no samples")
+        w, c = charge("write", w, c)
         pooled[m] = pool(starts, ends, ts, te, vecs)
+        w, c = charge("pool", w, c)
     folder.write_shots(shots_table(plan.movie_id, shots, pooled, meta, plan.absent,
                                    cache_key=plan.pool_key, detection_key=plan.shots_key))
-    stages["pool"] = {"seconds": time.perf_counter() - t0}
+    charge("write", w, c)
+    stages["pool"] = {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+                      "account": {k: {"wall": round(v[0], 3), "cpu": round(v[1], 3)}
+                                  for k, v in clock.items()}}
     return {m: meta[m] for m in plan.wanted}, pooled
 
 
