@@ -10,6 +10,20 @@ mass inside [j/N, (j+1)/N), renormalised over the synopsis; its argmax (the mode
 synopsis's own resolution) is the prediction. No content is used: this is the number a
 content model must beat.
 
+:class:`TheoryBaseline` — the parameter-free screenwriting-theory prior (TRIPOD, Papalampidi et
+al., EMNLP 2019, screenwriting-theory positions; docs/sources.md): TP n is a Gaussian over the
+relative position with TRIPOD's published mean and standard deviation
+(:data:`prior.TRIPOD_TP_PRIOR`: 11.39±6.72, 31.86±11.26, 50.65±12.15, 74.15±8.40,
+89.43±4.74 %); sentence j of N gets the Gaussian's mass over its span [j/N, (j+1)/N),
+truncated to the synopsis and renormalised (:func:`prior.tp_prior_by_index`). The spans are of
+equal width and the Gaussian is symmetric and unimodal, so the argmax is the sentence whose span
+contains the published mean position, j = ⌊mean · N⌋. Nothing is fitted.
+
+:func:`choose_position_prior` — the prior a synopsis model starts from, chosen on its training
+synopses only: the theory prior or the position-distribution baseline at one of a few kernel
+bandwidths, whichever gives the gold sentences the highest held-out log-likelihood in an inner
+cross-validation over those synopses.
+
 :class:`LinearTPBaseline` — the shot-level reference of issue 10: TRIPOD's position prior
 (:func:`prior.tp_prior`) plus **one linear direction per TP** fitted on the training
 movies' gold TP shots. Shot i of a movie scores ``log prior_n(i) + w_n · x_i`` for TP n, with
@@ -33,7 +47,7 @@ import torch
 
 from ..manifests.errors import MegaPipeError
 from .metrics import act_metrics
-from .prior import tp_prior_by_index
+from .prior import TRIPOD_TP_PRIOR, tp_prior, tp_prior_by_index
 
 N_TURNING_POINTS = 5
 
@@ -63,7 +77,7 @@ class PositionBaseline:
         out = np.empty((N_TURNING_POINTS, n_sentences))
         for k, r in enumerate(self.positions):
             z = (edges[None, :] - r[:, None]) / (self.bandwidth * math.sqrt(2.0))
-            cdf = 0.5 * (1.0 + np.vectorize(math.erf)(z))   # (n_gold, n + 1)
+            cdf = 0.5 * (1.0 + torch.erf(torch.from_numpy(z)).numpy())   # (n_gold, n + 1), float64
             mass = np.diff(cdf, axis=1).sum(axis=0)
             out[k] = mass / mass.sum() if mass.sum() > 0 else np.full(n_sentences, 1.0 / n_sentences)
         return out
@@ -72,6 +86,66 @@ class PositionBaseline:
         """Prediction records (``metrics.synopsis_metrics``) for (movie id, N, gold) triples."""
         return [{"movie_id": m, "posteriors": self.posteriors(n).tolist(), "gold": [list(g) for g in gold]}
                 for m, n, gold in movies]
+
+
+@dataclass(frozen=True)
+class TheoryBaseline:
+    """TRIPOD's screenwriting-theory positions as a sentence distribution (module docstring)."""
+
+    prior: tuple[tuple[float, float], ...] = TRIPOD_TP_PRIOR   # (mean, std) per TP
+
+    def posteriors(self, n_sentences: int) -> np.ndarray:
+        """(5, n_sentences): per TP the Gaussian's mass over each sentence's span, summing to 1;
+        the argmax is the sentence containing the TP's mean position."""
+        if n_sentences < 1:
+            raise MegaPipeError("a synopsis needs at least one sentence")
+        return tp_prior(np.arange(n_sentences), np.arange(1, n_sentences + 1), prior=self.prior)
+
+    def records(self, movies: Sequence[tuple[str, int, Sequence[Sequence[int]]]]) -> list[dict]:
+        """Prediction records (``metrics.synopsis_metrics``) for (movie id, N, gold) triples."""
+        return [{"movie_id": m, "posteriors": self.posteriors(n).tolist(), "gold": [list(g) for g in gold]}
+                for m, n, gold in movies]
+
+
+#: Kernel bandwidths :func:`choose_position_prior` tries for the position-distribution baseline.
+PRIOR_BANDWIDTHS = (0.02, 0.03, 0.05, 0.08)
+
+
+def _gold_log_likelihood(posteriors: np.ndarray, tps: Sequence[Sequence[int]]) -> float:
+    """Σ over the TPs with gold of log P(gold set) (several annotators: the mass on any of them)."""
+    return float(sum(math.log(posteriors[k, list(gold)].sum() + 1e-12) for k, gold in enumerate(tps) if gold))
+
+
+def choose_position_prior(synopses: Sequence[tuple[int, Sequence[Sequence[int]]]], folds: int = 5,
+                          bandwidths: Sequence[float] = PRIOR_BANDWIDTHS
+                          ) -> tuple["TheoryBaseline | PositionBaseline", str]:
+    """The position prior for ``synopses`` ((N, 5 gold sentence lists) each, the training
+    synopses only): :class:`TheoryBaseline` or :class:`PositionBaseline` at one of
+    ``bandwidths``, whichever has the highest mean log-likelihood of the gold sentences on the
+    held-out synopses of a ``folds``-fold cross-validation inside ``synopses`` (synopsis i in
+    fold i mod ``folds``; the KDE is refitted without the held-out fold). Returns the winner,
+    refitted on all of ``synopses``, and its name ("theory" or "kde-<bandwidth>"). With fewer
+    than two synopses, or no KDE that can be fitted, the theory prior (nothing to fit)."""
+    theory = TheoryBaseline()
+    if len(synopses) < 2:
+        return theory, "theory"
+    folds = max(2, min(folds, len(synopses)))
+    fold_of = np.arange(len(synopses)) % folds
+    scores = {"theory": np.mean([_gold_log_likelihood(theory.posteriors(n), tps) for n, tps in synopses])}
+    for bandwidth in bandwidths:
+        total = []
+        try:
+            for k in range(folds):
+                kde = PositionBaseline.fit([s for s, f in zip(synopses, fold_of) if f != k], bandwidth)
+                total += [_gold_log_likelihood(kde.posteriors(n), tps)
+                          for (n, tps), f in zip(synopses, fold_of) if f == k]
+        except MegaPipeError:      # an inner fold without gold for some TP: no KDE to compare
+            continue
+        scores[f"kde-{bandwidth:g}"] = np.mean(total)
+    best = max(scores, key=lambda name: scores[name])    # ties: the first (theory)
+    if best == "theory":
+        return theory, best
+    return PositionBaseline.fit(synopses, float(best[len("kde-"):])), best
 
 
 def _tp_inputs(features: Sequence[np.ndarray]) -> np.ndarray:

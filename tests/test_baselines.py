@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
-from mega_pipe.model.baselines import LinearTPBaseline
-from mega_pipe.model.metrics import act_metrics
+import pytest
+from mega_pipe.manifests.errors import MegaPipeError
+from mega_pipe.model.baselines import LinearTPBaseline, PositionBaseline, TheoryBaseline, choose_position_prior
+from mega_pipe.model.metrics import act_metrics, synopsis_metrics
 from mega_pipe.model.prior import TRIPOD_TP_PRIOR, tp_prior_by_index
 
 
@@ -57,3 +59,59 @@ def test_cross_validated_probe_needs_no_validation_movies():
     score = act_metrics([{"movie_id": str(i), "posteriors": probe.posteriors(x).tolist(), "gold": g}
                          for i, (x, g) in enumerate(test)])
     assert score["ta"] > 0.5
+
+
+def test_theory_baseline_peaks_at_the_sentence_containing_the_published_mean_position():
+    """The screenwriting-theory prior (TRIPOD's published TP positions, nothing fitted): per TP
+    a distribution over the N sentences whose argmax is sentence ⌊mean · N⌋, and on synopses
+    whose gold sits exactly there it is always right."""
+    theory = TheoryBaseline()
+    means = [mean for mean, _ in TRIPOD_TP_PRIOR]
+    assert np.allclose(means, [0.1139, 0.3186, 0.5065, 0.7415, 0.8943])
+    for n in range(3, 61):
+        post = theory.posteriors(n)
+        assert post.shape == (5, n) and np.allclose(post.sum(axis=1), 1.0) and (post >= 0).all()
+        assert post.argmax(axis=1).tolist() == [int(m * n) for m in means]
+    # spread: TP3 (std 12.15 %) is flatter than TP5 (std 4.74 %)
+    post = theory.posteriors(40)
+    assert post[2].max() < post[4].max()
+    # records score as the argmax: gold at ⌊mean · N⌋ -> TA 1, D 0; one sentence later -> TA 0, D 1/N
+    movies = [("a", 20, [[int(m * 20)] for m in means]), ("b", 31, [[int(m * 31)] for m in means])]
+    assert synopsis_metrics(theory.records(movies)) == {"ta": 1.0, "pa": 1.0, "d": 0.0, "n_movies": 2, "n_events": 10}
+    shifted = [("a", 20, [[int(m * 20) + 1] for m in means])]
+    result = synopsis_metrics(theory.records(shifted))
+    assert result["ta"] == 0.0 and result["d"] == pytest.approx(1 / 20)
+    # a different prior moves the peak: nothing is fitted, but the positions are the parameters
+    moved = TheoryBaseline(((0.52, 0.05),) * 5).posteriors(10)
+    assert (moved.argmax(axis=1) == 5).all()
+    with pytest.raises(MegaPipeError):
+        theory.posteriors(0)
+
+
+def _synopses(rng, n_synopses, centres, spread):
+    """(N, gold) per synopsis: TP n's gold sentence at relative position centres[n] ± spread."""
+    out = []
+    for _ in range(n_synopses):
+        n = int(rng.integers(25, 45))
+        out.append((n, [[int(np.clip((c + rng.normal(0, spread)) * n, 0, n - 1))] for c in centres]))
+    return out
+
+
+def test_position_prior_is_chosen_by_held_out_likelihood_on_the_training_synopses():
+    rng = np.random.default_rng(0)
+    # gold far from the theory positions, tightly clustered: a KDE wins and peaks there
+    planted = (0.2, 0.4, 0.6, 0.8, 0.97)
+    prior, name = choose_position_prior(_synopses(rng, 40, planted, 0.01))
+    assert name.startswith("kde-") and isinstance(prior, PositionBaseline)
+    assert prior.bandwidth == float(name[len("kde-"):])
+    assert np.abs(prior.posteriors(50).argmax(axis=1) - np.array(planted) * 50).max() <= 1
+    # gold drawn from the theory Gaussians themselves: the theory prior wins
+    theory = [(mean, std) for mean, std in TRIPOD_TP_PRIOR]
+    synopses = []
+    for _ in range(60):
+        n = int(rng.integers(25, 45))
+        synopses.append((n, [[int(np.clip(rng.normal(m, s), 0, 0.999) * n)] for m, s in theory]))
+    prior, name = choose_position_prior(synopses)
+    assert name == "theory" and isinstance(prior, TheoryBaseline)
+    # one synopsis: nothing to hold out, the parameter-free prior
+    assert choose_position_prior(synopses[:1])[1] == "theory"
