@@ -263,6 +263,15 @@ class MovieDecoder:
 
     def _read_log(self) -> None:
         for line in self._proc.stderr:
+            if line.startswith(b"[Parsed_showinfo"):   # two lines a frame: the PTS, the colours
+                m = _SHOWINFO_FRAME.search(line)
+                if m:
+                    self._pts.put((int(m.group(2)), int(m.group(3))))
+                    continue
+                m = _SHOWINFO_TB.search(line)
+                if m:
+                    self._time_base = Fraction(int(m.group(1)), int(m.group(2)))
+                continue
             if b"Parsed_ashowinfo" in line:
                 m = _ASHOWINFO_FIRST.search(line)
                 if m:

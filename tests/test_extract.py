@@ -238,8 +238,11 @@ def test_batcher_collects_until_the_models_exist_then_encodes_in_their_batch_siz
         assert b.size is None and b.submitted == 0        # nothing can be encoded yet
         built.set_result({"clip": model})
         b.add(len(frames) - 1, len(frames), frames[-1])
-        assert b.size == model.batch_size and b.submitted == 2   # 64 + 6
+        # one full batch of 64 now; the other 6 wait for more inputs or the end (batches start
+        # at multiples of the batch size, whenever the models became ready)
+        assert b.size == model.batch_size and b.submitted == 1
         ts, te, vecs = b.results(end_time=1e9)["clip"]
+        assert b.submitted == 2
     assert list(ts) == list(range(len(frames))) and list(te) == list(range(1, len(frames) + 1))
     np.testing.assert_allclose(vecs, model.encode(frames), atol=1e-5)
 
