@@ -30,7 +30,7 @@ import numpy as np
 from mega_pipe.manifests.features import FeatureFolder
 from mega_pipe.manifests.schema import MovieEntry, write_manifest
 from mega_pipe.manifests.tripod import convert_tripod
-from mega_pipe.model.baselines import PositionBaseline
+from mega_pipe.model.baselines import PositionBaseline, TheoryBaseline, choose_position_prior
 from mega_pipe.model.checkpoint import load_checkpoint
 from mega_pipe.model.metrics import act_metrics, read_records, synopsis_metrics, synopsis_prediction
 from mega_pipe.model.evaluate import evaluate
@@ -56,53 +56,88 @@ def folds_of(n: int, k: int, seed: int) -> list[np.ndarray]:
 
 
 def baseline_metrics(train_entries: list[MovieEntry], test_entries: list[MovieEntry],
-                     distance_weight: float) -> tuple[dict, dict, dict]:
-    """The position baseline's metrics: argmax (its mode), ±1 window, and decoded with the
-    model's minimum-Bayes-risk rule (``distance_weight``) for a like-for-like comparison."""
+                     distance_weight: float) -> dict[str, dict]:
+    """The baselines' metrics on the test entries: the position-distribution (KDE) baseline
+    fitted on the training entries and the parameter-free theory prior, each by its argmax, by
+    GraphTP's ±1 window, and decoded with the model's minimum-Bayes-risk rule
+    (``distance_weight``) for a like-for-like comparison."""
     size = {e.movie_id: FeatureFolder(e.features).n_sentences() for e in [*train_entries, *test_entries]}
-    prior = PositionBaseline.fit([(size[e.movie_id], e.tp_sentences) for e in train_entries])
-    records = prior.records([(e.movie_id, size[e.movie_id], e.tp_sentences) for e in test_entries])
-    decoded = [{**r, "prediction": [synopsis_prediction(p, distance_weight) for p in r["posteriors"]]}
-               for r in records]
-    return synopsis_metrics(records), act_metrics(records), synopsis_metrics(decoded)
+    test = [(e.movie_id, size[e.movie_id], e.tp_sentences) for e in test_entries]
+    out = {}
+    for name, prior in (("baseline", PositionBaseline.fit([(size[e.movie_id], e.tp_sentences) for e in train_entries])),
+                        ("theory", TheoryBaseline())):
+        records = prior.records(test)
+        decoded = [{**r, "prediction": [synopsis_prediction(p, distance_weight) for p in r["posteriors"]]}
+                   for r in records]
+        out[name] = synopsis_metrics(records)
+        out[f"{name}_window"] = act_metrics(records)
+        out[f"{name}_decoded"] = synopsis_metrics(decoded)
+    # the prior the model's position head starts from, chosen on the training split alone as
+    # SynopsisTask.prepare does (the validation movies are not among the training synopses)
+    prior, out["start_prior_name"] = choose_position_prior(
+        [(size[e.movie_id], e.tp_sentences) for e in train_entries if e.split == "train"])
+    out["start_prior"] = synopsis_metrics(prior.records(test))
+    return out
 
 
-def run_fold(fold: int, entries: list[MovieEntry], test_idx: np.ndarray, args: argparse.Namespace) -> dict:
-    rng = np.random.default_rng([args.seed, fold])
+def fold_entries_of(entries: list[MovieEntry], test_idx: np.ndarray, fold_seed: int, fold: int,
+                    val_fraction: float) -> list[MovieEntry]:
+    """The entries with this fold's splits: test = the fold, val = ``val_fraction`` of the rest
+    (seeded), train = the others."""
+    rng = np.random.default_rng([fold_seed, fold])
     rest = np.array([i for i in range(len(entries)) if i not in set(test_idx)])
-    n_val = int(round(args.val_fraction * len(rest)))
+    n_val = int(round(val_fraction * len(rest)))
     val_idx = set(rng.permutation(rest)[:n_val].tolist())
     split = {i: "test" for i in test_idx}
     split.update({i: ("val" if i in val_idx else "train") for i in rest})
-    fold_entries = [MovieEntry(e.movie_id, e.features, split[i], tp_sentences=e.tp_sentences)
-                    for i, e in enumerate(entries)]
-    out = args.work / "runs" / args.name / f"fold{fold}"
+    return [MovieEntry(e.movie_id, e.features, split[i], tp_sentences=e.tp_sentences)
+            for i, e in enumerate(entries)]
+
+
+def run_fold(repeat: int, fold: int, entries: list[MovieEntry], test_idx: np.ndarray,
+             args: argparse.Namespace) -> dict:
+    """Fold ``fold`` of repeat ``repeat`` (fold permutation and training seed: ``args.seed`` +
+    ``repeat``)."""
+    seed = args.seed + repeat
+    fold_entries = fold_entries_of(entries, test_idx, seed, fold, args.val_fraction)
+    train_entries = [e for e in fold_entries if e.split != "test"]
+    test_entries = [e for e in fold_entries if e.split == "test"]
+    result = {"repeat": repeat, "fold": fold, "seed": seed, "n_test": len(test_idx)}
+    if args.baselines_only:
+        return {**result, **baseline_metrics(train_entries, test_entries, args.distance_weight)}
+    out = args.work / "runs" / args.name / f"r{repeat}fold{fold}"
     manifest = out / "manifest.jsonl"
     write_manifest(manifest, fold_entries)
     t0 = time.perf_counter()
     summary = train("synopsis", manifest, out / "run", TrainOptions(
-        config=args.config, epochs=args.epochs, seed=args.seed,
+        config=args.config, epochs=args.epochs, seed=seed,
         config_overrides=json.loads(args.override) if args.override else None, device=args.device, progress=False))
-    result = evaluate(summary["best_checkpoint"], manifest, "test", out / "eval", device=args.device)
-    records = read_records(result["predictions"])
-    base, base_window, base_decoded = baseline_metrics(
-        [e for e in fold_entries if e.split != "test"], [e for e in fold_entries if e.split == "test"],
-        load_checkpoint(summary["best_checkpoint"]).cfg.decode_distance_weight)
+    evaluation = evaluate(summary["best_checkpoint"], manifest, "test", out / "eval", device=args.device)
+    records = read_records(evaluation["predictions"])
+    weight = load_checkpoint(summary["best_checkpoint"]).cfg.decode_distance_weight
     argmax = synopsis_metrics([{k: v for k, v in r.items() if k != "prediction"} for r in records])
-    return {"fold": fold, "best_epoch": summary["best_epoch"], "seconds": time.perf_counter() - t0,
-            "model": result["metrics"], "model_argmax": argmax, "model_window": act_metrics(records),
-            "baseline": base, "baseline_decoded": base_decoded, "baseline_window": base_window,
-            "n_test": len(test_idx)}
+    return {**result, "best_epoch": summary["best_epoch"], "seconds": time.perf_counter() - t0,
+            "model": evaluation["metrics"], "model_argmax": argmax, "model_window": act_metrics(records),
+            **baseline_metrics(train_entries, test_entries, weight)}
+
+
+ROWS = (("MEGA synopsis model (config's decoding)", "model"), ("MEGA synopsis model, argmax", "model_argmax"),
+        ("Theory prior (argmax = sentence containing the published mean position)", "theory"),
+        ("Theory prior, the model's decoding", "theory_decoded"),
+        ("Position-distribution (KDE) baseline (argmax = its mode)", "baseline"),
+        ("KDE baseline, the model's decoding", "baseline_decoded"),
+        ("The model's starting prior alone (chosen in-fold, no content)", "start_prior"),
+        ("MEGA synopsis model, ±1 window (GraphTP)", "model_window"),
+        ("Theory prior, ±1 window (GraphTP)", "theory_window"),
+        ("KDE baseline, ±1 window (GraphTP)", "baseline_window"))
 
 
 def table(results: list[dict]) -> str:
-    rows = [("MEGA synopsis model (config's decoding)", "model"), ("MEGA synopsis model, argmax", "model_argmax"),
-            ("Position-distribution baseline (argmax = its mode)", "baseline"),
-            ("Position baseline, the model's decoding", "baseline_decoded"),
-            ("MEGA synopsis model, ±1 window (GraphTP)", "model_window"),
-            ("Position baseline, ±1 window (GraphTP)", "baseline_window")]
+    """Mean ± std (ddof 1) over all outer folds × repeats, in %."""
     lines = ["| | TA ↑ | PA ↑ | D ↓ |", "|---|---|---|---|"]
-    for label, key in rows:
+    for label, key in ROWS:
+        if key not in results[0]:
+            continue
         cells = []
         for m in METRICS:
             values = 100 * np.array([r[key][m] for r in results])
@@ -120,22 +155,33 @@ def main() -> None:
     ap.add_argument("--override", help="JSON object of top-level config overrides")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="repeated CV: repeat r permutes the movies and seeds the training with --seed + r")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--baselines-only", action="store_true", help="no training: the baselines alone")
+    ap.add_argument("--distance-weight", type=float, default=0.0,
+                    help="with --baselines-only: λ of the baselines' 'model's decoding' rows")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     entries = prepare(args.csv, args.work)
     results = []
-    for fold, test_idx in enumerate(folds_of(len(entries), args.folds, args.seed)):
-        r = run_fold(fold, entries, test_idx, args)
-        results.append(r)
-        fmt = lambda d: " ".join(f"{m} {100 * d[m]:.2f}" for m in METRICS)  # noqa: E731
-        print(f"fold {fold}: {r['n_test']} test movies, best epoch {r['best_epoch']}, {r['seconds']:.0f} s | "
-              f"model {fmt(r['model'])} | baseline {fmt(r['baseline'])}", flush=True)
-    print(f"\n{args.folds}-fold CV on {len(entries)} TRIPOD training movies (seed {args.seed}, config "
-          f"{args.config}{' + ' + args.override if args.override else ''}), mean ± std over folds, %:\n")
+    fmt = lambda d: " ".join(f"{m} {100 * d[m]:.2f}" for m in METRICS)  # noqa: E731
+    for repeat in range(args.repeats):
+        for fold, test_idx in enumerate(folds_of(len(entries), args.folds, args.seed + repeat)):
+            r = run_fold(repeat, fold, entries, test_idx, args)
+            results.append(r)
+            head = f"repeat {repeat} fold {fold}: {r['n_test']} test movies"
+            if "model" in r:
+                head += f", best epoch {r['best_epoch']}, {r['seconds']:.0f} s | model {fmt(r['model'])}"
+            print(f"{head} | theory {fmt(r['theory'])} | KDE {fmt(r['baseline'])}", flush=True)
+    print(f"\n{args.repeats} × {args.folds}-fold CV on {len(entries)} TRIPOD training movies (seeds "
+          f"{args.seed}..{args.seed + args.repeats - 1}, config {args.config}"
+          f"{' + ' + args.override if args.override else ''}), mean ± std over the {len(results)} outer folds, %:\n")
     print(table(results))
-    (args.work / "runs" / args.name / "results.json").write_text(json.dumps(results, indent=1))
+    out = args.work / "runs" / args.name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -581,6 +581,8 @@ class SynopsisModel(nn.Module):
         # Optional position head: a learned per-TP logit bias for each of ``position_bins``
         # relative-position bins, added to the content logits (docs/training.md, "Synopsis
         # task"): the TP-position prior as its own parameters, next to what the sentences say.
+        # Sentence j of N reads the bin of its centre (j + ½) / N, the position at which the
+        # priors it starts from (``baselines``) place a sentence.
         bins = self.cfg.position_bins
         self.position_bias = nn.Parameter(torch.zeros(bins, cfg.n_classes)) if bins else None
         self.apply(_init_linear)
@@ -602,7 +604,8 @@ class SynopsisModel(nn.Module):
         sent_emb = self.stream(sents, token_index(mask), bins, key_mask)[:, n_b:]
         logits = self.head(sent_emb)
         if self.position_bias is not None:
-            logits = logits + self.position_bias[align_bins(normalised_positions(mask), len(self.position_bias))]
+            centres = (token_index(mask).float() + 0.5) / mask.sum(dim=1, keepdim=True).clamp(min=1)
+            logits = logits + self.position_bias[align_bins(centres, len(self.position_bias))]
         return logits, sent_emb
 
     def content_embeddings(self, sents: Tensor) -> Tensor:

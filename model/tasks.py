@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ..manifests.errors import MegaPipeError
 from ..manifests.schema import MovieEntry
-from .baselines import PositionBaseline
+from .baselines import choose_position_prior
 from .checkpoint import read_checkpoint, stored_config
 from .config import (
     SYNOPSIS_ARCHITECTURE,
@@ -408,15 +408,20 @@ class SynopsisTask(Task):
         return load_synopsis_entries(entries)
 
     def prepare(self, run: Run) -> None:
-        """With a position head, start it at the log of the position-distribution baseline
-        fitted on the training synopses (``baselines.PositionBaseline``): the model begins as
-        the baseline and training adds what the sentences say (docs/training.md)."""
+        """With a position head: start it at the log of the position prior chosen on the
+        training synopses alone (``baselines.choose_position_prior``: the theory prior or the
+        position-distribution baseline at one of a few bandwidths, by held-out log-likelihood in
+        an inner cross-validation), and start the content head at zero, so that the untrained
+        model *is* that prior and training adds what the sentences say (docs/training.md)."""
         bias = run.model.position_bias
         if bias is None:
             return
-        prior = PositionBaseline.fit([(len(m.synopsis), m.tp_sentences) for m in run.train_movies])
+        prior, name = choose_position_prior([(len(m.synopsis), m.tp_sentences) for m in run.train_movies])
+        log.info("synopsis position head starts at the %s prior", name)
         with torch.no_grad():
             bias.copy_(torch.from_numpy(np.log(prior.posteriors(len(bias)).T + 1e-4)).to(bias))
+            run.model.head.weight.zero_()
+            run.model.head.bias.zero_()
 
     def check_training_labels(self, cfg: MegaConfig, movies: Sequence[MovieData]) -> None:
         self.check_gold(movies)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,11 +18,13 @@ from mega_pipe.manifests.features import FeatureFolder
 from mega_pipe.manifests.schema import read_manifest, write_manifest
 from mega_pipe.manifests.synth import SynthParams, generate
 from mega_pipe.manifests.tripod import read_tripod_csv
-from mega_pipe.model.baselines import PositionBaseline
+from mega_pipe.model.baselines import PositionBaseline, choose_position_prior
 from mega_pipe.model.checkpoint import read_checkpoint
 from mega_pipe.model.config import config_to_dict, load_config, synopsis_model_config
 from mega_pipe.model.metrics import act_metrics, score_records, synopsis_metrics, synopsis_prediction
-from mega_pipe.model.tasks import smoothed_targets
+from mega_pipe.model.data import pack_synopses
+from mega_pipe.model.mega import SynopsisModel
+from mega_pipe.model.tasks import SynopsisTask, smoothed_targets
 from mega_pipe.model.train import TrainOptions, train
 from mega_pipe.pipeline.cli import main
 
@@ -205,10 +208,40 @@ def test_train_eval_score_synopsis_end_to_end(tripod_features, tmp_path, capsys)
     result = json.loads(capsys.readouterr().out)
     records = [json.loads(line) for line in open(result["predictions"])]
     assert len(records) == 1 and np.allclose(np.sum(records[0]["posteriors"], axis=1), 1.0, atol=1e-5)
-    # the packaged config's minimum-Bayes-risk decision is in the records, and scored
-    assert records[0]["prediction"] == [synopsis_prediction(p, 4.0) for p in records[0]["posteriors"]]
+    # the packaged config's decision rule is in the records, and scored
+    weight = load_config("synopsis").decode_distance_weight
+    assert state["config"]["decode_distance_weight"] == weight
+    assert records[0]["prediction"] == [synopsis_prediction(p, weight) for p in records[0]["posteriors"]]
     assert main(["score", "--task", "synopsis", result["predictions"]]) == 0
     assert json.loads(capsys.readouterr().out) == result["metrics"]
+
+
+def test_synopsis_model_starts_as_the_position_prior_chosen_on_its_training_synopses(synth, tmp_path):
+    """SynopsisTask.prepare: the position head holds the log of the prior that
+    ``choose_position_prior`` picks on the training synopses, read at each sentence's centre,
+    and the content head is zero, so the untrained model's logits are exactly that prior."""
+    task = SynopsisTask()
+    movies = task.load([e for e in read_manifest(synth) if e.split == "train"], [])
+    cfg = load_config("synopsis")
+    torch.manual_seed(0)
+    model = SynopsisModel(cfg, movies[0].synopsis.shape[1])
+    assert model.head.weight.abs().sum() > 0
+    task.prepare(SimpleNamespace(model=model, train_movies=movies))
+    prior, _ = choose_position_prior([(len(m.synopsis), m.tp_sentences) for m in movies])
+    table = np.log(prior.posteriors(cfg.position_bins).T + 1e-4)        # (bins, 5)
+    assert model.head.weight.abs().sum() == 0 and model.head.bias.abs().sum() == 0
+    model.eval()
+    for movie in movies:
+        n = len(movie.synopsis)
+        sents, mask = pack_synopses([movie], torch.device("cpu"))
+        logits = model(sents, mask)[0][0].detach().numpy()
+        centre_bins = np.floor((np.arange(n) + 0.5) / n * cfg.position_bins).astype(int)
+        np.testing.assert_allclose(logits, table[centre_bins], atol=1e-5)
+        assert centre_bins[0] > 0           # sentence 0 reads its centre's bin, not bin 0
+    # training moves the content head off zero: the sentences are read after all
+    train("synopsis", synth, tmp_path / "run", TrainOptions(config="synopsis", epochs=2, device="cpu", progress=False))
+    trained = read_checkpoint(tmp_path / "run" / "best.pt")["model"]
+    assert trained["head.weight"].abs().sum() > 0
 
 
 # --- the act model's teacher ---------------------------------------------------------------------
