@@ -1,21 +1,28 @@
-"""Synopsis turning points on TRIPOD: 5-fold cross-validation of ``train --task synopsis``
-against the position-distribution baseline (docs/training.md, "Synopsis task").
+"""Synopsis turning points on TRIPOD: repeated 5-fold cross-validation of ``train --task
+synopsis`` against the theory prior and the position-distribution (KDE) baseline
+(docs/training.md, "Synopsis task").
 
 1. ``manifest tripod --synopses-only`` on TRIPOD's training CSV (84 movies; annotators merged):
    one synopsis-only feature folder per movie, sentences embedded with the paper set's
    ``subtitle`` encoder (all-MiniLM-L6-v2), cached in ``--work`` across runs.
-2. Folds **by movie**: a seeded permutation of the movies cut into ``--folds`` parts. For each
-   fold the others train; ``--val-fraction`` of the training movies (seeded) is held out to pick
-   the best epoch (lowest validation loss); the fold is the test split.
+2. Folds **by movie**, ``--repeats`` times: repeat r cuts a permutation of the movies (seed
+   ``--seed`` + r) into ``--folds`` parts and trains with that seed. For each fold the others
+   train; ``--val-fraction`` of the training movies (seeded by (seed, fold)) is held out to pick
+   the best epoch (lowest validation loss); the fold is the test split. Everything the model
+   chooses (its starting prior, its epoch) is chosen on the fold's training movies.
 3. Per fold, TRIPOD's sentence-level TA/PA/D (``metrics.synopsis_metrics``) of the trained model
-   (``evaluate`` on the test split) and of the position baseline (``model.baselines``) fitted on
-   all the fold's training movies; also GraphTP's ±1-window metrics on the same records, for
-   reference. Prints per-fold numbers and mean ± std over the folds (std with ddof = 1), in %.
+   (``evaluate`` on the test split; also its argmax), of the theory prior
+   (``baselines.TheoryBaseline``, nothing fitted), of the KDE baseline
+   (``baselines.PositionBaseline``) fitted on all the fold's training movies, each also decoded
+   with the model's rule, and of the prior the model starts from (``choose_position_prior`` on
+   the training split, no content); also GraphTP's ±1-window metrics, for reference. Prints
+   per-fold numbers and mean ± std over all folds × repeats (std with ddof = 1), in %, and
+   writes them to WORK/runs/NAME/results.json.
 
 Usage::
 
-    python bench/bench_synopsis.py [--work DIR] [--config synopsis] [--epochs N] [--seed 0]
-                                   [--override '{"dropout": 0.5}'] [--folds 5]
+    OMP_NUM_THREADS=1 python bench/bench_synopsis.py [--work DIR] [--config synopsis] [--epochs N]
+        [--seed 0] [--repeats 3] [--folds 5] [--override '{"dropout": 0.5}'] [--baselines-only]
 """
 from __future__ import annotations
 
