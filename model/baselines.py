@@ -205,31 +205,6 @@ class LinearTPBaseline:
                 best, best_key = fitted, (m["ta"], -m["d"])
         return best
 
-    @classmethod
-    def select_cv(cls, train: Sequence[tuple[Sequence[np.ndarray], Sequence[Sequence[int]]]],
-                  folds: int = 5, grid: Sequence[float] = (0.01, 0.1, 1.0, 3.0, 10.0, 30.0)
-                  ) -> tuple["LinearTPBaseline", float]:
-        """Choose ``l2`` by ``folds``-fold cross-validation inside ``train`` (best pooled TA,
-        then lowest D, over the held-out folds), refit on all of ``train``; return it and the
-        l2. The validation movies stay untouched, for choosing the epoch (docs/training.md,
-        "Choosing on validation")."""
-        if len(train) < 2:       # nothing to hold out: the grid's middle value
-            l2 = grid[len(grid) // 2]
-            return cls.fit(train, l2), l2
-        folds = max(2, min(folds, len(train)))
-        fold_of = np.arange(len(train)) % folds
-        best_key, best_l2 = None, grid[0]
-        for l2 in grid:
-            records = []
-            for k in range(folds):
-                fitted = cls.fit([t for t, f in zip(train, fold_of) if f != k], l2)
-                records += [{"movie_id": str(i), "posteriors": fitted.posteriors(x).tolist(), "gold": g}
-                            for i, ((x, g), f) in enumerate(zip(train, fold_of)) if f == k]
-            m = act_metrics(records)
-            if best_key is None or (m["ta"], -m["d"]) > best_key:
-                best_key, best_l2 = (m["ta"], -m["d"]), l2
-        return cls.fit(train, best_l2), best_l2
-
     def posteriors(self, features: Sequence[np.ndarray]) -> np.ndarray:
         """(5, n_shots) posteriors of one movie (arrays as in :meth:`fit`)."""
         x = _tp_inputs(features)

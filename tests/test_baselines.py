@@ -45,22 +45,6 @@ def test_linear_tp_baseline_finds_the_planted_directions_and_beats_the_prior():
     assert np.allclose(flat.posteriors(test[0][0]), tp_prior_by_index(120), atol=1e-9)
 
 
-def test_cross_validated_probe_needs_no_validation_movies():
-    """The probe's L2 is chosen inside the training movies (held-out folds), so validation
-    movies stay free to choose the epoch; it finds the planted directions as well."""
-    rng = np.random.default_rng(1)
-    direction = 2.5 * np.linalg.qr(rng.normal(size=(10, 5)))[0].T
-    train, test = _movies(rng, 30, direction), _movies(rng, 10, direction)
-    probe, l2 = LinearTPBaseline.select_cv(train, folds=5)
-    assert l2 in (0.01, 0.1, 1.0, 3.0, 10.0, 30.0) and probe.l2 == l2
-    np.testing.assert_allclose(probe.weights, LinearTPBaseline.fit(train, l2).weights)
-    cos = [abs(w @ d) / np.linalg.norm(w) / np.linalg.norm(d) for w, d in zip(probe.weights, direction)]
-    assert min(cos) > 0.8
-    score = act_metrics([{"movie_id": str(i), "posteriors": probe.posteriors(x).tolist(), "gold": g}
-                         for i, (x, g) in enumerate(test)])
-    assert score["ta"] > 0.5
-
-
 def test_theory_baseline_peaks_at_the_sentence_containing_the_published_mean_position():
     """The screenwriting-theory prior (TRIPOD's published TP positions, nothing fitted): per TP
     a distribution over the N sentences whose argmax is sentence ⌊mean · N⌋, and on synopses
