@@ -14,6 +14,7 @@ with the paper's metrics (``model/metrics.py``):
 Usage::
 
     python bench/bench_unsupervised.py [--seeds 0,1,2] [--movies 200] [--split test] [--out DIR]
+        [--windows 2,3,4,6,8]
 """
 from __future__ import annotations
 
@@ -86,7 +87,9 @@ def _onehot(n: int, shots) -> np.ndarray:
     return post
 
 
-def run(seeds, n_movies, split, root: Path) -> tuple[dict, dict, dict]:
+def run(seeds, n_movies, split, root: Path, windows: tuple[int, ...] = ()) -> tuple[dict, dict, dict]:
+    """``windows``: also score shot coherence (auto count) at these windows ``w`` — choose it
+    with ``--split val``, report it with ``--split test``."""
     scene_recs: dict[str, list] = {}
     act_recs: dict[str, list] = {}
     info = {"movies": 0, "shots": 0, "seconds": 0.0}
@@ -117,6 +120,8 @@ def run(seeds, n_movies, split, root: Path) -> tuple[dict, dict, dict]:
                 "OSG, SVD-elbow count": _ends_prob(n, osg_scenes(dist, svd_scene_count(dist))),
                 "adjacent cosine distance ≥ 0.5": np.r_[np.clip((1 - band[:-1]) / 2, 0, 1), 1.0],
                 "uniform, true count": _ends_prob(n, uniform),
+                **{f"shot-coherence, auto count, w = {w}": U.coherence_scenes(feats, window=w)["prob"]
+                   for w in windows},
             }
             for name, prob in scores.items():
                 scene_recs.setdefault(name, []).append({
@@ -151,10 +156,12 @@ def main() -> None:
     ap.add_argument("--movies", type=int, default=200, help="movies per seed (20 %% are test)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--out", type=Path, help="work folder (default: a temporary one)")
+    ap.add_argument("--windows", default="", help="also score shot coherence at these windows, e.g. 2,3,4,6,8")
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="mega-unsup-"))
     seeds = [int(s) for s in args.seeds.split(",")]
-    scene, act, info = run(seeds, args.movies, args.split, root)
+    windows = tuple(int(w) for w in args.windows.split(",") if w)
+    scene, act, info = run(seeds, args.movies, args.split, root, windows)
     print(f"{info['movies']} {args.split} movies ({info['shots']} shots), seeds {args.seeds}; "
           f"shot-coherence {1000 * info['seconds'] / info['movies']:.1f} ms per movie\n")
     print("| scenes | AP | F1 | mIoU | Recall@3s |\n|---|---|---|---|---|")
