@@ -79,11 +79,12 @@ def bench_movie(work: Path, minutes: float) -> Path:
     return movie
 
 
-def run_cmd(cmd: list[str], env: dict | None = None) -> dict:
+def run_cmd(cmd: list[str], env: dict | None = None, log: bool = False) -> dict:
     """Run ``cmd``; its wall seconds, CPU seconds (with its children) and peak RSS (MB; the
     largest of the process and its waited-for children)."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env,
+                         stderr=subprocess.DEVNULL if log else None)
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -99,7 +100,7 @@ def floor_cmd(ff: str, movie: Path, frame_size: int) -> list[str]:
 
     dec = MovieDecoder(probe(movie), frame_size, audio=False)
     cmd = dec._command(None)
-    return cmd[:cmd.index("-f")] + ["-f", "null", "-"]
+    return cmd[:cmd.index("-f")] + ["-f", "null", "-"]   # its showinfo log included
 
 
 def summary(runs: list[dict]) -> dict:
@@ -170,7 +171,7 @@ def bench_one(movie: Path, args, ff: str) -> dict:
 
     cmds["extract"] = extract_cmd("extract", None)
     if args.also_tree:
-        cmds["extract_other_tree"] = extract_cmd("other", args.also_tree)
+        cmds["extract_other_tree"] = extract_cmd("extract_other_tree", args.also_tree)
     runs: dict[str, list[dict]] = {k: [] for k in cmds}
     manifests: dict[str, list[dict]] = {k: [] for k in cmds if k.startswith("extract")}
     for i in range(args.runs):
@@ -186,7 +187,10 @@ def bench_one(movie: Path, args, ff: str) -> dict:
             print(f"  round {i + 1} {name}: {r['wall']:.2f} s, CPU {r['cpu']:.2f} s, "
                   f"peak RSS {r['max_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
         if args.floor and frame_size:
-            runs.setdefault("ffmpeg_graph_floor", []).append(run_cmd(floor_cmd(ff, movie, frame_size)))
+            r = run_cmd(floor_cmd(ff, movie, frame_size), log=True)
+            runs.setdefault("ffmpeg_graph_floor", []).append(r)
+            print(f"  round {i + 1} ffmpeg_graph_floor: {r['wall']:.2f} s, CPU {r['cpu']:.2f} s",
+                  file=sys.stderr, flush=True)
     base = min(r["wall"] for r in runs["decode_only"])
     res = {"movie": str(movie), "commands": {}}
     for name, rs in runs.items():
