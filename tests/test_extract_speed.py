@@ -7,7 +7,6 @@ import threading
 import time
 
 import cv2
-import numpy as np
 import pytest
 from conftest import BUNNY, PYSCENE, TESTVIDEO, need
 from mega_pipe.pipeline.decode import MovieDecoder, downscale
