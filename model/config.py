@@ -296,7 +296,8 @@ def config_to_dict(cfg: MegaConfig) -> dict:
 # Keys that older checkpoints carry and nothing ever read (removed from the schema).
 RETIRED_TRAIN_KEYS = ("loss", "label_position", "content_probe")
 # Model and distillation keys of options measured and removed (issue 19), with the value that
-# meant "off": a checkpoint written with them off loads; one that used them cannot be rebuilt.
+# meant "off" (None: any value is fine — the key only restated what is now fixed): a checkpoint
+# written with them off loads; one that used them cannot be rebuilt.
 RETIRED_OFF = {"n_classes": None, "align_scope": "sequence", "relation_space": None, "content_head": False,
                "content_context": 0, "content_space": None, "content_contrast": None, "content_shot": None,
                "context_window": 0}

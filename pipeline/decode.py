@@ -261,16 +261,22 @@ class MovieDecoder:
                     self._audio_chunks.append(chunk)
         self.account["audio_reader_cpu"] = time.thread_time()
 
+    def _showinfo(self, line: bytes) -> bool:
+        """Take a frame's PTS or the stream's time base from a showinfo line; whether it held one."""
+        m = _SHOWINFO_FRAME.search(line)
+        if m:
+            self._pts.put((int(m.group(2)), int(m.group(3))))
+            return True
+        m = _SHOWINFO_TB.search(line)
+        if m:
+            self._time_base = Fraction(int(m.group(1)), int(m.group(2)))
+            return True
+        return False
+
     def _read_log(self) -> None:
         for line in self._proc.stderr:
             if line.startswith(b"[Parsed_showinfo"):   # two lines a frame: the PTS, the colours
-                m = _SHOWINFO_FRAME.search(line)
-                if m:
-                    self._pts.put((int(m.group(2)), int(m.group(3))))
-                    continue
-                m = _SHOWINFO_TB.search(line)
-                if m:
-                    self._time_base = Fraction(int(m.group(1)), int(m.group(2)))
+                self._showinfo(line)
                 continue
             if b"Parsed_ashowinfo" in line:
                 m = _ASHOWINFO_FIRST.search(line)
@@ -278,19 +284,13 @@ class MovieDecoder:
                     self._audio_start = Fraction(m.group(1).decode())
                     self._audio_known.set()
                 continue
-            m = _SHOWINFO_FRAME.search(line)
-            if m:
-                self._pts.put((int(m.group(2)), int(m.group(3))))
+            if self._showinfo(line) or b"Parsed_showinfo" in line:
                 continue
-            m = _SHOWINFO_TB.search(line)
-            if m:
-                self._time_base = Fraction(int(m.group(1)), int(m.group(2)))
-            elif b"Parsed_showinfo" not in line:
-                m = _LOG_LINE.match(line.decode("utf-8", "replace").rstrip())
-                if m and m.group(1) in _ERROR_LEVELS:
-                    self.decode_errors += 1
-                    self.first_error = self.first_error or m.group(2)
-                    self._last_error = m.group(2)
+            m = _LOG_LINE.match(line.decode("utf-8", "replace").rstrip())
+            if m and m.group(1) in _ERROR_LEVELS:
+                self.decode_errors += 1
+                self.first_error = self.first_error or m.group(2)
+                self._last_error = m.group(2)
         self.account["log_reader_cpu"] = time.thread_time()
         self._audio_known.set()
         self._pts.put(None)
