@@ -68,6 +68,11 @@ SAMPLE_COLUMNS = pa.schema([("t_start", pa.float64()), ("t_end", pa.float64())])
 # then "vector" fixed_size_list<float32, D>, and "text" string for text modalities
 SYNOPSIS_COLUMNS = pa.schema([("sentence_idx", pa.int32()), ("text", pa.string())])
 # then "vector" fixed_size_list<float32, D>
+EMBEDDING_COLUMNS = pa.schema([("movie_id", pa.string()), ("shot_idx", pa.int32()),
+                               ("start_frame", pa.int64()), ("end_frame", pa.int64())])
+# then per pretrained modality m: m fixed_size_list<float32, C> (null where the shot has no m),
+# then "fused" fixed_size_list<float32, C> (never null); `mega-pipe embed`, docs/contract.md
+EMBEDDING_FUSED = "fused"
 
 
 def shots_schema(modality_dims: Mapping[str, int]) -> pa.Schema:
@@ -184,6 +189,31 @@ def synopsis_table(movie_id: str, sentences: Sequence[str], vectors: np.ndarray,
                                  vector_array(vectors, dim)], schema=schema)
 
 
+def embeddings_table(movie_id: str, times: Mapping[str, np.ndarray], vectors: Mapping[str, np.ndarray],
+                     have: Mapping[str, np.ndarray], fused: np.ndarray, meta: dict,
+                     cache_key: str) -> pa.Table:
+    """``embeddings.parquet`` (``mega-pipe embed``): per shot its ``shot_idx`` and frames (from
+    ``times``, :meth:`FeatureFolder.read_shot_times`), per modality of the pretrained model its
+    contextual embedding (``vectors[m]`` (S, C); null where ``have[m]`` is False) and the fused
+    one. The column set depends only on the model (``meta["modalities"]``), so one catalogue
+    embedded with one checkpoint has one schema."""
+    width = int(meta["width"])
+    n = len(times["shot_idx"])
+    cols = [pa.array([movie_id] * n, pa.string()), pa.array(times["shot_idx"], pa.int32()),
+            pa.array(times["start_frame"], pa.int64()), pa.array(times["end_frame"], pa.int64())]
+    fields = list(EMBEDDING_COLUMNS)
+    for m in meta["modalities"]:
+        flat = pa.array(np.ascontiguousarray(vectors[m], np.float32).reshape(-1), pa.float32())
+        missing = pa.array(~np.asarray(have[m], bool))
+        cols.append(pa.FixedSizeListArray.from_arrays(flat, width, mask=missing))
+        fields.append(pa.field(m, vector_type(width)))
+    cols.append(vector_array(fused, width))
+    fields.append(pa.field(EMBEDDING_FUSED, vector_type(width)))
+    schema = pa.schema(fields, metadata=_metadata("embeddings", movie_id, None, cache_key,
+                                                  embeddings=json.dumps(meta)))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
 class FeatureFolder:
     """One movie's feature folder: ``OUT/<movie_id>/`` (docs/contract.md).
 
@@ -193,6 +223,7 @@ class FeatureFolder:
     SYNOPSIS = "synopsis.parquet"
     MANIFEST = "manifest.json"
     SAMPLES = "samples"
+    EMBEDDINGS = "embeddings.parquet"   # optional, `mega-pipe embed` (not in manifest.json's outputs)
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -218,6 +249,10 @@ class FeatureFolder:
     @property
     def manifest_path(self) -> Path:
         return self.path / self.MANIFEST
+
+    @property
+    def embeddings_path(self) -> Path:
+        return self.path / self.EMBEDDINGS
 
     def samples_path(self, modality: str) -> Path:
         return self.path / self.SAMPLES / f"{modality}.parquet"
@@ -328,6 +363,17 @@ class FeatureFolder:
         t = pq.read_table(self.synopsis_path, columns=["text", "vector"])
         return t["text"].to_pylist(), vectors_of(t["vector"])
 
+    def read_embeddings(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """``embeddings.parquet`` (``mega-pipe embed``); MegaPipeError if the folder has none."""
+        if not self.embeddings_path.is_file():
+            raise MegaPipeError(f"{self.path} has no {self.EMBEDDINGS} (run `mega-pipe embed`)")
+        return pq.read_table(self.embeddings_path, columns=list(columns) if columns else None)
+
+    def embeddings_meta(self) -> dict:
+        """What produced ``embeddings.parquet``: checkpoint, width, modalities, sequence length."""
+        md = pq.read_schema(self.embeddings_path).metadata or {}
+        return json.loads(md.get(b"embeddings", b"{}"))
+
     # -- writers (each atomic) ---------------------------------------------------------------
     def write_samples(self, table: pa.Table, modality: str) -> None:
         _write(self.samples_path(modality), table)
@@ -337,6 +383,15 @@ class FeatureFolder:
 
     def write_synopsis(self, table: pa.Table) -> None:
         _write(self.synopsis_path, table)
+
+    def write_embeddings(self, table: pa.Table) -> None:
+        """``embeddings.parquet``, atomically (temp file + rename: a crash leaves the old file or
+        none; :meth:`stale_embedding_temps` finds what a killed writer left)."""
+        _write(self.embeddings_path, table)
+
+    def stale_embedding_temps(self) -> list[Path]:
+        """Temporary files of an ``embeddings.parquet`` write that was killed (never read)."""
+        return sorted(self.path.glob(f".{self.EMBEDDINGS}.*.tmp"))
 
     def write_manifest(self, manifest: dict) -> None:
         """Write the run manifest: last, when every other file of the run is in place."""

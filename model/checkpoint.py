@@ -119,6 +119,9 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu", task: str | No
     if ``task`` is given and the checkpoint is of another task (``what`` names it in the
     message, e.g. ``--scene-checkpoint runs/x.pt``)."""
     state = read_checkpoint(path)
+    if state["task"] == "pretrain":   # encoders only (model/pretrain.py): no task head to predict with
+        raise MegaPipeError(f"{what or path} is a `mega-pipe pretrain` checkpoint (encoders, no task head): "
+                            "use it with `train --init` or `embed`")
     check_task(state["task"], task, what or str(path))
     cfg = stored_config(state, path)
     dev = torch.device(resolve_device(device))

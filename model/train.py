@@ -44,6 +44,12 @@ from .config import MegaConfig, TrainConfig, load_config
 from .data import Normalizer, check_feature_dims, choose_modalities
 from .device import resolve_device, rng_state, set_rng_state
 from .mega import AlignPE, BottleneckTokens, PositionalEncoding, ShotEncoder
+from .pretrain import (
+    freeze_transferred,
+    pretrained_normalizer,
+    read_pretrain_checkpoint,
+    transfer_encoders,
+)
 from .tasks import Run, Task, task_for
 
 __all__ = ["train", "TrainOptions"]
@@ -80,6 +86,8 @@ class TrainOptions:
     config: str | None = None
     config_overrides: dict[str, Any] | None = None
     synopsis_checkpoint: str | os.PathLike | None = None
+    init: str | os.PathLike | None = None   # a `pretrain` checkpoint for the unimodal encoders (pretrain.py)
+    freeze_init: bool = False                # and keep them fixed
     progress: bool = True
     on_epoch: Callable[[dict], None] | None = None
 
@@ -156,7 +164,7 @@ def _entries(manifest: str | os.PathLike, task: Task, settings: dict, modalities
 
 
 def _prepare(task: Task, cfg: MegaConfig, entries: Sequence[MovieEntry], settings: dict,
-             normalizer_state: dict | None, device: torch.device) -> Run:
+             normalizer_state: dict | None, device: torch.device, init: dict | None = None) -> Run:
     """Load and normalise the data, build the models (weights are loaded by the caller)."""
     modalities = settings["modalities"]
     synopsis = task.uses_synopsis
@@ -167,6 +175,8 @@ def _prepare(task: Task, cfg: MegaConfig, entries: Sequence[MovieEntry], setting
     task.check_training_labels(cfg, [*train_movies, *val_movies])
     if normalizer_state is None:
         normalizer = Normalizer.fit(train_movies, modalities, synopsis=synopsis)
+        if init is not None:   # the pretrained encoders' input transform (pretrain.py)
+            normalizer = pretrained_normalizer(normalizer, init, modalities)
     else:
         normalizer = Normalizer.from_state(normalizer_state)
     for movie in (*train_movies, *val_movies):
@@ -387,14 +397,36 @@ def train(task: str, manifest: str | os.PathLike, out: str | os.PathLike,
     device = torch.device(resolve_device(options.device))
     state, cfg, settings = _settings(task, out, options)
     job.set_teacher(options.synopsis_checkpoint, options.resume, settings)
+    init = _read_init(task, options, state, settings)
     entries = _entries(manifest, job, settings, options.modalities, new_run=state is None)
-    run = _prepare(job, cfg, entries, settings, None if state is None else state["normalization"], device)
+    run = _prepare(job, cfg, entries, settings, None if state is None else state["normalization"], device, init)
+    if init is not None:
+        settings["init_transfer"] = transfer_encoders(run.model, init, f"--init {options.init}",
+                                                      settings["freeze_init"])
     if state is not None:
         _restore(run, state)
+        if settings.get("freeze_init"):
+            freeze_transferred(run.model, settings["init_transfer"]["left_initialised"])
     job.start(run, resumed=state is not None)
     _cpu_hint(run, task)
     history, best = _fit(job, run, out, state, options)
     return _summary(task, out, settings, history, best, run.cfg)
+
+
+def _read_init(task: str, options: TrainOptions, state: dict | None, settings: dict) -> dict | None:
+    """``--init`` (a ``mega-pipe pretrain`` checkpoint, read before any data) for a new run;
+    a resumed run keeps its weights and its ``--freeze-init`` from last.pt."""
+    if options.init is None:
+        if options.freeze_init and state is None:
+            raise MegaPipeError("--freeze-init needs --init (the pretrained encoders to freeze)")
+        return None
+    if state is not None:
+        raise MegaPipeError("--init starts a run; a resumed run has its weights in last.pt")
+    if task == "synopsis":
+        raise MegaPipeError("--init initialises MEGA's shot encoders; task synopsis has none")
+    init = read_pretrain_checkpoint(options.init, f"--init {options.init}")
+    settings["init"], settings["freeze_init"] = str(options.init), bool(options.freeze_init)
+    return init
 
 
 def _summary(task: str, out: Path, settings: dict, history: list[dict], best: dict,

@@ -28,6 +28,9 @@ def add_train_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--synopsis-checkpoint", type=Path,
                    help="act: start the synopsis network from a `train --task synopsis` checkpoint "
                         "(its weights and its synopsis normalisation; the architectures must match)")
+    p.add_argument("--init", type=Path, help="start MEGA's per-modality encoders from a `mega-pipe pretrain` "
+                   "checkpoint (same config widths; docs/pretraining.md)")
+    p.add_argument("--freeze-init", action="store_true", help="with --init: keep the pretrained encoders fixed")
     p.add_argument("--epochs", type=int, help="default: the config's train.epochs")
     p.add_argument("--batch-size", type=int, help="windows (scene) or movies (act) per step")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the config's train.lr)")
@@ -84,7 +87,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = train(args.task, args.manifest, args.out, TrainOptions(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed,
         resume=args.resume, modalities=args.modalities, progress=not args.no_progress, config=args.config,
-        synopsis_checkpoint=args.synopsis_checkpoint,
+        synopsis_checkpoint=args.synopsis_checkpoint, init=args.init, freeze_init=args.freeze_init,
     ))
     print(json.dumps(summary, indent=2))
     return 0
