@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import MegaPipeError
+from .errors import BusyError, MegaPipeError
 
 
 @contextlib.contextmanager
@@ -93,7 +93,7 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
             f.seek(0)
             holder = f.read().strip() or "?"
             f.close()
-            raise MegaPipeError(f"{what} is being written by another mega-pipe run (pid {holder}); "
+            raise BusyError(f"{what} is being written by another mega-pipe run (pid {holder}); "
                                 "wait for it to finish or use another --out") from None
         try:
             if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:

@@ -12,3 +12,8 @@ class MegaPipeError(Exception):
 
 class InputError(MegaPipeError):
     """The input file cannot be used (unreadable, no video stream, bad subtitles...)."""
+
+
+class BusyError(MegaPipeError):
+    """An output is being written by another mega-pipe run right now (its lock is held): a
+    catalogue run comes back to the movie later instead of failing it."""

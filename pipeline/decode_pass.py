@@ -188,6 +188,7 @@ def decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods: 
         detector = ShotDetector(cfg.detector, info.video.frame_rate) if detect else None
         reuse = detector is not None and detector.factor(dec.width) == lay.clip_factor
         windower = None
+        listener = pool.frame_listener
         lap = _Laps()
         for frame in dec.frames():
             lap("frames")                    # waiting for FFmpeg + the frame's PTS
@@ -204,6 +205,8 @@ def decode_pass(info: ProbeInfo, cfg: ExtractConfig, pool: ExtractorPool, mods: 
                 _add_audio(windower, dec.take_audio(), enc["audio"])
                 lap("audio_windows")
             bar.update(1)
+            if listener is not None and frame.index % REPORT_FRAMES == 0:
+                listener(frame.index)
         lap("frames")
         end_time, n_frames = dec.end_time, dec.n_frames
         decode_seconds = time.perf_counter() - t0
@@ -298,6 +301,9 @@ QUEUE_FRAMES = 192
 # The audio decoded so far is taken every this many frames (the windower appends it to its
 # buffer of up to 10 s: once a frame, that copy was most of the audio windows' cost).
 AUDIO_EVERY = 16
+# A catalogue run's workers say how far they are every this many frames (ExtractorPool's
+# frame_listener; ~10 s of 24 fps video).
+REPORT_FRAMES = 240
 
 
 def _lower_priority(nice: int) -> None:

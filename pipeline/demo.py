@@ -97,16 +97,15 @@ def make_sample(folder: Path) -> dict:
             "synopsis": folder / "sample.synopsis.txt", "cuts": cuts}
 
 
-def run_demo(out: Path, cfg: ExtractConfig, debug: bool = False) -> tuple[dict, dict, list[dict]]:
+def run_demo(out: Path, cfg: ExtractConfig) -> tuple[dict, dict, list[dict]]:
     """``mega-pipe demo``: a generated sample movie (:func:`make_sample`, in ``out/input``)
     through ``extract`` into ``out/features``. Returns the sample, the extract manifest and the
     shots (frames and seconds)."""
     check_output_dir(out, "--out")
     sample = make_sample(out / "input")
     log.info("sample movie: %s (cuts at frames %s)", sample["movie"], sample["cuts"])
-    [manifest], _ = run_extract([MovieInput(sample["movie"], sample["subtitles"],
-                                            sample["synopsis"])],
-                                out / "features", cfg, debug=debug, isolate=False)
+    [manifest] = run_extract([MovieInput(sample["movie"], sample["subtitles"],
+                                         sample["synopsis"])], out / "features", cfg)
     shots = FeatureFolder(out / "features" / manifest["movie_id"]).read_shots(
         ["shot_idx", "start_frame", "end_frame", "start_s", "end_s"]).to_pylist()
     return sample, manifest, shots

@@ -16,6 +16,7 @@ Plan, single pass, write:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -25,13 +26,12 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..extractors.entry import KEYFRAME_MODALITIES
-from ..extractors.errors import ExtractorError, WeightsNotFoundError
 from ..manifests.atomic import check_output_dir
 from ..manifests.errors import MegaPipeError
 from ..manifests.features import CONTRACT_VERSION, FeatureFolder, synopsis_table
 from ..manifests.provenance import code_version
 from .decode_pass import decode_pass
-from .inputs import ExtractConfig, MovieInput, movie_id_of
+from .inputs import ExtractConfig, MovieInput, check_ids, movie_id_of, read_catalogue
 from .keyframes import extract_keyframes, keyframe_inputs
 from .models import ExtractorPool
 from .plan import MoviePlan, plan_movie
@@ -54,6 +54,7 @@ def extract_movie(inp: MovieInput, out_root: Path, cfg: ExtractConfig,
     ``"up_to_date": True`` added when every stage was cached and nothing was written).
     Written through :func:`write_movie_folder` (lock, staging)."""
     video = Path(inp.video)
+    cfg = inp.config(cfg)
 
     def work(folder: FeatureFolder) -> dict:
         info = probe(video, cfg.audio_track, cfg.subtitle_track)
@@ -75,7 +76,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, folder: FeatureFolder, movie_id: 
     plan.warnings += stages["decode"]["warnings"]
     plan.warnings += _timeline_warnings(info, end_time, plan.cues)
     samples.update(_encode_text(plan, extractors, stages))
-    meta = {m: extractors.meta(m) for m in extractors.modalities}
+    meta = {m: extractors.meta(m, used=m not in plan.absent) for m in extractors.modalities}
     models, _ = write_features(plan, shots, samples, meta, stages)
     manifest = _manifest(plan, inp, info, cfg, extractors, models, end_time, n_frames, stages)
     manifest["seconds"] = time.perf_counter() - t_run
@@ -191,77 +192,58 @@ def _timeline_warnings(info: ProbeInfo, end_time: float, cues: list | None) -> l
     return out
 
 
-def extract_movies(out_root: Path, cfg: ExtractConfig, videos: Sequence[Path] = (), *,
+def extract_inputs(cfg: ExtractConfig, videos: Sequence[str | os.PathLike] = (), *,
                    subtitles: Path | None = None, synopsis: Path | None = None,
                    movie_id: str | None = None, synopsis_lines: bool = False,
                    movienet: Path | None = None, keyframes: Path | None = None,
-                   shot_file: Path | None = None, debug: bool = False) -> tuple[list, list]:
-    """``mega-pipe extract``: movie files, or MovieNet key frames (``movienet`` root, or one
-    movie's ``keyframes`` folder and ``shot_file``), into ``out_root``. The output is checked
-    before any work; with several movies a failing one is reported and the others carry on.
-    Returns the manifests done and the (input, error line) pairs failed."""
-    check_output_dir(out_root, "--out")
+                   shot_file: Path | None = None) -> tuple[list, Callable, tuple[str, ...]]:
+    """What ``mega-pipe extract`` was given: the inputs, the function that extracts one of them
+    and the default modalities. Movie files (``videos``: files, folders, globs, catalogue lists,
+    ``inputs.read_catalogue``) or MovieNet key frames (a ``movienet`` root, or one movie's
+    ``keyframes`` folder and ``shot_file``)."""
     if movienet or keyframes or shot_file:
         if subtitles or synopsis or cfg.subtitle_track or cfg.audio_track:
             raise MegaPipeError("key frames have no audio or subtitles: --subtitles, --synopsis, "
                                 "--audio-track and --subtitle-track do not apply")
-        inputs = keyframe_inputs(movienet, keyframes, shot_file, videos, movie_id)
-        extract_one, defaults = extract_keyframes, KEYFRAME_MODALITIES
-    else:
-        if not videos:
-            raise MegaPipeError("give VIDEO ..., or MovieNet key frames with --movienet ROOT or "
-                                "--keyframes DIR --shot-file FILE")
-        if len(videos) > 1 and (subtitles or synopsis or movie_id):
-            raise MegaPipeError("--subtitles, --synopsis and --id apply to a single VIDEO")
-        inputs = [MovieInput(Path(v), subtitles, synopsis, movie_id, synopsis_lines)
-                  for v in videos]
-        extract_one, defaults = extract_movie, ()
-    return run_extract(inputs, out_root, cfg, debug=debug, extract_one=extract_one,
-                       default_modalities=defaults, isolate=len(inputs) > 1)
+        return (keyframe_inputs(movienet, keyframes, shot_file, videos, movie_id),
+                extract_keyframes, KEYFRAME_MODALITIES)
+    if not videos:
+        raise MegaPipeError("give VIDEO ..., or MovieNet key frames with --movienet ROOT or "
+                            "--keyframes DIR --shot-file FILE")
+    inputs = read_catalogue(videos)
+    if len(inputs) > 1 and (subtitles or synopsis or movie_id):
+        raise MegaPipeError("--subtitles, --synopsis and --id apply to a single VIDEO (a "
+                            "catalogue list gives them per movie)")
+    if len(inputs) == 1:
+        inputs = [dataclasses.replace(inputs[0], subtitles=subtitles or inputs[0].subtitles,
+                                      synopsis=synopsis or inputs[0].synopsis,
+                                      movie_id=movie_id or inputs[0].movie_id,
+                                      synopsis_lines=synopsis_lines or inputs[0].synopsis_lines)]
+    return inputs, extract_movie, ()
 
 
-def run_extract(inputs: Sequence, out_root: Path, cfg: ExtractConfig, *, debug: bool = False,
+def run_extract(inputs: Sequence, out_root: Path, cfg: ExtractConfig, *,
                 extract_one: Callable | None = None, default_modalities: Sequence[str] = (),
-                isolate: bool = True) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Extract several movies; a failing movie is reported (an error on the log) and the others
-    carry on, unless ``debug`` or not ``isolate`` (a one-movie command): then its exception
-    propagates (the CLI prints it as one line, or the traceback with ``--debug``).
+                extractors: ExtractorPool | None = None) -> list[dict]:
+    """Extract movies one after the other with one set of models; the first failure propagates
+    (the CLI prints it as one line, or the traceback with ``--debug``). Several movies that must
+    carry on past a failure are a catalogue run (``catalogue.py``).
 
     ``extract_one(inp, out_root, cfg, pool)`` extracts one input (default :func:`extract_movie`,
     a movie file; ``keyframes.extract_keyframes`` takes key-frame folders);
     ``default_modalities`` apply when ``cfg.modalities`` is None (default: the video
-    modalities)."""
+    modalities); ``extractors``: the models to use (default: built for this run)."""
+    check_output_dir(out_root, "--out")
+    check_ids(inputs)
     extract_one = extract_one or extract_movie
-
-    ids: dict[str, list[str]] = {}
-    for inp in inputs:
-        ids.setdefault(movie_id_of(inp), []).append(str(inp.source))
-    bad = [k for k in ids if not k or k.startswith(".") or "/" in k or os.sep in k]
-    if bad:
-        raise MegaPipeError(f"movie id {bad[0]!r} cannot name a folder (empty, hidden or a path)")
-    clashes = {k: v for k, v in ids.items() if len(v) > 1}
-    if clashes:
-        k, v = next(iter(clashes.items()))
-        raise MegaPipeError(f"{len(v)} inputs would share the output folder {Path(out_root) / k} "
-                            f"({', '.join(v)}): extract them in separate runs with --id or --out")
-    extractors = ExtractorPool(cfg, default_modalities)
+    extractors = extractors or ExtractorPool(cfg, default_modalities)
     root_existed = Path(out_root).exists()
-    done, failed = [], []
+    done: list[dict] = []
     try:
         for inp in inputs:
-            try:
-                done.append(extract_one(inp, out_root, cfg, extractors))
-            except WeightsNotFoundError:
-                raise                      # no movie can be processed: stop the run
-            except Exception as e:         # this movie failed; the others carry on
-                if debug or not isolate:
-                    raise
-                msg = (str(e) if isinstance(e, (MegaPipeError, ExtractorError))
-                       else f"{inp.source}: {type(e).__name__}: {e}")
-                failed.append((str(inp.source), msg))
-                log.error(msg)
+            done.append(extract_one(inp, out_root, cfg, extractors))
     finally:
         if not done and not root_existed:
             with contextlib.suppress(OSError):      # leave no empty output root behind
                 Path(out_root).rmdir()
-    return done, failed
+    return done

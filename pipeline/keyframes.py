@@ -230,7 +230,8 @@ def _extract(inp: KeyframeInput, folder: FeatureFolder, cfg: ExtractConfig,
     t0 = time.perf_counter()
     fresh = _encode(images, plan.todo, extractors, stages, cfg.progress) if plan.todo else {}
     stages["keyframes"]["seconds"] = time.perf_counter() - t0
-    meta = {m: {**extractors.meta(m), "sampling": "keyframe"} for m in extractors.modalities}
+    meta = {m: {**extractors.meta(m, used=m not in plan.absent), "sampling": "keyframe"}
+            for m in extractors.modalities}
     models, pooled = write_features(plan, shots, {m: (t_start, t_end, v) for m, v in fresh.items()},
                                     meta, stages)
     empty = int(np.sum(pooled[plan.wanted[0]][1] == 0)) if plan.wanted else 0

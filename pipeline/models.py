@@ -3,7 +3,7 @@ registry entries (checked once, by ``extractors.registry.model_entries``), the w
 size, and the models themselves, built on first need and kept for every movie of the run."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..extractors.registry import (
     MODALITIES,
@@ -37,6 +37,9 @@ class ExtractorPool:
         self.frame_size = cfg.frame_size or max(
             (e.input_size for e in self.entries.values()), default=224)
         self._built: dict = {}
+        # Hears how many frames of the movie being decoded are done, every few seconds of video
+        # (decode_pass.REPORT_FRAMES): a catalogue run's progress across workers.
+        self.frame_listener: Callable[[int], None] | None = None
 
     def check(self, modalities: Sequence[str]) -> None:
         """Fail now (WeightsNotFoundError listing every searched path) if weights are missing."""
@@ -54,12 +57,14 @@ class ExtractorPool:
                 allow_download=self.cfg.allow_download))
         return {m: self._built[m] for m in modalities}
 
-    def meta(self, m: str) -> dict:
+    def meta(self, m: str, used: bool = True) -> dict:
         """Provenance of modality ``m``: the digest of the weights actually loaded when the
         extractor was built in this run, else the registry's published digest (the cache key
-        uses the registry entry, which identifies the weights)."""
+        uses the registry entry, which identifies the weights). ``used=False`` (a modality the
+        movie lacks): always the registry's, so that a movie's files never depend on which
+        models earlier movies of the same process happened to build."""
         e = self.entries[m]
-        built = self._built.get(m)
+        built = self._built.get(m) if used else None
         return {"dim": e.dim, "model_id": e.name,
                 "weights_sha256": built.weights_sha256 if built else e.sha256,
                 "sampling": self.sampling(m)}

@@ -9,6 +9,7 @@ starts (``mega_pipe.model.unsupervised``, docs/unsupervised.md).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ..manifests.atomic import check_output_dir, check_output_file
 from ..manifests.boundaries import (
     ACTS,
     build_boundaries,
+    read_boundaries,
     scenes_from_probabilities,
     write_boundaries,
 )
@@ -38,8 +40,10 @@ from ..model.unsupervised import (
     snap_to_scenes,
 )
 from .export import apply_chapters, check_apply_target, source_of
+from .cache import file_fingerprint, stage_key
 from .extract import run_extract
 from .inputs import ExtractConfig, MovieInput
+from .models import ExtractorPool
 
 
 def check_dims(ckpt, features: Path, which: str) -> None:
@@ -156,7 +160,7 @@ def segment_movie(movie: MovieInput, out: Path, cfg: ExtractConfig, features_roo
                   scene_checkpoint: Path | None = None, act_checkpoint: Path | None = None,
                   scene_threshold: float = 0.5, n_scenes: int | None = None,
                   chapters: Path | None = None, chapters_level: str | None = None,
-                  debug: bool = False) -> tuple[dict, str | None]:
+                  ) -> tuple[dict, str | None]:
     """``mega-pipe segment``: extract ``movie`` (reusing cached features under
     ``features_root``) with the modalities the checkpoints need, predict its boundaries, write
     ``out``; with ``chapters``, also a copy of the movie with them as chapters. The checkpoints
@@ -165,22 +169,49 @@ def segment_movie(movie: MovieInput, out: Path, cfg: ExtractConfig, features_roo
     check_output_dir(features_root, "--features")
     if chapters is not None:
         check_apply_target(movie.video, chapters, "--chapters")
-    paths = {"scene": scene_checkpoint, "act": act_checkpoint}
     ckpts = load_checkpoints(scene_checkpoint, act_checkpoint, cfg.device)
-    if cfg.modalities is None and ckpts:
-        cfg = dataclasses.replace(cfg, modalities=tuple(dict.fromkeys(
-            m for c in ckpts.values() for m in c.modalities)))
-    [manifest], _ = run_extract([movie], features_root, cfg, debug=debug, isolate=False)
-    features = Path(features_root) / manifest["movie_id"]
-    doc = predict_boundaries(manifest, features, ckpts, scene_threshold, n_scenes, paths)
-    doc["provenance"] = {
-        "scene_checkpoint": str(scene_checkpoint) if scene_checkpoint else None,
-        "act_checkpoint": str(act_checkpoint) if act_checkpoint else None,
-        "features": str(features), "models": manifest["models"], "code_version": code_version()}
-    write_boundaries(out, doc)
+    doc, _, _ = boundaries_of(movie, out, segment_config(cfg, ckpts), features_root, ckpts,
+                              {"scene": scene_checkpoint, "act": act_checkpoint},
+                              scene_threshold, n_scenes)
     if chapters is None:
         return doc, None
     src = source_of(doc, str(out))
     level = chapters_level or src.default_level(chapters=True)
     apply_chapters(src, level, movie.video, chapters)
     return doc, level
+
+
+def segment_config(cfg: ExtractConfig, ckpts: dict) -> ExtractConfig:
+    """The extraction config of a segment run: the modalities the checkpoints need, unless the
+    user chose some."""
+    if cfg.modalities is None and ckpts:
+        cfg = dataclasses.replace(cfg, modalities=tuple(dict.fromkeys(
+            m for c in ckpts.values() for m in c.modalities)))
+    return cfg
+
+
+def boundaries_of(movie: MovieInput, out: Path, cfg: ExtractConfig, features_root: Path,
+                  ckpts: dict, paths: dict, scene_threshold: float, n_scenes: int | None, *,
+                  extractors: ExtractorPool | None = None,
+                  skip_unchanged: bool = False) -> tuple[dict, dict, bool]:
+    """Extract ``movie`` (cached features reused), predict and write its ``boundaries.json`` at
+    ``out``. Returns the document, the extraction manifest and whether ``out`` was already up
+    to date (``skip_unchanged``: a file whose provenance key — features, checkpoint files,
+    threshold, scene count — equals this run's is kept as it is: a catalogue rerun)."""
+    [manifest] = run_extract([movie], features_root, cfg, extractors=extractors)
+    features = Path(features_root) / manifest["movie_id"]
+    key = stage_key(features=manifest["pool_key"], threshold=scene_threshold, scenes=n_scenes,
+                    checkpoints={t: file_fingerprint(p) for t, p in paths.items() if p})
+    if skip_unchanged and Path(out).is_file():
+        with contextlib.suppress(MegaPipeError):
+            old = read_boundaries(out)
+            if old.get("provenance", {}).get("key") == key:
+                return old, manifest, True
+    doc = predict_boundaries(manifest, features, ckpts, scene_threshold, n_scenes, paths)
+    doc["provenance"] = {
+        "scene_checkpoint": str(paths["scene"]) if paths.get("scene") else None,
+        "act_checkpoint": str(paths["act"]) if paths.get("act") else None,
+        "features": str(features), "models": manifest["models"], "code_version": code_version(),
+        "key": key}
+    write_boundaries(out, doc)
+    return doc, manifest, False

@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def _cmd_demo(args) -> int:
-    _, manifest, shots = run_demo(args.out, extract_config(args), debug=args.debug)
+    _, manifest, shots = run_demo(args.out, extract_config(args))
     print("shot  start_frame  end_frame  start_s  end_s")
     for row in shots:
         print(f"{row['shot_idx']:>4}  {row['start_frame']:>11}  {row['end_frame']:>9}  "

@@ -5,7 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..extract import extract_movies
+from ..extract import extract_inputs, run_extract
 from ..inputs import ExtractConfig
 from ..shots import DETECTORS, DetectorConfig
 
@@ -86,17 +86,67 @@ def extract_config(args):
         subtitle_track=args.subtitle_track, strict=args.strict)
 
 
-def _cmd_extract(args) -> int:
-    done, failed = extract_movies(
-        args.out, extract_config(args), args.videos, subtitles=args.subtitles,
-        synopsis=args.synopsis, movie_id=args.id, synopsis_lines=args.synopsis_lines,
-        movienet=args.movienet, keyframes=args.keyframes, shot_file=args.shot_file,
-        debug=args.debug)
-    for m in done:
-        print(summary_line(args.out, m))
+def add_catalogue_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a run over several movies (a catalogue): ``extract`` and ``segment``."""
+    p = parser.add_argument_group(
+        "catalogue options", "several movies (files, folders, globs, CSV/JSONL lists): each is "
+        "one unit of work, here or on Ray; the run ends with a summary table (docs/scale-out.md)")
+    p.add_argument("--ray", metavar="auto|ADDRESS",
+                   help="run the movies on Ray: 'auto' joins the local Ray instance or starts "
+                   "one; ADDRESS (host:port) joins that cluster")
+    p.add_argument("--ray-cpus", type=float, default=1.0, metavar="N",
+                   help="CPUs each movie takes on Ray (its decode; default 1)")
+    p.add_argument("--ray-gpus", type=float, default=None, metavar="F",
+                   help="GPU fraction each movie takes on Ray for its encoders (default 0.25 "
+                   "where the cluster has GPUs, else 0)")
+    p.add_argument("--retries", type=int, default=2, metavar="N",
+                   help="times a movie is tried again after an unexpected error or a lost "
+                   "worker (default 2; a bad input fails at once)")
+    p.add_argument("--summary", type=Path, metavar="FILE.parquet",
+                   help="the run's summary table (default: OUT/_catalogue/<time>-<pid>.parquet)")
+
+
+def is_catalogue(args, inputs) -> bool:
+    """A run over several movies, or one asked to run as a catalogue (on Ray, or with a
+    summary)."""
+    return len(inputs) > 1 or bool(args.ray) or args.summary is not None
+
+
+def run_catalogue_command(args, job, inputs, line) -> int:
+    """Run ``job`` over ``inputs`` as a catalogue; print ``line(outcome)`` for each movie done
+    and the summary's path; exit status 1 if any movie failed."""
+    from ..catalogue import counts, run_catalogue
+
+    results, path = run_catalogue(
+        job, inputs, ray=args.ray, ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus,
+        retries=args.retries, summary=args.summary, progress=not args.no_progress)
+    for r in results:
+        if r["status"] in ("done", "cached"):
+            print(line(r))
+    print(f"{len(results)} movies: {counts(results)}; summary -> {path}")
+    failed = [r for r in results if r["status"] != "done" and r["status"] != "cached"]
     if failed:
-        log.info("%d of %d movie(s) failed", len(failed), len(done) + len(failed))
+        log.info("%d of %d movie(s) failed", len(failed), len(results))
         return 1
+    return 0
+
+
+def _cmd_extract(args) -> int:
+    from ..catalogue import CatalogueJob
+
+    cfg = extract_config(args)
+    inputs, extract_one, defaults = extract_inputs(
+        cfg, args.videos, subtitles=args.subtitles, synopsis=args.synopsis, movie_id=args.id,
+        synopsis_lines=args.synopsis_lines, movienet=args.movienet, keyframes=args.keyframes,
+        shot_file=args.shot_file)
+    if is_catalogue(args, inputs):
+        job = CatalogueJob("extract", args.out, cfg, extract_one, tuple(defaults),
+                           debug=args.debug)
+        return run_catalogue_command(args, job, inputs,
+                                     lambda r: summary_line(args.out, r["manifest"]))
+    for m in run_extract(inputs, args.out, cfg, extract_one=extract_one,
+                         default_modalities=defaults):
+        print(summary_line(args.out, m))
     return 0
 
 
@@ -114,7 +164,9 @@ def summary_line(out: Path, m: dict) -> str:
 def add_cli(sub) -> None:
     e = sub.add_parser("extract", help="extract per-shot multimodal features (Parquet)")
     e.add_argument("videos", nargs="*", metavar="VIDEO",
-                   help="movie files; with --movienet: the imdb ids to extract (default: all)")
+                   help="movie files, folders (every movie below), globs, or CSV/JSONL "
+                   "catalogue lists (docs/scale-out.md); with --movienet: the imdb ids to "
+                   "extract (default: all)")
     e.add_argument("--out", type=Path, default=Path("out"), help="output root (default ./out)")
     e.add_argument("--movienet", type=Path, metavar="ROOT",
                    help="MovieNet key frames: every movie of ROOT (ROOT/240P_frames/<imdb>/ "
@@ -125,4 +177,5 @@ def add_cli(sub) -> None:
     e.add_argument("--shot-file", type=Path, metavar="FILE",
                    help="its MovieNet shot file: start end kf1 kf2 kf3 per shot, 24 fps")
     add_extract_options(e)
+    add_catalogue_options(e)
     e.set_defaults(func=_cmd_extract)

@@ -4,21 +4,34 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..inputs import MovieInput
-from .extract import add_extract_options, extract_config
+from ...manifests.atomic import check_output_dir
+from ...manifests.errors import MegaPipeError
+from ..inputs import MovieInput, read_catalogue
+from .extract import (
+    add_catalogue_options,
+    add_extract_options,
+    extract_config,
+    is_catalogue,
+    run_catalogue_command,
+)
 
 log = logging.getLogger(__name__)
 
 
 def _cmd_segment(args) -> int:
-    from ..segment import segment_movie  # here: it imports torch (docs/architecture.md)
+    # here, not at the top: these import torch (docs/architecture.md)
+    from ..segment import load_checkpoints, segment_config, segment_movie
 
+    inputs = read_catalogue(args.video)
+    if is_catalogue(args, inputs):
+        return _segment_catalogue(args, inputs, load_checkpoints, segment_config)
+    inp = inputs[0]
     doc, level = segment_movie(
-        MovieInput(args.video, args.subtitles, args.synopsis, args.id, args.synopsis_lines),
+        MovieInput(inp.video, args.subtitles, args.synopsis, args.id or inp.movie_id,
+                   args.synopsis_lines, inp.audio_track, inp.subtitle_track),
         args.out, extract_config(args), args.features, scene_checkpoint=args.scene_checkpoint,
         act_checkpoint=args.act_checkpoint, scene_threshold=args.scene_threshold,
-        n_scenes=args.scenes, chapters=args.chapters, chapters_level=args.chapters_level,
-        debug=args.debug)
+        n_scenes=args.scenes, chapters=args.chapters, chapters_level=args.chapters_level)
     movie_id = doc["movie"]["id"]
     n_sc = len(doc["scenes"]) if doc["scenes"] is not None else "-"
     print(f"{movie_id}: {len(doc['shots'])} shots, {n_sc} scenes, "
@@ -30,10 +43,38 @@ def _cmd_segment(args) -> int:
     return 0
 
 
+def _segment_catalogue(args, inputs, load_checkpoints, segment_config) -> int:
+    """Several movies: ``--out`` is a folder of ``<movie id>.json`` boundaries files."""
+    from ..catalogue import CatalogueJob
+
+    given = [o for o, v in (("--chapters", args.chapters), ("--subtitles", args.subtitles),
+                            ("--synopsis", args.synopsis), ("--id", args.id)) if v]
+    if given:
+        raise MegaPipeError(f"{', '.join(given)}: for a single VIDEO (a catalogue list gives "
+                            "subtitles, synopsis and id per movie)")
+    if args.out.suffix.lower() == ".json":
+        raise MegaPipeError(f"--out {args.out}: with several movies --out is a folder (one "
+                            "<movie id>.json each)")
+    if args.scenes is not None and args.scenes < 1:
+        raise MegaPipeError(f"--scenes must be at least 1, got {args.scenes}")
+    cfg = extract_config(args)
+    check_output_dir(args.features, "--features")
+    ckpts = load_checkpoints(args.scene_checkpoint, args.act_checkpoint, cfg.device)
+    job = CatalogueJob("segment", args.out, segment_config(cfg, ckpts), features=args.features,
+                       scene_checkpoint=args.scene_checkpoint,
+                       act_checkpoint=args.act_checkpoint, scene_threshold=args.scene_threshold,
+                       n_scenes=args.scenes, debug=args.debug)
+    return run_catalogue_command(args, job, inputs,
+                                 lambda r: f"{r['movie_id']}: -> {r['output']}")
+
+
 def add_cli(sub) -> None:
     p = sub.add_parser("segment", help="predict scene and act boundaries of a movie")
-    p.add_argument("video", type=Path, metavar="VIDEO")
-    p.add_argument("--out", type=Path, required=True, help="boundaries.json to write")
+    p.add_argument("video", nargs="+", metavar="VIDEO",
+                   help="a movie file; or several, folders, globs, CSV/JSONL catalogue lists "
+                   "(then --out is a folder of <movie id>.json; docs/scale-out.md)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="boundaries.json to write (a catalogue: the folder for them)")
     p.add_argument("--scene-checkpoint", type=Path)
     p.add_argument("--act-checkpoint", type=Path)
     p.add_argument("--features", type=Path, default=Path("out"),
@@ -48,4 +89,5 @@ def add_cli(sub) -> None:
     p.add_argument("--chapters-level", choices=("shots", "scenes", "acts"),
                    help="segments that become --chapters (default: scenes, else acts, else shots)")
     add_extract_options(p)
+    add_catalogue_options(p)
     p.set_defaults(func=_cmd_segment)

@@ -1,0 +1,284 @@
+"""Catalogue runs (docs/scale-out.md): ``extract`` or ``segment`` over many movies, one unit of
+work per movie, in this process or on a Ray cluster (``ray_run.py``), ending with a summary table.
+
+- **Inputs** (``inputs.read_catalogue``): movie files, folders, globs, CSV / JSON Lines lists.
+- **The unit** (:class:`MovieWorker`): one movie extracted (or segmented) with the worker's models,
+  which are built once and kept for every movie the worker gets. It never raises for the movie's
+  own failure: it returns an outcome (status, error line, timings, output), so that one bad movie
+  never stops the others.
+- **Retries** (:func:`next_step`): a bad input (an unreadable file, bad subtitles: the same error
+  every time) fails at once; an unexpected error or a lost worker is retried up to ``retries``
+  times; a movie whose folder another run is writing right now is come back to later (it is
+  then usually complete and skipped); missing weights stop the whole run (no movie can be done).
+- **Nothing done twice**: a movie whose outputs are complete and whose inputs and config are
+  unchanged is skipped (status ``cached``), through the same cache keys as a single-movie run.
+- **Summary**: a Parquet table, one row per movie (:data:`SUMMARY_SCHEMA`), written atomically
+  at the end of every catalogue run to its own new file.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sys
+import time
+import traceback
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..extractors.errors import ExtractorError, WeightsNotFoundError
+from ..manifests.atomic import atomic_path, check_output_dir, check_output_file
+from ..manifests.errors import BusyError, MegaPipeError
+from .extract import extract_movie
+from .inputs import ExtractConfig, check_ids, movie_id_of
+from .models import ExtractorPool
+
+log = logging.getLogger(__name__)
+
+# A movie whose folder another run holds is tried again after this long (seconds).
+BUSY_RETRY_S = 2.0
+
+
+# --- The unit of work --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogueJob:
+    """What every movie of a catalogue gets done; picklable (it travels to Ray workers).
+
+    ``command``: "extract" (feature folders under ``out``) or "segment" (``out/<id>.json``,
+    features under ``features``, with the checkpoints and decoding options given; ``cfg`` is
+    then already ``segment.segment_config``'s)."""
+
+    command: str
+    out: Path
+    cfg: ExtractConfig
+    extract_one: Callable = extract_movie
+    default_modalities: tuple[str, ...] = ()
+    features: Path | None = None
+    scene_checkpoint: Path | None = None
+    act_checkpoint: Path | None = None
+    scene_threshold: float = 0.5
+    n_scenes: int | None = None
+    debug: bool = False
+
+    def output(self, movie_id: str) -> Path:
+        return self.out / (f"{movie_id}.json" if self.command == "segment" else movie_id)
+
+
+class MovieWorker:
+    """Does one movie of a catalogue at a time, with models built on the first movie and kept
+    (for segment: the checkpoints too). ``frame_listener(movie_id, frames)`` hears how far
+    decoding has got (a Ray run's progress bar)."""
+
+    def __init__(self, job: CatalogueJob,
+                 frame_listener: Callable[[str, int], None] | None = None):
+        self.job = job
+        self.pool = ExtractorPool(job.cfg, job.default_modalities)
+        self.frame_listener = frame_listener
+        self._checkpoints: dict | None = None
+
+    def run(self, inp, attempt: int = 1) -> dict:
+        """The outcome of one movie (:func:`outcome`)."""
+        movie_id, t0 = movie_id_of(inp), time.perf_counter()
+        started = _now()
+        if self.frame_listener is not None:
+            self.pool.frame_listener = lambda n: self.frame_listener(movie_id, n)
+        try:
+            if self.job.command == "segment":
+                manifest, cached = self._segment(inp)
+            else:
+                manifest = self.job.extract_one(inp, self.job.out, self.job.cfg, self.pool)
+                cached = bool(manifest.get("up_to_date"))
+        except WeightsNotFoundError as e:              # no movie can be done: the run stops
+            return outcome(inp, "fatal", str(e), attempt=attempt, started=started, t0=t0)
+        except BusyError as e:
+            return outcome(inp, "busy", str(e), attempt=attempt, started=started, t0=t0)
+        except (MegaPipeError, ExtractorError) as e:   # the input's fault: the same every time
+            return outcome(inp, "failed", str(e), attempt=attempt, started=started, t0=t0)
+        except Exception as e:                         # unexpected: worth another try
+            if self.job.debug:
+                log.error("%s", traceback.format_exc())
+            return outcome(inp, "error", f"{inp.source}: {type(e).__name__}: {e}",
+                           attempt=attempt, started=started, t0=t0)
+        timeline = manifest.get("timeline", {})
+        return outcome(inp, "cached" if cached else "done", None, attempt=attempt,
+                       started=started, t0=t0, output=str(self.job.output(movie_id)),
+                       frames=0 if cached else int(timeline.get("frames", 0)),
+                       duration_s=float(timeline.get("duration_s", 0.0)),
+                       model_set=manifest.get("config", {}).get("model_set"),
+                       manifest=manifest)
+
+    def _segment(self, inp) -> tuple[dict, bool]:
+        from .segment import boundaries_of, load_checkpoints  # imports torch
+
+        job = self.job
+        if self._checkpoints is None:
+            self._checkpoints = load_checkpoints(job.scene_checkpoint, job.act_checkpoint,
+                                                 job.cfg.device)
+        _, manifest, cached = boundaries_of(
+            inp, job.output(movie_id_of(inp)), job.cfg, job.features, self._checkpoints,
+            {"scene": job.scene_checkpoint, "act": job.act_checkpoint}, job.scene_threshold,
+            job.n_scenes, extractors=self.pool, skip_unchanged=True)
+        return manifest, cached
+
+
+def outcome(inp, status: str, error: str | None, *, attempt: int, started: str, t0: float,
+            output: str | None = None, frames: int = 0, duration_s: float = 0.0,
+            model_set: str | None = None, manifest: dict | None = None) -> dict:
+    """One movie's result: a row of the summary (plus, for the driver, ``manifest``)."""
+    return {"movie_id": movie_id_of(inp), "source": str(inp.source), "status": status,
+            "error": error, "attempts": attempt, "seconds": round(time.perf_counter() - t0, 3),
+            "started": started, "finished": _now(), "frames": frames,
+            "duration_s": duration_s, "output": output, "model_set": model_set,
+            "worker": f"{os.uname().nodename}:{os.getpid()}", "manifest": manifest}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def next_step(result: dict, retries: int) -> str:
+    """What the driver does with a movie's outcome: "final" (record it), "retry" (run it again:
+    an unexpected error or a lost worker, while attempts remain) or "later" (its folder is being
+    written by another run: come back to it)."""
+    if result["status"] == "busy":
+        return "later"
+    if result["status"] in ("error", "lost") and result["attempts"] <= retries:
+        return "retry"
+    return "final"
+
+
+def final_status(result: dict) -> dict:
+    """An outcome as the summary records it: an error or lost worker that used up its retries
+    is a failure, with the attempts counted in its line."""
+    if result["status"] in ("error", "lost"):
+        result = {**result, "status": "failed",
+                  "error": f"{result['error']} (after {result['attempts']} attempts)"}
+    return result
+
+
+# --- Running in this process -------------------------------------------------------------------
+
+
+def run_local(job: CatalogueJob, inputs: Sequence, retries: int,
+              on_result: Callable[[dict], None]) -> list[dict]:
+    """The catalogue in this process, one movie after the other with one set of models."""
+    worker = MovieWorker(job)
+    results: list[dict] = []
+    queue = deque((inp, 1, 0.0) for inp in inputs)    # (movie, attempt, not before)
+    while queue:
+        inp, attempt, not_before = queue.popleft()
+        time.sleep(max(0.0, not_before - time.monotonic()))
+        result = worker.run(inp, attempt)
+        if result["status"] == "fatal":
+            raise WeightsNotFoundError(result["error"])
+        step = next_step(result, retries)
+        if step == "final":
+            results.append(final_status(result))
+            on_result(results[-1])
+        elif step == "retry":
+            log.warning("%s (attempt %d; trying again)", result["error"], attempt)
+            queue.append((inp, attempt + 1, 0.0))
+        else:
+            log.info("%s: being written by another run; coming back to it", result["movie_id"])
+            queue.append((inp, attempt, time.monotonic() + BUSY_RETRY_S))
+    return results
+
+
+def run_catalogue(job: CatalogueJob, inputs: Sequence, *, ray: str | None = None,
+                  ray_cpus: float = 1.0, ray_gpus: float | None = None, retries: int = 2,
+                  summary: Path | None = None, progress: bool = True,
+                  on_result: Callable[[dict], None] = lambda r: None) -> tuple[list[dict], Path]:
+    """Run a catalogue here or on Ray (``ray``: an address or "auto"), with one overall
+    progress bar (movies done, cached, failed and running; frames per second across the
+    workers), then write its summary (``summary``, default :func:`summary_path`) — also when the
+    run is interrupted, with the movies not finished marked ``not run``. Returns the outcomes in
+    input order and the summary's path."""
+    from tqdm import tqdm
+
+    if retries < 0:
+        raise MegaPipeError(f"--retries must be at least 0, got {retries}")
+    check_output_dir(job.out, "--out")
+    check_ids(inputs)
+    path = Path(summary) if summary is not None else summary_path(job.out)
+    check_output_file(path, "--summary", (".parquet",))
+    results: list[dict] = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(inputs), desc=job.command, unit="movie", file=sys.stderr,
+               disable=not progress or None, dynamic_ncols=True)
+
+    def heard(result: dict) -> None:
+        results.append(result)
+        if result["status"] == "failed":
+            log.error("%s", result["error"])
+        bar.update(1)
+        bar.set_postfix_str(counts(results))
+        on_result(result)
+
+    def tick(running: int, frames: int) -> None:
+        fps = frames / max(time.perf_counter() - t0, 1e-9)
+        bar.set_postfix_str(f"{counts(results)}, {running} running, {fps:.0f} frames/s")
+
+    try:
+        if ray:
+            from .ray_run import run_on_ray
+
+            run_on_ray(job, inputs, ray, cpus=ray_cpus, gpus=ray_gpus, retries=retries,
+                       on_result=heard, on_tick=tick)
+        else:
+            if ray_cpus != 1.0 or ray_gpus is not None:
+                raise MegaPipeError("--ray-cpus and --ray-gpus apply to a run with --ray")
+            run_local(job, inputs, retries, heard)
+    finally:
+        bar.close()
+        seen = {r["movie_id"] for r in results}
+        rest = [outcome(inp, "not run", "the run stopped before this movie was done",
+                        attempt=0, started="", t0=time.perf_counter())
+                for inp in inputs if movie_id_of(inp) not in seen]
+        order = {movie_id_of(inp): i for i, inp in enumerate(inputs)}
+        table = sorted(results + rest, key=lambda r: order[r["movie_id"]])
+        write_summary(path, table, {"command": job.command, "ray": ray, "retries": retries,
+                                    "out": str(job.out), "seconds": time.perf_counter() - t0})
+    return table, path
+
+
+# --- The summary -------------------------------------------------------------------------------
+
+
+SUMMARY_COLUMNS = ("movie_id", "source", "status", "error", "attempts", "seconds", "started",
+                   "finished", "frames", "duration_s", "output", "model_set", "worker")
+
+
+def summary_path(root: Path) -> Path:
+    """A new file for this run's summary: ``<root>/_catalogue/<UTC time>-<pid>.parquet``."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path(root) / "_catalogue" / f"{stamp}-{os.getpid()}.parquet"
+
+
+def write_summary(path: Path, results: Sequence[dict], meta: dict) -> Path:
+    """The catalogue summary (one row per movie, :data:`SUMMARY_COLUMNS`; ``meta`` in the
+    schema's metadata as JSON), written atomically."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types = {"attempts": pa.int32(), "seconds": pa.float64(), "frames": pa.int64(),
+             "duration_s": pa.float64()}
+    table = pa.table({c: pa.array([r.get(c) for r in results], types.get(c, pa.string()))
+                      for c in SUMMARY_COLUMNS})
+    table = table.replace_schema_metadata({"mega_pipe_catalogue": json.dumps(meta)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+def counts(results: Sequence[dict]) -> str:
+    """"3 done, 1 cached, 1 failed"."""
+    c = Counter(r["status"] for r in results)
+    return ", ".join(f"{c[k]} {k}" for k in ("done", "cached", "failed", "not run")
+                     if c[k]) or "nothing yet"
