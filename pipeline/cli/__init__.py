@@ -4,6 +4,7 @@
 - ``segment.py``: ``segment``;  ``demo.py``: ``demo``;
 - ``train.py``: ``train``, ``eval``, ``score``, ``model-summary``;
 - ``pretrain.py``: ``pretrain``, ``embed`` (docs/pretraining.md);
+- ``search.py``: ``search``, ``moments charades|planted`` (docs/moments.md);
 - ``weights.py``: ``weights list|fetch|verify``;
 - ``manifest.py``: ``manifest movienet|tripod|synth`` (and the hidden old spellings
   ``manifest-movienet``, ``manifest-tripod``).
@@ -35,7 +36,7 @@ import sys
 
 from ...extractors.errors import ExtractorError
 from ...manifests.errors import MegaPipeError
-from . import demo, export, extract, manifest, pretrain, report, segment, train, weights
+from . import demo, export, extract, manifest, pretrain, report, search, segment, train, weights
 from .extract import add_extract_options, extract_config
 
 __all__ = ["add_extract_options", "build_parser", "configure_logging", "entry", "extract_config",
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="debug messages, and full tracebacks on errors (also $MEGA_PIPE_DEBUG=1)")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (extract, segment, export, report, demo, train, pretrain, weights, manifest):
+    for group in (extract, segment, export, report, demo, train, pretrain, weights, manifest, search):
         group.add_cli(sub)
     return p
 

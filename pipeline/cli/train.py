@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ...manifests.errors import MegaPipeError
 from ...model.metrics import read_records, score_records
+from . import search as search_cli
 from .extract import csv_list
 
 
@@ -18,8 +19,9 @@ def _modalities(value: str) -> list[str]:
 def add_train_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``train --task scene|act|synopsis --manifest M --out RUN [...]``."""
     p = subparsers.add_parser("train", help="train a MEGA model on a manifest of feature folders")
-    p.add_argument("--task", required=True, choices=("scene", "act", "synopsis"),
-                   help="synopsis: TRIPOD sentence-level turning points (the act model's teacher)")
+    p.add_argument("--task", required=True, choices=("scene", "act", "synopsis", "moment"),
+                   help="synopsis: TRIPOD sentence-level turning points (the act model's teacher); "
+                   "moment: MESM text-to-moment retrieval, --manifest is a moments.json (docs/moments.md)")
     p.add_argument("--manifest", required=True, type=Path, help="manifest.jsonl (splits and labels)")
     p.add_argument("--out", required=True, type=Path, help="run folder: best.pt, last.pt, metrics.jsonl")
     p.add_argument("--config", help="model/training config: a packaged name (default: the task's "
@@ -58,8 +60,12 @@ def add_eval_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPar
 
 def add_score_cli(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser("score", help="score prediction records (JSONL) with the paper's metrics")
-    s.add_argument("--task", required=True, choices=("scene", "act", "synopsis"))
+    s.add_argument("--task", required=True, choices=("scene", "act", "synopsis", "moment"))
     s.add_argument("records", type=Path)
+    s.add_argument("--ground-truth", type=Path, help="moment: annotations (QVHighlights JSON Lines); records "
+                   "are predictions in the official submission layout (docs/moments.md)")
+    s.add_argument("--protocol", default="qvhighlights", choices=("qvhighlights", "charades"),
+                   help="moment: which dataset's official metrics (default qvhighlights)")
     s.set_defaults(func=_cmd_score)
 
 
@@ -82,6 +88,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.task == "moment":
+        return search_cli.train_moment(args)
     from ...model.train import TrainOptions, train
 
     summary = train(args.task, args.manifest, args.out, TrainOptions(
@@ -94,6 +102,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if search_cli.is_moment_checkpoint(args.checkpoint):
+        return search_cli.eval_moment(args)
     from ...model.evaluate import evaluate
 
     print(json.dumps(evaluate(args.checkpoint, args.manifest, args.split, args.out, device=args.device), indent=2))
@@ -101,6 +111,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    if args.task == "moment":
+        return search_cli.score_moment(args)
     print(json.dumps(score_records(args.task, read_records(args.records)), indent=2))
     return 0
 

@@ -1,0 +1,158 @@
+"""``mega-pipe search`` (zero-shot text-to-moment search, pipeline/search.py) and
+``mega-pipe moments charades|planted`` (moment annotations: the Charades-STA converter and the
+planted moment generator, manifests/moments.py); the moment model's ``train``/``eval``/``score``
+handlers that ``train.py`` routes here for ``--task moment`` (docs/moments.md)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ...manifests.errors import MegaPipeError
+from ...manifests.jsonio import read_jsonl
+from ...manifests.moments import (
+    PlantedConfig,
+    convert_charades,
+    read_annotations,
+    read_charades_durations,
+    write_annotations,
+    write_planted,
+)
+from ...model.moment_metrics import moment_scores
+from ..search import Searcher, format_results, text_encoder_for, write_results
+
+log = logging.getLogger(__name__)
+
+
+def _moment_module():
+    """model/moment.py, imported on first use: it loads torch (~2 s), which `--help` and
+    `search` without a model do not need (docs/architecture.md, "Imports")."""
+    return importlib.import_module("...model.moment", __package__)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    queries = [args.query]
+    if args.queries_file:
+        queries += [line.strip() for line in args.queries_file.read_text().splitlines() if line.strip()]
+    for q in queries:
+        if not q.strip():
+            raise MegaPipeError("search: the query is empty")
+    searcher = Searcher(args.features, index=args.index, index_dir=args.index_dir,
+                        weights_dirs=args.weights_dir or ())
+    for q in queries:
+        searcher.encoder.token_ids(q)         # every query checked before any work
+    results = []
+    for q in queries:
+        r = searcher.search(q, top_k=args.top_k, per_movie=args.per_movie, nms_iou=args.nms_iou)
+        results.append(r)
+        log.info("search: %r: %d moments from %d movies in %.3f s (index: %s)", q, len(r.moments),
+                 len(searcher.cat.movies), r.seconds, r.index)
+    text = format_results(results, args.format)
+    if args.out:
+        write_results(args.out, text)
+        print(f"{sum(len(r.moments) for r in results)} moments -> {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_charades(args: argparse.Namespace) -> int:
+    durations: dict[str, float] = {}
+    for csv_path in args.durations:
+        durations.update(read_charades_durations(csv_path))
+    queries, cut = convert_charades(args.sta, durations)
+    if cut:
+        log.warning("%d window ends past their video's length were cut to the length", cut)
+    write_annotations(args.out, queries)
+    print(f"{len(queries)} queries -> {args.out}")
+    return 0
+
+
+def _cmd_planted(args: argparse.Namespace) -> int:
+    cfg = PlantedConfig(n_videos=args.videos, seed=args.seed, world_seed=args.world_seed, space=args.space)
+    if cfg.n_videos < 5:
+        raise MegaPipeError("--videos must be at least 5 (train, val and test need videos)")
+    path = write_planted(args.out, cfg)
+    print(f"planted moment dataset ({cfg.space} space, {cfg.n_videos} videos) -> {path}")
+    return 0
+
+
+# -- `train|eval|score --task moment` (called from train.py) ------------------------------------------
+def train_moment(args: argparse.Namespace) -> int:
+    mod = _moment_module()
+    summary = mod.train_moment(args.manifest, args.out, mod.MomentTrainOptions(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed,
+        config=args.config, progress=not args.no_progress), text_features=_text_features_factory())
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def is_moment_checkpoint(path: Path) -> bool:
+    return _moment_module().is_moment_checkpoint(path)
+
+
+def eval_moment(args: argparse.Namespace) -> int:
+    out = _moment_module().evaluate_moment(args.checkpoint, args.manifest, args.split, args.out,
+                                           device=args.device, text_features=_text_features_factory())
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def score_moment(args: argparse.Namespace) -> int:
+    if not args.ground_truth:
+        raise MegaPipeError("score --task moment needs --ground-truth (annotations in the QVHighlights layout)")
+    preds = [obj for _, obj in read_jsonl(args.records, "predictions")]
+    gt = [q.record() for q in read_annotations(args.ground_truth)]
+    print(json.dumps(moment_scores(preds, gt, args.protocol), indent=2))
+    return 0
+
+
+def _text_features_factory():
+    """For datasets of our own feature folders: the CLIP text tower of the folders' weights entry
+    (pipeline/search.py), given to the model package as a plain function."""
+    cache: dict = {}
+
+    def encode(model_id: str, query: str):
+        if model_id not in cache:
+            cache[model_id] = text_encoder_for(model_id)
+        return cache[model_id].encode_tokens(query)
+
+    return encode
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="zero-shot text-to-moment search over feature folders (docs/moments.md)")
+    p.add_argument("query", help="what to find, e.g. 'a man runs along a beach'")
+    p.add_argument("features", type=Path, nargs="+", metavar="FEATURES",
+                   help="feature folders, or folders of them (a catalogue)")
+    p.add_argument("--queries-file", type=Path, help="more queries, one per line")
+    p.add_argument("--top-k", type=int, default=10, help="moments in all (default 10)")
+    p.add_argument("--per-movie", type=int, default=3, help="moments per movie at most (default 3)")
+    p.add_argument("--nms-iou", type=float, default=0.5, help="suppress a moment overlapping a better one "
+                   "by more than this temporal IoU (default 0.5)")
+    p.add_argument("--index", default="auto", choices=("auto", "always", "never"),
+                   help="FAISS index of the catalogue: auto = from 20 movies on (default)")
+    p.add_argument("--index-dir", type=Path, help="where indexes are kept (default: FEATURES/.search-index "
+                   "for one folder of folders, else ~/.cache/mega-pipe/search-index)")
+    p.add_argument("--weights-dir", type=Path, action="append", help="where the CLIP weights file is")
+    p.add_argument("--format", default="jsonl", choices=("jsonl", "csv"))
+    p.add_argument("--out", type=Path, help="write the moments here instead of stdout")
+    p.set_defaults(func=_cmd_search)
+
+    m = sub.add_parser("moments", help="moment-retrieval annotations: Charades-STA converter, planted set")
+    msub = m.add_subparsers(dest="moments_command", required=True, metavar="KIND")
+    c = msub.add_parser("charades", help="Charades-STA text annotations -> QVHighlights JSON Lines")
+    c.add_argument("sta", type=Path, help="charades_sta_train.txt / _test.txt")
+    c.add_argument("--durations", type=Path, nargs="+", required=True, help="Charades_v1_train.csv / _test.csv")
+    c.add_argument("--out", type=Path, required=True, help="JSON Lines file to write")
+    c.set_defaults(func=_cmd_charades)
+    pl = msub.add_parser("planted", help="a planted moment dataset (moments.json) to show a model learns")
+    pl.add_argument("out", type=Path, help="folder to write")
+    pl.add_argument("--videos", type=int, default=60)
+    pl.add_argument("--seed", type=int, default=0, help="videos, queries and noise")
+    pl.add_argument("--world-seed", type=int, default=0, help="concept vectors and text-image relation")
+    pl.add_argument("--space", default="relation", choices=("relation", "shared"))
+    pl.set_defaults(func=_cmd_planted)
