@@ -52,7 +52,7 @@ from .pretrain import (
 )
 from .tasks import Run, Task, task_for
 
-__all__ = ["train", "TrainOptions"]
+__all__ = ["DataParallel", "TrainOptions", "run_summary", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,53 @@ class TrainOptions:
     freeze_init: bool = False                # and keep them fixed
     progress: bool = True
     on_epoch: Callable[[dict], None] | None = None
+    parallel: DataParallel | None = None     # this process's place in a data-parallel group
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """This process's place in a data-parallel training group (``train --ray --workers N``,
+    docs/scale-out.md "Training"). ``torch.distributed`` is set up by the launcher (Ray Train's
+    TorchTrainer: gloo on CPU, NCCL on GPU). Every rank holds the whole model and the same data,
+    and draws the same batch order (seeded by (seed, epoch)); each batch is split across the
+    ranks, and before every step the gradients are averaged over the batch's samples — what
+    ``DistributedDataParallel`` does, done here on one flat buffer so that the tasks' models need
+    no wrapper — so every rank takes the same step and the batch size means what it means on one
+    process. Rank 0 validates and writes the run's files."""
+
+    rank: int
+    world: int
+    device: str | None = None       # this rank's device (Ray Train's), else ``--device``
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, index: np.ndarray) -> np.ndarray:
+        return index[self.rank :: self.world]
+
+    def average_gradients(self, params: Sequence[torch.nn.Parameter], n_local: int, n_total: int) -> None:
+        """Every rank's gradient becomes the batch mean: sum over ranks of (local mean x local
+        count) / batch size (a rank with no samples contributes zeros)."""
+        import torch.distributed as dist
+
+        params = [p for p in params if p.requires_grad]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads]) * float(n_local)
+        dist.all_reduce(flat)
+        flat /= float(n_total)
+        offset = 0
+        for p in params:
+            p.grad = flat[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+
+    def gather(self, value: Any) -> list[Any]:
+        """``value`` from every rank (small Python objects: per-epoch loss sums)."""
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
 
 
 def _given(value: Any, default: Any) -> Any:
@@ -274,27 +321,41 @@ def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 def train_epoch(task: Task, run: Run, epoch: int, opt: torch.optim.Optimizer,
-                sched: torch.optim.lr_scheduler.LambdaLR, progress: bool = False) -> dict:
-    """One pass over the training samples; returns mean losses, samples, samples/s and seconds."""
+                sched: torch.optim.lr_scheduler.LambdaLR, progress: bool = False,
+                parallel: DataParallel | None = None) -> dict:
+    """One pass over the training samples; returns mean losses, samples, samples/s and seconds.
+    With ``parallel``, this rank's share of every batch (:class:`DataParallel`)."""
     run.set_train(True)
     rng = np.random.default_rng([run.settings["seed"], epoch])
     pool = task.training_pool(run)
     batches = _batches(rng.permutation(pool), run.settings["batch_size"])
+    if parallel is not None:      # this rank's dropout stream, the same again when resumed
+        torch.manual_seed(int(np.random.default_rng([run.settings["seed"], epoch, parallel.rank + 1])
+                              .integers(2**62)))
     totals: dict[str, float] = {}
     start = time.perf_counter()
     bar = tqdm(batches, desc=f"{task.name} epoch {epoch + 1}/{run.settings['epochs']}", file=sys.stderr,
                disable=not progress, leave=False, unit="batch")
     for step, index in enumerate(bar):
-        losses = task.step_loss(run, index, epoch + step / len(batches))
+        local = index if parallel is None else parallel.shard(index)
         opt.zero_grad(set_to_none=True)
-        losses["loss"].backward()
+        if len(local):
+            losses = task.step_loss(run, local, epoch + step / len(batches))
+            losses["loss"].backward()
+            for k, v in losses.items():
+                totals[k] = totals.get(k, 0.0) + float(v.detach()) * len(local)
+            bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}")
+        if parallel is not None:
+            parallel.average_gradients(run.parameters(), len(local), len(index))
         if run.cfg.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(run.parameters(), run.cfg.train.grad_clip)
         opt.step()
         sched.step()
-        for k, v in losses.items():
-            totals[k] = totals.get(k, 0.0) + float(v.detach()) * len(index)
-        bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}")
+    if parallel is not None:
+        gathered, totals = parallel.gather(totals), {}
+        for part in gathered:
+            for k, v in part.items():
+                totals[k] = totals.get(k, 0.0) + v
     seconds = time.perf_counter() - start
     return {
         "losses": {k: v / len(pool) for k, v in totals.items()},
@@ -347,7 +408,7 @@ def _fit(task: Task, run: Run, out: Path, state: dict | None, options: TrainOpti
         torch.manual_seed(settings["seed"] + 1)  # dropout stream, independent of init
     out.mkdir(parents=True, exist_ok=True)
     for epoch in range(0 if state is None else state["epoch"], settings["epochs"]):
-        record, best = _epoch(task, run, out, epoch, opt, sched, history, best, options.progress)
+        record, best = _epoch(task, run, out, epoch, opt, sched, history, best, options)
         if options.on_epoch is not None:
             options.on_epoch(record)
     return history, best
@@ -355,12 +416,15 @@ def _fit(task: Task, run: Run, out: Path, state: dict | None, options: TrainOpti
 
 def _epoch(task: Task, run: Run, out: Path, epoch: int, opt: torch.optim.Optimizer,
            sched: torch.optim.lr_scheduler.LambdaLR, history: list[dict], best: dict,
-           progress: bool) -> tuple[dict, dict]:
+           options: TrainOptions) -> tuple[dict, dict]:
     """One epoch: train, validate, then best.pt (if it improved), last.pt and metrics.jsonl.
-    Appends its record to ``history``; returns the record and the best epoch so far."""
-    settings = run.settings
+    Appends its record to ``history``; returns the record and the best epoch so far. In a
+    data-parallel group only rank 0 validates and writes (the others return ``{"epoch": n}``)."""
+    settings, parallel, progress = run.settings, options.parallel, options.progress
     t0 = time.perf_counter()
-    stats = train_epoch(task, run, epoch, opt, sched, progress)
+    stats = train_epoch(task, run, epoch, opt, sched, progress, parallel)
+    if parallel is not None and not parallel.main:
+        return {"epoch": epoch + 1}, best
     val = task.validate(run)
     metric, value = val["select"]
     improved = value > best["value"]
@@ -394,7 +458,9 @@ def train(task: str, manifest: str | os.PathLike, out: str | os.PathLike,
     options = options or TrainOptions()
     out = check_output_dir(out, "--out")
     job = task_for(task)
-    device = torch.device(resolve_device(options.device))
+    parallel = options.parallel
+    device = torch.device(parallel.device if parallel is not None and parallel.device
+                          else resolve_device(options.device))
     state, cfg, settings = _settings(task, out, options)
     job.set_teacher(options.synopsis_checkpoint, options.resume, settings)
     init = _read_init(task, options, state, settings)
@@ -407,9 +473,12 @@ def train(task: str, manifest: str | os.PathLike, out: str | os.PathLike,
         _restore(run, state)
         if settings.get("freeze_init"):
             freeze_transferred(run.model, settings["init_transfer"]["left_initialised"])
+    settings["workers"] = 1 if parallel is None else parallel.world
     job.start(run, resumed=state is not None)
     _cpu_hint(run, task)
     history, best = _fit(job, run, out, state, options)
+    if parallel is not None and not parallel.main:
+        return {"task": task, "rank": parallel.rank}
     return _summary(task, out, settings, history, best, run.cfg)
 
 
@@ -427,6 +496,14 @@ def _read_init(task: str, options: TrainOptions, state: dict | None, settings: d
     init = read_pretrain_checkpoint(options.init, f"--init {options.init}")
     settings["init"], settings["freeze_init"] = str(options.init), bool(options.freeze_init)
     return init
+
+
+def run_summary(task: str, out: str | os.PathLike) -> dict:
+    """The summary of the run in ``out``, read from its last.pt (what :func:`train` returned)."""
+    last = Path(out) / "last.pt"
+    state = _resume_state(last, task)
+    return _summary(task, Path(out), state["settings"], state["resume"]["history"],
+                    state["resume"]["best"], stored_config(state, last))
 
 
 def _summary(task: str, out: Path, settings: dict, history: list[dict], best: dict,

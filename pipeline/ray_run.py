@@ -20,6 +20,7 @@ before Ray is imported: otherwise Ray swaps 127.0.0.1 for the host's outbound ad
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -138,7 +139,15 @@ def run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, *, cpus: float
                on_tick: Callable[[int, int], None] = lambda running, frames: None) -> list[dict]:
     """Run the catalogue on Ray; returns the final outcome of every movie (in the order they
     finished). ``on_result`` hears each final outcome, ``on_tick(running, frames)`` the number
-    of movies running and the frames decoded across the cluster, about twice a second."""
+    of movies running and the frames decoded across the cluster, about twice a second. What Ray
+    prints while it runs goes to stderr (stdout is for results)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return _run_on_ray(job, inputs, address, cpus, gpus, retries, on_result, on_tick)
+
+
+def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
+                gpus: float | None, retries: int, on_result: Callable[[dict], None],
+                on_tick: Callable[[int, int], None]) -> list[dict]:
     started = connect(address)
     import ray
     from ray.exceptions import RayError, RayTaskError

@@ -41,6 +41,16 @@ def add_train_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--modalities", type=_modalities, help="comma-separated (default: all in every movie)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r = p.add_argument_group("distributed training (docs/scale-out.md)")
+    r.add_argument("--ray", metavar="auto|ADDRESS",
+                   help="train data-parallel on Ray Train: 'auto' joins the local Ray instance or "
+                   "starts one; ADDRESS (host:port) joins that cluster")
+    r.add_argument("--workers", type=int, metavar="N",
+                   help="with --ray: training processes (one CPU each, or one GPU each with "
+                   "--device cuda; default 2); --batch-size stays the whole batch")
+    r.add_argument("--max-failures", type=int, metavar="N",
+                   help="with --ray: times the workers are restarted after one is lost (they "
+                   "resume from last.pt; default 2)")
     p.set_defaults(func=_cmd_train)
     return p
 
@@ -92,11 +102,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return search_cli.train_moment(args)
     from ...model.train import TrainOptions, train
 
-    summary = train(args.task, args.manifest, args.out, TrainOptions(
+    options = TrainOptions(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed,
         resume=args.resume, modalities=args.modalities, progress=not args.no_progress, config=args.config,
         synopsis_checkpoint=args.synopsis_checkpoint, init=args.init, freeze_init=args.freeze_init,
-    ))
+    )
+    if args.ray:
+        from ..ray_train import train_on_ray
+
+        summary = train_on_ray(args.task, args.manifest, args.out, options, args.ray,
+                               2 if args.workers is None else args.workers,
+                               2 if args.max_failures is None else args.max_failures)
+    elif args.workers is not None or args.max_failures is not None:
+        raise MegaPipeError("--workers and --max-failures apply to a run with --ray")
+    else:
+        summary = train(args.task, args.manifest, args.out, options)
     print(json.dumps(summary, indent=2))
     return 0
 
