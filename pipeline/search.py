@@ -15,7 +15,8 @@ of overlapping candidates, per movie and then over the catalogue.
 A catalogue of ``INDEX_MIN_MOVIES`` or more movies is searched through a FAISS inner-product index
 of all its per-second vectors, built once and stored under a key made of every movie's samples
 cache key (content-keyed, written atomically; rebuilt only when a movie's features change): the
-index returns the best seconds, and only movies holding one of them are scored. The catalogue mean
+index returns the 512 best seconds, and only the movies holding the best of them (16, or twice
+``top_k``) are scored. The catalogue mean
 and covariance of the vectors, stored beside it, give each query's z-score exactly without scoring
 every second.
 """
@@ -48,7 +49,8 @@ log = logging.getLogger(__name__)
 MODALITY = "clip"
 INDEX_MIN_MOVIES = 20
 INDEX_VERSION = 1
-INDEX_HITS = 2048
+INDEX_HITS = 512          # best seconds the index returns
+INDEX_MOVIES = 16         # movies scored at least (those holding the best of those seconds)
 SCALES_S = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
@@ -277,18 +279,44 @@ def temporal_iou(a: tuple[float, float], b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def _iou(s1: float, e1: float, s2: float, e2: float) -> float:
+    inter = min(e1, e2) - max(s1, s2)
+    if inter <= 0:
+        return 0.0
+    return inter / ((e1 - s1) + (e2 - s2) - inter)
+
+
 def nms(cands: np.ndarray, iou: float, top_k: int) -> np.ndarray:
     """Greedy non-maximum suppression of rows ``[start, end, score]``: best first, a candidate is
     dropped when its IoU with a kept one exceeds ``iou``."""
     order = np.argsort(-cands[:, 2], kind="stable")
+    return cands[_nms_order(cands, order, iou, top_k)]
+
+
+def _nms_order(cands: np.ndarray, order: np.ndarray, iou: float, top_k: int) -> list[int]:
+    starts, ends = cands[order, 0].tolist(), cands[order, 1].tolist()
     kept: list[int] = []
-    for i in order:
-        if kept and temporal_iou((cands[i, 0], cands[i, 1]), cands[kept, :2]).max() > iou:
+    spans: list[tuple[float, float]] = []
+    for j, i in enumerate(order.tolist()):   # plain floats: usually stops after a few candidates
+        s, e = starts[j], ends[j]
+        if any(_iou(s, e, ks, ke) > iou for ks, ke in spans):
             continue
-        kept.append(int(i))
+        kept.append(i)
+        spans.append((s, e))
         if len(kept) >= top_k:
             break
-    return cands[kept]
+    return kept
+
+
+def nms_fast(cands: np.ndarray, iou: float, top_k: int, pool: int = 256) -> np.ndarray:
+    """:func:`nms` on the ``pool`` best candidates first (the same result whenever those hold
+    ``top_k`` survivors, which is checked; else on all of them)."""
+    if len(cands) <= pool:
+        return nms(cands, iou, top_k)
+    best = np.argpartition(-cands[:, 2], pool)[:pool]
+    best = best[np.lexsort((best, -cands[best, 2]))]         # by score, then index (stable)
+    kept = _nms_order(cands, best, iou, top_k)
+    return cands[kept] if len(kept) >= top_k else nms(cands, iou, top_k)
 
 
 def _nearest(sorted_values: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -340,8 +368,7 @@ def propose_moments(z: np.ndarray, t_start: np.ndarray, t_end: np.ndarray, shot_
     keep = (i1 > i0) & (en > st)
     st, en, i0, i1 = st[keep], en[keep], i0[keep], i1[keep]
     score = (csum[i1] - csum[i0]) / np.sqrt(i1 - i0)
-    cands = np.unique(np.stack([st, en, score], 1), axis=0)
-    return nms(cands, nms_iou, top_k)
+    return nms_fast(np.stack([st, en, score], 1), nms_iou, top_k)
 
 
 # -- search -------------------------------------------------------------------------------------------
@@ -395,8 +422,9 @@ class Searcher:
             sd = math.sqrt(max(float(q @ self.index.cov @ q), 1e-12))
             k = min(INDEX_HITS, self.index.index.ntotal)
             _, hits = self.index.index.search(q[None].astype(np.float32), k)
-            owners = np.unique(np.searchsorted(self.cat.offsets, hits[0][hits[0] >= 0], side="right") - 1)
-            movies = [movies[i] for i in owners]
+            owners = np.searchsorted(self.cat.offsets, hits[0][hits[0] >= 0], side="right") - 1
+            first = dict.fromkeys(owners.tolist())          # movies in the order of their best second
+            movies = [movies[i] for i in list(first)[:max(2 * top_k, INDEX_MOVIES)]]
             sims = {m.movie_id: m.vectors @ q for m in movies}
         else:
             sims = {m.movie_id: m.vectors @ q for m in movies}
