@@ -125,9 +125,11 @@ def folders_of(manifest: str | os.PathLike | None, folders: Sequence[str | os.Pa
 
 
 def _pair_inputs(x: np.ndarray) -> np.ndarray:
-    """The input of the boundary after shot i: [x_i, x_{i+1}] (the last shot pairs with itself)."""
+    """The input of the boundary after shot i: [x_i, x_{i+1}, |x_i − x_{i+1}|, x_i ⊙ x_{i+1}]
+    (the usual pair features of sentence-pair probes; a linear function of [x_i, x_{i+1}] alone
+    cannot express a distance). The last shot pairs with itself."""
     nxt = np.concatenate([x[1:], x[-1:]], axis=0)
-    return np.concatenate([x, nxt], axis=1)
+    return np.concatenate([x, nxt, np.abs(x - nxt), x * nxt], axis=1)
 
 
 def _probe_inputs(folder: FeatureFolder, source: str) -> np.ndarray:
@@ -176,8 +178,10 @@ def _probe_records(data: list, mu: np.ndarray, sd: np.ndarray, w: np.ndarray, b:
              "label": e.scene_labels, "shot_frames": _frames(e.features)} for v, e in data]
 
 
-def _probe_one(source: str, by_split: dict) -> dict:
-    """One probe: fit on train (each L2 of PROBE_L2), choose on val (train without val), score on test."""
+def boundary_probe(source: str, by_split: dict) -> dict:
+    """One scene-boundary probe on ``source`` (:func:`_probe_inputs`) for manifest entries by
+    split (``{"train": [...], "val": [...], "test": [...]}``): fit on train (each L2 of
+    PROBE_L2), choose on val (train without val), score on test (AP, F1)."""
     data = {s: [(_probe_inputs(FeatureFolder(e.features), source), e) for e in es] for s, es in by_split.items()}
     x = np.concatenate([v for v, _ in data["train"]])
     mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
@@ -191,7 +195,8 @@ def _probe_one(source: str, by_split: dict) -> dict:
 
 
 def probe_report(manifest: str | os.PathLike) -> dict:
-    """Scene-boundary linear probes: a logistic regression on [x_i, x_{i+1}] fitted on the
+    """Scene-boundary linear probes: a logistic regression on the pair features of shots i, i+1
+    (:func:`_pair_inputs`) fitted on the
     manifest's 'train' movies, its L2 weight chosen on 'val' by AP, scored on 'test' (AP, the
     paper's scene metrics) for each embedding column and for the raw features."""
     entries = [e for e in read_manifest(manifest) if e.scene_labels is not None]
@@ -200,6 +205,6 @@ def probe_report(manifest: str | os.PathLike) -> dict:
         raise MegaPipeError(f"--probe {manifest}: needs movies with scene_labels in splits 'train' and 'test'")
     first = FeatureFolder(by_split["train"][0].features)
     sources = ["raw", *first.embeddings_meta()["modalities"], "fused"]
-    report = {source: _probe_one(source, by_split) for source in sources}
-    return {"task": "scene boundary", "probe": "logistic regression on [x_i, x_(i+1)]",
+    report = {source: boundary_probe(source, by_split) for source in sources}
+    return {"task": "scene boundary", "probe": "logistic regression on [x_i, x_(i+1), |x_i - x_(i+1)|, x_i * x_(i+1)]",
             "train_movies": len(by_split["train"]), "test_movies": len(by_split["test"]), "results": report}

@@ -175,4 +175,4 @@ def test_probe_report(world, capsys):
     assert set(report["results"]) == {"raw", "clip", "audio", "fused"}
     for r in report["results"].values():
         assert 0.0 <= r["ap"] <= 1.0 and r["input_dim"] > 0
-    assert report["results"]["fused"]["input_dim"] == 32 and report["results"]["raw"]["input_dim"] == 28
+    assert report["results"]["fused"]["input_dim"] == 64 and report["results"]["raw"]["input_dim"] == 56
