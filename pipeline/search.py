@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import json
 import logging
@@ -43,6 +44,7 @@ from ..extractors.weights import verify_file
 from ..manifests.atomic import atomic_path, write_text
 from ..manifests.errors import MegaPipeError
 from ..manifests.features import FeatureFolder
+from .report import make_thumbnails
 
 log = logging.getLogger(__name__)
 
@@ -466,3 +468,32 @@ def format_results(results: Sequence[SearchResult], fmt: str) -> str:
 
 def write_results(path: Path, text: str) -> None:
     write_text(path, text)
+
+
+def write_html(results: Sequence[SearchResult], path: Path, width: int = 160) -> int:
+    """A self-contained HTML page of the moments, each with the frame at its middle (from the
+    movie file the folder's manifest names, as ``report`` does; a movie that is not there gets no
+    picture and a warning). Returns how many thumbnails were made."""
+    by_movie: dict[str, list[tuple[int, float]]] = {}
+    cells: list[tuple[SearchResult, dict]] = [(r, m) for r in results for m in r.moments]
+    for k, (_, m) in enumerate(cells):
+        by_movie.setdefault(m["folder"], []).append((k, (m["start"] + m["end"]) / 2))
+    thumbs: list[str | None] = [None] * len(cells)
+    for folder, items in by_movie.items():
+        source = ((FeatureFolder(folder).read_manifest() or {}).get("source") or {}).get("path")
+        if not source or not Path(source).is_file():
+            log.warning("no thumbnails for %s: its movie file %s is not there", folder, source)
+            continue
+        for (k, _), jpg in zip(items, make_thumbnails(Path(source), [t for _, t in items], width)):
+            thumbs[k] = jpg
+    rows = []
+    for (r, m), jpg in zip(cells, thumbs):
+        img = f'<img src="data:image/jpeg;base64,{jpg}" width="{width}">' if jpg else ""
+        rows.append(f"<tr><td>{html.escape(r.query)}</td><td>{m['rank']}</td><td>{html.escape(m['movie'])}</td>"
+                    f"<td>{m['start']:.1f}–{m['end']:.1f} s</td><td>{m['score']:.3f}</td><td>{img}</td></tr>")
+    page = ("<!doctype html><meta charset='utf-8'><title>mega-pipe search</title>"
+            "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd}</style>"
+            "<table><tr><th>query</th><th>rank</th><th>movie</th><th>moment</th><th>score</th>"
+            "<th>middle frame</th></tr>" + "".join(rows) + "</table>\n")
+    write_text(path, page)
+    return sum(t is not None for t in thumbs)

@@ -51,9 +51,12 @@ def test_search_real_movies_gives_ranked_moments_inside_each_movie(extracted, ca
     # same features, same scores: the two copies of the movie rank their moments alike
     by_movie = {m: [(r["start"], r["end"], r["score"]) for r in rows if r["movie"] == m] for m in durations}
     assert by_movie["cuts"] == by_movie["cuts2"]
-    assert main(["search", QUERY, str(extracted / "cuts"), "--format", "csv", "--top-k", "2"]) == 0
+    page = extracted.parent / "moments.html"
+    assert main(["search", QUERY, str(extracted / "cuts"), "--format", "csv", "--top-k", "2",
+                 "--html", str(page)]) == 0
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(table) == 2 and table[0]["movie"] == "cuts"
+    assert page.read_text().count("data:image/jpeg;base64,") == 2        # one frame per moment
 
 
 def test_search_errors_are_one_line(extracted, cut_movie, tmp_path, capsys):

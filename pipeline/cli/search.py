@@ -22,7 +22,13 @@ from ...manifests.moments import (
     write_planted,
 )
 from ...model.moment_metrics import moment_scores
-from ..search import Searcher, format_results, text_encoder_for, write_results
+from ..search import (
+    Searcher,
+    format_results,
+    text_encoder_for,
+    write_html,
+    write_results,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
         results.append(r)
         log.info("search: %r: %d moments from %d movies in %.3f s (index: %s)", q, len(r.moments),
                  len(searcher.cat.movies), r.seconds, r.index)
+    if args.html:
+        n = write_html(results, args.html)
+        log.info("search: %d thumbnails -> %s", n, args.html)
     text = format_results(results, args.format)
     if args.out:
         write_results(args.out, text)
@@ -140,6 +149,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights-dir", type=Path, action="append", help="where the CLIP weights file is")
     p.add_argument("--format", default="jsonl", choices=("jsonl", "csv"))
     p.add_argument("--out", type=Path, help="write the moments here instead of stdout")
+    p.add_argument("--html", type=Path, help="also an HTML page of the moments with the frame at each "
+                   "moment's middle (the movie files must be where the folders' manifests say)")
     p.set_defaults(func=_cmd_search)
 
     m = sub.add_parser("moments", help="moment-retrieval annotations: Charades-STA converter, planted set")
