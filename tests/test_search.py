@@ -157,3 +157,32 @@ def test_folders_of_different_clip_models_are_refused(tmp_path, encoder):
     f.write_samples(samples_table("movie000x", "clip", meta, t["t_start"], t["t_end"], t["vectors"]), "clip")
     with pytest.raises(MegaPipeError, match="different models"):
         Searcher([tmp_path / "a" / "movie000", tmp_path / "b" / "movie000"], encoder=encoder)
+
+
+def test_moment_training_reads_our_own_feature_folders(extracted, tmp_path, capsys):
+    """`train --task moment` on a dataset of extract's folders: per-second clip vectors pooled to
+    2 s clips, query tokens from the clip entry's text tower (docs/moments.md)."""
+    from mega_pipe.manifests.moments import read_moment_dataset
+    from mega_pipe.model.moment import load_split, pool_seconds
+
+    lines = [{"qid": i, "query": q, "vid": vid, "duration": 8.0, "relevant_windows": [w]}
+             for i, (q, vid, w) in enumerate([("a man runs", "cuts", [0, 3]), ("a beach", "cuts", [3, 5]),
+                                              ("a dog", "cuts2", [5, 8]), ("the sea", "cuts2", [0, 3])])]
+    for split, rows in (("train", lines[:2]), ("val", lines[2:])):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "moments.json").write_text(json.dumps({
+        "format": "mega-pipe-moments/1", "clip_len": 2, "feature_folders": str(extracted),
+        "splits": {"train": "train.jsonl", "val": "val.jsonl"}}))
+    assert main(["train", "--task", "moment", "--manifest", str(tmp_path / "moments.json"), "--out",
+                 str(tmp_path / "run"), "--config", "moment-small", "--epochs", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(tmp_path / "run" / "best.pt"), "--manifest",
+                 str(tmp_path / "moments.json"), "--split", "val"]) == 0
+    assert json.loads(capsys.readouterr().out)["queries"] == 2
+    # the pooled clips are the means of the per-second vectors of each 2 s
+    s = FeatureFolder(extracted / "cuts").read_samples("clip")
+    pooled = pool_seconds(s["t_start"], s["t_end"], s["vectors"], 2.0, 8.0)
+    assert pooled.shape == (4, 32) and np.allclose(pooled[1], s["vectors"][2:4].mean(0), atol=1e-6)
+    from mega_pipe.pipeline.cli.search import _text_features_factory
+    data = load_split(read_moment_dataset(tmp_path / "moments.json"), "train", _text_features_factory())
+    assert data.items[0].words.shape == (3, 32) and len(data.items[0].token_ids) == 3
