@@ -207,6 +207,9 @@ def test_train_eval_score_end_to_end(tmp_path, capsys):
                  "--config", "moment-small", "--epochs", "6", "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["task"] == "moment" and (run / "best.pt").is_file()
+    assert main(["train", "--task", "moment", "--manifest", str(manifest), "--out", str(run),
+                 "--resume"]) == 2
+    assert "--resume does not apply" in capsys.readouterr().err
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert history[-1]["loss"]["total"] < history[0]["loss"]["total"]      # it optimises
     assert main(["eval", "--checkpoint", str(run / "best.pt"), "--manifest", str(manifest),

@@ -91,6 +91,10 @@ def _cmd_planted(args: argparse.Namespace) -> int:
 
 # -- `train|eval|score --task moment` (called from train.py) ------------------------------------------
 def train_moment(args: argparse.Namespace) -> int:
+    for name in ("resume", "modalities", "synopsis_checkpoint", "init", "freeze_init"):
+        if getattr(args, name, None):
+            raise MegaPipeError(f"train --task moment: --{name.replace('_', '-')} does not apply to moment "
+                                "retrieval (docs/moments.md)")
     mod = _moment_module()
     summary = mod.train_moment(args.manifest, args.out, mod.MomentTrainOptions(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed,
