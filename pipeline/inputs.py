@@ -160,6 +160,6 @@ def check_ids(inputs: Sequence) -> None:
     clashes = {k: v for k, v in ids.items() if len(v) > 1}
     if clashes:
         k, v = next(iter(clashes.items()))
-        raise MegaPipeError(f"{len(v)} inputs would share the output {k!r} ({', '.join(v)}): "
+        raise MegaPipeError(f"{len(v)} inputs would share the output folder {k!r} ({', '.join(v)}): "
                             "give them ids of their own (--id, or an 'id' column in a catalogue "
                             "list) or extract them in separate runs")

@@ -96,6 +96,18 @@ def gpu_share(resources: dict, device: str, asked: float | None) -> float:
     return DEFAULT_GPU_FRACTION if resources.get("GPU") and device != "cpu" else 0.0
 
 
+def worker_logging(debug: bool) -> None:
+    """In a Ray worker process: mega-pipe's log messages to stderr, which Ray forwards to the
+    driver's stderr (INFO and up; DEBUG with ``--debug``)."""
+    root = logging.getLogger("mega_pipe")
+    if not any(getattr(h, "mega_pipe_worker", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.mega_pipe_worker = True
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
 class _Progress:
     """Frames decoded so far by each running movie (an actor; workers tell it, the driver
     asks)."""
@@ -119,10 +131,7 @@ class _Worker:
     def __init__(self, job: CatalogueJob, progress: str):
         import ray
 
-        handler = logging.StreamHandler(sys.stderr)      # Ray forwards it to the driver
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("mega_pipe").addHandler(handler)
-        logging.getLogger("mega_pipe").setLevel(logging.DEBUG if job.debug else logging.INFO)
+        worker_logging(job.debug)
         self.progress = ray.get_actor(progress)    # by name: a restarted actor finds it again
         self.worker = MovieWorker(job, frame_listener=self._heard)
 

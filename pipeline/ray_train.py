@@ -25,7 +25,7 @@ from ..manifests.errors import MegaPipeError
 from ..manifests.schema import read_manifest
 from ..model.config import load_config
 from ..model.train import DataParallel, TrainOptions, run_summary, train
-from .ray_run import connect
+from .ray_run import connect, worker_logging
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,14 @@ def _worker_loop(config: dict) -> None:
     options.parallel = DataParallel(rank, ctx.get_world_size(),
                                     None if device is None else str(device))
 
+    worker_logging(config["debug"])
+
     def heard(record: dict) -> None:
         if show:                    # one line per epoch, forwarded to the driver's stderr
-            print(f"{config['task']} epoch {record['epoch']}: loss {record['train']['loss']:.4f}, "
-                  f"val {record['select']['metric']} {record['select']['value']:.4f}"
-                  f"{' (best)' if record['select']['best'] else ''}, "
-                  f"{record['samples_per_s']:.1f} samples/s", file=sys.stderr, flush=True)
+            log.info("%s epoch %d: loss %.4f, val %s %.4f%s, %.1f samples/s", config["task"],
+                     record["epoch"], record["train"]["loss"], record["select"]["metric"],
+                     record["select"]["value"], " (best)" if record["select"]["best"] else "",
+                     record["samples_per_s"])
         ray.train.report({"epoch": record["epoch"]})
 
     options.on_epoch = heard
@@ -95,7 +97,7 @@ def _train_on_ray(task: str, manifest: Path, out: Path, options: TrainOptions, a
                   "config", "config_overrides", "synopsis_checkpoint", "progress", "init",
                   "freeze_init")
         config = {"task": task, "manifest": str(Path(manifest).resolve()), "out": str(out),
-                  "use_gpu": use_gpu,
+                  "use_gpu": use_gpu, "debug": logging.getLogger("mega_pipe").isEnabledFor(logging.DEBUG),
                   "options": {k: getattr(options, k) for k in fields if hasattr(options, k)}}
         for k in ("synopsis_checkpoint", "init"):
             if config["options"].get(k) is not None:

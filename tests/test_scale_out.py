@@ -129,7 +129,7 @@ def test_catalogue_inputs_files_folders_globs_and_lists(tmp_path):
 @pytest.mark.parametrize("text,message", [
     ("video,idd\nx.mp4,a\n", "unknown column 'idd'"),
     ("id\nfoo\n", "no 'video'"),
-    ("video,id\na.mp4,same\nb.mp4,same\n", "2 inputs would share the output 'same'"),
+    ("video,id\na.mp4,same\nb.mp4,same\n", "2 inputs would share the output folder 'same'"),
     ("video,id\na.mp4,_x\n", "movie id '_x' cannot name a folder"),
 ])
 def test_bad_catalogue_list_is_one_line_and_nothing_written(tmp_path, text, message):
