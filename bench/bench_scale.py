@@ -86,6 +86,22 @@ def cluster(nodes: int):
     return c, time.perf_counter() - t0
 
 
+def output_size(root: Path) -> tuple[int, int]:
+    """Bytes of every Parquet file under ``root`` and the float values they hold (vector
+    columns), for the bytes-per-movie-hour projection at other vector sizes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    size = values = 0
+    for f in root.rglob("*.parquet"):
+        size += f.stat().st_size
+        table = pq.read_table(f)
+        for col in table.columns:
+            if pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type):
+                values += sum(len(chunk.flatten()) for chunk in col.chunks)
+    return size, values
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,11 +150,14 @@ def main() -> None:
     finally:
         c.shutdown()
     overhead = (rows["actors x1"]["wall_s"] - rows["local"]["wall_s"]) / a.movies
+    written, floats = output_size(root / "local")
     result = {"movies": a.movies, "seconds_each": a.seconds, "size": a.size, "models": a.models,
               "cpus": os.cpu_count(), "runs": rows,
               "ray_overhead_per_movie_s": round(overhead, 2),
               "speedup_2_vs_1_workers": round(rows["actors x1"]["wall_s"] / rows["actors x2"]["wall_s"], 2),
-              "tasks_vs_actors": round(rows["tasks x1"]["wall_s"] / rows["actors x1"]["wall_s"], 2)}
+              "tasks_vs_actors": round(rows["tasks x1"]["wall_s"] / rows["actors x1"]["wall_s"], 2),
+              "bytes_written_per_movie_hour": round(written * 3600 / (a.movies * a.seconds)),
+              "parquet_bytes_per_float": round(written / floats, 3)}
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
     if a.json:
         a.json.write_text(json.dumps(result, indent=2) + "\n")
