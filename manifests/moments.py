@@ -231,14 +231,14 @@ class PlantedConfig:
     seed: int = 0               # videos, queries, noise
     world_seed: int = 0         # the concept vectors and the text-image relation (the "language")
     space: str = "relation"     # "relation" | "shared"
-    n_concepts: int = 32
+    n_concepts: int = 16
     n_fillers: int = 8
     dim: int = 32
     clip_len: float = 2.0
     min_clips: int = 20
     max_clips: int = 60
     queries_per_video: tuple[int, int] = (2, 4)
-    noise: float = 0.6          # per-clip noise (relative to a unit concept vector)
+    noise: float = 0.4          # per-clip noise (relative to a unit concept vector)
     text_noise: float = 0.3     # shared space: text = image vector + this much noise
     multi_window: float = 0.25  # share of queries whose pair is shown twice
     split: tuple[float, float, float] = (0.6, 0.2, 0.2)

@@ -166,7 +166,7 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_cmd_charades)
     pl = msub.add_parser("planted", help="a planted moment dataset (moments.json) to show a model learns")
     pl.add_argument("out", type=Path, help="folder to write")
-    pl.add_argument("--videos", type=int, default=60)
+    pl.add_argument("--videos", type=int, default=400)
     pl.add_argument("--seed", type=int, default=0, help="videos, queries and noise")
     pl.add_argument("--world-seed", type=int, default=0, help="concept vectors and text-image relation")
     pl.add_argument("--space", default="relation", choices=("relation", "shared"))
