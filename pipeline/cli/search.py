@@ -91,7 +91,7 @@ def _cmd_planted(args: argparse.Namespace) -> int:
 
 # -- `train|eval|score --task moment` (called from train.py) ------------------------------------------
 def train_moment(args: argparse.Namespace) -> int:
-    for name in ("resume", "modalities", "synopsis_checkpoint", "init", "freeze_init"):
+    for name in ("resume", "modalities", "synopsis_checkpoint", "init", "freeze_init", "ray", "workers"):
         if getattr(args, name, None):
             raise MegaPipeError(f"train --task moment: --{name.replace('_', '-')} does not apply to moment "
                                 "retrieval (docs/moments.md)")
