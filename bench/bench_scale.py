@@ -24,6 +24,7 @@ node, plus a second node for two workers; 1 CPU each):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -52,6 +53,7 @@ def timed(shape: str, movies: list[Path], out: Path, models: str, address: str =
 def run_shape(shape: str, movies: list[Path], out: Path, models: str, address: str) -> float:
     from mega_pipe.pipeline.catalogue import CatalogueJob, MovieWorker, run_catalogue
     from mega_pipe.pipeline.inputs import ExtractConfig, MovieInput
+    from mega_pipe.pipeline.ray_run import run_on_ray
 
     job = CatalogueJob("extract", out, ExtractConfig(model_set=models, progress=False))
     inputs = [MovieInput(m) for m in movies]
@@ -67,7 +69,8 @@ def run_shape(shape: str, movies: list[Path], out: Path, models: str, address: s
 
         statuses = ray.get([one.remote(inp) for inp in inputs])
     else:
-        results, _ = run_catalogue(job, inputs, ray=address or None, progress=False)
+        remote = functools.partial(run_on_ray, address=address) if address else None
+        results, _ = run_catalogue(job, inputs, remote=remote, progress=False)
         statuses = [r["status"] for r in results]
     seconds = time.perf_counter() - t0
     assert statuses == ["done"] * len(movies), statuses

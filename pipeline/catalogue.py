@@ -24,7 +24,7 @@ import sys
 import time
 import traceback
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -44,17 +44,28 @@ BUSY_RETRY_S = 2.0
 # --- The unit of work --------------------------------------------------------------------------
 
 
+def extract_unit(worker: MovieWorker, inp) -> tuple[dict, bool]:
+    """``extract``'s unit: the movie's manifest, and whether everything was cached."""
+    job = worker.job
+    manifest = job.extract_one(inp, job.out, job.cfg, worker.pool)
+    return manifest, bool(manifest.get("up_to_date"))
+
+
 @dataclass(frozen=True)
 class CatalogueJob:
     """What every movie of a catalogue gets done; picklable (it travels to Ray workers).
 
     ``command``: "extract" (feature folders under ``out``) or "segment" (``out/<id>.json``,
     features under ``features``, with the checkpoints and decoding options given; ``cfg`` is
-    then already ``segment.segment_config``'s)."""
+    then already ``segment.segment_config``'s). ``unit(worker, inp) -> (manifest, cached)``
+    does one movie: :func:`extract_unit` (with ``extract_one``: a movie file, or key frames) or
+    ``segment.segment_unit`` (a module-level function: Ray pickles it by name)."""
 
     command: str
     out: Path
     cfg: ExtractConfig
+    _: KW_ONLY
+    unit: Callable = extract_unit
     extract_one: Callable = extract_movie
     default_modalities: tuple[str, ...] = ()
     features: Path | None = None
@@ -78,7 +89,7 @@ class MovieWorker:
         self.job = job
         self.pool = ExtractorPool(job.cfg, job.default_modalities)
         self.frame_listener = frame_listener
-        self._checkpoints: dict | None = None
+        self.state: dict = {}         # what a unit keeps across movies (segment: checkpoints)
 
     def run(self, inp, attempt: int = 1) -> dict:
         """The outcome of one movie (:func:`outcome`)."""
@@ -87,11 +98,7 @@ class MovieWorker:
         if self.frame_listener is not None:
             self.pool.frame_listener = lambda n: self.frame_listener(movie_id, n)
         try:
-            if self.job.command == "segment":
-                manifest, cached = self._segment(inp)
-            else:
-                manifest = self.job.extract_one(inp, self.job.out, self.job.cfg, self.pool)
-                cached = bool(manifest.get("up_to_date"))
+            manifest, cached = self.job.unit(self, inp)
         except WeightsNotFoundError as e:              # no movie can be done: the run stops
             return outcome(inp, "fatal", str(e), attempt=attempt, started=started, t0=t0)
         except BusyError as e:
@@ -111,18 +118,6 @@ class MovieWorker:
                        model_set=manifest.get("config", {}).get("model_set"),
                        manifest=manifest)
 
-    def _segment(self, inp) -> tuple[dict, bool]:
-        from .segment import boundaries_of, load_checkpoints  # imports torch
-
-        job = self.job
-        if self._checkpoints is None:
-            self._checkpoints = load_checkpoints(job.scene_checkpoint, job.act_checkpoint,
-                                                 job.cfg.device)
-        _, manifest, cached = boundaries_of(
-            inp, job.output(movie_id_of(inp)), job.cfg, job.features, self._checkpoints,
-            {"scene": job.scene_checkpoint, "act": job.act_checkpoint}, job.scene_threshold,
-            job.n_scenes, extractors=self.pool, skip_unchanged=True)
-        return manifest, cached
 
 
 def outcome(inp, status: str, error: str | None, *, attempt: int, started: str, t0: float,
@@ -188,15 +183,16 @@ def run_local(job: CatalogueJob, inputs: Sequence, retries: int,
     return results
 
 
-def run_catalogue(job: CatalogueJob, inputs: Sequence, *, ray: str | None = None,
-                  ray_cpus: float = 1.0, ray_gpus: float | None = None, retries: int = 2,
-                  summary: Path | None = None, progress: bool = True,
-                  on_result: Callable[[dict], None] = lambda r: None) -> tuple[list[dict], Path]:
-    """Run a catalogue here or on Ray (``ray``: an address or "auto"), with one overall
-    progress bar (movies done, cached, failed and running; frames per second across the
-    workers), then write its summary (``summary``, default :func:`summary_path`) — also when the
-    run is interrupted, with the movies not finished marked ``not run``. Returns the outcomes in
-    input order and the summary's path."""
+def run_catalogue(job: CatalogueJob, inputs: Sequence, *, remote: Callable | None = None,
+                  retries: int = 2, summary: Path | None = None, progress: bool = True,
+                  meta: dict | None = None, on_result: Callable[[dict], None] = lambda r: None,
+                  ) -> tuple[list[dict], Path]:
+    """Run a catalogue here, or with ``remote(job, inputs, retries=, on_result=, on_tick=)``
+    (``ray_run.run_on_ray`` with its address bound), with one overall progress bar (movies
+    done, cached, failed and running; frames per second across the workers), then write its
+    summary (``summary``, default :func:`summary_path`; ``meta`` joins its metadata) — also when
+    the run is interrupted, with the movies not finished marked ``not run``. Returns the
+    outcomes in input order and the summary's path."""
     from tqdm import tqdm
 
     if retries < 0:
@@ -223,14 +219,9 @@ def run_catalogue(job: CatalogueJob, inputs: Sequence, *, ray: str | None = None
         bar.set_postfix_str(f"{counts(results)}, {running} running, {fps:.0f} frames/s")
 
     try:
-        if ray:
-            from .ray_run import run_on_ray
-
-            run_on_ray(job, inputs, ray, cpus=ray_cpus, gpus=ray_gpus, retries=retries,
-                       on_result=heard, on_tick=tick)
+        if remote is not None:
+            remote(job, inputs, retries=retries, on_result=heard, on_tick=tick)
         else:
-            if ray_cpus != 1.0 or ray_gpus is not None:
-                raise MegaPipeError("--ray-cpus and --ray-gpus apply to a run with --ray")
             run_local(job, inputs, retries, heard)
     finally:
         bar.close()
@@ -240,8 +231,9 @@ def run_catalogue(job: CatalogueJob, inputs: Sequence, *, ray: str | None = None
                 for inp in inputs if movie_id_of(inp) not in seen]
         order = {movie_id_of(inp): i for i, inp in enumerate(inputs)}
         table = sorted(results + rest, key=lambda r: order[r["movie_id"]])
-        write_summary(path, table, {"command": job.command, "ray": ray, "retries": retries,
-                                    "out": str(job.out), "seconds": time.perf_counter() - t0})
+        write_summary(path, table, {"command": job.command, "retries": retries,
+                                    "out": str(job.out), "seconds": time.perf_counter() - t0,
+                                    **(meta or {})})
     return table, path
 
 

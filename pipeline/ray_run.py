@@ -142,7 +142,7 @@ class _Worker:
         return self.worker.run(inp, attempt)
 
 
-def run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, *, cpus: float = 1.0,
+def run_on_ray(job: CatalogueJob, inputs: Sequence, *, address: str, cpus: float = 1.0,
                gpus: float | None = None, retries: int = 2,
                on_result: Callable[[dict], None] = lambda r: None,
                on_tick: Callable[[int, int], None] = lambda running, frames: None) -> list[dict]:

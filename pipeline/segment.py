@@ -42,7 +42,7 @@ from ..model.unsupervised import (
 from .export import apply_chapters, check_apply_target, source_of
 from .cache import file_fingerprint, stage_key
 from .extract import run_extract
-from .inputs import ExtractConfig, MovieInput
+from .inputs import ExtractConfig, MovieInput, movie_id_of
 from .models import ExtractorPool
 
 
@@ -188,6 +188,21 @@ def segment_config(cfg: ExtractConfig, ckpts: dict) -> ExtractConfig:
         cfg = dataclasses.replace(cfg, modalities=tuple(dict.fromkeys(
             m for c in ckpts.values() for m in c.modalities)))
     return cfg
+
+
+def segment_unit(worker, inp) -> tuple[dict, bool]:
+    """A catalogue ``segment``'s unit of work (``catalogue.CatalogueJob.unit``): the movie's
+    boundaries into ``<out>/<id>.json``, with the worker's models and checkpoints (loaded on its
+    first movie); returns the extraction manifest and whether the file was already up to date."""
+    job = worker.job
+    if "checkpoints" not in worker.state:
+        worker.state["checkpoints"] = load_checkpoints(job.scene_checkpoint, job.act_checkpoint,
+                                                       job.cfg.device)
+    _, manifest, cached = boundaries_of(
+        inp, job.output(movie_id_of(inp)), job.cfg, job.features, worker.state["checkpoints"],
+        {"scene": job.scene_checkpoint, "act": job.act_checkpoint}, job.scene_threshold,
+        job.n_scenes, extractors=worker.pool, skip_unchanged=True)
+    return manifest, cached
 
 
 def boundaries_of(movie: MovieInput, out: Path, cfg: ExtractConfig, features_root: Path,

@@ -15,7 +15,7 @@ from mega_pipe.pipeline.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ("extract", "segment", "export", "report", "demo", "train", "eval", "score",
-            "model-summary", "pretrain", "embed", "weights", "manifest")
+            "model-summary", "pretrain", "embed", "weights", "manifest", "search", "moments")
 
 
 def _help(argv: list[str], capsys) -> str:

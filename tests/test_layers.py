@@ -36,7 +36,8 @@ PACKAGES = ("pipeline", "model", "extractors", "manifests")
 # torch, which would add ~2 s to every command's start, `--help` included (measured on 2 cores:
 # 0.4 s -> 2.3 s; docs/architecture.md "Imports").
 TORCH_MODULES = {"..segment", "...model.train", "...model.evaluate", "...model.summary",
-                 "...model.predict", "..embed", "...model.pretrain", "...model.pretrain_train"}
+                 "...model.predict", "..embed", "...model.pretrain", "...model.pretrain_train",
+                 "..ray_train"}
 # Likewise the extractor protocol class (extractors/base.py needs torch; a run is planned, and
 # decoding started, before any model library is imported: docs/decoding.md).
 LAZY = {("extractors", ".base")}

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from pathlib import Path
 
+from ...manifests.errors import MegaPipeError
+from ..catalogue import CatalogueJob, counts, run_catalogue
 from ..extract import extract_inputs, run_extract
 from ..inputs import ExtractConfig
+from ..ray_run import run_on_ray
 from ..shots import DETECTORS, DetectorConfig
 
 log = logging.getLogger(__name__)
@@ -113,18 +117,23 @@ def is_catalogue(args, inputs) -> bool:
 
 
 def run_catalogue_command(args, job, inputs, line) -> int:
-    """Run ``job`` over ``inputs`` as a catalogue; print ``line(outcome)`` for each movie done
-    and the summary's path; exit status 1 if any movie failed."""
-    from ..catalogue import counts, run_catalogue
-
+    """Run ``job`` over ``inputs`` as a catalogue (on Ray with ``--ray``); print
+    ``line(outcome)`` for each movie done and the summary's path; exit status 1 if any movie
+    failed."""
+    remote = None
+    if args.ray:
+        remote = functools.partial(run_on_ray, address=args.ray, cpus=args.ray_cpus,
+                                   gpus=args.ray_gpus)
+    elif args.ray_cpus != 1.0 or args.ray_gpus is not None:
+        raise MegaPipeError("--ray-cpus and --ray-gpus apply to a run with --ray")
     results, path = run_catalogue(
-        job, inputs, ray=args.ray, ray_cpus=args.ray_cpus, ray_gpus=args.ray_gpus,
-        retries=args.retries, summary=args.summary, progress=not args.no_progress)
+        job, inputs, remote=remote, retries=args.retries, summary=args.summary,
+        progress=not args.no_progress, meta={"ray": args.ray})
     for r in results:
         if r["status"] in ("done", "cached"):
             print(line(r))
     print(f"{len(results)} movies: {counts(results)}; summary -> {path}")
-    failed = [r for r in results if r["status"] != "done" and r["status"] != "cached"]
+    failed = [r for r in results if r["status"] not in ("done", "cached")]
     if failed:
         log.info("%d of %d movie(s) failed", len(failed), len(results))
         return 1
@@ -132,15 +141,14 @@ def run_catalogue_command(args, job, inputs, line) -> int:
 
 
 def _cmd_extract(args) -> int:
-    from ..catalogue import CatalogueJob
-
     cfg = extract_config(args)
     inputs, extract_one, defaults = extract_inputs(
         cfg, args.videos, subtitles=args.subtitles, synopsis=args.synopsis, movie_id=args.id,
         synopsis_lines=args.synopsis_lines, movienet=args.movienet, keyframes=args.keyframes,
         shot_file=args.shot_file)
     if is_catalogue(args, inputs):
-        job = CatalogueJob("extract", args.out, cfg, extract_one, tuple(defaults),
+        job = CatalogueJob("extract", args.out, cfg, extract_one=extract_one,
+                           default_modalities=tuple(defaults),
                            debug=args.debug)
         return run_catalogue_command(args, job, inputs,
                                      lambda r: summary_line(args.out, r["manifest"]))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ...manifests.atomic import check_output_dir
 from ...manifests.errors import MegaPipeError
+from ..catalogue import CatalogueJob
 from ..inputs import MovieInput, read_catalogue
 from .extract import (
     add_catalogue_options,
@@ -20,11 +21,11 @@ log = logging.getLogger(__name__)
 
 def _cmd_segment(args) -> int:
     # here, not at the top: these import torch (docs/architecture.md)
-    from ..segment import load_checkpoints, segment_config, segment_movie
+    from ..segment import load_checkpoints, segment_config, segment_movie, segment_unit
 
     inputs = read_catalogue(args.video)
     if is_catalogue(args, inputs):
-        return _segment_catalogue(args, inputs, load_checkpoints, segment_config)
+        return _segment_catalogue(args, inputs, load_checkpoints, segment_config, segment_unit)
     inp = inputs[0]
     doc, level = segment_movie(
         MovieInput(inp.video, args.subtitles, args.synopsis, args.id or inp.movie_id,
@@ -43,10 +44,9 @@ def _cmd_segment(args) -> int:
     return 0
 
 
-def _segment_catalogue(args, inputs, load_checkpoints, segment_config) -> int:
-    """Several movies: ``--out`` is a folder of ``<movie id>.json`` boundaries files."""
-    from ..catalogue import CatalogueJob
-
+def _segment_catalogue(args, inputs, load_checkpoints, segment_config, segment_unit) -> int:
+    """Several movies: ``--out`` is a folder of ``<movie id>.json`` boundaries files (the
+    functions of pipeline/segment.py are handed in by the caller, which imports it)."""
     given = [o for o, v in (("--chapters", args.chapters), ("--subtitles", args.subtitles),
                             ("--synopsis", args.synopsis), ("--id", args.id)) if v]
     if given:
@@ -60,7 +60,8 @@ def _segment_catalogue(args, inputs, load_checkpoints, segment_config) -> int:
     cfg = extract_config(args)
     check_output_dir(args.features, "--features")
     ckpts = load_checkpoints(args.scene_checkpoint, args.act_checkpoint, cfg.device)
-    job = CatalogueJob("segment", args.out, segment_config(cfg, ckpts), features=args.features,
+    job = CatalogueJob("segment", args.out, segment_config(cfg, ckpts), unit=segment_unit,
+                       features=args.features,
                        scene_checkpoint=args.scene_checkpoint,
                        act_checkpoint=args.act_checkpoint, scene_threshold=args.scene_threshold,
                        n_scenes=args.scenes, debug=args.debug)
