@@ -5,7 +5,6 @@ handlers that ``train.py`` routes here for ``--task moment`` (docs/moments.md)."
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
@@ -31,12 +30,6 @@ from ..search import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def _moment_module():
-    """model/moment.py, imported on first use: it loads torch (~2 s), which `--help` and
-    `search` without a model do not need (docs/architecture.md, "Imports")."""
-    return importlib.import_module("...model.moment", __package__)
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -95,8 +88,9 @@ def train_moment(args: argparse.Namespace) -> int:
         if getattr(args, name, None):
             raise MegaPipeError(f"train --task moment: --{name.replace('_', '-')} does not apply to moment "
                                 "retrieval (docs/moments.md)")
-    mod = _moment_module()
-    summary = mod.train_moment(args.manifest, args.out, mod.MomentTrainOptions(
+    from ...model.moment import MomentTrainOptions, train_moment   # torch: imported on use
+
+    summary = train_moment(args.manifest, args.out, MomentTrainOptions(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed,
         config=args.config, progress=not args.no_progress), text_features=_text_features_factory())
     print(json.dumps(summary, indent=2))
@@ -104,12 +98,16 @@ def train_moment(args: argparse.Namespace) -> int:
 
 
 def is_moment_checkpoint(path: Path) -> bool:
-    return _moment_module().is_moment_checkpoint(path)
+    from ...model.moment import is_moment_checkpoint as check   # torch: imported on use
+
+    return check(path)
 
 
 def eval_moment(args: argparse.Namespace) -> int:
-    out = _moment_module().evaluate_moment(args.checkpoint, args.manifest, args.split, args.out,
-                                           device=args.device, text_features=_text_features_factory())
+    from ...model.moment import evaluate_moment   # torch: imported on use
+
+    out = evaluate_moment(args.checkpoint, args.manifest, args.split, args.out,
+                          device=args.device, text_features=_text_features_factory())
     print(json.dumps(out, indent=2))
     return 0
 
