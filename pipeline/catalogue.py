@@ -6,13 +6,13 @@ work per movie, in this process or on a Ray cluster (``ray_run.py``), ending wit
   which are built once and kept for every movie the worker gets. It never raises for the movie's
   own failure: it returns an outcome (status, error line, timings, output), so that one bad movie
   never stops the others.
-- **Retries** (:func:`next_step`): a bad input (an unreadable file, bad subtitles: the same error
+- **Retries** (:func:`settle`): a bad input (an unreadable file, bad subtitles: the same error
   every time) fails at once; an unexpected error or a lost worker is retried up to ``retries``
   times; a movie whose folder another run is writing right now is come back to later (it is
   then usually complete and skipped); missing weights stop the whole run (no movie can be done).
 - **Nothing done twice**: a movie whose outputs are complete and whose inputs and config are
   unchanged is skipped (status ``cached``), through the same cache keys as a single-movie run.
-- **Summary**: a Parquet table, one row per movie (:data:`SUMMARY_SCHEMA`), written atomically
+- **Summary**: a Parquet table, one row per movie (:data:`SUMMARY_COLUMNS`), written atomically
   at the end of every catalogue run to its own new file.
 """
 from __future__ import annotations
@@ -135,52 +135,41 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def next_step(result: dict, retries: int) -> str:
-    """What the driver does with a movie's outcome: "final" (record it), "retry" (run it again:
-    an unexpected error or a lost worker, while attempts remain) or "later" (its folder is being
-    written by another run: come back to it)."""
-    if result["status"] == "busy":
-        return "later"
-    if result["status"] in ("error", "lost") and result["attempts"] <= retries:
-        return "retry"
-    return "final"
-
-
-def final_status(result: dict) -> dict:
-    """An outcome as the summary records it: an error or lost worker that used up its retries
-    is a failure, with the attempts counted in its line."""
-    if result["status"] in ("error", "lost"):
-        result = {**result, "status": "failed",
-                  "error": f"{result['error']} (after {result['attempts']} attempts)"}
-    return result
+def settle(result: dict, inp, retries: int, queue: deque,
+           on_result: Callable[[dict], None]) -> None:
+    """What a driver does with a movie's outcome: record it (``on_result``) when it is final;
+    run it again (back in ``queue``) after an unexpected error or a lost worker while attempts
+    remain; come back to it a little later when its folder is being written by another run.
+    Missing weights stop the run (no movie could be done). ``queue`` holds (movie, attempt,
+    not before)."""
+    status, attempt = result["status"], result["attempts"]
+    if status == "fatal":
+        raise WeightsNotFoundError(result["error"])
+    if status == "busy":
+        log.info("%s: being written by another run; coming back to it", result["movie_id"])
+        queue.append((inp, attempt, time.monotonic() + BUSY_RETRY_S))
+    elif status in ("error", "lost") and attempt <= retries:
+        log.warning("%s (attempt %d; trying again)", result["error"], attempt)
+        queue.append((inp, attempt + 1, 0.0))
+    elif status in ("error", "lost"):      # retries used up: a failure, attempts counted
+        on_result({**result, "status": "failed",
+                   "error": f"{result['error']} (after {attempt} attempts)"})
+    else:
+        on_result(result)
 
 
 # --- Running in this process -------------------------------------------------------------------
 
 
 def run_local(job: CatalogueJob, inputs: Sequence, retries: int,
-              on_result: Callable[[dict], None]) -> list[dict]:
+              on_result: Callable[[dict], None]) -> None:
     """The catalogue in this process, one movie after the other with one set of models."""
     worker = MovieWorker(job)
-    results: list[dict] = []
     queue = deque((inp, 1, 0.0) for inp in inputs)    # (movie, attempt, not before)
     while queue:
         inp, attempt, not_before = queue.popleft()
         time.sleep(max(0.0, not_before - time.monotonic()))
-        result = worker.run(inp, attempt)
-        if result["status"] == "fatal":
-            raise WeightsNotFoundError(result["error"])
-        step = next_step(result, retries)
-        if step == "final":
-            results.append(final_status(result))
-            on_result(results[-1])
-        elif step == "retry":
-            log.warning("%s (attempt %d; trying again)", result["error"], attempt)
-            queue.append((inp, attempt + 1, 0.0))
-        else:
-            log.info("%s: being written by another run; coming back to it", result["movie_id"])
-            queue.append((inp, attempt, time.monotonic() + BUSY_RETRY_S))
-    return results
+        settle(worker.run(inp, attempt), inp, retries, queue, on_result)
 
 
 def run_catalogue(job: CatalogueJob, inputs: Sequence, *, remote: Callable | None = None,

@@ -29,9 +29,8 @@ import time
 from collections import deque
 from typing import Callable, Sequence
 
-from ..extractors.errors import WeightsNotFoundError
 from ..manifests.errors import MegaPipeError
-from .catalogue import CatalogueJob, MovieWorker, final_status, next_step, outcome
+from .catalogue import CatalogueJob, MovieWorker, outcome, settle
 from .inputs import movie_id_of
 
 log = logging.getLogger(__name__)
@@ -179,7 +178,11 @@ def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
         queue = deque((inp, 1, 0.0) for inp in inputs)     # (movie, attempt, not before)
         running: dict = {}                                  # call -> (actor, movie, attempt, t0)
         results: list[dict] = []
-        frames_done = 0
+
+        def heard(result: dict) -> None:
+            results.append(result)
+            on_result(result)
+
         while queue or running:
             now = time.monotonic()
             for _ in range(len(queue)):
@@ -207,19 +210,9 @@ def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
                                      f"lost ({type(e).__name__})", attempt=attempt, started="",
                                      t0=t0)
                 progress.forget.remote(movie_id_of(inp))
-                if result["status"] == "fatal":
-                    raise WeightsNotFoundError(result["error"])
-                step = next_step(result, retries)
-                if step == "final":
-                    results.append(final_status(result))
-                    frames_done += results[-1]["frames"]
-                    on_result(results[-1])
-                elif step == "retry":
-                    log.warning("%s (attempt %d; trying again)", result["error"], attempt)
-                    queue.append((inp, attempt + 1, 0.0))
-                else:
-                    queue.append((inp, attempt, time.monotonic() + 2.0))
-            on_tick(len(running), frames_done + ray.get(progress.running_frames.remote()))
+                settle(result, inp, retries, queue, heard)
+            on_tick(len(running), sum(r["frames"] for r in results)
+                    + ray.get(progress.running_frames.remote()))
         return results
     finally:
         for a in handles:
