@@ -227,10 +227,10 @@ def main() -> None:
     ap.add_argument("--labelled", type=int, default=20)
     ap.add_argument("--val", type=int, default=4)
     ap.add_argument("--test", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=300, help="scene: optimiser steps per training run (about)")
-    ap.add_argument("--act-steps", type=int, default=100, help="act: optimiser steps per training run (about)")
-    ap.add_argument("--max-epochs", type=int, default=25)
-    ap.add_argument("--pretrain-epochs", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=150, help="scene: optimiser steps per training run (about)")
+    ap.add_argument("--act-steps", type=int, default=40, help="act: optimiser steps per training run (about)")
+    ap.add_argument("--max-epochs", type=int, default=12)
+    ap.add_argument("--pretrain-epochs", type=int, default=8)
     ap.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS))
     ap.add_argument("--tasks", default="scene,act")
     ap.add_argument("--freeze", action="store_true", help="also frozen-encoder rows")
@@ -254,7 +254,7 @@ def main() -> None:
         (root / "why.json").write_text(json.dumps(result, indent=2))
         print("| embedding | adjacent-shot cosine, test AP | linear probe (100 % labels), test AP |\n|---|---|---|")
         for name, row in result.items():
-            print(f"| {name} | " + " | ".join(f"{np.mean(v):.3f} ± {np.std(v):.3f}" for v in row.values()) + " |")
+            print(f"| {name} | " + " | ".join(f"{np.mean(v):.3f} ± {np.std(v, ddof=1 if len(v) > 1 else 0):.3f}" for v in row.values()) + " |")
         return
     fractions = [float(f) for f in args.fractions.split(",")]
     tasks = args.tasks.split(",")
@@ -317,7 +317,7 @@ def print_table(report: dict) -> None:
     for task, arms in report["results"].items():
         metric = "AP" if task == "scene" else "TA"
         for arm, values in arms.items():
-            cells = " | ".join(f"{np.mean(values[f'{f:g}']):.3f} ± {np.std(values[f'{f:g}']):.3f}" for f in fr)
+            cells = " | ".join(f"{np.mean(values[f'{f:g}']):.3f} ± {np.std(values[f'{f:g}'], ddof=1):.3f}" for f in fr)
             print(f"| {task} {metric} | {_label(arm)} | {cells} |")
     for name, value in report["baselines"].items():
         print(f"| {name} | parameter-free | " + " | ".join(f"{value:.3f}" for _ in fr) + " |")
@@ -335,7 +335,7 @@ def plot(report: dict, path: Path) -> None:
     for ax, task in zip(axes[0], tasks):
         for arm, values in report["results"][task].items():
             mean = [np.mean(values[f"{f:g}"]) for f in fr]
-            std = [np.std(values[f"{f:g}"]) for f in fr]
+            std = [np.std(values[f"{f:g}"], ddof=1) for f in fr]
             ax.errorbar([100 * f for f in fr], mean, yerr=std, marker="o", capsize=3, label=_label(arm),
                         linestyle="-" if arm in MEGA_ARMS else ":")
         for name, value in report["baselines"].items():

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ...manifests.errors import MegaPipeError
 from .extract import csv_list
 
 
@@ -54,8 +55,6 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _weights(text: str) -> tuple[float, float, float]:
-    from ...manifests.errors import MegaPipeError
-
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
