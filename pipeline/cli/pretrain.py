@@ -44,9 +44,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         "embed", help="write contextual per-shot embeddings (embeddings.parquet) with a pretrained model")
     e.add_argument("folders", nargs="*", type=Path, help="feature folders (extract output)")
     e.add_argument("--checkpoint", required=True, type=Path, help="a `mega-pipe pretrain` best.pt / last.pt")
-    e.add_argument("--manifest", dest="embed_manifest", type=Path,
+    e.add_argument("--manifest", type=Path,
                    help="also embed every folder of this manifest")
-    e.add_argument("--device", dest="embed_device", default="auto", choices=("auto", "cpu", "cuda"))
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     e.add_argument("--probe", type=Path, metavar="MANIFEST",
                    help="after embedding, report linear probes (scene boundary) on this manifest's "
                         "labelled movies: fit on 'train', scored on 'test' (docs/pretraining.md)")
@@ -83,11 +83,11 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 def _cmd_embed(args: argparse.Namespace) -> int:
     from ..embed import embed_folders, folders_of, probe_report
 
-    folders = [] if args.probe is not None and not args.folders and args.embed_manifest is None else \
-        folders_of(args.embed_manifest, args.folders)
+    folders = [] if args.probe is not None and not args.folders and args.manifest is None else \
+        folders_of(args.manifest, args.folders)
     if args.probe is not None:   # the probe's movies are embedded too (cached when already done)
         folders += [f for f in folders_of(args.probe, []) if f not in folders]
-    records = embed_folders(args.checkpoint, folders, device=args.embed_device, progress=not args.no_progress)
+    records = embed_folders(args.checkpoint, folders, device=args.device, progress=not args.no_progress)
     result: dict = {"written": sum(r["status"] == "written" for r in records),
                     "cached": sum(r["status"] == "cached" for r in records), "folders": records}
     if args.probe is not None:
