@@ -58,7 +58,9 @@ def connect(address: str) -> bool:
             ray.init(address="auto", **quiet)
             return False
         except ConnectionError:
-            ray.init(include_dashboard=False, _node_ip_address="127.0.0.1",
+            # With its dashboard (on 127.0.0.1): Ray Train's placement-group cleaner polls the
+            # state API it serves, and warns every few seconds without it.
+            ray.init(include_dashboard=True, _node_ip_address="127.0.0.1",
                      object_store_memory=LOCAL_OBJECT_STORE, **quiet)
             log.info("started a local Ray instance (%d CPUs)", ray.cluster_resources()["CPU"])
             return True
