@@ -155,12 +155,27 @@ def run_on_ray(job: CatalogueJob, inputs: Sequence, *, address: str, cpus: float
         return _run_on_ray(job, inputs, address, cpus, gpus, retries, on_result, on_tick)
 
 
+def _outcome_of(ref, inp, attempt: int, t0: float) -> dict:
+    """A finished call's outcome; a call that raised becomes one too: our own code's exception
+    (a bug: "error", worth a retry) or a lost worker process or node ("lost")."""
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    try:
+        return ray.get(ref)
+    except RayTaskError as e:
+        return outcome(inp, "error", f"{inp.source}: {e.cause!r}", attempt=attempt, started="",
+                       t0=t0)
+    except RayError as e:
+        return outcome(inp, "lost", f"{inp.source}: the worker running it was lost "
+                       f"({type(e).__name__})", attempt=attempt, started="", t0=t0)
+
+
 def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
                 gpus: float | None, retries: int, on_result: Callable[[dict], None],
                 on_tick: Callable[[int, int], None]) -> list[dict]:
     started = connect(address)
     import ray
-    from ray.exceptions import RayError, RayTaskError
 
     handles: list = []      # every actor of this run, killed at the end
     try:
@@ -202,17 +217,8 @@ def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
             for ref in ready:
                 a, inp, attempt, t0 = running.pop(ref)
                 idle.append(a)
-                try:
-                    result = ray.get(ref)
-                except RayTaskError as e:       # our own code raised (a bug): worth a retry
-                    result = outcome(inp, "error", f"{inp.source}: {e.cause!r}",
-                                     attempt=attempt, started="", t0=t0)
-                except RayError as e:           # the worker process or its node was lost
-                    result = outcome(inp, "lost", f"{inp.source}: the worker running it was "
-                                     f"lost ({type(e).__name__})", attempt=attempt, started="",
-                                     t0=t0)
                 progress.forget.remote(movie_id_of(inp))
-                settle(result, inp, retries, queue, heard)
+                settle(_outcome_of(ref, inp, attempt, t0), inp, retries, queue, heard)
             on_tick(len(running), sum(r["frames"] for r in results)
                     + ray.get(progress.running_frames.remote()))
         return results

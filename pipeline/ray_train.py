@@ -16,6 +16,7 @@ system). Ray Train's own bookkeeping goes to ``--out/.ray-train``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -93,12 +94,11 @@ def _train_on_ray(task: str, manifest: Path, out: Path, options: TrainOptions, a
         if have.get(need, 0) < workers:
             raise MegaPipeError(f"--workers {workers}: the Ray cluster has {have.get(need, 0):g} "
                                 f"{need}s (one per worker{'; --device cuda' if use_gpu else ''})")
-        fields = ("epochs", "batch_size", "lr", "device", "seed", "resume", "modalities",
-                  "config", "config_overrides", "synopsis_checkpoint", "progress", "init",
-                  "freeze_init")
         config = {"task": task, "manifest": str(Path(manifest).resolve()), "out": str(out),
                   "use_gpu": use_gpu, "debug": logging.getLogger("mega_pipe").isEnabledFor(logging.DEBUG),
-                  "options": {k: getattr(options, k) for k in fields if hasattr(options, k)}}
+                  # every option but the per-process ones each rank sets itself
+                  "options": {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+                              if f.name not in ("parallel", "on_epoch")}}
         for k in ("synopsis_checkpoint", "init"):
             if config["options"].get(k) is not None:
                 config["options"][k] = str(Path(config["options"][k]).resolve())
