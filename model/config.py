@@ -158,6 +158,7 @@ class MegaConfig:
     relation_features: Literal["none", "cut"] = "none"  # scene: similarities inside the window (docs/model.md)
     position_bins: int = 0  # act: the shot model's TP position head; synopsis: SynopsisConfig.position_bins
     decode_distance_weight: float = 0.0  # synopsis: λ of the minimum-Bayes-risk decision (0: argmax)
+    synopsis_guidance: bool = False  # act: a movie's synopsis, when it has one, guides the prediction (docs/model.md)
     synopsis: Union[SynopsisConfig, None] = None  # act only: the synopsis model (Tab. 1b)
     train: Union[TrainConfig, None] = None  # None: the task's defaults (TRAIN_SCHEMA)
 
@@ -193,7 +194,7 @@ def synopsis_model_config(cfg: MegaConfig, n_modalities: int = 1) -> MegaConfig:
         width=cfg.width * n_modalities, ffn_width=cfg.ffn_width * n_modalities,
         n_unimodal=syn.n_layers, n_fusion=1, dropout=syn.dropout,
         synopsis=None, position_bins=syn.position_bins, relation_features="none",
-        decode_distance_weight=0.0, train=None)
+        decode_distance_weight=0.0, synopsis_guidance=False, train=None)
 
 
 # --- What a config is, in words ---------------------------------------------------------------
@@ -214,6 +215,8 @@ def describe_model(cfg: MegaConfig) -> dict:
         additions.append(f"position_bins={cfg.position_bins}")
     if cfg.decode_distance_weight:
         additions.append(f"decode_distance_weight={cfg.decode_distance_weight}")
+    if cfg.synopsis_guidance:
+        additions.append("synopsis_guidance")
     if cfg.synopsis is not None and cfg.synopsis.position_bins:
         additions.append(f"synopsis.position_bins={cfg.synopsis.position_bins}")
     if not cfg.align_pe:
@@ -451,6 +454,7 @@ def _check_heads(cfg: MegaConfig, checks: _Checks) -> None:
                "only for tasks \"act\" (the shot model's) and \"synopsis\"")
     checks.add("decode_distance_weight", cfg.task == "synopsis" or cfg.decode_distance_weight == 0,
                "only for task \"synopsis\"")
+    checks.add("synopsis_guidance", cfg.task == "act" or not cfg.synopsis_guidance, "only for task \"act\"")
     checks.add("decode_distance_weight", isinstance(cfg.decode_distance_weight, (int, float))
                and cfg.decode_distance_weight >= 0, "must be a number >= 0")
     checks.add("relation_features", cfg.relation_features == "none" or (cfg.task == "scene" and cfg.max_len >= 2),

@@ -40,7 +40,7 @@ def evaluate(
         raise MegaPipeError(f"the manifest has no movie with split {split!r}")
     movies = [ckpt.normalizer.apply(m) for m in task.load(entries, ckpt.modalities, dims=ckpt.info["modality_dims"])]
     task.check_gold(movies)
-    records = task.records(ckpt.model, ckpt.cfg, movies, ckpt.device)
+    records = task.records(ckpt.model, ckpt.cfg, movies, ckpt.device, ckpt.synopsis_model)
     metrics = task.metrics(records)
     stem = f"{ckpt.task}_{split}"   # one --out can hold the evaluations of both tasks
     metrics_path, records_path = out_dir / f"eval_{stem}.json", out_dir / f"predictions_{stem}.jsonl"

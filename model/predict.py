@@ -12,18 +12,23 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from ..manifests.features import FeatureFolder
 from .checkpoint import Checkpoint, check_task, load_checkpoint
 from .data import (
     MovieData,
     SceneSamples,
+    WindowBatch,
+    pack_synopses,
     pack_windows,
     read_movie,
     stitch_windows,
 )
 from .device import autocast
-from .mega import MEGA
+from .losses import teacher_log_distribution
+from .mega import MEGA, MegaOutput, SynopsisModel
 
-__all__ = ["Checkpoint", "load_checkpoint", "scene_probabilities", "act_posteriors", "predict_scene", "predict_act"]
+__all__ = ["Checkpoint", "load_checkpoint", "scene_probabilities", "act_posteriors", "predict_scene", "predict_act",
+           "synopsis_guided"]
 
 SCENE_INFERENCE_BATCH = 1024  # windows per forward pass; 17-shot windows are small
 
@@ -48,17 +53,55 @@ def scene_probabilities(model: MEGA, samples: SceneSamples, device: torch.device
 
 
 @torch.no_grad()
-def act_posteriors(model: MEGA, movies: Sequence[MovieData], modalities: Sequence[str], device: torch.device) -> list[np.ndarray]:
-    """Per movie a (5, n_shots) array: for each TP a softmax over the movie's shots (Eq. 7)."""
+def act_posteriors(model: MEGA, movies: Sequence[MovieData], modalities: Sequence[str], device: torch.device,
+                   synopsis_model: SynopsisModel | None = None) -> list[np.ndarray]:
+    """Per movie a (5, n_shots) array: for each TP a softmax over the movie's shots (Eq. 7).
+
+    With ``synopsis_guidance`` in the config, a ``synopsis_model`` and a movie that has a
+    synopsis, the shot model's O is multiplied by the synopsis guide (:func:`synopsis_guide`)
+    and renormalised over the shots: O·P_syn (docs/model.md, "Synopsis guidance")."""
     model.eval()
+    guided = synopsis_model is not None and model.cfg.synopsis_guidance
+    if guided:
+        synopsis_model.eval()
     result = []
     for movie in movies:  # one movie per pass: its windows are the batch
         batch = pack_windows([movie], modalities, model.cfg.max_len, device)
         with autocast(device):
-            logits = model(batch.feats, batch.mask, batch.positions, batch.present).logits
-        (movie_logits,) = stitch_windows(logits.float(), batch)
-        result.append(torch.softmax(movie_logits, dim=0).T.cpu().numpy().astype(np.float64))
+            out = model(batch.feats, batch.mask, batch.positions, batch.present)
+        (logits,) = stitch_windows(out.logits.float(), batch)
+        log_post = torch.log_softmax(logits, dim=0)
+        if guided and movie.synopsis is not None:
+            log_post = torch.log_softmax(log_post + synopsis_guide(model, synopsis_model, movie, batch, out), dim=0)
+        result.append(log_post.exp().T.cpu().numpy().astype(np.float64))
     return result
+
+
+def sync_embeddings(model: MEGA, synopsis_model: SynopsisModel, batch: WindowBatch, present, out: MegaOutput,
+                    sents: torch.Tensor, sent_emb: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The shot and sentence embeddings that the synchronisation and Eq. 5 compare
+    (``train.sync.space``): the fused u_i and v_j, as the paper, or the content projections of
+    what a shot and a sentence show. Shots come stitched per movie; ``sent_emb`` is the synopsis
+    model's fused output for ``sents``."""
+    if model.cfg.train.sync.space == "content":
+        return (stitch_windows(model.content_embeddings(batch.feats, present).float(), batch),
+                synopsis_model.content_embeddings(sents))
+    return stitch_windows(out.shot_emb.float(), batch), sent_emb
+
+
+def synopsis_guide(model: MEGA, synopsis_model: SynopsisModel, movie: MovieData, batch: WindowBatch,
+                   out: MegaOutput) -> torch.Tensor:
+    """log P_syn (n_shots, 5): Eq. 5-6 at inference. The distillation's teacher with the gold
+    sentence labels q replaced by what the trained synopsis model predicts, q = softmax over the
+    sentences of its TP logits — no label of the movie is read (docs/model.md)."""
+    sents, mask = pack_synopses([movie], batch.mask.device)
+    with autocast(batch.mask.device):
+        sent_logits, sent_emb = synopsis_model(sents, mask)
+    n = len(movie.synopsis)
+    q = torch.softmax(sent_logits[0, :n].float(), dim=0)
+    (u,), v = sync_embeddings(model, synopsis_model, batch, batch.present, out, sents, sent_emb)
+    kd = model.cfg.train.distill
+    return teacher_log_distribution(u, v[0, :n].float(), q, tau=kd.tau, cosine=kd.cosine, teacher_tau=kd.teacher_tau)
 
 
 def _as_checkpoint(ckpt: Checkpoint | str | os.PathLike, task: str) -> Checkpoint:
@@ -68,10 +111,12 @@ def _as_checkpoint(ckpt: Checkpoint | str | os.PathLike, task: str) -> Checkpoin
     return ckpt
 
 
-def _read(ckpt: Checkpoint, features_dir: str | os.PathLike) -> MovieData:
-    """Read the checkpoint's modalities from a feature folder and apply its normalisation; a
-    modality the folder lacks is predicted without (missing on every shot, docs/model.md)."""
-    return ckpt.normalizer.apply(read_movie(features_dir, ckpt.modalities, dims=ckpt.model.modality_dims))
+def _read(ckpt: Checkpoint, features_dir: str | os.PathLike, synopsis: bool = False) -> MovieData:
+    """Read the checkpoint's modalities (and the synopsis) from a feature folder and apply its
+    normalisation; a modality the folder lacks is predicted without (missing on every shot,
+    docs/model.md)."""
+    movie = read_movie(features_dir, ckpt.modalities, synopsis=synopsis, dims=ckpt.model.modality_dims)
+    return ckpt.normalizer.apply(movie)
 
 
 def predict_scene(ckpt: Checkpoint | str | os.PathLike, features_dir: str | os.PathLike) -> np.ndarray:
@@ -81,8 +126,17 @@ def predict_scene(ckpt: Checkpoint | str | os.PathLike, features_dir: str | os.P
     return scene_probabilities(ckpt.model, samples, ckpt.device)
 
 
+def synopsis_guided(ckpt: Checkpoint, features_dir: str | os.PathLike) -> bool:
+    """Whether :func:`predict_act` uses the movie's synopsis: the config asks for guidance and
+    the feature folder has a ``synopsis.parquet`` (``extract --synopsis``)."""
+    return (ckpt.cfg.synopsis_guidance and ckpt.synopsis_model is not None
+            and FeatureFolder(features_dir).synopsis_path.is_file())
+
+
 def predict_act(ckpt: Checkpoint | str | os.PathLike, features_dir: str | os.PathLike) -> np.ndarray:
-    """(5, n_shots) TP posteriors: row n is the distribution of turning point n over shots."""
+    """(5, n_shots) TP posteriors: row n is the distribution of turning point n over shots
+    (guided by the movie's synopsis when :func:`synopsis_guided`)."""
     ckpt = _as_checkpoint(ckpt, "act")
-    (posteriors,) = act_posteriors(ckpt.model, [_read(ckpt, features_dir)], ckpt.modalities, ckpt.device)
+    movie = _read(ckpt, features_dir, synopsis=synopsis_guided(ckpt, features_dir))
+    (posteriors,) = act_posteriors(ckpt.model, [movie], ckpt.modalities, ckpt.device, ckpt.synopsis_model)
     return posteriors

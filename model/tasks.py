@@ -71,7 +71,7 @@ from .losses import (
 )
 from .mega import MEGA, SynopsisModel
 from .metrics import act_metrics, scene_metrics, synopsis_metrics, synopsis_prediction
-from .predict import act_posteriors, scene_probabilities
+from .predict import act_posteriors, scene_probabilities, sync_embeddings
 
 ACT_LOSSES = ("sync", "distill", "synopsis", "shot_tp")
 
@@ -151,8 +151,10 @@ class Task:
         """Losses of one batch (``"loss"`` is what is minimised); ``epoch`` is fractional."""
         raise NotImplementedError
 
-    def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
-        """Prediction records (one per movie), the format ``mega-pipe score`` reads."""
+    def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device,
+                synopsis_model: SynopsisModel | None = None) -> list[dict]:
+        """Prediction records (one per movie), the format ``mega-pipe score`` reads; an act
+        model's ``synopsis_model`` guides the prediction when its config says so."""
         raise NotImplementedError
 
     def metrics(self, records: list[dict]) -> dict:
@@ -193,7 +195,8 @@ class SceneTask(Task):
             logits = run.model(batch.feats, batch.mask, present=present).logits[:, centre]
         return {"loss": balanced_cross_entropy(logits.float(), batch.labels)}
 
-    def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
+    def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device,
+                synopsis_model: SynopsisModel | None = None) -> list[dict]:
         samples = SceneSamples(movies, list(model.modalities), cfg.max_len)
         probs = scene_probabilities(model, samples, device)
         records, offset = [], 0
@@ -309,15 +312,12 @@ class ActTask(Task):
             sent_logits, sent_emb = run.synopsis_model(sents, sent_mask)
         shot_logits = stitch_windows(out.logits.float(), batch)
         head_logits = shot_logits if out.head_logits is None else stitch_windows(out.head_logits.float(), batch)
-        if run.cfg.train.sync.space == "content":   # synchronise what shots and sentences show
-            shot_emb = stitch_windows(run.model.content_embeddings(batch.feats, present).float(), batch)
-            sent_emb = run.synopsis_model.content_embeddings(sents)
-        else:
-            shot_emb = stitch_windows(out.shot_emb.float(), batch)
+        shot_emb, sent_emb = sync_embeddings(run.model, run.synopsis_model, batch, present, out, sents, sent_emb)
         return shot_logits, head_logits, shot_emb, sent_logits, sent_emb
 
-    def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device) -> list[dict]:
-        posteriors = act_posteriors(model, movies, list(model.modalities), device)
+    def records(self, model: MEGA, cfg: MegaConfig, movies: Sequence[MovieData], device: torch.device,
+                synopsis_model: SynopsisModel | None = None) -> list[dict]:
+        posteriors = act_posteriors(model, movies, list(model.modalities), device, synopsis_model)
         records = []
         for m, p in zip(movies, posteriors):
             record = {"movie_id": m.movie_id, "posteriors": p.tolist(), "gold": m.tp_shots}
@@ -334,7 +334,8 @@ class ActTask(Task):
         run.set_train(False)
         movies = run.val_movies
         with_gold = [m for m in movies if m.tp_shots is not None]
-        metrics = self.metrics(self.records(run.model, run.cfg, with_gold, run.device)) if with_gold else {}
+        metrics = (self.metrics(self.records(run.model, run.cfg, with_gold, run.device, run.synopsis_model))
+                   if with_gold else {})
         losses = [self.movie_losses(run, [m], None) for m in movies]
         metrics["loss"] = float(np.mean([float(l["loss"]) for l in losses]))
         if with_gold:
@@ -457,7 +458,7 @@ class SynopsisTask(Task):
 
     @torch.no_grad()
     def records(self, model: SynopsisModel, cfg: MegaConfig, movies: Sequence[MovieData],
-                device: torch.device) -> list[dict]:
+                device: torch.device, synopsis_model: SynopsisModel | None = None) -> list[dict]:
         model.eval()
         records = []
         for movie in movies:

@@ -29,7 +29,7 @@ from ..manifests.features import FeatureFolder
 from ..manifests.provenance import code_version
 from ..manifests.synth import format_modalities
 from ..model.checkpoint import describe_checkpoint
-from ..model.predict import load_checkpoint, predict_act, predict_scene
+from ..model.predict import load_checkpoint, predict_act, predict_scene, synopsis_guided
 from ..model.prior import tp_prior
 from ..model.unsupervised import (
     ACT_METHOD,
@@ -148,9 +148,13 @@ def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: f
                        f"turning points and six acts need at least {len(ACTS)}")
     elif "act" in ckpts:
         check_dims(ckpts["act"], features, "act")
+        guided = synopsis_guided(ckpts["act"], features)
+        if ckpts["act"].cfg.synopsis_guidance and not guided:
+            missing.append("synopsis: none (segment --synopsis); turning points from the shot model alone, "
+                           "without the synopsis guidance its config asks for")
         act = {"posteriors": np.asarray(predict_act(ckpts["act"], features)),
                "method": {"name": "checkpoint", "checkpoint": str(paths.get("act")),
-                          **_model(ckpts["act"])}}
+                          "synopsis_guided": guided, **_model(ckpts["act"])}}
     else:
         act = _prior_turning_points(shots, scene, threshold)
     return build_boundaries(manifest, features, shots, scene, act, missing, threshold)

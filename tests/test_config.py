@@ -114,11 +114,11 @@ def test_the_paper_configs_are_the_paper_model_and_the_variants_are_named():
     relational = describe_model(load_config("scene-relational"))
     assert relational["name"] == "MEGA variant" and "relation_features=cut" in relational["additions"]
     sync = describe_model(load_config("act-sync"))
-    assert sync["name"] == "MEGA variant" and "sync.prior=10.0" in sync["additions"]
+    assert sync["name"] == "MEGA variant" and {"sync.prior=10.0", "synopsis_guidance"} <= set(sync["additions"])
     assert any(d.startswith("sync.space=content") for d in sync["departures"])
     # The variants differ from their paper configs only in the keys they name.
     paper, variant = config_to_dict(load_config("act-small")), config_to_dict(load_config("act-sync"))
-    assert {k for k in paper if paper[k] != variant[k]} == {"bottleneck_seed", "position_bins", "train"}
+    assert {k for k in paper if paper[k] != variant[k]} == {"bottleneck_seed", "position_bins", "synopsis_guidance", "train"}
 
 
 def test_every_packaged_config_round_trips():

@@ -86,6 +86,27 @@ def test_train_eval_segment(world, capsys):
     assert doc["provenance"]["scene_checkpoint"].endswith("best.pt")
 
 
+
+def test_segment_with_a_synopsis_guided_variant_records_whether_the_synopsis_guided(world, tmp_path, capsys):
+    """act-sync (synopsis_guidance): with the movie's synopsis the act method says it was guided;
+    without one the turning points come from the shot model alone, and `missing` says so."""
+    run = tmp_path / "run_act_sync"
+    assert main(["train", "--task", "act", "--config", "act-sync", "--manifest", str(world["manifest"]),
+                 "--out", str(run), "--epochs", "1", "--device", "cpu", "--no-progress"]) == 0
+    base = ["segment", str(world["movies"]["new"]), "--models", "tiny", "--act-checkpoint", str(run / "best.pt"),
+            "--device", "cpu", "--no-progress"]
+    docs = {}
+    for guided, extra in ((True, ["--synopsis", str(world["root"] / "new.synopsis.txt")]), (False, [])):
+        out = tmp_path / f"guided-{guided}.json"
+        features = tmp_path / f"features-{guided}"     # the synopsis is an extract input: own folder
+        assert main([*base, "--features", str(features), "--out", str(out), *extra]) == 0
+        docs[guided] = json.loads(out.read_text())
+        assert docs[guided]["methods"]["acts"]["synopsis_guided"] is guided
+        assert "synopsis_guidance" in docs[guided]["methods"]["acts"]["model"]["additions"]
+    assert docs[True]["missing"] == []
+    assert [m for m in docs[False]["missing"] if m.startswith("synopsis: none")]
+    assert docs[True]["tp_posteriors"] != docs[False]["tp_posteriors"]
+
 def test_segment_without_checkpoints_uses_the_unsupervised_methods(world, tmp_path, capsys):
     """No checkpoint: scenes from shot coherence, TPs from TRIPOD's prior (docs/unsupervised.md),
     every boundary on a real cut of the generated movie, the methods recorded (v2)."""

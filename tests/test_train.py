@@ -445,3 +445,44 @@ def test_the_papers_distillation_trains_the_synopsis_transformer_and_the_variant
             assert all(grads[k] > 0 for k in transformer) and any(grads[k] > 0 for k in align_pe)
         else:
             assert all(v == 0 for v in grads.values())
+
+
+def test_synopsis_guidance_multiplies_the_shot_model_by_the_eq6_guide_with_predicted_labels(manifest):
+    """``synopsis_guidance``: O·P_syn renormalised over the shots, P_syn = Eq. 5-6 with q the
+    synopsis model's own softmax over the sentences (no label read); a movie without a synopsis,
+    or a config without guidance, gets the shot model's O unchanged."""
+    import dataclasses
+
+    from mega_pipe.model.config import describe_model
+    from mega_pipe.model.losses import teacher_log_distribution
+    from mega_pipe.model.predict import act_posteriors
+    run = _act_run(manifest, "act-sync")
+    assert run.cfg.synopsis_guidance            # the packaged variant guides; switch it off first
+    run.model.cfg = dataclasses.replace(run.model.cfg, synopsis_guidance=False)
+    movie = run.train_movies[0]
+    movie.tp_sentences = None          # nothing of the labels can be used
+    plain = act_posteriors(run.model, [movie], list(MODALITIES), run.device)[0]
+    assert np.allclose(act_posteriors(run.model, [movie], list(MODALITIES), run.device, run.synopsis_model)[0], plain)
+
+    run.model.cfg = dataclasses.replace(run.model.cfg, synopsis_guidance=True)
+    assert "synopsis_guidance" in describe_model(run.model.cfg)["additions"]
+    guided = act_posteriors(run.model, [movie], list(MODALITIES), run.device, run.synopsis_model)[0]
+    with torch.no_grad():
+        run.set_train(False)
+        sents = torch.as_tensor(movie.synopsis)[None]
+        logits, _ = run.synopsis_model(sents, torch.ones(sents.shape[:2], dtype=torch.bool))
+        q = torch.softmax(logits[0], dim=0)
+        feats = {m: torch.as_tensor(movie.features[m])[None] for m in MODALITIES}
+        u = run.model.content_embeddings(feats, {m: torch.as_tensor(movie.present[m])[None] for m in MODALITIES})[0]
+        kd = run.cfg.train.distill
+        log_guide = teacher_log_distribution(u, run.synopsis_model.content_embeddings(sents)[0], q,
+                                             tau=kd.tau, cosine=kd.cosine, teacher_tau=kd.teacher_tau).numpy()
+    expected = np.log(plain.T) + log_guide
+    expected = np.exp(expected - expected.max(axis=0))
+    assert np.allclose(guided, (expected / expected.sum(axis=0)).T, atol=1e-5)
+    assert not np.allclose(guided, plain, atol=1e-3)
+    no_synopsis = dataclasses.replace(movie, synopsis=None)
+    assert np.allclose(act_posteriors(run.model, [no_synopsis], list(MODALITIES), run.device, run.synopsis_model)[0],
+                       plain)
+    with pytest.raises(MegaPipeError, match="synopsis_guidance.*only for task"):
+        load_config("scene-small", synopsis_guidance=True)
