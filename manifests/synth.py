@@ -53,6 +53,13 @@ synopses use for turning points), so the synopsis model can find TP sentences fr
 and synchronisation has to carry the labels to the shots (docs/training.md, "The TRIPOD
 setting").
 
+**Variant "alignment"** (``variant="alignment"``): the turning points are carried by the
+*sentence–shot alignment* alone. Scenes and set-ups are fresh draws as in "relational"; nothing
+is added to a TP shot and no act has a situation of its own, so the video by itself says
+nothing about where a TP is beyond TRIPOD's typical positions. The TP sentence carries the
+textual cue of its TP type as in "context" and describes its scene, so a model finds a TP only
+by reading the synopsis and matching that sentence to the shots it describes.
+
 ``tripod_setting=True`` (``manifest synth --tripod-setting``) writes the training movies
 without ``tp_shots``: only their synopsis sentences are labelled, as on TRIPOD; validation and
 test movies keep their shot gold for evaluation.
@@ -84,7 +91,7 @@ DEFAULT_STRUCTURE_DIR = Path(__file__).resolve().parent / "studyforrest"   # shi
 #: Mean TP positions (fraction of the movie) from TRIPOD's statistics, spec §1.6.
 TRIPOD_TP_POSITIONS = (0.1139, 0.3186, 0.5065, 0.7415, 0.8943)
 
-VARIANTS = ("default", "relational", "context")
+VARIANTS = ("default", "relational", "context", "alignment")
 
 FPS = 24  # frame numbers are written at MovieNet's 24 fps (spec §2.1, Recall@3s)
 
@@ -145,7 +152,7 @@ class _World:
     framings: np.ndarray                 # (n_framings, framing_dim) framing prototypes
     tp_directions: np.ndarray            # (5, latent_dim), unit norm
     sentence_projection: np.ndarray      # (latent_dim, sentence_dim)
-    tp_text: np.ndarray                  # (5, sentence_dim) textual TP cues (context variant)
+    tp_text: np.ndarray                  # (5, sentence_dim) textual TP cues (context, alignment)
 
 
 def load_structure(structure_dir: str | os.PathLike | None = None) -> _Structure:
@@ -248,7 +255,7 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
     ends = np.cumsum(durations)
     starts = ends - durations
 
-    if p.variant in ("relational", "context"):
+    if p.variant in ("relational", "context", "alignment"):
         z, look = _relational_content(rng, n_scenes, scene_of_shot, p)
         h = z[scene_of_shot] + p.shot_noise * rng.normal(size=(n_shots, p.latent_dim))
     else:   # draw order kept as before the variants existed: the default sets are unchanged
@@ -269,7 +276,7 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
         gold = list(range(c, min(c + width, first_shot[scene + 1])))  # gold stays inside one scene
         tp_shots.append(gold)
         previous = scene
-        if p.variant != "context":
+        if p.variant in ("default", "relational"):
             h[gold] += p.tp_strength * world.tp_directions[n]
     if p.variant == "context":      # each act's situation, from its opening TP shot on
         situation = p.context_strength * rng.normal(size=(6, p.latent_dim))
@@ -299,7 +306,8 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
     for n, gold in enumerate(tp_shots):
         j = int(sentence_of_scene[scene_of_shot[gold[0]]])
         tp_sentences.append([j])
-        cue = world.tp_text[n] if p.variant == "context" else world.tp_directions[n] @ world.sentence_projection
+        cue = (world.tp_text[n] if p.variant in ("context", "alignment")
+               else world.tp_directions[n] @ world.sentence_projection)
         sentences[j] += p.tp_sentence_strength * cue
     sentences += p.sentence_noise * rng.normal(size=sentences.shape)
 

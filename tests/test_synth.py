@@ -281,6 +281,27 @@ def test_context_variant_marks_turning_points_by_a_change_not_a_direction(tmp_pa
     assert np.mean(gains) > 0 and np.mean(np.asarray(gains) > 0) > 0.58   # seeded: 0.61
 
 
+def test_alignment_variant_marks_turning_points_only_in_the_synopsis(tmp_path):
+    """Alignment set: TP shots share no direction across movies and open no new context (no
+    bigger before/after change than a shot inside an act, unlike the context set's TPs): only
+    the synopsis marks them."""
+    manifest = generate(tmp_path / "a", 30, seed=4, modalities=MODALITIES, variant="alignment")
+    assert _shared_direction(manifest, "tp") < 1.2 * _shared_direction(manifest, "control")
+    gains = []
+    for movie in load_entries(read_manifest(manifest), list(MODALITIES)):
+        x = np.concatenate([movie.features[m] for m in MODALITIES], axis=1)
+        n = len(x)
+        for g in movie.tp_shots:
+            i = g[0]
+            rng = np.random.default_rng(i)
+            j = rng.integers(12, n - 12)
+            change = lambda k: np.linalg.norm(x[k:k + 12].mean(0) - x[max(0, k - 12):k].mean(0))  # noqa: E731
+            gains.append(change(i) - change(j))
+    assert abs(np.mean(np.asarray(gains) > 0) - 0.5) < 0.1       # a TP is no change point (seeded: 0.50)
+    meta = json.loads((tmp_path / "a" / "synth0000" / "manifest.json").read_text())
+    assert meta["config"]["variant"] == "alignment"
+
+
 def test_tripod_setting_labels_only_the_training_synopses(tmp_path, capsys):
     out = tmp_path / "t"
     assert main(["manifest", "synth", str(out), "--movies", "10", "--variant", "context",

@@ -82,7 +82,9 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", choices=VARIANTS, default="default",
                    help="relational: every movie draws its scene content and camera set-ups afresh, "
                         "so only within-movie similarity marks a scene; context: as relational, and "
-                        "a turning point is where the movie's situation changes (docs/training.md)")
+                        "a turning point is where the movie's situation changes; alignment: as relational, "
+                        "and only the synopsis (a TP sentence matched to its shots) marks a turning "
+                        "point (docs/training.md)")
     p.add_argument("--tripod-setting", action="store_true",
                    help="training movies without shot-level turning points: only their synopsis "
                         "sentences are labelled, as on TRIPOD")
