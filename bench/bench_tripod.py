@@ -39,15 +39,10 @@ from mega_pipe.manifests.schema import read_manifest
 from mega_pipe.manifests.synth import generate
 from mega_pipe.model.checkpoint import load_checkpoint
 from mega_pipe.model.config import config_to_dict, load_config
-from mega_pipe.model.data import (
-    load_entries,
-    pack_synopses,
-    pack_windows,
-    stitch_windows,
-)
+from mega_pipe.model.data import load_entries, pack_synopses, pack_windows
 from mega_pipe.model.losses import teacher_log_distribution
 from mega_pipe.model.metrics import act_metrics
-from mega_pipe.model.predict import act_posteriors
+from mega_pipe.model.predict import act_posteriors, sync_embeddings
 from mega_pipe.model.prior import tp_prior_by_index
 from mega_pipe.model.train import TrainOptions, train
 
@@ -106,12 +101,9 @@ def diagnose(ckpt, movies) -> dict:
         n_sent = len(m.synopsis)
         post = torch.softmax(sent_logits[0, :n_sent].float(), dim=0)          # (L_syn, 5)
         syn_hits += [int(post[:, n].argmax()) in g for n, g in enumerate(m.tp_sentences)]
-        if cfg.train.sync.space == "content":
-            u = stitch_windows(model.content_embeddings(batch.feats, batch.present).float(), batch)[0]
-            v = syn.content_embeddings(sents)[0, :n_sent].float()
-        else:
-            out = model(batch.feats, batch.mask, batch.positions, batch.present)
-            u, v = stitch_windows(out.shot_emb.float(), batch)[0], fused_sent[0, :n_sent].float()
+        out = model(batch.feats, batch.mask, batch.positions, batch.present)
+        (u,), v = sync_embeddings(model, syn, batch, batch.present, out, sents, fused_sent)
+        v = v[0, :n_sent].float()
         sim = torch.nn.functional.normalize(u, dim=-1) @ torch.nn.functional.normalize(v, dim=-1).T
         for n, g in enumerate(m.tp_shots):
             sync_hits += [int(sim[i].argmax()) in m.tp_sentences[n] for i in g]

@@ -59,7 +59,7 @@ def act_posteriors(model: MEGA, movies: Sequence[MovieData], modalities: Sequenc
 
     With ``synopsis_guidance`` in the config, a ``synopsis_model`` and a movie that has a
     synopsis, the shot model's O is multiplied by the synopsis guide (:func:`synopsis_guide`)
-    and renormalised over the shots: O·P_syn (docs/model.md, "Synopsis guidance")."""
+    and renormalised over the shots: O·P_syn (docs/model.md, choice 13)."""
     model.eval()
     guided = synopsis_model is not None and model.cfg.synopsis_guidance
     if guided:
@@ -93,7 +93,7 @@ def synopsis_guide(model: MEGA, synopsis_model: SynopsisModel, movie: MovieData,
                    out: MegaOutput) -> torch.Tensor:
     """log P_syn (n_shots, 5): Eq. 5-6 at inference. The distillation's teacher with the gold
     sentence labels q replaced by what the trained synopsis model predicts, q = softmax over the
-    sentences of its TP logits — no label of the movie is read (docs/model.md)."""
+    sentences of its TP logits — no label of the movie is read (docs/model.md, choice 13)."""
     sents, mask = pack_synopses([movie], batch.mask.device)
     with autocast(batch.mask.device):
         sent_logits, sent_emb = synopsis_model(sents, mask)
