@@ -60,6 +60,13 @@ nothing about where a TP is beyond TRIPOD's typical positions. The TP sentence c
 textual cue of its TP type as in "context" and describes its scene, so a model finds a TP only
 by reading the synopsis and matching that sentence to the shots it describes.
 
+**Variant "crossmodal"** (``variant="crossmodal"``): the turning points are carried by *one
+modality relative to the others*. As "alignment", plus: at a TP's gold shots the last modality
+(in name order) observes a fresh latent instead of the scene's, while every other modality sees
+the scene as usual — the picture and (say) the sound disagree. Each modality alone looks like
+any other shot; only their relation, which the shared projections make learnable, marks the TP
+in the video; the synopsis marks it as in "alignment".
+
 ``tripod_setting=True`` (``manifest synth --tripod-setting``) writes the training movies
 without ``tp_shots``: only their synopsis sentences are labelled, as on TRIPOD; validation and
 test movies keep their shot gold for evaluation.
@@ -91,7 +98,7 @@ DEFAULT_STRUCTURE_DIR = Path(__file__).resolve().parent / "studyforrest"   # shi
 #: Mean TP positions (fraction of the movie) from TRIPOD's statistics, spec §1.6.
 TRIPOD_TP_POSITIONS = (0.1139, 0.3186, 0.5065, 0.7415, 0.8943)
 
-VARIANTS = ("default", "relational", "context", "alignment")
+VARIANTS = ("default", "relational", "context", "alignment", "crossmodal")
 
 FPS = 24  # frame numbers are written at MovieNet's 24 fps (spec §2.1, Recall@3s)
 
@@ -152,7 +159,7 @@ class _World:
     framings: np.ndarray                 # (n_framings, framing_dim) framing prototypes
     tp_directions: np.ndarray            # (5, latent_dim), unit norm
     sentence_projection: np.ndarray      # (latent_dim, sentence_dim)
-    tp_text: np.ndarray                  # (5, sentence_dim) textual TP cues (context, alignment)
+    tp_text: np.ndarray                  # (5, sentence_dim) textual TP cues (context, alignment, crossmodal)
 
 
 def load_structure(structure_dir: str | os.PathLike | None = None) -> _Structure:
@@ -255,7 +262,7 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
     ends = np.cumsum(durations)
     starts = ends - durations
 
-    if p.variant in ("relational", "context", "alignment"):
+    if p.variant in ("relational", "context", "alignment", "crossmodal"):
         z, look = _relational_content(rng, n_scenes, scene_of_shot, p)
         h = z[scene_of_shot] + p.shot_noise * rng.normal(size=(n_shots, p.latent_dim))
     else:   # draw order kept as before the variants existed: the default sets are unchanged
@@ -285,10 +292,16 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
         z = z + situation[act_of_scene]
         h = h + situation[act_of_scene[scene_of_shot]]
 
+    seen = {name: h for name in world.projections}
+    if p.variant == "crossmodal":   # at the TP shots the last modality sees something else
+        odd = sorted(world.projections)[-1]
+        seen[odd] = h.copy()
+        for gold in tp_shots:
+            seen[odd][gold] = rng.normal(size=p.latent_dim) + p.shot_noise * rng.normal(size=(len(gold), p.latent_dim))
     features = {}
     for name, proj in world.projections.items():
         offset = p.movie_offset * rng.normal(size=proj.shape[1])
-        x = np.hstack([h, look]) @ proj + offset + p.modality_noise * rng.normal(size=(n_shots, proj.shape[1]))
+        x = np.hstack([seen[name], look]) @ proj + offset + p.modality_noise * rng.normal(size=(n_shots, proj.shape[1]))
         features[name] = x.astype(np.float32)
 
     # Synopsis: contiguous scene runs in story order; every TP scene is a sentence of its own.
@@ -306,7 +319,7 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
     for n, gold in enumerate(tp_shots):
         j = int(sentence_of_scene[scene_of_shot[gold[0]]])
         tp_sentences.append([j])
-        cue = (world.tp_text[n] if p.variant in ("context", "alignment")
+        cue = (world.tp_text[n] if p.variant in ("context", "alignment", "crossmodal")
                else world.tp_directions[n] @ world.sentence_projection)
         sentences[j] += p.tp_sentence_strength * cue
     sentences += p.sentence_noise * rng.normal(size=sentences.shape)

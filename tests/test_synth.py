@@ -298,6 +298,27 @@ def test_alignment_variant_marks_turning_points_only_in_the_synopsis(tmp_path):
     assert meta["config"]["variant"] == "alignment"
 
 
+def test_crossmodal_variant_marks_turning_points_by_one_modality_against_the_others(tmp_path):
+    """Crossmodal set: no shared TP direction, no change point; but predicting the last
+    modality from the others (least squares over all movies) fails far more at TP shots."""
+    manifest = generate(tmp_path / "x", 30, seed=4, modalities=MODALITIES, variant="crossmodal")
+    assert _shared_direction(manifest, "tp") < 1.2 * _shared_direction(manifest, "control")
+    assert abs(np.mean(_change_gains(manifest) > 0) - 0.5) < 0.1
+    odd = sorted(MODALITIES)[-1]
+    xs, ys, tp = [], [], []
+    for movie in load_entries(read_manifest(manifest), list(MODALITIES)):
+        z = {m: (v - v.mean(0)) / (v.std(0) + 1e-6) for m, v in movie.features.items()}
+        xs.append(np.concatenate([z[m] for m in sorted(MODALITIES) if m != odd], axis=1))
+        ys.append(z[odd])
+        mark = np.zeros(len(z[odd]), bool)
+        mark[[i for g in movie.tp_shots for i in g]] = True
+        tp.append(mark)
+    x, y, tp = np.concatenate(xs), np.concatenate(ys), np.concatenate(tp)
+    w, *_ = np.linalg.lstsq(x, y, rcond=None)
+    residual = np.linalg.norm(y - x @ w, axis=1)
+    assert residual[tp].mean() > 1.2 * residual[~tp].mean()   # seeded: 1.31 (alignment set: 1.00)
+
+
 def test_tripod_setting_labels_only_the_training_synopses(tmp_path, capsys):
     out = tmp_path / "t"
     assert main(["manifest", "synth", str(out), "--movies", "10", "--variant", "context",

@@ -84,7 +84,8 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
                         "so only within-movie similarity marks a scene; context: as relational, and "
                         "a turning point is where the movie's situation changes; alignment: as relational, "
                         "and only the synopsis (a TP sentence matched to its shots) marks a turning "
-                        "point (docs/training.md)")
+                        "point; crossmodal: as alignment, and at a turning point one modality "
+                        "disagrees with the others (docs/training.md)")
     p.add_argument("--tripod-setting", action="store_true",
                    help="training movies without shot-level turning points: only their synopsis "
                         "sentences are labelled, as on TRIPOD")
