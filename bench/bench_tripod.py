@@ -140,8 +140,8 @@ def run_seed(work: Path, seed: int, args) -> dict:
                             for m, p in zip(movies, posteriors)])
     return {"seed": seed, "best_epoch": summary["best_epoch"], "train_s": time.perf_counter() - t0,
             "student": scored(None), "predicted": scored(ckpt.synopsis_model),
-            "val_student": scored(None, split["val"]), "val_predicted": scored(ckpt.synopsis_model, split["val"]), "val": diagnose(ckpt, split["val"]),
-            "test_diag": diagnose(ckpt, split["test"]), **baselines(split["val"], split["test"])}
+            "val_student": scored(None, split["val"]), "val_predicted": scored(ckpt.synopsis_model, split["val"]),
+            "val": diagnose(ckpt, split["val"]), "test_diag": diagnose(ckpt, split["test"]), **baselines(split["val"], split["test"])}
 
 
 def config_overrides(config: str, items: list[str]) -> dict:
@@ -190,9 +190,9 @@ def main() -> None:
         "TRIPOD prior (test TA)": [r["prior"]["ta"] for r in runs],
         "prior x context change (test TA)": [r["change"]["ta"] for r in runs],
         "student = the shot model alone (test TA)": [r["student"]["ta"] for r in runs],
-        "  its test D": [r["student"]["d"] for r in runs],
+        "  the shot model's test D": [r["student"]["d"] for r in runs],
         "predicted = what eval/segment give (test TA)": [r["predicted"]["ta"] for r in runs],
-        "  its test D ": [r["predicted"]["d"] for r in runs],
+        "  the prediction's test D": [r["predicted"]["d"] for r in runs],
         "  best epoch": [r["best_epoch"] for r in runs],
         "1. synopsis top-1 at TP sentences (test)": [r["test_diag"]["synopsis_top1"] for r in runs],
         "2. sync top-1 shot->sentence at gold shots (test)": [r["test_diag"]["sync_top1_at_gold"] for r in runs],

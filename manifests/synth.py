@@ -99,6 +99,8 @@ DEFAULT_STRUCTURE_DIR = Path(__file__).resolve().parent / "studyforrest"   # shi
 TRIPOD_TP_POSITIONS = (0.1139, 0.3186, 0.5065, 0.7415, 0.8943)
 
 VARIANTS = ("default", "relational", "context", "alignment", "crossmodal")
+#: The variants whose TP shots carry no shared direction: the TP sentence has a textual cue instead.
+TEXT_CUE_VARIANTS = ("context", "alignment", "crossmodal")
 
 FPS = 24  # frame numbers are written at MovieNet's 24 fps (spec §2.1, Recall@3s)
 
@@ -262,7 +264,7 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
     ends = np.cumsum(durations)
     starts = ends - durations
 
-    if p.variant in ("relational", "context", "alignment", "crossmodal"):
+    if p.variant != "default":      # fresh scenes and set-ups: nothing recurs across movies
         z, look = _relational_content(rng, n_scenes, scene_of_shot, p)
         h = z[scene_of_shot] + p.shot_noise * rng.normal(size=(n_shots, p.latent_dim))
     else:   # draw order kept as before the variants existed: the default sets are unchanged
@@ -283,7 +285,7 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
         gold = list(range(c, min(c + width, first_shot[scene + 1])))  # gold stays inside one scene
         tp_shots.append(gold)
         previous = scene
-        if p.variant in ("default", "relational"):
+        if p.variant not in TEXT_CUE_VARIANTS:
             h[gold] += p.tp_strength * world.tp_directions[n]
     if p.variant == "context":      # each act's situation, from its opening TP shot on
         situation = p.context_strength * rng.normal(size=(6, p.latent_dim))
@@ -319,7 +321,7 @@ def _generate_movie(rng: np.random.Generator, world: _World, st: _Structure, p: 
     for n, gold in enumerate(tp_shots):
         j = int(sentence_of_scene[scene_of_shot[gold[0]]])
         tp_sentences.append([j])
-        cue = (world.tp_text[n] if p.variant in ("context", "alignment", "crossmodal")
+        cue = (world.tp_text[n] if p.variant in TEXT_CUE_VARIANTS
                else world.tp_directions[n] @ world.sentence_projection)
         sentences[j] += p.tp_sentence_strength * cue
     sentences += p.sentence_noise * rng.normal(size=sentences.shape)

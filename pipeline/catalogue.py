@@ -119,7 +119,6 @@ class MovieWorker:
                        manifest=manifest)
 
 
-
 def outcome(inp, status: str, error: str | None, *, attempt: int, started: str, t0: float,
             output: str | None = None, frames: int = 0, duration_s: float = 0.0,
             model_set: str | None = None, manifest: dict | None = None) -> dict:
