@@ -46,11 +46,15 @@ def summary(out: Path) -> dict[str, dict]:
     return {r["movie_id"]: r for r in pq.read_table(path).to_pylist()}
 
 
-def wait_for(cond, what: str, timeout: float = 120.0) -> None:
+def wait_for(cond, what: str, timeout: float = 120.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``cond``; on timeout fail, saying whether ``proc`` (the command being watched) had
+    already ended and what it wrote to stderr, so that a failure names its cause."""
     t0 = time.monotonic()
     while not cond():
         if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
+            ended = proc is not None and proc.poll() is not None
+            detail = f"; the command exited {proc.returncode}: {proc.stderr.read()[-2000:]}" if ended else ""
+            raise AssertionError(f"timed out waiting for {what}{detail}")
         time.sleep(0.1)
 
 
@@ -218,7 +222,7 @@ def test_a_worker_killed_mid_movie_is_retried_and_leaves_nothing(catalogue, ray_
                    "--out", str(out), "--ray", ray_address, *TINY)
     lock, partial = out / ".long.lock", out / ".long.partial"
     wait_for(lambda: partial.is_dir() and lock.is_file() and lock.read_text().strip(),
-             "the long movie to start")
+             "the long movie to start", proc=driver)
     time.sleep(1.0)                                # decoding / model start-up under way
     worker = int(lock.read_text())
     assert worker != driver.pid
@@ -240,7 +244,7 @@ def test_killing_the_driver_then_rerunning_finishes_only_what_was_missing(catalo
             "long.mp4"), str(TESTVIDEO), "--out", str(out), "--ray", ray_address, *TINY]
     driver = start(*argv)
     wait_for(lambda: (out / "short" / "manifest.json").is_file() and (
-        out / ".long.partial").is_dir(), "one movie done and one under way")
+        out / ".long.partial").is_dir(), "one movie done and one under way", proc=driver)
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=30)
     assert not (out / "long" / "manifest.json").exists()
@@ -294,7 +298,7 @@ def test_train_on_ray_matches_one_process_survives_a_lost_worker_and_checkpoints
     assert r.returncode == 0, r.stderr
     two = tmp_path / "two"
     driver = start(*common, "--out", str(two), "--ray", ray_address, "--workers", "2")
-    wait_for(lambda: (two / "metrics.jsonl").is_file(), "the first epoch on Ray", 240)
+    wait_for(lambda: (two / "metrics.jsonl").is_file(), "the first epoch on Ray", 240, proc=driver)
     workers = ray_train_workers()
     assert len(workers) == 2
     os.kill(workers[-1], signal.SIGKILL)         # one rank lost mid-run: the group restarts
