@@ -10,7 +10,9 @@ whichever actor is free (the long movies do not wait behind each other in fixed 
 
 Failures: an actor process that dies (SIGKILL, out of memory, a lost node) is restarted by Ray
 (``max_restarts=-1``); the call it was running fails on the driver, which counts the attempt and
-hands the movie out again, up to ``--retries`` times. The movie's half-written folder is the
+hands the movie out again, up to ``--retries`` times. The restarted actor gets no movie before it
+answers a ping: a call sent while it is still restarting fails at once (``ActorUnavailableError``)
+and would burn an attempt without running anything. The movie's half-written folder is the
 hidden ``.<id>.partial`` (``write.write_movie_folder``), removed when it is next written, and
 its lock is released by the kernel with the dead process; the FFmpeg child dies with the pipe it
 was writing into.
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 # What a GPU is shared by when --ray-gpus is not given: four movies' encoders per GPU.
 DEFAULT_GPU_FRACTION = 0.25
+# A lost actor is pinged every RECOVERY_PING_S while Ray restarts it, and given up after
+# RECOVERY_TIMEOUT_S (its models are built again on restart: minutes with the paper's weights).
+RECOVERY_PING_S = 0.5
+RECOVERY_TIMEOUT_S = 900.0
 # Object store of a Ray instance that `--ray auto` starts (bytes): outcomes are small JSON.
 LOCAL_OBJECT_STORE = 200_000_000
 
@@ -142,6 +148,10 @@ class _Worker:
     def run(self, inp, attempt: int) -> dict:
         return self.worker.run(inp, attempt)
 
+    def ready(self) -> bool:
+        """The ping a restarted actor must answer before it gets a movie (its models are built)."""
+        return True
+
 
 def run_on_ray(job: CatalogueJob, inputs: Sequence, *, address: str, cpus: float = 1.0,
                gpus: float | None = None, retries: int = 2,
@@ -171,6 +181,24 @@ def _outcome_of(ref, inp, attempt: int, t0: float) -> dict:
                        f"({type(e).__name__})", attempt=attempt, started="", t0=t0)
 
 
+def _recovered(ping, actor, lost_since: float, idle: deque, pings: dict) -> None:
+    """A lost actor's ping came back: the actor is idle again if it answered; if Ray says it is
+    still restarting, ping it again a little later, and give it up after ``RECOVERY_TIMEOUT_S``."""
+    import ray
+    from ray.exceptions import RayError
+
+    try:
+        ray.get(ping)
+    except RayError:
+        if time.monotonic() - lost_since > RECOVERY_TIMEOUT_S:
+            log.warning("a Ray worker did not come back within %g s; going on without it", RECOVERY_TIMEOUT_S)
+            return
+        time.sleep(RECOVERY_PING_S)
+        pings[actor.ready.remote()] = (actor, lost_since)
+        return
+    idle.append(actor)
+
+
 def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
                 gpus: float | None, retries: int, on_result: Callable[[dict], None],
                 on_tick: Callable[[int, int], None]) -> list[dict]:
@@ -194,6 +222,7 @@ def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
         idle = deque(handles[1:])
         queue = deque((inp, 1, 0.0) for inp in inputs)     # (movie, attempt, not before)
         running: dict = {}                                  # call -> (actor, movie, attempt, t0)
+        pings: dict = {}                                    # ping -> (actor, since when it is lost)
         results: list[dict] = []
 
         def heard(result: dict) -> None:
@@ -211,14 +240,30 @@ def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
                     continue
                 a = idle.popleft()
                 running[a.run.remote(inp, attempt)] = (a, inp, attempt, time.perf_counter())
-            ready = ray.wait(list(running), num_returns=1, timeout=0.5)[0] if running else []
-            if not running:
+            if queue and not (idle or running or pings):     # every worker given up: record, stop
+                while queue:
+                    inp, attempt, _ = queue.popleft()
+                    heard(outcome(inp, "failed", f"{inp.source}: no Ray worker left to run it (none came "
+                                  f"back within {RECOVERY_TIMEOUT_S:g} s of being lost)",
+                                  attempt=attempt - 1, started="", t0=time.perf_counter()))
+                break
+            waiting = [*running, *pings]
+            ready = ray.wait(waiting, num_returns=1, timeout=0.5)[0] if waiting else []
+            if not waiting:
                 time.sleep(0.2)
             for ref in ready:
+                if ref in pings:
+                    a, lost_since = pings.pop(ref)
+                    _recovered(ref, a, lost_since, idle, pings)
+                    continue
                 a, inp, attempt, t0 = running.pop(ref)
-                idle.append(a)
                 progress.forget.remote(movie_id_of(inp))
-                settle(_outcome_of(ref, inp, attempt, t0), inp, retries, queue, heard)
+                result = _outcome_of(ref, inp, attempt, t0)
+                if result["status"] == "lost":          # restarting: a movie once it answers
+                    pings[a.ready.remote()] = (a, time.monotonic())
+                else:
+                    idle.append(a)
+                settle(result, inp, retries, queue, heard)
             on_tick(len(running), sum(r["frames"] for r in results)
                     + ray.get(progress.running_frames.remote()))
         return results

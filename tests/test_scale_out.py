@@ -232,7 +232,7 @@ def test_a_worker_killed_mid_movie_is_retried_and_leaves_nothing(catalogue, ray_
     assert driver.returncode == 0, err
     assert "long.mp4: the worker running it was lost" in err
     rows = summary(out)
-    assert rows["long"]["status"] == "done" and rows["long"]["attempts"] == 2
+    assert rows["long"]["status"] == "done" and rows["long"]["attempts"] == 2, err
     assert_like_reference(out, catalogue["reference"], ["long", "short"])
     assert not ffmpeg_children(long_movie)
 
