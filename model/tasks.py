@@ -244,9 +244,15 @@ class ActTask(Task):
         self.teacher = (teacher, path)
 
     def start(self, run: Run, resumed: bool) -> None:
-        """The synopsis teacher's weights (:meth:`set_teacher`)."""
+        """The synopsis teacher's weights (:meth:`set_teacher`); a warning where the paper's
+        fused synchronisation is asked to do what it did not do on any planted set."""
         if self.teacher is not None:
             load_synopsis_teacher(run, *self.teacher)
+        if run.cfg.train.sync.space == "fused" and all(m.tp_shots is None for m in run.train_movies):
+            log.warning("no training movie has shot-level TP gold (the TRIPOD setting): with the paper's "
+                        "fused synchronisation the synopsis labels did not reach the shots on any of our "
+                        "planted sets (docs/training.md, \"The paper's model in this setting\"); the "
+                        "act-sync variant (--config act-sync, then segment --synopsis) does")
 
     def check_training_labels(self, cfg: MegaConfig, movies: Sequence[MovieData]) -> None:
         for movie in movies:

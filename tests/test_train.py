@@ -192,7 +192,7 @@ def _tripod_setting(manifest, path):
     return path
 
 
-def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path):
+def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path, caplog):
     """Training movies without shot-level gold learn from the synopsis only (sync + distillation);
     max_len 24 forces every movie (50+ shots) through overlapping windows."""
     synopsis_only = _tripod_setting(manifest, tmp_path / "manifest.jsonl")
@@ -200,6 +200,8 @@ def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path)
     out = tmp_path / "act"
     summary = train("act", synopsis_only, out, TrainOptions(
         epochs=2, batch_size=2, lr=1e-3, device="cpu", config_overrides=overrides, progress=False))
+    # the paper's fused sync in the TRIPOD setting: the user is told what was measured
+    assert sum("TRIPOD setting" in r.message and "act-sync" in r.message for r in caplog.records) == 1
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     for r in lines:
         assert set(r["train"]) == {"sync", "distill", "synopsis", "loss"}
@@ -224,11 +226,12 @@ def test_act_training_with_sync_distillation_and_long_movies(manifest, tmp_path)
     assert score_records("act", records) == result["metrics"]
 
 
-def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path):
+def test_act_training_uses_shot_gold_when_present(manifest, scene_run, tmp_path, caplog):
     out = tmp_path / "act"
     train("act", manifest, out, TrainOptions(
         epochs=1, batch_size=4, lr=1e-3, device="cpu",
         config_overrides={**ACT_CFG, **_train_dict("act", optimizer="adamw")}, progress=False))
+    assert not any("TRIPOD setting" in r.message for r in caplog.records)
     (line,) = (out / "metrics.jsonl").read_text().splitlines()   # epoch 1 only: nothing untrained is a candidate
     assert json.loads(line)["epoch"] == 1
     losses = json.loads(line)["train"]
