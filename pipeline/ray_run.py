@@ -183,20 +183,27 @@ def _outcome_of(ref, inp, attempt: int, t0: float) -> dict:
 
 def _recovered(ping, actor, lost_since: float, idle: deque, pings: dict) -> None:
     """A lost actor's ping came back: the actor is idle again if it answered; if Ray says it is
-    still restarting, ping it again a little later, and give it up after ``RECOVERY_TIMEOUT_S``."""
+    still restarting, ping it again a little later."""
     import ray
     from ray.exceptions import RayError
 
     try:
         ray.get(ping)
     except RayError:
-        if time.monotonic() - lost_since > RECOVERY_TIMEOUT_S:
-            log.warning("a Ray worker did not come back within %g s; going on without it", RECOVERY_TIMEOUT_S)
-            return
         time.sleep(RECOVERY_PING_S)
         pings[actor.ready.remote()] = (actor, lost_since)
         return
     idle.append(actor)
+
+
+def _give_up_lost(pings: dict) -> None:
+    """Forget the lost actors that have not answered within ``RECOVERY_TIMEOUT_S`` (a ping to an
+    actor Ray cannot place anywhere may never return)."""
+    now = time.monotonic()
+    for ping, (_, lost_since) in list(pings.items()):
+        if now - lost_since > RECOVERY_TIMEOUT_S:
+            del pings[ping]
+            log.warning("a Ray worker did not come back within %g s; going on without it", RECOVERY_TIMEOUT_S)
 
 
 def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
@@ -240,6 +247,7 @@ def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
                     continue
                 a = idle.popleft()
                 running[a.run.remote(inp, attempt)] = (a, inp, attempt, time.perf_counter())
+            _give_up_lost(pings)
             if queue and not (idle or running or pings):     # every worker given up: record, stop
                 while queue:
                     inp, attempt, _ = queue.popleft()
