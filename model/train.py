@@ -40,7 +40,7 @@ from .checkpoint import (
     save_checkpoint,
     stored_config,
 )
-from .config import MegaConfig, TrainConfig, load_config
+from .config import MegaConfig, TrainConfig, load_config, synopsis_model_config
 from .data import Normalizer, check_feature_dims, choose_modalities
 from .device import resolve_device, rng_state, set_rng_state
 from .mega import AlignPE, BottleneckTokens, PositionalEncoding, ShotEncoder
@@ -163,6 +163,14 @@ def _new_settings(task: str, out: Path, options: TrainOptions) -> tuple[MegaConf
     if (out / "last.pt").exists():
         raise MegaPipeError(f"{out} already holds a run (last.pt); use --resume or another --out")
     cfg = load_config(options.config or task, **(options.config_overrides or {}))
+    if task == "synopsis" and cfg.task == "act":
+        # The teacher of an act run (``--synopsis-checkpoint``): the act config's synopsis
+        # network, C × M wide for the act run's M modalities (Tab. 1b synopsis column).
+        if not options.modalities:
+            raise MegaPipeError(f"--task synopsis with the act config {options.config!r}: name the act run's "
+                                "modalities (--modalities a,b,...); its synopsis network is the act width "
+                                "times their number")
+        cfg = synopsis_model_config(cfg, len(options.modalities))
     if cfg.task != task:
         raise MegaPipeError(f"the config is for task {cfg.task!r}, not {task!r}")
     settings = {

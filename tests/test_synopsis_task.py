@@ -257,13 +257,17 @@ def synth(tmp_path_factory):
 
 
 def test_act_training_starts_from_a_synopsis_checkpoint(synth, tmp_path):
-    act_cfg = load_config("act-small", **ACT_OVERRIDES)
-    teacher_cfg = config_to_dict(synopsis_model_config(act_cfg, len(MODALITIES)))
-    (tmp_path / "teacher.json").write_text(json.dumps(teacher_cfg))
+    # the teacher trained from the act config itself, sized by the act run's modalities
+    # (README: `train --task synopsis --config act-sync --modalities ...`)
     teacher_run = tmp_path / "teacher"
     train("synopsis", synth, teacher_run, TrainOptions(
-        config=str(tmp_path / "teacher.json"), epochs=1, device="cpu", progress=False))
+        config="act-small", config_overrides=ACT_OVERRIDES, modalities=list(MODALITIES), epochs=1,
+        device="cpu", progress=False))
     teacher = read_checkpoint(teacher_run / "best.pt")
+    want = config_to_dict(synopsis_model_config(load_config("act-small", **ACT_OVERRIDES), len(MODALITIES)))
+    assert {k: v for k, v in teacher["config"].items() if k != "train"} == \
+        {k: v for k, v in want.items() if k != "train"}
+    assert teacher["config"]["width"] == ACT_OVERRIDES["width"] * len(MODALITIES)
 
     act_run = tmp_path / "act"
     summary = train("act", synth, act_run, TrainOptions(
@@ -292,6 +296,9 @@ def test_synopsis_checkpoint_must_fit_the_act_synopsis_network(synth, tmp_path):
         train("act", synth, tmp_path / "act", TrainOptions(
             config="act-small", config_overrides=ACT_OVERRIDES, epochs=1, device="cpu", progress=False,
             synopsis_checkpoint=tmp_path / "teacher" / "best.pt"))
+    with pytest.raises(MegaPipeError, match="name the act run's modalities"):
+        train("synopsis", synth, tmp_path / "teacher2", TrainOptions(
+            config="act-small", epochs=1, device="cpu", progress=False))
     with pytest.raises(MegaPipeError, match="for task act"):
         train("scene", synth, tmp_path / "scene", TrainOptions(
             epochs=1, device="cpu", progress=False, synopsis_checkpoint=tmp_path / "teacher" / "best.pt"))

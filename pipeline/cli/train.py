@@ -29,7 +29,8 @@ def add_train_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
                    "CPU-sized) or a JSON file")
     p.add_argument("--synopsis-checkpoint", type=Path,
                    help="act: start the synopsis network from a `train --task synopsis` checkpoint "
-                        "(its weights and its synopsis normalisation; the architectures must match)")
+                        "(its weights and its synopsis normalisation; the architectures must match: "
+                        "train it with `--task synopsis --config ACT_CONFIG --modalities ...`)")
     p.add_argument("--init", type=Path, help="start MEGA's per-modality encoders from a `mega-pipe pretrain` "
                    "checkpoint (same config widths; docs/pretraining.md)")
     p.add_argument("--freeze-init", action="store_true", help="with --init: keep the pretrained encoders fixed")
@@ -39,7 +40,8 @@ def add_train_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    p.add_argument("--modalities", type=_modalities, help="comma-separated (default: all in every movie)")
+    p.add_argument("--modalities", type=_modalities, help="comma-separated (default: all in every movie); "
+                   "--task synopsis with an act config: the act run's, to size its synopsis network")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     r = p.add_argument_group("distributed training (docs/scale-out.md)")
     r.add_argument("--ray", metavar="auto|ADDRESS",
