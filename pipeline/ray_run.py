@@ -181,29 +181,60 @@ def _outcome_of(ref, inp, attempt: int, t0: float) -> dict:
                        f"({type(e).__name__})", attempt=attempt, started="", t0=t0)
 
 
-def _recovered(ping, actor, lost_since: float, idle: deque, pings: dict) -> None:
-    """A lost actor's ping came back: the actor is idle again if it answered; if Ray says it is
-    still restarting, ping it again a little later."""
-    import ray
-    from ray.exceptions import RayError
-
-    try:
-        ray.get(ping)
-    except RayError:
-        time.sleep(RECOVERY_PING_S)
-        pings[actor.ready.remote()] = (actor, lost_since)
-        return
-    idle.append(actor)
-
-
-def _give_up_lost(pings: dict) -> None:
-    """Forget the lost actors that have not answered within ``RECOVERY_TIMEOUT_S`` (a ping to an
+class _LostActors:
+    """Actors Ray is restarting: each is pinged (``ready``) and gets a movie again only once it
+    answers; one that has not answered within ``RECOVERY_TIMEOUT_S`` is given up (a ping to an
     actor Ray cannot place anywhere may never return)."""
+
+    def __init__(self) -> None:
+        self.pings: dict = {}                      # ping -> (actor, since when it is lost)
+
+    def add(self, actor, lost_since: float | None = None) -> None:
+        self.pings[actor.ready.remote()] = (actor, time.monotonic() if lost_since is None else lost_since)
+
+    def answered(self, ping, idle: deque) -> None:
+        """A ping came back: the actor is idle again, or (still restarting) pinged again shortly."""
+        import ray
+        from ray.exceptions import RayError
+
+        actor, lost_since = self.pings.pop(ping)
+        try:
+            ray.get(ping)
+        except RayError:
+            time.sleep(RECOVERY_PING_S)
+            self.add(actor, lost_since)
+            return
+        idle.append(actor)
+
+    def give_up_late(self) -> None:
+        now = time.monotonic()
+        for ping, (_, lost_since) in list(self.pings.items()):
+            if now - lost_since > RECOVERY_TIMEOUT_S:
+                del self.pings[ping]
+                log.warning("a Ray worker did not come back within %g s; going on without it", RECOVERY_TIMEOUT_S)
+
+
+def _hand_out(queue: deque, idle: deque, running: dict) -> None:
+    """Give each idle actor the next movie that is due (a movie coming back later stays queued)."""
     now = time.monotonic()
-    for ping, (_, lost_since) in list(pings.items()):
-        if now - lost_since > RECOVERY_TIMEOUT_S:
-            del pings[ping]
-            log.warning("a Ray worker did not come back within %g s; going on without it", RECOVERY_TIMEOUT_S)
+    for _ in range(len(queue)):
+        if not idle:
+            break
+        inp, attempt, not_before = queue.popleft()
+        if not_before > now:
+            queue.append((inp, attempt, not_before))
+            continue
+        a = idle.popleft()
+        running[a.run.remote(inp, attempt)] = (a, inp, attempt, time.perf_counter())
+
+
+def _no_worker_left(queue: deque, heard: Callable[[dict], None]) -> None:
+    """Every worker was given up: the movies still waiting are recorded as failed."""
+    while queue:
+        inp, attempt, _ = queue.popleft()
+        heard(outcome(inp, "failed", f"{inp.source}: no Ray worker left to run it (none came back within "
+                      f"{RECOVERY_TIMEOUT_S:g} s of being lost)", attempt=attempt - 1, started="",
+                      t0=time.perf_counter()))
 
 
 def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
@@ -229,7 +260,7 @@ def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
         idle = deque(handles[1:])
         queue = deque((inp, 1, 0.0) for inp in inputs)     # (movie, attempt, not before)
         running: dict = {}                                  # call -> (actor, movie, attempt, t0)
-        pings: dict = {}                                    # ping -> (actor, since when it is lost)
+        lost = _LostActors()
         results: list[dict] = []
 
         def heard(result: dict) -> None:
@@ -237,38 +268,24 @@ def _run_on_ray(job: CatalogueJob, inputs: Sequence, address: str, cpus: float,
             on_result(result)
 
         while queue or running:
-            now = time.monotonic()
-            for _ in range(len(queue)):
-                if not idle:
-                    break
-                inp, attempt, not_before = queue.popleft()
-                if not_before > now:
-                    queue.append((inp, attempt, not_before))
-                    continue
-                a = idle.popleft()
-                running[a.run.remote(inp, attempt)] = (a, inp, attempt, time.perf_counter())
-            _give_up_lost(pings)
-            if queue and not (idle or running or pings):     # every worker given up: record, stop
-                while queue:
-                    inp, attempt, _ = queue.popleft()
-                    heard(outcome(inp, "failed", f"{inp.source}: no Ray worker left to run it (none came "
-                                  f"back within {RECOVERY_TIMEOUT_S:g} s of being lost)",
-                                  attempt=attempt - 1, started="", t0=time.perf_counter()))
+            _hand_out(queue, idle, running)
+            lost.give_up_late()
+            if queue and not (idle or running or lost.pings):
+                _no_worker_left(queue, heard)
                 break
-            waiting = [*running, *pings]
+            waiting = [*running, *lost.pings]
             ready = ray.wait(waiting, num_returns=1, timeout=0.5)[0] if waiting else []
             if not waiting:
                 time.sleep(0.2)
             for ref in ready:
-                if ref in pings:
-                    a, lost_since = pings.pop(ref)
-                    _recovered(ref, a, lost_since, idle, pings)
+                if ref in lost.pings:
+                    lost.answered(ref, idle)
                     continue
                 a, inp, attempt, t0 = running.pop(ref)
                 progress.forget.remote(movie_id_of(inp))
                 result = _outcome_of(ref, inp, attempt, t0)
                 if result["status"] == "lost":          # restarting: a movie once it answers
-                    pings[a.ready.remote()] = (a, time.monotonic())
+                    lost.add(a)
                 else:
                     idle.append(a)
                 settle(result, inp, retries, queue, heard)
