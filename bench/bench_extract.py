@@ -159,17 +159,20 @@ def bench_one(movie: Path, args, ff: str) -> dict:
     frame_size = None
     outs: dict[str, Path] = {}
 
-    def extract_cmd(name: str, tree: Path | None):
+    def extract_cmd(name: str, tree: Path | None, precision: str = "fp32"):
         out = args.work / f"out_{name}"
         outs[name] = out
         env = None
         if tree is not None:
             env = {**os.environ, "PYTHONPATH": str(tree)}
+        extra = ["--encoder-precision", precision] if precision != "fp32" else []
         return ([sys.executable, "-m", "mega_pipe.pipeline.cli", "extract", str(movie),
                  "--models", args.models, "--device", args.device, "--out", str(out),
-                 "--no-progress"], env)
+                 "--no-progress", *extra], env)
 
-    cmds["extract"] = extract_cmd("extract", None)
+    for precision in args.encoder_precisions.split(","):
+        name = "extract" if precision == "fp32" else f"extract_{precision}"
+        cmds[name] = extract_cmd(name, None, precision)
     if args.also_tree:
         cmds["extract_other_tree"] = extract_cmd("extract_other_tree", args.also_tree)
     runs: dict[str, list[dict]] = {k: [] for k in cmds}
@@ -216,6 +219,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="alternating rounds per movie (default 3)")
     ap.add_argument("--models", default="tiny")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--encoder-precisions", default="fp32",
+                    help="comma-separated: one extract command per encoder precision, in the "
+                    "same rounds (e.g. fp32,bf16 on a GPU)")
     ap.add_argument("--also-tree", type=Path, help="also run extract with DIR on PYTHONPATH "
                     "(DIR/mega_pipe: another checkout, e.g. the code before a change)")
     ap.add_argument("--floor", action="store_true",

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .entry import Sampling, WeightsEntry, file_sha256
+from .entry import ENCODER_PRECISIONS, Sampling, WeightsEntry, file_sha256
 from .errors import ExtractorError
 
 
@@ -42,6 +42,9 @@ class Extractor(abc.ABC):
     loads no file, it is a sha256 over the initialised state dict (names, dtypes, shapes and
     bytes), so the provenance recorded in feature files still changes whenever the tiny model
     does.
+
+    ``precision`` is the forward pass's: ``"fp32"``, or ``"bf16"`` — the model runs under
+    ``torch.autocast`` in bfloat16 (weights stay fp32; preprocessing and the output are fp32).
     """
 
     def __init__(
@@ -50,7 +53,10 @@ class Extractor(abc.ABC):
         weights_path: Path | None = None,
         weights_sha256: str | None = None,
         device: str | torch.device = "cpu",
+        precision: str = "fp32",
     ) -> None:
+        if precision not in ENCODER_PRECISIONS:
+            raise ValueError(f"precision {precision!r}: expected one of {', '.join(ENCODER_PRECISIONS)}")
         if entry.needs_file != (weights_path is not None):
             raise ValueError(f"entry {entry.name}: a weights file is {'required' if entry.needs_file else 'not used'}")
         self.entry = entry
@@ -61,6 +67,7 @@ class Extractor(abc.ABC):
         self.batch_size: int = entry.batch_size
         self.input_size: int = entry.input_size
         self.clip_len: int = entry.clip_len
+        self.precision = precision
         self.device = torch.device("cpu")
         with seeded(int(entry.arch.get("seed", 0))):
             model = self._build_model() if weights_path is None else self._load_file(Path(weights_path))
@@ -122,12 +129,19 @@ class Extractor(abc.ABC):
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         with torch.inference_mode():
-            out = self._forward(self._preprocess(batch))
+            inputs = self._preprocess(batch)
+            with self._autocast():
+                out = self._forward(inputs)
             if self.entry.preprocess.get("normalize_output", False):
                 out = torch.nn.functional.normalize(out.float(), dim=-1)
         if out.shape != (len(batch), self.dim):
             raise RuntimeError(f"{self.model_id} produced {tuple(out.shape)}, expected ({len(batch)}, {self.dim})")
         return np.ascontiguousarray(out.float().cpu().numpy())
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def to(self, device: str | torch.device) -> "Extractor":
         """Move the model (and where preprocessing runs) to ``device``; returns ``self``."""
@@ -136,7 +150,8 @@ class Extractor(abc.ABC):
         return self
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.model_id}, dim={self.dim}, device={self.device})"
+        return (f"{type(self).__name__}({self.model_id}, dim={self.dim}, device={self.device}"
+                + (f", precision={self.precision})" if self.precision != "fp32" else ")"))
 
 
 # -- helpers shared by the modality modules --------------------------------------------------------

@@ -265,10 +265,12 @@ def build_extractors(
     weights_dirs: Sequence[Path] = (),
     offline: bool = False,
     allow_download: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, Extractor]:
     """Build one extractor per modality (in the order given), every weights file verified."""
     return build_entries(model_entries(model_set, modalities), device=device,
-                         weights_dirs=weights_dirs, offline=offline, allow_download=allow_download)
+                         weights_dirs=weights_dirs, offline=offline, allow_download=allow_download,
+                         precision=precision)
 
 
 def build_entries(
@@ -278,8 +280,10 @@ def build_entries(
     weights_dirs: Sequence[Path] = (),
     offline: bool = False,
     allow_download: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, Extractor]:
-    """Build the extractors of ``entries`` (by modality, from :func:`model_entries`).
+    """Build the extractors of ``entries`` (by modality, from :func:`model_entries`), their
+    forward passes in ``precision`` (``entry.ENCODER_PRECISIONS``).
 
     Files are found by :func:`locate_weights` (one :class:`WeightsNotFoundError` before any
     model is built); then each file's sha256 is checked (:class:`WeightsIntegrityError` on a
@@ -288,7 +292,7 @@ def build_entries(
     paths = locate_weights(entries, weights_dirs=weights_dirs, offline=offline,
                            allow_download=allow_download)
     digests = {m: verify_file(entries[m], p) for m, p in paths.items()}
-    return {m: extractor_class(m)(e, paths.get(m), digests.get(m), device=device)
+    return {m: extractor_class(m)(e, paths.get(m), digests.get(m), device=device, precision=precision)
             for m, e in entries.items()}
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..extractors.entry import ENCODER_PRECISIONS
 from ..manifests.errors import MegaPipeError
 from ..manifests.jsonio import read_jsonl
 from .shots import DetectorConfig
@@ -44,10 +45,17 @@ class ExtractConfig:
     audio_track: str | None = None     # --audio-track: a number among the audio streams or a
     subtitle_track: str | None = None  # language tag; likewise --subtitle-track. None: automatic
     strict: bool = False               # warnings fail the movie (not recorded: changes no output)
+    encoder_precision: str = "fp32"    # the encoders' forward pass: fp32 or bf16 autocast
+
+    def __post_init__(self):
+        if self.encoder_precision not in ENCODER_PRECISIONS:
+            raise ValueError(f"encoder_precision {self.encoder_precision!r}: expected one of "
+                             f"{', '.join(ENCODER_PRECISIONS)}")
 
     def to_json(self) -> dict:
         return {"model_set": self.model_set, "modalities": list(self.modalities or []) or None,
-                "device": self.device, "detector": self.detector.to_json(),
+                "device": self.device, "encoder_precision": self.encoder_precision,
+                "detector": self.detector.to_json(),
                 "frame_size": self.frame_size, "offline": self.offline,
                 "audio_track": self.audio_track, "subtitle_track": self.subtitle_track}
 

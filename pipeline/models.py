@@ -54,7 +54,7 @@ class ExtractorPool:
             self._built.update(build_entries(
                 {m: self.entries[m] for m in missing}, device=self._device,
                 weights_dirs=self.cfg.weights_dirs, offline=self.cfg.offline,
-                allow_download=self.cfg.allow_download))
+                allow_download=self.cfg.allow_download, precision=self.cfg.encoder_precision))
         return {m: self._built[m] for m in modalities}
 
     def meta(self, m: str, used: bool = True) -> dict:

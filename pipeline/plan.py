@@ -134,10 +134,14 @@ def _samples_key(m: str, sampling: str, extractors: ExtractorPool, fingerprint: 
                  info: ProbeInfo, cues: list | None) -> str:
     """The cache key of modality ``m``'s samples: the registry entry (which identifies the
     weights and their preprocessing) plus the input: the video (and the decoded audio stream
-    and working resolution), or the cues themselves, whichever file or track they came from."""
+    and working resolution), or the cues themselves, whichever file or track they came from.
+    A bf16 forward pass is part of the key (fp32, the default, adds nothing: keys of runs made
+    before the option existed stay valid)."""
     entry = extractors.entries[m]
     base = dict(contract=CONTRACT_VERSION, modality=m, model=entry.name, sha=entry.sha256,
                 preprocess=entry.preprocess)
+    if extractors.cfg.encoder_precision != "fp32":
+        base["precision"] = extractors.cfg.encoder_precision
     if sampling == TEXT:
         return stage_key(**base, cues=bytes_fingerprint(
             json.dumps([[c.start_s, c.end_s, c.text] for c in cues]).encode()))

@@ -142,6 +142,29 @@ def test_rerun_skips_work_and_is_identical(tmp_path, capsys, cut_movie):
     assert not m["stages"]["shots"]["cached"] and m["stages"]["clip"]["cached"]
 
 
+def test_bf16_encoders_are_cached_apart_from_fp32(tmp_path, cut_movie):
+    """--encoder-precision bf16 runs the encoders under bf16 autocast: features close to fp32
+    but not equal, recorded in the manifest and never mistaken for the fp32 cache (either way)."""
+    path, _ = cut_movie
+    d = tmp_path / "cuts"
+
+    def run(*extra: str) -> tuple[dict, np.ndarray]:
+        assert extract(str(path), "--out", str(tmp_path), "--modalities", "clip", *extra) == 0
+        return (json.loads((d / "manifest.json").read_text()),
+                FeatureFolder(d).read_samples("clip")["vectors"])
+
+    m32, fp32 = run()
+    m16, bf16 = run("--encoder-precision", "bf16")
+    assert m32["config"]["encoder_precision"] == "fp32" and m16["config"]["encoder_precision"] == "bf16"
+    assert not m16["stages"]["clip"].get("cached") and m16["stages"]["shots"]["cached"]
+    assert bf16.shape == fp32.shape and bf16.dtype == np.float32 and not np.array_equal(bf16, fp32)
+    cos = (bf16 * fp32).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(fp32, axis=1)
+    assert cos.min() > 0.999
+    again, fp32_again = run()
+    assert not again["stages"]["clip"].get("cached")
+    np.testing.assert_array_equal(fp32_again, fp32)
+
+
 def test_contract_readable_by_polars_duckdb_pandas(sample):
     import duckdb
     import pandas as pd

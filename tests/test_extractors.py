@@ -78,6 +78,22 @@ def test_tiny_extractors_encode_real_inputs(tiny: dict, media: dict) -> None:
     assert tiny["clip"].input_size == 224 and tiny["place"].input_size == 256 and tiny["audio"].input_size == 0
 
 
+def test_bf16_forward_pass_is_autocast_and_close_to_fp32(tiny: dict, media: dict) -> None:
+    half = build_extractors("tiny", MODALITIES, precision="bf16")
+    for name, ex in half.items():
+        batch = batch_for(ex, media)
+        exact, out = tiny[name].encode(batch), ex.encode(batch)
+        assert ex.precision == "bf16" and out.dtype == np.float32 and out.shape == exact.shape
+        assert not np.array_equal(out, exact), f"{name}: bf16 changed nothing (autocast not applied?)"
+        cos = (out * exact).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(exact, axis=1)
+        assert cos.min() > 0.999, name
+    # the weights stay fp32 and the same: only the forward pass's arithmetic differs
+    assert all(p.dtype == torch.float32 for p in half["clip"].model.parameters())
+    assert half["clip"].weights_sha256 == tiny["clip"].weights_sha256
+    with pytest.raises(ValueError, match="precision"):
+        build_extractors("tiny", ["clip"], precision="fp16")
+
+
 def test_tiny_models_are_deterministic_and_leave_global_rng_alone(tiny: dict, media: dict) -> None:
     torch.manual_seed(1234)
     torch.rand(100)  # a different global RNG state than when `tiny` was built

@@ -6,6 +6,7 @@ import functools
 import logging
 from pathlib import Path
 
+from ...extractors.entry import ENCODER_PRECISIONS
 from ...manifests.errors import MegaPipeError
 from ..catalogue import CatalogueJob, counts, run_catalogue
 from ..extract import extract_inputs, run_extract
@@ -51,6 +52,10 @@ def add_extract_options(parser: argparse.ArgumentParser, models: str = "paper") 
                    help="comma-separated subset of clip,place,appr,action,audio,subtitle,bassl "
                    "(default: the first six; with key frames bassl,place,clip)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--encoder-precision", default="fp32", choices=ENCODER_PRECISIONS,
+                   help="the feature encoders' forward pass: fp32 (default, exact) or bf16 "
+                   "autocast (GPU throughput; every feature changes by bf16 rounding and is "
+                   "cached apart from the fp32 ones)")
     p.add_argument("--offline", action="store_true", help="never download weights")
     p.add_argument("--download", action="store_true",
                    help="download missing weights into the weights dir (needs network)")
@@ -83,7 +88,7 @@ def add_extract_options(parser: argparse.ArgumentParser, models: str = "paper") 
 def extract_config(args):
     return ExtractConfig(
         model_set=args.models, modalities=args.modalities, device=args.device,
-        detector=DetectorConfig(args.detector, args.shot_threshold, args.min_shot_len),
+        encoder_precision=args.encoder_precision, detector=DetectorConfig(args.detector, args.shot_threshold, args.min_shot_len),
         frame_size=args.frame_size, weights_dirs=tuple(args.weights_dir),
         offline=args.offline, allow_download=args.download and not args.offline,
         progress=not args.no_progress, audio_track=args.audio_track,
