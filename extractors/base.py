@@ -150,8 +150,8 @@ class Extractor(abc.ABC):
         return self
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.model_id}, dim={self.dim}, device={self.device}"
-                + (f", precision={self.precision})" if self.precision != "fp32" else ")"))
+        return (f"{type(self).__name__}({self.model_id}, dim={self.dim}, device={self.device}, "
+                f"precision={self.precision})")
 
 
 # -- helpers shared by the modality modules --------------------------------------------------------

@@ -51,10 +51,10 @@ MODALITIES = tuple(MODALITY_SPECS)
 # MovieNet key frames: it is meaningful on key frames, so it is computed for videos only when
 # asked for.
 VIDEO_MODALITIES = ("clip", "place", "appr", "action", "audio", "subtitle")
+KEYFRAME_MODALITIES = ("bassl", "place", "clip")
 # The encoders' forward pass: "fp32" (exact, the default) or "bf16" autocast (GPU throughput;
 # every feature changes by bf16 rounding, so the cache keys say which; docs/extractors.md).
 ENCODER_PRECISIONS = ("fp32", "bf16")
-KEYFRAME_MODALITIES = ("bassl", "place", "clip")
 
 
 @dataclass(frozen=True, kw_only=True)
