@@ -129,11 +129,12 @@ def shown_to_learn(args) -> None:
             qvhighlights_scores(random_windows(shared, s), gt_shared)["brief"])
         print(f"  seed {s}: " + ", ".join(f"{k} {v[-1]['MR-full-mAP']}" for k, v in results.items()), flush=True)
     print(f"\nindependent planted test sets, {len(args.seeds)} seeds {args.seeds} "
-          f"({args.test_videos} test videos each), mean ± std (percent):")
+          f"({args.test_videos} test videos each), mean ± sample std (percent):")
     print("| method | " + " | ".join(k.replace("MR-full-", "") for k in KEYS) + " |")
     print("|---|" + "---|" * len(KEYS))
     for name, rows in results.items():
-        cells = [f"{np.mean([r[k] for r in rows]):.1f} ± {np.std([r[k] for r in rows]):.1f}" for k in KEYS]
+        cells = [f"{np.mean([r[k] for r in rows]):.1f} ± {np.std([r[k] for r in rows], ddof=1 if len(rows) > 1 else 0):.1f}"
+                 for k in KEYS]
         print(f"| {name} | " + " | ".join(cells) + " |")
     (root / "results.json").write_text(json.dumps(results, indent=1))
 

@@ -192,7 +192,7 @@ def main() -> None:
             vals = [r[main_key] for r in report["runs"] if r["arm"] == arm and r["train_movies"] == size]
             if vals:
                 print(f"{arm:16s} {size:3d} train movies: {main_key.upper()} {np.mean(vals):.3f} ± "
-                      f"{np.std(vals):.3f} ({', '.join(f'{a:.3f}' for a in vals)})")
+                      f"{np.std(vals, ddof=1 if len(vals) > 1 else 0):.3f} ({', '.join(f'{a:.3f}' for a in vals)})")
 
 
 if __name__ == "__main__":
