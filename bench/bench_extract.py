@@ -14,8 +14,10 @@ Prints measured times and ratios; nothing is pass/fail:
    (``ffmpeg -threads 2 -i movie -map 0:v -f null -``), optionally FFmpeg with extract's own
    filter graph into ``-f null`` (``--floor``: decode + scale + RGB, what no Python work can go
    below), ``mega-pipe extract --models tiny`` (fresh output), and optionally the same command
-   run from another checkout (``--also-tree DIR``: DIR/mega_pipe is imported instead, e.g. a
-   ``git worktree`` of the code before a change);
+   run from another checkout (``--also-tree DIR``: DIR is the root of a plain
+   ``git worktree add DIR COMMIT``, e.g. the code before a change; its processes import
+   ``mega_pipe`` only from a temporary link ``mega_pipe -> DIR``, never from the installed
+   checkout, and check that ``mega_pipe.pipeline.cli`` comes from DIR, failing otherwise);
 3. per command: wall seconds (minimum, and spread = (max - min) / min), CPU seconds (user +
    system of the command and its children, FFmpeg included) and peak RSS; the ratio of the
    minima to decode-only; and the per-stage account of the fastest extract run (wall and CPU
@@ -39,9 +41,10 @@ from mega_pipe.pipeline.decode import ffmpeg_exe
 from mega_pipe.pipeline.demo import make_movie
 
 # Cheap-to-render 1080p sources, neighbours visibly different (mandelbrot is slow at this size),
-# with film-grain-like temporal noise and encoded at 8 Mbit/s, a typical rate for 1080p H.264 film
-# encodes: decoding cost follows the bitrate, and clean test patterns would compress to ~1 Mbit/s
-# and decode several times faster than a real film.
+# with film-grain-like temporal noise and encoded at a requested 8 Mbit/s, a typical rate for 1080p
+# H.264 film encodes (x264 veryfast reaches ~6.4 Mbit/s on these sources, docs/decoding.md):
+# decoding cost follows the bitrate, and clean test patterns would compress to ~1 Mbit/s and
+# decode several times faster than a real film.
 GRAIN = ",noise=alls=8:allf=t"
 BENCH_SOURCES = tuple(s + GRAIN for s in (
     "testsrc2=s={w}x{h}:r={r}",
@@ -91,6 +94,57 @@ def run_cmd(cmd: list[str], env: dict | None = None, log: bool = False) -> dict:
     if p.returncode:
         raise SystemExit(f"{cmd[0]} ... failed ({p.returncode})")
     return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "max_rss_mb": ru.ru_maxrss / 1024}
+
+
+# The other tree's extract runs as ``python -c CHILD LINK extract ...`` (LINK = shim/mega_pipe ->
+# DIR, the shim first on PYTHONPATH): the installed checkout is taken out of the child's import
+# system (the editable install's finder would supply any module DIR lacks), ``mega_pipe`` searches
+# LINK only, ``mega_pipe.pipeline.cli`` must come from DIR (else one line and exit 1), and it then
+# runs as ``python -m mega_pipe.pipeline.cli`` would. With nothing after LINK it prints the file.
+CHILD = """
+import runpy, sys
+from pathlib import Path
+link = Path(sys.argv.pop(1))
+sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+sys.path[:] = [p for p in sys.path if not p.startswith("__editable__")]
+import mega_pipe
+mega_pipe.__path__ = [str(link)]
+import mega_pipe.pipeline.cli as m
+f = Path(m.__file__ or "?")
+if not f.resolve().is_relative_to(link.resolve()):
+    sys.exit(f"bench_extract: --also-tree: mega_pipe.pipeline.cli imported from {f.resolve()}, not from {link.resolve()}")
+if len(sys.argv) == 1:
+    print(f)
+    sys.exit(0)
+runpy.run_module("mega_pipe.pipeline.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def tree_env(tree: Path, shim: Path) -> tuple[dict, list[str], Path]:
+    """How to run extract from the checkout ``tree`` (the root of a plain
+    ``git worktree add DIR COMMIT``): the environment, the command's start (``CHILD``) and the
+    file a child process imported ``mega_pipe.pipeline.cli`` from. The repository root's folders
+    are the subpackages of ``mega_pipe`` (pyproject.toml's package-dir), so DIR holds no
+    ``mega_pipe`` folder and DIR on PYTHONPATH alone would import the installed checkout instead.
+    ``shim`` gets the link ``mega_pipe -> tree`` and is the child's PYTHONPATH; a child that
+    would import any other code stops the benchmark with one line."""
+    root = tree.resolve()
+    if not (root / "pipeline" / "__init__.py").is_file() and (root / "mega_pipe" / "pipeline").is_dir():
+        root = (root / "mega_pipe").resolve()      # a folder that already holds a mega_pipe link
+    if not (root / "pipeline" / "__init__.py").is_file():
+        raise SystemExit(f"bench_extract: --also-tree {tree}: no pipeline/__init__.py there; give the "
+                         "root of a checkout (git worktree add DIR COMMIT)")
+    link = shim / "mega_pipe"
+    link.symlink_to(root, target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(shim)}
+    prefix = [sys.executable, "-c", CHILD, str(link)]
+    p = subprocess.run(prefix, env=env, capture_output=True, text=True)
+    out = p.stdout.strip()
+    if p.returncode or not out:
+        last = (p.stderr.strip().splitlines() or ["the check printed nothing"])[-1]
+        raise SystemExit(last if last.startswith("bench_extract:") else
+                         f"bench_extract: --also-tree {tree}: {last}")
+    return env, prefix, Path(out).resolve()
 
 
 def floor_cmd(ff: str, movie: Path, frame_size: int) -> list[str]:
@@ -159,14 +213,12 @@ def bench_one(movie: Path, args, ff: str) -> dict:
     frame_size = None
     outs: dict[str, Path] = {}
 
-    def extract_cmd(name: str, tree: Path | None, precision: str = "fp32"):
+    def extract_cmd(name: str, tree: tuple | None, precision: str = "fp32"):
         out = args.work / f"out_{name}"
         outs[name] = out
-        env = None
-        if tree is not None:
-            env = {**os.environ, "PYTHONPATH": str(tree)}
+        env, start = tree[:2] if tree else (None, [sys.executable, "-m", "mega_pipe.pipeline.cli"])
         extra = ["--encoder-precision", precision] if precision != "fp32" else []
-        return ([sys.executable, "-m", "mega_pipe.pipeline.cli", "extract", str(movie),
+        return ([*start, "extract", str(movie),
                  "--models", args.models, "--device", args.device, "--out", str(out),
                  "--no-progress", *extra], env)
 
@@ -174,7 +226,7 @@ def bench_one(movie: Path, args, ff: str) -> dict:
         name = "extract" if precision == "fp32" else f"extract_{precision}"
         cmds[name] = extract_cmd(name, None, precision)
     if args.also_tree:
-        cmds["extract_other_tree"] = extract_cmd("extract_other_tree", args.also_tree)
+        cmds["extract_other_tree"] = extract_cmd("extract_other_tree", args.tree)
     runs: dict[str, list[dict]] = {k: [] for k in cmds}
     manifests: dict[str, list[dict]] = {k: [] for k in cmds if k.startswith("extract")}
     for i in range(args.runs):
@@ -204,6 +256,7 @@ def bench_one(movie: Path, args, ff: str) -> dict:
         res["commands"][name].update({
             "duration_s": m["timeline"]["duration_s"], "frames": m["timeline"]["frames"],
             "shots": m["stages"]["shots"]["count"],
+            "code_commit": (m.get("code_version") or {}).get("commit"),
             "python_max_rss_mb": m["stages"].get("process", {}).get("max_rss_mb"),
             "ffmpeg_max_rss_mb": (m["stages"]["decode"].get("account") or {}).get("threads", {}).get("ffmpeg_max_rss_mb"),
             "stages": stage_table(m), "wall_of_stages_run": round(runs[name][best]["wall"], 2),
@@ -222,20 +275,29 @@ def main() -> None:
     ap.add_argument("--encoder-precisions", default="fp32",
                     help="comma-separated: one extract command per encoder precision, in the "
                     "same rounds (e.g. fp32,bf16 on a GPU)")
-    ap.add_argument("--also-tree", type=Path, help="also run extract with DIR on PYTHONPATH "
-                    "(DIR/mega_pipe: another checkout, e.g. the code before a change)")
+    ap.add_argument("--also-tree", type=Path, metavar="DIR",
+                    help="also run extract with the code of the checkout DIR (its root, e.g. "
+                    "`git worktree add DIR COMMIT` of the code before a change), imported as "
+                    "mega_pipe through a temporary link; checked in every run")
     ap.add_argument("--floor", action="store_true",
                     help="also time FFmpeg with extract's filter graph into -f null")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mega-pipe-bench")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.also_tree:      # checked before any movie is generated
+        shim = tempfile.TemporaryDirectory(prefix="bench-extract-tree-")   # removed at exit
+        args.tree = tree_env(args.also_tree, Path(shim.name))
+        print(f"--also-tree: extract_other_tree imports mega_pipe.pipeline.cli from {args.tree[2]}",
+              file=sys.stderr, flush=True)
     ff = ffmpeg_exe()
     movies = [args.movie] if args.movie else [bench_movie(args.work, float(m))
                                               for m in args.minutes.split(",")]
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
                "load_before": os.getloadavg(), "models": args.models, "runs": args.runs,
                "movies": []}
+    if args.also_tree:
+        results["also_tree"] = {"dir": str(args.also_tree.resolve()), "imports": str(args.tree[2])}
     for movie in movies:
         print(f"== {movie}", file=sys.stderr, flush=True)
         res = bench_one(movie, args, ff)
@@ -248,7 +310,8 @@ def main() -> None:
         for name, c in res["commands"].items():
             if "stages" in c:
                 print(f"  -- {name}: {c['frames']} frames, {c['shots']} shots, per-stage account "
-                      f"of its fastest run (Python peak RSS {c['python_max_rss_mb']} MB):")
+                      f"of its fastest run (Python peak RSS {c['python_max_rss_mb']} MB, "
+                      f"code commit {c['code_commit']}):")
                 print_stage_table(c["stages"], c["wall_of_stages_run"], c["cpu_of_stages_run"])
         sys.stdout.flush()
     results["load_after"] = os.getloadavg()
