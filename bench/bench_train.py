@@ -16,9 +16,11 @@ Also reports training samples/s (scene: 17-shot windows; act: movies). Usage::
 
     python bench/bench_train.py [--out DIR] [--movies 80] [--seed 0] [--device auto]
                                 [--tasks scene,act,act_synopsis]
+                                [--scene-config scene-small] [--act-config act-small]
 
-The hyper-parameters below are the small CPU-sized model used for the learning check (the
-packaged configs are the paper's sizes, far too slow for a 2-core CPU benchmark).
+The models are the packaged CPU-sized configs ``scene-small`` and ``act-small`` by default
+(``--scene-config`` / ``--act-config`` take a packaged name or a JSON file; the paper-size
+``scene`` and ``act`` configs are far too slow for a 2-core CPU benchmark).
 """
 from __future__ import annotations
 

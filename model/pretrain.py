@@ -2,34 +2,35 @@
 (Argaw, Lee, Woodson, Kweon, Caba Heilbron, "Long-range Multimodal Pretraining for Movie
 Understanding", ICCV 2023, arXiv 2308.09775; cited below as "LRMP"; docs/pretraining.md).
 
-Method (LRMP Sec. 3, in the order of its model figure). A movie is a sequence of shots, each
+Method (LRMP's model and objectives as the summary of the paper we had describes them —
+not its method section, so no section numbers are cited; docs/pretraining.md). A movie is a sequence of shots, each
 carrying one frozen base-encoder feature per modality (``shots.parquet``, docs/contract.md): the
 paper's frozen base encoders are our extractors, whose outputs ``extract`` already writes.
 
-1. **Samples are long shot sequences** in the movie's own order (LRMP Sec. 3.1, and its ablation
-   that longer spans transfer better): ``seq_len`` consecutive shots (default 256; hundreds of
+1. **Samples are long shot sequences** in the movie's own order (LRMP's long-range sequences, and its
+   ablation that longer spans transfer better): ``seq_len`` consecutive shots (default 256; hundreds of
    shots, a whole planted movie), never shuffled.
-2. **Per-modality contextual transformers** (LRMP Sec. 3.1, "contextual transformers", one per
+2. **Per-modality contextual transformers** (LRMP's "contextual transformers", one per
    modality, intra-modal long-range reasoning). Ours is exactly MEGA's unimodal stream
    (``mega.UnimodalStream``: shot encoder with PE and Align.PE, bottleneck tokens, N_u post-LN
    layers) built from a MEGA config, so its weights have the names and shapes of the MEGA
    model's ``streams.<m>`` for that config and transfer into it (:func:`transfer_encoders`).
-3. **Masked-shot modelling** (LRMP Sec. 3.2, the intra-modal masked objective). A random
+3. **Masked-shot modelling** (LRMP's intra-modal masked objective). A random
    ``mask_ratio`` of the shots of every modality is hidden: the shot encoder sees the learned
    "missing" embedding there (the token MEGA already uses for a value it does not have,
    docs/model.md), and the contextual output at a hidden shot must pick the hidden feature out of
    the features of all shots of the same sample (InfoNCE, :func:`masked_nce`), so only the
    temporal context can tell it which shot it was.
-4. **Inter-modal alignment** (LRMP Sec. 3.2, contrastive alignment across modalities). For every
+4. **Inter-modal alignment** (LRMP's inter-modal alignment, contrastive). For every
    pair of modalities the contextual embeddings of the *same shot* are positives and the other
    shots of the same sample — its temporal neighbours, the hard negatives of a long sequence —
    are negatives (symmetric InfoNCE, :func:`alignment_nce`); ``neighbour_window`` > 0 keeps
    only negatives within that many shots.
-5. **Cross-modal transformer** (LRMP Sec. 3.1): the contextual tokens of all modalities, each
+5. **Cross-modal transformer** (LRMP's joint model): the contextual tokens of all modalities, each
    with a learned modality-type embedding, are concatenated along the sequence (M·L tokens) and
    run through ``cross_layers`` post-LN layers; the fused shot embedding is the mean of a shot's
    cross-modal tokens over the modalities it has (:meth:`PretrainModel.fused`).
-6. **Cross-modal masked modelling** (LRMP Sec. 3.2): the cross-modal output at a hidden shot of
+6. **Cross-modal masked modelling** (LRMP's masked modelling, across modalities): the cross-modal output at a hidden shot of
    modality m must pick out the hidden feature too — now it may read the other modalities of the
    same shot as well as the context.
 
@@ -76,7 +77,7 @@ FUSED = "fused"     # the name of the fused embedding (embeddings.parquet column
 class PretrainSettings:
     """What pretraining adds to the MEGA config whose encoders it trains (docs/pretraining.md)."""
 
-    seq_len: int = 256            # shots per sample (LRMP Sec. 3.1: long range)
+    seq_len: int = 256            # shots per sample (LRMP: long range)
     mask_ratio: float = 0.15      # shots hidden per modality (BERT's rate; LRMP gives none we could read)
     tau: float = 0.07             # InfoNCE temperature (CLIP/MoCo's; ours)
     cross_layers: int = 1         # cross-modal transformer depth
@@ -113,7 +114,7 @@ def encoder_config(cfg: MegaConfig, settings: PretrainSettings) -> MegaConfig:
     return dataclasses.replace(cfg, max_len=max(cfg.max_len, settings.seq_len))
 
 
-# --- Losses (LRMP Sec. 3.2) ----------------------------------------------------------------------
+# --- Losses (LRMP's objectives) -------------------------------------------------------------------
 
 
 def masked_nce(pred: Tensor, target: Tensor, query: Tensor, keys: Tensor, tau: float) -> Tensor | None:
@@ -145,7 +146,7 @@ def alignment_nce(a: Tensor, b: Tensor, valid: Tensor, tau: float, window: int =
     return 0.5 * (F.cross_entropy(ab, i) + F.cross_entropy(ba, i))
 
 
-# --- The model (LRMP Sec. 3.1) ---------------------------------------------------------------------
+# --- The model (LRMP's encoders) -------------------------------------------------------------------
 
 
 @dataclass
