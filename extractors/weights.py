@@ -41,6 +41,9 @@ def _atomic_target(path: Path) -> Iterator[Path]:
     unverified download never takes the real name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0o022)     # a weights folder is shared: the file gets open()'s permissions,
+    os.umask(umask)             # not mkstemp's 0600 (manifests/atomic.py does the same for outputs)
+    os.fchmod(fd, 0o666 & ~umask)
     os.close(fd)
     try:
         yield Path(tmp)

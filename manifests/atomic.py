@@ -15,21 +15,43 @@ from typing import Any, Iterator
 from .errors import BusyError, MegaPipeError
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import (single-threaded): os.umask can only be read by setting it.
+FILE_MODE = 0o666 & ~_read_umask()
+
+
+def temp_sibling(path: Path) -> Path:
+    """An empty temporary file next to ``path`` with the permissions ``open`` would give the
+    file itself (0666 less the umask; ``mkstemp`` alone makes it 0600, which would leave every
+    output readable by its owner only). OS errors propagate."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``.
 
     Missing parent folders are created; if the block fails they are removed again (those this
     call created, when still empty), so a failed write leaves nothing behind. A location that
-    cannot be written raises :class:`MegaPipeError` (one line), not the OS error."""
+    cannot be written raises :class:`MegaPipeError` (one line), not the OS error. The file gets
+    the usual permissions (0666 less the umask), as if written in place."""
     path = Path(path)
     with made_dirs(path.parent):
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            tmp = temp_sibling(path)
         except OSError as e:
             raise _cannot_write(path, e) from None
-        os.close(fd)
-        tmp_path = Path(tmp)
+        tmp_path = tmp
         try:
             yield tmp_path
             os.replace(tmp_path, path)

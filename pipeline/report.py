@@ -587,15 +587,11 @@ def write_report(boundaries: Path | None, out: Path, features: Path | None = Non
     data = gather(boundaries, features, movie, thumbnails, thumbnail_width, matrix_size, out)
     html = render_html(data)
     pngs = render_pngs(data) if png_dir is not None else {}
-    umask = os.umask(0)
-    os.umask(umask)
     with atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")
-        os.chmod(tmp, 0o666 & ~umask)      # a report is meant to be shared (mkstemp made 0600)
     for name, blob in pngs.items():
         with atomic_path(Path(png_dir) / name) as tmp:
             tmp.write_bytes(blob)
-            os.chmod(tmp, 0o666 & ~umask)
     for note in data["notes"]:
         log.info("note: %s", note)
     return data, pngs

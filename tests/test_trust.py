@@ -239,3 +239,20 @@ def test_acts_are_written_exactly_when_not_reported_missing(tmp_path, capsys, sh
     else:
         assert len(doc["turning_points"]) == 5 and len(doc["acts"]) == 6
         assert not acts_missing and "not predicted: acts" not in err
+
+
+def test_outputs_get_the_usual_permissions_not_owner_only(tmp_path):
+    """Every file a run writes goes through a temporary sibling (mkstemp makes it 0600); the
+    renamed file must have the permissions open() would give it, so a team's shared folder can
+    read it: umask 027 → 0640 for the features, the manifest and a training manifest."""
+    movie = tmp_path / "m.mp4"
+    make_movie(movie, [2, 2], size=(160, 90), audio=False)
+    env = {**os.environ}
+    for argv in (["extract", str(movie), "--out", str(tmp_path / "out"), *TINY],
+                 ["manifest", "synth", str(tmp_path / "synth"), "--movies", "3"]):
+        p = subprocess.run([sys.executable, "-m", "mega_pipe.pipeline.cli", *argv], env=env,
+                           capture_output=True, text=True, preexec_fn=lambda: os.umask(0o027))
+        assert p.returncode == 0, p.stderr
+    written = [f for f in [*(tmp_path / "out").rglob("*"), *(tmp_path / "synth").rglob("*")] if f.is_file()]
+    assert {"shots.parquet", "clip.parquet", "manifest.json", "manifest.jsonl"} <= {f.name for f in written}
+    assert {oct(f.stat().st_mode & 0o777) for f in written} == {oct(0o640)}
