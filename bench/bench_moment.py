@@ -95,7 +95,8 @@ def trained(manifest: Path, test: M.SplitData, out: Path, seed: int, epochs: int
         epochs=epochs, seed=seed, config=config, progress=False, overrides=overrides))
     model, ck = M.load_moment_model(out / "best.pt", "cpu")
     vocab = {int(k): v for k, v in ck["vocab"].items()}
-    print(f"    trained {out.name}: best epoch {summary['best_epoch']} val mAP {summary['best_val']} "
+    print(f"    trained {out.name}: best epoch {summary['best_epoch']} val "
+          f"{summary['select_metric']} {summary['best_val'][summary['select_metric']]} "
           f"({summary['seconds']} s)", flush=True)
     return M.predict(model, test, vocab, "cpu")
 

@@ -97,15 +97,32 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         with warnings.catch_warnings():   # torch warns about foreign pickle protocols
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # not a pickle, or one holding code objects (never loaded)
-        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint (not a file of tensors and "
-                            "plain data that torch.load reads safely)") from None
-    except Exception as exc:  # zip/EOF errors of a truncated or foreign file: first line only
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint ({detail})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint ({CHECKPOINT_FORMAT})")
+    except Exception as exc:  # the unpickler's and zip reader's errors say nothing to a user
+        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint ({_unreadable(path, exc)})") from None
+    found = state.get("format") if isinstance(state, dict) else None
+    if found != CHECKPOINT_FORMAT:
+        why = (f"a PyTorch file of format {found!r}, not {CHECKPOINT_FORMAT!r}" if isinstance(found, str)
+               else "a PyTorch file, but no mega-pipe training run wrote it")
+        raise MegaPipeError(f"{path} is not a mega-pipe checkpoint ({why})")
     return state
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why ``torch.load`` could not read ``path``, in words: what the file's first bytes say it
+    is (a PyTorch file is a zip archive, or a pickle in the legacy format)."""
+    if isinstance(exc, OSError):
+        return f"cannot read it: {exc.strerror or exc}"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive that torch cannot read: damaged, truncated or not a PyTorch file"
+    if not head.startswith(b"\x80"):   # a pickle of protocol 2 or later, as torch's legacy format
+        return "not a PyTorch file"
+    if isinstance(exc, pickle.UnpicklingError):  # foreign objects (code), never loaded
+        return "not a file of tensors and plain data that torch.load reads safely"
+    return "a damaged or truncated PyTorch file"
 
 
 def stored_config(state: dict, path: str | os.PathLike) -> MegaConfig:

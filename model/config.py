@@ -242,15 +242,45 @@ def describe_model(cfg: MegaConfig) -> dict:
 # --- Loading -----------------------------------------------------------------------------------
 
 
-def packaged_configs() -> list[str]:
-    """Names of the configs shipped in model/configs (the paper's, and small ones for CPU)."""
+#: The packaged configs of ``train --task moment`` (``model/moment.py``'s ``CONFIGS``, named here
+#: without importing it, so that a MEGA config's error can point at them).
+MOMENT_CONFIGS = ("moment-paper", "moment-small")
+
+
+def packaged_configs(task: str | None = None) -> list[str]:
+    """Names of the configs shipped in model/configs (the paper's, and small ones for CPU); with
+    ``task``, those that train it (task synopsis also trains an act config's synopsis network)."""
     folder = importlib.resources.files("mega_pipe.model") / "configs"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+    names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+    if task is None:
+        return names
+    fits = ("act", "synopsis") if task == "synopsis" else (task,)
+    return [name for name in names if _packaged_task(name) in fits]
 
 
-def load_config(task_or_path: str, **overrides: Any) -> MegaConfig:
+def _packaged_task(name: str) -> str | None:
+    text = (importlib.resources.files("mega_pipe.model") / "configs" / f"{name}.json").read_text(encoding="utf-8")
+    return json.loads(text).get("task")
+
+
+def _no_such_config(name: str, task: str | None) -> str:
+    """One line: ``name`` is no config; the packaged ones for ``task`` (None: all, by task)."""
+    if task is not None:
+        packaged = f"a packaged config for --task {task} ({', '.join(packaged_configs(task))})"
+    else:
+        by_task: dict[str, list[str]] = {}
+        for config in packaged_configs():
+            by_task.setdefault(str(_packaged_task(config)), []).append(config)
+        groups = [f"{kind}: " + ", ".join(names) for kind, names in by_task.items()]
+        packaged = f"a packaged config ({'; '.join(groups)})"
+    hint = f"; {name} is a config of `train --task moment`" if name in MOMENT_CONFIGS else ""
+    return f"model config {name!r} is neither {packaged} nor a JSON file{hint}"
+
+
+def load_config(task_or_path: str, for_task: str | None = None, **overrides: Any) -> MegaConfig:
     """Load a packaged config ("scene", "act", "scene-small", ...) or a JSON file, then apply
     overrides, and check every key (one-line MegaPipeError naming the file and key path).
+    ``for_task``: the task it is loaded for, whose packaged configs an unknown name's error lists.
 
     Overrides replace whole top-level fields (``load_config("act", dropout=0.0)``); that keeps
     the rule simple and makes an override of ``train`` or ``synopsis`` explicit about every key
@@ -262,10 +292,7 @@ def load_config(task_or_path: str, **overrides: Any) -> MegaConfig:
     else:
         path = Path(task_or_path)
         if not path.is_file():
-            raise MegaPipeError(
-                f"model config {task_or_path!r} is neither a packaged config ({', '.join(packaged_configs())}) "
-                f"nor a JSON file"
-            )
+            raise MegaPipeError(_no_such_config(task_or_path, for_task))
         text, origin = read_text(path, "model config"), str(path)
     data = parse_json(text, origin)
     if not isinstance(data, dict):

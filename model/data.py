@@ -125,6 +125,16 @@ def check_feature_dims(movies: Sequence[MovieData], dims: Mapping[str, int], whe
                                     f"the model expects {want}-d")
 
 
+def check_sentence_dims(movies: Sequence[MovieData], want: int | None, where: str = "") -> None:
+    """Every movie's synopsis sentence vectors are ``want``-d (the synopsis model's input; None:
+    the model has none); else one line naming both dimensions."""
+    for movie in movies:
+        have = None if movie.synopsis is None or want is None else movie.synopsis.shape[1]
+        if have is not None and have != want:
+            raise MegaPipeError(f"{where}movie {movie.movie_id}: synopsis sentences are {have}-d, "
+                                f"the model expects {want}-d")
+
+
 def load_entries(entries: Sequence[MovieEntry], modalities: Sequence[str], *, synopsis: bool = False,
                  dims: Mapping[str, int] | None = None) -> list[MovieData]:
     """Read every manifest entry and attach its gold labels (checked against the shot count);
@@ -179,6 +189,11 @@ def choose_modalities(entries: Sequence[MovieEntry], requested: Sequence[str] | 
     """
     per_movie = [available_modalities(e.features) for e in entries]
     if requested:
+        known = list(dict.fromkeys(m for present in per_movie for m in present))
+        unknown = [m for m in requested if m not in known]
+        if unknown:   # in no movie at all: a misspelt name more likely than missing data
+            raise MegaPipeError(f"unknown modality {', '.join(unknown)}: the manifest's training movies have "
+                                f"{', '.join(known) or 'none'}")
         for entry, present in zip(entries, per_movie):
             missing = [m for m in requested if m not in present]
             if missing:
@@ -219,8 +234,16 @@ class Normalizer:
             std[key] = np.where(sd > 1e-8, sd, 1.0).astype(np.float32)
         return cls(mean, std)
 
+    def check(self, movies: Sequence[MovieData], where: str = "") -> None:
+        """The movies' features (and synopses) have the dimensions of these statistics, the
+        model's inputs; else one line naming both (``where`` before it)."""
+        check_feature_dims(movies, {m: len(v) for m, v in self.mean.items() if m != SYNOPSIS_KEY}, where)
+        check_sentence_dims(movies, len(self.mean[SYNOPSIS_KEY]) if SYNOPSIS_KEY in self.mean else None, where)
+
     def apply(self, movie: MovieData) -> MovieData:
-        """Normalise a movie's features (and synopsis) in place and return it."""
+        """Normalise a movie's features (and synopsis) in place and return it (:meth:`check`
+        first: another dimension is one line, not a broadcasting error)."""
+        self.check([movie])
         for m in movie.features:
             movie.features[m] = (movie.features[m] - self.mean[m]) / self.std[m]
             movie.features[m][~movie.presence(m)] = 0.0

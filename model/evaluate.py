@@ -13,6 +13,7 @@ from ..manifests.atomic import check_output_dir, write_json, write_text
 from ..manifests.errors import MegaPipeError
 from ..manifests.schema import read_manifest
 from .checkpoint import describe_checkpoint, load_checkpoint
+from .data import check_sentence_dims
 from .tasks import task_for
 
 
@@ -38,7 +39,9 @@ def evaluate(
     entries = [e for e in read_manifest(manifest) if e.split == split]
     if not entries:
         raise MegaPipeError(f"the manifest has no movie with split {split!r}")
-    movies = [ckpt.normalizer.apply(m) for m in task.load(entries, ckpt.modalities, dims=ckpt.info["modality_dims"])]
+    movies = task.load(entries, ckpt.modalities, dims=ckpt.info["modality_dims"])
+    check_sentence_dims(movies, ckpt.info["sentence_dim"], f"checkpoint {checkpoint}: ")
+    movies = [ckpt.normalizer.apply(m) for m in movies]
     task.check_gold(movies)
     records = task.records(ckpt.model, ckpt.cfg, movies, ckpt.device, ckpt.synopsis_model)
     metrics = task.metrics(records)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -52,10 +52,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from ..manifests.atomic import atomic_path, write_json, write_text
 from ..manifests.errors import MegaPipeError
 from ..manifests.features import FeatureFolder
+from ..manifests.jsonio import parse_json, read_text
 from ..manifests.moments import (
     MomentDataset,
     MomentQuery,
@@ -65,6 +67,7 @@ from ..manifests.moments import (
     video_feature_path,
 )
 from ..manifests.provenance import code_version
+from .config import packaged_configs
 from .device import resolve_device
 from .moment_metrics import moment_scores
 
@@ -124,9 +127,16 @@ def moment_config(name_or_path: str | None) -> MomentConfig:
         return CONFIGS[name_or_path]
     path = Path(name_or_path)
     if not path.is_file():
+        mega = name_or_path in packaged_configs()   # a MEGA config: scene, act, synopsis
         raise MegaPipeError(f"--config {name_or_path!r}: not a packaged moment config "
-                            f"({', '.join(CONFIGS)}) nor a JSON file")
-    doc = json.loads(path.read_text())
+                            f"({', '.join(CONFIGS)}) nor a JSON file"
+                            + (f"; {name_or_path} is a MEGA config of `train --task scene|act|synopsis`"
+                               if mega else ""))
+    doc = parse_json(read_text(path, "moment config"), str(path))
+    if not isinstance(doc, dict):
+        raise MegaPipeError(f"--config {path}: must be a JSON object")
+    if doc.get("base", "moment-paper") not in CONFIGS:
+        raise MegaPipeError(f"--config {path}: base {doc['base']!r} is not one of {', '.join(CONFIGS)}")
     base = CONFIGS[doc.pop("base", "moment-paper")]
     unknown = set(doc) - set(asdict(base))
     if unknown:
@@ -559,8 +569,11 @@ def _save(path: Path, obj: dict) -> None:
         torch.save(obj, tmp)
 
 
-def _headline(metrics: dict, protocol: str) -> float:
-    return metrics["brief"]["MR-full-mAP"] if protocol == "qvhighlights" else metrics["R1@0.7"]
+def _headline(metrics: dict, protocol: str) -> tuple[str, float]:
+    """The metric that chooses the epoch, by name, and its value in ``metrics``."""
+    if protocol == "qvhighlights":
+        return "MR-full-mAP", metrics["brief"]["MR-full-mAP"]
+    return "R1@0.7", metrics["R1@0.7"]
 
 
 def train_moment(manifest: str | Path, out: str | Path, opts: MomentTrainOptions,
@@ -568,10 +581,12 @@ def train_moment(manifest: str | Path, out: str | Path, opts: MomentTrainOptions
     """Train MESM on the dataset's train split, choose the epoch on its val split (the
     protocol's headline metric: QVHighlights mAP, Charades R1@0.7), write ``best.pt``,
     ``last.pt``, ``metrics.jsonl`` into ``out``; returns a summary."""
-    ds = read_moment_dataset(manifest)
-    cfg = moment_config(opts.config)
+    cfg = moment_config(opts.config)   # the config first: its mistakes before any data is read
     cfg = replace(cfg, **{k: v for k, v in {"epochs": opts.epochs, "batch_videos": opts.batch_size,
                                              "lr": opts.lr, **opts.overrides}.items() if v is not None})
+    if cfg.epochs < 1 or cfg.batch_videos < 1 or cfg.lr <= 0:
+        raise MegaPipeError("epochs and batch size must be at least 1 and the learning rate positive")
+    ds = read_moment_dataset(manifest)
     if "val" not in ds.splits:
         raise MegaPipeError(f"moment dataset {ds.path}: training chooses its epoch on a 'val' split; add one")
     out = Path(out)
@@ -585,13 +600,10 @@ def train_moment(manifest: str | Path, out: str | Path, opts: MomentTrainOptions
     dims = {"video": next(iter(train.videos.values())).shape[1], "text": train.items[0].words.shape[1]}
     model = MESM(cfg, dims["video"], dims["text"], max(len(vocab), 1)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    best, best_epoch, history = -1.0, -1, []
+    best, best_epoch, best_val, history = -1.0, 0, {}, []
     t0 = time.time()
-    bar = None
-    if opts.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.epochs, desc="train moment", unit="epoch")
+    bar = tqdm(total=cfg.epochs, desc="train moment", unit="epoch", file=sys.stderr,
+               disable=not opts.progress or None)   # None: no bar unless a terminal
     for epoch in range(cfg.epochs):
         model.train()
         sums: dict[str, float] = {}
@@ -606,24 +618,24 @@ def train_moment(manifest: str | Path, out: str | Path, opts: MomentTrainOptions
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / len(batches)
         metrics = moment_scores(predict(model, val, vocab, device), ground_truth(val), ds.protocol)
-        head = _headline(metrics, ds.protocol)
-        history.append({"epoch": epoch, "loss": sums, "val": metrics.get("brief", metrics)})
+        metric, head = _headline(metrics, ds.protocol)
+        val_metrics = metrics.get("brief", metrics)
+        # epochs count from 1, as the other tasks' (metrics.jsonl, the checkpoint, the summary)
+        history.append({"epoch": epoch + 1, "loss": sums, "val": val_metrics})
         state = {"format": CHECKPOINT_FORMAT, "config": asdict(cfg), "dims": dims, "vocab": vocab,
                  "clip_len": ds.clip_len, "protocol": ds.protocol, "model": model.state_dict(),
-                 "epoch": epoch, "val": metrics.get("brief", metrics), "seed": opts.seed,
+                 "epoch": epoch + 1, "val": val_metrics, "seed": opts.seed,
                  "code_version": code_version()}
         if head > best:
-            best, best_epoch = head, epoch
+            best, best_epoch, best_val = head, epoch + 1, val_metrics
             _save(out / "best.pt", state)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{sums.get('total', 0):.3f}", val=f"{head:.1f}")
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+        bar.set_postfix(loss=f"{sums.get('total', 0):.3f}", val=f"{head:.1f}")
+    bar.close()
     _save(out / "last.pt", state)
     write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-    return {"task": "moment", "best_epoch": best_epoch, "best_val": best, "epochs": cfg.epochs,
-            "seconds": round(time.time() - t0, 1), "out": str(out),
+    return {"task": "moment", "best_epoch": best_epoch, "select_metric": metric, "best_val": best_val,
+            "val_split": "val", "epochs": cfg.epochs, "seconds": round(time.time() - t0, 1), "out": str(out),
             "params": sum(p.numel() for p in model.parameters())}
 
 
@@ -632,8 +644,8 @@ def is_moment_checkpoint(path: str | Path) -> bool:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise MegaPipeError(f"checkpoint {path}: no such file") from None
-    except (RuntimeError, ValueError, EOFError, OSError, pickle.UnpicklingError):
-        return False                 # not a torch file we can read: not ours (the caller says why)
+    except Exception:   # not a torch file we can read (a text file's can be a KeyError): not ours,
+        return False    # and checkpoint.read_checkpoint says why in words
     return isinstance(ck, dict) and ck.get("format") == CHECKPOINT_FORMAT
 
 

@@ -247,8 +247,11 @@ def pretrain(manifest: str | os.PathLike, out: str | os.PathLike, options: Pretr
     val_movies = load_entries(val_entries, modalities)
     dims = {m: int(train_movies[0].features[m].shape[1]) for m in modalities}
     check_feature_dims([*train_movies, *val_movies], dims)
-    normalizer = (Normalizer.fit(train_movies, modalities) if state is None
-                  else Normalizer.from_state(state["normalization"]))
+    if state is None:
+        normalizer = Normalizer.fit(train_movies, modalities)
+    else:   # a resumed run's model takes the inputs it was trained on
+        normalizer = Normalizer.from_state(state["normalization"])
+        normalizer.check([*train_movies, *val_movies], "--resume: ")
     for movie in (*train_movies, *val_movies):
         normalizer.apply(movie)
     torch.manual_seed(settings["seed"])
@@ -293,7 +296,7 @@ def _epoch(run: _Run, cfg, normalizer, models, out: Path, epoch: int, opt, sched
     totals: dict[str, float] = {}
     run.model.train()
     bar = tqdm(batches, desc=f"pretrain epoch {epoch + 1}/{settings['epochs']}", file=sys.stderr,
-               disable=not progress, leave=False, unit="batch")
+               disable=not progress or None, leave=False, unit="batch")   # None: no bar unless a terminal
     for part in bar:
         losses = _step(run, run.train_movies, part, None)
         opt.zero_grad(set_to_none=True)
@@ -319,9 +322,8 @@ def _epoch(run: _Run, cfg, normalizer, models, out: Path, epoch: int, opt, sched
                        "rng": rng_state(run.device), "history": history, "best": best}
     save_checkpoint(out / "last.pt", state)
     write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-    if progress:
-        tqdm.write(f"pretrain epoch {epoch + 1}/{settings['epochs']}: loss {record['train'].get('loss', 0):.4f}, "
-                   f"val loss {val:.4f}{' (best)' if improved else ''}", file=sys.stderr)
+    tqdm.write(f"pretrain epoch {epoch + 1}/{settings['epochs']}: loss {record['train'].get('loss', 0):.4f}, "
+               f"val loss {val:.4f}{' (best)' if improved else ''}", file=sys.stderr)   # with or without the bars
     return record, best
 
 

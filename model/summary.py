@@ -38,7 +38,7 @@ def model_summary(task: str, modality_dims: Mapping[str, int], *, sentence_dim: 
     networks. Built on the meta device, so nothing is allocated. Bad modalities are a
     MegaPipeError.
     """
-    cfg = load_config(config or task)
+    cfg = load_config(config or task, task)
     if cfg.task != task:
         raise MegaPipeError(f"model-summary: config {config!r} is for task {cfg.task!r}, not {task!r}")
     try:

@@ -41,7 +41,7 @@ from .checkpoint import (
     stored_config,
 )
 from .config import MegaConfig, TrainConfig, load_config, synopsis_model_config
-from .data import Normalizer, check_feature_dims, choose_modalities
+from .data import Normalizer, check_feature_dims, check_sentence_dims, choose_modalities
 from .device import resolve_device, rng_state, set_rng_state
 from .mega import AlignPE, BottleneckTokens, PositionalEncoding, ShotEncoder
 from .pretrain import (
@@ -162,7 +162,7 @@ def _new_settings(task: str, out: Path, options: TrainOptions) -> tuple[MegaConf
     """The config and the hyper-parameters of a new run."""
     if (out / "last.pt").exists():
         raise MegaPipeError(f"{out} already holds a run (last.pt); use --resume or another --out")
-    cfg = load_config(options.config or task, **(options.config_overrides or {}))
+    cfg = load_config(options.config or task, task, **(options.config_overrides or {}))
     if task == "synopsis" and cfg.task == "act":
         # The teacher of an act run (``--synopsis-checkpoint``): the act config's synopsis
         # network, C × M wide for the act run's M modalities (Tab. 1b synopsis column).
@@ -226,17 +226,20 @@ def _prepare(task: Task, cfg: MegaConfig, entries: Sequence[MovieEntry], setting
     train_movies = task.load(_split(entries, "train"), modalities)
     val_movies = task.load(_split(entries, settings["val_split"]), modalities)
     modality_dims = {m: int(train_movies[0].features[m].shape[1]) for m in modalities}
+    sentence_dim = int(train_movies[0].synopsis.shape[1]) if synopsis else None
     check_feature_dims([*train_movies, *val_movies], modality_dims)
+    check_sentence_dims([*train_movies, *val_movies], sentence_dim)
     task.check_training_labels(cfg, [*train_movies, *val_movies])
     if normalizer_state is None:
         normalizer = Normalizer.fit(train_movies, modalities, synopsis=synopsis)
         if init is not None:   # the pretrained encoders' input transform (pretrain.py)
+            _check_init_inputs(init, modality_dims, f"--init {settings['init']}")
             normalizer = pretrained_normalizer(normalizer, init, modalities)
-    else:
+    else:   # a resumed run's model takes the inputs it was trained on
         normalizer = Normalizer.from_state(normalizer_state)
+        normalizer.check([*train_movies, *val_movies], "--resume: ")
     for movie in (*train_movies, *val_movies):
         normalizer.apply(movie)
-    sentence_dim = int(train_movies[0].synopsis.shape[1]) if synopsis else None
     torch.manual_seed(settings["seed"])  # identical initial weights for identical settings
     model, synopsis_model = build_models(cfg, modality_dims, sentence_dim)
     model.to(device)
@@ -246,6 +249,18 @@ def _prepare(task: Task, cfg: MegaConfig, entries: Sequence[MovieEntry], setting
               model, synopsis_model, device)
     task.prepare(run)
     return run
+
+
+def _check_init_inputs(init: dict, modality_dims: dict[str, int], what: str) -> None:
+    """The pretrained encoders of ``init`` take this run's modalities at their dimensions (checked
+    before their input statistics replace the run's); else one line."""
+    dims = init["modality_dims"]
+    for m, have in modality_dims.items():
+        if m not in dims:
+            raise MegaPipeError(f"{what}: pretrained on modalities {', '.join(dims)}; this run uses {m!r}")
+        if dims[m] != have:
+            raise MegaPipeError(f"{what}: modality {m} was pretrained on {dims[m]}-d features, this run's "
+                                f"are {have}-d")
 
 
 def _restore(run: Run, state: dict) -> None:
@@ -343,7 +358,7 @@ def train_epoch(task: Task, run: Run, epoch: int, opt: torch.optim.Optimizer,
     totals: dict[str, float] = {}
     start = time.perf_counter()
     bar = tqdm(batches, desc=f"{task.name} epoch {epoch + 1}/{run.settings['epochs']}", file=sys.stderr,
-               disable=not progress, leave=False, unit="batch")
+               disable=not progress or None, leave=False, unit="batch")   # None: no bar unless a terminal
     for step, index in enumerate(bar):
         local = index if parallel is None else parallel.shard(index)
         opt.zero_grad(set_to_none=True)
@@ -447,10 +462,9 @@ def _epoch(task: Task, run: Run, out: Path, epoch: int, opt: torch.optim.Optimiz
                        "rng": rng_state(run.device), "history": history, "best": best}
     save_checkpoint(out / "last.pt", state)
     write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-    if progress:
-        tqdm.write(f"{task.name} epoch {epoch + 1}/{settings['epochs']}: loss {stats['losses']['loss']:.4f}, "
-                   f"val {metric} {value:.4f}{' (best)' if improved else ''}, "
-                   f"{stats['samples_per_s']:.1f} samples/s", file=sys.stderr)
+    tqdm.write(f"{task.name} epoch {epoch + 1}/{settings['epochs']}: loss {stats['losses']['loss']:.4f}, "
+               f"val {metric} {value:.4f}{' (best)' if improved else ''}, "
+               f"{stats['samples_per_s']:.1f} samples/s", file=sys.stderr)   # with or without the bars
     return record, best
 
 

@@ -81,7 +81,7 @@ def _train_on_ray(task: str, manifest: Path, out: Path, options: TrainOptions, a
     if options.resume and not (out / "last.pt").is_file():
         raise MegaPipeError(f"--resume: {out / 'last.pt'} does not exist")
     read_manifest(manifest)                      # a bad manifest or config: one line, now
-    load_config(options.config or task, **(options.config_overrides or {}))
+    load_config(options.config or task, task, **(options.config_overrides or {}))
     use_gpu = options.device == "cuda"
     started = connect(address)
     import ray

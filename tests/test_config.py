@@ -79,6 +79,29 @@ def test_packaged_configs_name_themselves_in_errors():
         load_config("scene", heads=8)
 
 
+def test_an_unknown_config_name_lists_the_packaged_ones_of_its_task_in_one_line():
+    """For a task, the configs that train it (synopsis: also an act config's synopsis network);
+    without one, every packaged config by its task; a moment config's name says where it goes."""
+    from mega_pipe.model import moment
+    from mega_pipe.model.config import MOMENT_CONFIGS
+
+    assert packaged_configs("scene") == ["scene", "scene-relational", "scene-small"]
+    assert packaged_configs("synopsis") == ["act", "act-small", "act-sync", "synopsis"]
+    with pytest.raises(MegaPipeError) as err:
+        load_config("scene-smal", "scene")
+    assert str(err.value) == ("model config 'scene-smal' is neither a packaged config for --task scene "
+                              "(scene, scene-relational, scene-small) nor a JSON file")
+    with pytest.raises(MegaPipeError) as err:
+        load_config("moment-small")
+    assert str(err.value) == ("model config 'moment-small' is neither a packaged config (act: act, act-small, "
+                              "act-sync; scene: scene, scene-relational, scene-small; synopsis: synopsis) "
+                              "nor a JSON file; moment-small is a config of `train --task moment`")
+    assert MOMENT_CONFIGS == tuple(moment.CONFIGS)       # the names config.py gives without torch
+    with pytest.raises(MegaPipeError, match=r"not a packaged moment config \(moment-paper, moment-small\) nor "
+                       r"a JSON file; act-small is a MEGA config"):
+        moment.moment_config("act-small")
+
+
 def test_config_errors_come_before_any_data_is_read(tmp_path):
     path = _write(tmp_path, _act_train(sync={"spce": "content"}))
     with pytest.raises(MegaPipeError, match=r"train\.sync\.spce: unknown key"):

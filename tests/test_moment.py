@@ -222,3 +222,36 @@ def test_train_eval_score_end_to_end(tmp_path, capsys):
     gt = tmp_path / "planted" / "test.jsonl"
     assert main(["score", "--task", "moment", ev["predictions"], "--ground-truth", str(gt)]) == 0
     assert json.loads(capsys.readouterr().out)["brief"] == ev["metrics"]
+
+
+def test_the_train_summary_is_the_other_tasks_and_a_redirected_log_has_no_bar(tmp_path, capsys):
+    """Epochs count from 1 (summary, metrics.jsonl, the checkpoint) and the summary names the
+    metric that chose the epoch, as train's summary for scene, act and synopsis does; without
+    --no-progress and with stderr not a terminal, no bar is drawn into the log."""
+    manifest = write_planted(tmp_path / "planted", PlantedConfig(n_videos=12, seed=1, space="shared"))
+    run = tmp_path / "run"
+    assert main(["train", "--task", "moment", "--manifest", str(manifest), "--out", str(run),
+                 "--config", "moment-small", "--epochs", "2"]) == 0
+    out = capsys.readouterr()
+    assert "\r" not in out.err and "epoch/s" not in out.err and "it/s" not in out.err
+    summary = json.loads(out.out)
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert summary["select_metric"] == "MR-full-mAP" and summary["val_split"] == "val"
+    best = max(history, key=lambda h: h["val"]["MR-full-mAP"])
+    assert summary["best_epoch"] == best["epoch"] and summary["best_val"] == best["val"]
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == summary["best_epoch"]
+
+
+def test_a_bad_moment_config_file_or_epoch_count_is_one_line(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    with pytest.raises(MegaPipeError, match=r"notes\.txt: not JSON"):
+        M.moment_config(str(text))
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"base": "moment-smal"}))
+    with pytest.raises(MegaPipeError, match=r"base 'moment-smal' is not one of moment-paper, moment-small"):
+        M.moment_config(str(base))
+    with pytest.raises(MegaPipeError, match="epochs and batch size must be at least 1"):
+        M.train_moment(tmp_path / "no-such.json", tmp_path / "run", M.MomentTrainOptions(config="moment-small",
+                                                                                         epochs=0))

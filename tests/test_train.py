@@ -92,8 +92,16 @@ def test_modalities_default_to_those_in_every_movie(manifest):
     entries = read_manifest(manifest)
     assert choose_modalities(entries, None) == list(MODALITIES)
     assert choose_modalities(entries, ["place"]) == ["place"]
-    with pytest.raises(MegaPipeError, match="lacks modality audio"):
+    # in no movie: most likely a misspelt name, said so with the names there are
+    with pytest.raises(MegaPipeError, match=r"^unknown modality audio: the manifest's training movies have "
+                       r"clip, place, appr$"):
         choose_modalities(entries, ["audio"])
+
+
+def test_a_modality_only_some_movies_lack_names_the_movie(manifest, tmp_path):
+    other = read_manifest(generate(tmp_path / "clip-only", 1, seed=2, modalities={"clip": 16}, params=SMALL))
+    with pytest.raises(MegaPipeError, match=r"^movie synth0000 lacks modality place$"):
+        choose_modalities([*other, *read_manifest(manifest)], ["place"])
 
 
 # --- scene ---------------------------------------------------------------------------------------
