@@ -10,7 +10,12 @@ class ExtractorError(Exception):
 
 
 class WeightsNotFoundError(ExtractorError):
-    """Weights files are missing; the message lists every path searched and how to fetch them."""
+    """Weights files are missing. The message is one line (the modalities, their files, what to
+    do); ``detail`` lists every path searched and how to fetch each file (shown with --debug)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class WeightsIntegrityError(ExtractorError):

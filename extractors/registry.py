@@ -27,7 +27,7 @@ from .weights import (
     digest_matches,
     fetch_weights,
     file_sha256,
-    missing_report,
+    missing_error,
     resolve_weights,
     verify_file,
     weights_search_paths,
@@ -252,8 +252,8 @@ def locate_weights(
         missing = [m for m, p in paths.items() if p is None]
     if missing:
         reason = "offline" if offline else ("downloads failed: " + "; ".join(failures)) if failures else "downloading not allowed"
-        report = missing_report(((entries[m], weights_search_paths(entries[m], weights_dirs)) for m in missing), reason)
-        raise WeightsNotFoundError(report)
+        raise missing_error(((entries[m], weights_search_paths(entries[m], weights_dirs)) for m in missing),
+                            reason, weights_dirs)
     return paths
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from .entry import WeightsEntry, file_sha256
-from .errors import ExtractorError, WeightsIntegrityError
+from .errors import ExtractorError, WeightsIntegrityError, WeightsNotFoundError
 
 ENV_VAR = "MEGA_PIPE_WEIGHTS_DIR"
 _OPEN_CLIP_CACHE = "~/.cache/clip"  # open_clip's download_pretrained_from_url default
@@ -100,10 +100,24 @@ def verify_file(entry: WeightsEntry, path: Path) -> str:
     return digest
 
 
-def missing_report(missing: Iterable[tuple[WeightsEntry, list[Path]]], reason: str) -> str:
-    """The one message of :class:`WeightsNotFoundError`: per missing entry, paths searched and hint."""
+def missing_error(missing: Iterable[tuple[WeightsEntry, list[Path]]], reason: str,
+                  weights_dirs: Sequence[str | os.PathLike] = ()) -> WeightsNotFoundError:
+    """The :class:`WeightsNotFoundError` for the missing entries: one line (modalities, files,
+    the folders the user named, what to do), and as ``detail`` every path searched and how to
+    get each file."""
     missing = list(missing)
-    lines = [f"weights not found for {len(missing)} modalit{'y' if len(missing) == 1 else 'ies'} ({reason}):"]
+    head = f"weights not found for {len(missing)} modalit{'y' if len(missing) == 1 else 'ies'} ({reason})"
+    named = [*map(str, weights_dirs), *(d for d in os.environ.get(ENV_VAR, "").split(os.pathsep) if d)]
+    where = f"not in {', '.join(dict.fromkeys(named))} nor the library caches; " if named else ""
+    line = (f"{head}: {', '.join(f'{e.modality} ({e.filename})' for e, _ in missing)}; {where}pass the "
+            f"folder holding them as --weights-dir (`mega-pipe weights list` shows where they are looked "
+            f"for, --debug every path searched), or use --models tiny (small random models)")
+    return WeightsNotFoundError(line, missing_report(missing, head))
+
+
+def missing_report(missing: Iterable[tuple[WeightsEntry, list[Path]]], head: str) -> str:
+    """Per missing entry, the paths searched and how to get it (``WeightsNotFoundError.detail``)."""
+    lines = [f"{head}:"]
     for entry, paths in missing:
         lines.append(f"  {entry.modality} ({entry.name}, {entry.filename}); searched:")
         lines += [f"    {p}" for p in paths]

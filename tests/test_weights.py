@@ -176,8 +176,9 @@ def test_missing_weights_fail_fast_with_every_searched_path(tmp_path: Path, monk
     empty.mkdir()
     with pytest.raises(WeightsNotFoundError) as info:
         build_extractors("paper", MODALITIES, offline=True, weights_dirs=[empty], allow_download=True)
-    message = str(info.value)
-    assert "6 modalities" in message and "offline" in message   # + bassl (an archive)
+    line, message = str(info.value), info.value.detail       # one line; every path in the detail
+    assert "\n" not in line and "6 modalities" in line and "offline" in line   # + bassl (an archive)
+    assert str(empty) in line and str(tmp_path / "env") in line      # the folders the user named
     for m in ("clip", "place", "appr", "action", "audio"):  # subtitle is found in its package
         entry = entry_for("paper", m)
         paths = weights_search_paths(entry, [empty])
@@ -186,7 +187,7 @@ def test_missing_weights_fail_fast_with_every_searched_path(tmp_path: Path, monk
         for p in paths:
             assert str(p) in message
         assert entry.fetch_hint in message
-    assert "--weights-dir" in message and "--models tiny" in message and not list(empty.iterdir())
+    assert "--weights-dir" in line and "--models tiny" in line and not list(empty.iterdir())
 
 
 def test_resolution_order(tmp_path: Path, monkeypatch, isolated_caches: Path) -> None:

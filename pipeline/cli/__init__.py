@@ -30,11 +30,12 @@ traceback instead of the one line.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
 
-from ...extractors.errors import ExtractorError
+from ...extractors.errors import ExtractorError, WeightsNotFoundError
 from ...manifests.errors import MegaPipeError
 from . import demo, export, extract, manifest, pretrain, report, search, segment, train, weights
 from .extract import add_extract_options, extract_config
@@ -61,12 +62,58 @@ class UsageError(MegaPipeError):
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line naming the command and where its options are
     listed (raised as :class:`UsageError`), not argparse's usage block; sub-commands' parsers
-    are of this class too."""
+    are of this class too. An unknown option is reported by the sub-command that was given it,
+    with its closest known options; a mistyped command lists the commands without the hidden
+    aliases."""
 
     def error(self, message: str):
         command = self.prog.partition(" ")[2]       # "train", "manifest synth"; "" at the top
         raise UsageError(f"{command + ': ' if command else ''}{message} "
                          f"(`{self.prog} --help` lists the options)")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            where = _innermost(self, parsed)
+            hints = _close_options(where, extra)
+            where.error(f"unrecognized arguments: {' '.join(extra)}"
+                        + (f"; did you mean {' or '.join(hints)}?" if hints else ""))
+        return parsed
+
+    def _check_value(self, action, value):
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            shown = [c for c in action.choices if c not in manifest.ALIASES]
+            close = difflib.get_close_matches(value, shown, n=2)
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {value!r}"
+                + (f"; did you mean {' or '.join(map(repr, close))}?" if close else "")
+                + f" (choose from {', '.join(map(repr, shown))})")
+        super()._check_value(action, value)
+
+
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub-)parser of the command given: ``mega-pipe manifest synth ...`` -> synth's."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if name not in (subs[0].choices if subs else {}):
+            return parser
+        parser = subs[0].choices[name]
+
+
+def _close_options(parser: argparse.ArgumentParser, extra: list[str]) -> list[str]:
+    """The options of ``parser`` closest to the unknown ``--options`` among ``extra``: spelling
+    (``--epochz`` -> ``--epochs``), or a known option ending in the given name (``--epochs`` ->
+    ``--pretrain-epochs``)."""
+    known = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    out: list[str] = []
+    for word in extra:
+        if not word.startswith("--"):
+            continue
+        word = word.partition("=")[0]
+        out += difflib.get_close_matches(word, known, n=2, cutoff=0.7)
+        out += [k for k in known if k.endswith("-" + word[2:])]
+    return list(dict.fromkeys(out))[:3]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except (MegaPipeError, ExtractorError) as e:
         if debug:
+            if isinstance(e, WeightsNotFoundError):
+                log.error("%s", e.detail)      # every path searched, above the traceback
             raise
         log.error("%s", e)
         return 2
