@@ -50,7 +50,7 @@ def make_long_inputs(root: Path, shots: int = 2000, duration_s: float = 7200.0, 
     # the generator's films average ~4.2-4.3 shots per scene
     n_scenes = max(5, round(shots / 4.2))
     manifest_path = generate(root / "synth", 1, seed=seed, modalities=MODALITIES,
-                             params=SynthParams(scenes=(n_scenes, n_scenes)))
+                             params=SynthParams(scenes=(n_scenes, n_scenes)), overwrite=True)
     entry = json.loads(manifest_path.read_text().splitlines()[0])
     folder = Path(entry["features"])
     if not folder.is_absolute():

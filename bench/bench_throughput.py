@@ -34,7 +34,8 @@ DIMS = {"scene": {"bassl": 2048, "place": 2048, "clip": 512},
 def measure(task: str, work: Path, args) -> dict:
     scenes = tuple(int(x) for x in args.act_scenes.split(",")) if task == "act" else (40, 80)
     params = SynthParams(scenes=scenes, sentence_dim=768)
-    manifest = generate(work / f"synth_{task}", args.movies, seed=0, modalities=DIMS[task], params=params)
+    manifest = generate(work / f"synth_{task}", args.movies, seed=0, modalities=DIMS[task], params=params,
+                        overwrite=True)
     cuda = args.device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()

@@ -100,7 +100,8 @@ def main() -> None:
     args = ap.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="mega-bench-"))
     t0 = time.perf_counter()
-    manifest = generate(work / "synth", args.movies, seed=args.seed, modalities=model_set_dims("tiny"))
+    manifest = generate(work / "synth", args.movies, seed=args.seed, modalities=model_set_dims("tiny"),
+                        overwrite=True)
     report: dict = {"movies": args.movies, "seed": args.seed, "generate_s": time.perf_counter() - t0}
 
     plans = {  # run name -> (task, config, training manifest)

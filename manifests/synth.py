@@ -73,7 +73,10 @@ test movies keep their shot gold for evaluation.
 """
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, NamedTuple
@@ -90,6 +93,9 @@ from .features import (
 )
 from .provenance import code_version
 from .schema import MovieEntry, write_manifest
+
+#: Written in every movie folder's manifest.json (``config.generator``): how a set is recognised.
+GENERATOR = "mega_pipe.manifests.synth"
 
 #: Where the studyforrest structure annotations live; overridable for other checkouts.
 STRUCTURE_DIR_ENV = "MEGA_PIPE_STRUCTURE_DIR"
@@ -380,7 +386,7 @@ def _write_movie(folder: Path, movie_id: str, movie: _Movie, modalities: Mapping
         "code_version": version,
         "source": {"synthetic": True, "seed": seed},
         "probe": {"duration_s": float(end_frames[-1] / FPS), "video": {"frame_rate": f"{FPS}/1"}},
-        "config": {"generator": "mega_pipe.manifests.synth", **asdict(p)},
+        "config": {"generator": GENERATOR, **asdict(p)},
         "models": meta,
         "stages": {},
         "outputs": out.outputs(list(modalities), synopsis=True),
@@ -410,6 +416,7 @@ def generate(
     structure_dir: str | os.PathLike | None = None,
     variant: str | None = None,
     tripod_setting: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``n_movies`` synthetic movies under ``out_dir`` and return the manifest path.
 
@@ -421,10 +428,18 @@ def generate(
     ``tp_shots`` (with ``tripod_setting``, training movies have none: module docstring); the
     split fractions come from ``params.splits``. ``variant`` (None: the params') picks
     "default", "relational" or "context" (module docstring).
+
+    A folder that already holds a set (:func:`existing_set`) is refused, nothing touched;
+    ``overwrite`` replaces it: the old set's movie folders are removed (only those: other files
+    in ``out_dir`` stay) and the new set written.
     """
     if n_movies < 1:
         raise MegaPipeError(f"--movies must be at least 1 (got {n_movies})")
     check_output_dir(out_dir, "OUT")
+    old = existing_set(out_dir)
+    if old is not None and not overwrite:
+        raise MegaPipeError(f"{out_dir} already holds a synthetic set ({old[0]}); use --overwrite "
+                            "to replace it, or another OUT")
     modalities = dict(modalities)
     if not modalities:
         raise MegaPipeError("no modalities: give at least one, e.g. clip:32")
@@ -432,6 +447,9 @@ def generate(
     if variant is not None:
         p = replace(p, variant=variant)
     structure = load_structure(structure_dir)
+    if old is not None:
+        for folder in old[1]:          # the old set's movie folders, nothing else
+            shutil.rmtree(folder)
     world = _make_world(np.random.default_rng([seed, 0x5EED]), modalities, p)
     splits = _assign_splits(np.random.default_rng([seed, 0x5B17]), n_movies, p.splits)
     out = Path(out_dir)
@@ -458,6 +476,34 @@ def generate(
     manifest = out / "manifest.jsonl"
     write_manifest(manifest, entries)
     return manifest
+
+
+_MOVIE_FOLDER = re.compile(r"synth\d{4,}")
+
+
+def existing_set(out_dir: str | os.PathLike) -> tuple[str, list[Path]] | None:
+    """What of a synthetic set ``out_dir`` already holds: a description ("manifest.jsonl, 12
+    movie folders") and the movie folders this generator wrote there (``synthNNNN/`` whose manifest
+    names it); None when it holds neither those nor a manifest.jsonl."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return None
+    folders = []
+    for d in sorted(out.iterdir()):
+        if not (d.is_dir() and _MOVIE_FOLDER.fullmatch(d.name)):
+            continue
+        try:
+            made = json.loads((d / FeatureFolder.MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(made, dict) and (made.get("config") or {}).get("generator") == GENERATOR:
+            folders.append(d)
+    manifest = out / "manifest.jsonl"
+    if not folders and not manifest.exists():
+        return None
+    parts = (["manifest.jsonl"] if manifest.exists() else []) + \
+        ([f"{len(folders)} movie folder{'' if len(folders) == 1 else 's'}"] if folders else [])
+    return ", ".join(parts), folders
 
 
 def parse_modalities(text: str) -> dict[str, int]:

@@ -49,17 +49,25 @@ def embed_key(checkpoint_fp: str, shots_fp: str, seq_len: int) -> str:
                      seq_len=seq_len)
 
 
-def check_models(folder: FeatureFolder, models: dict) -> None:
-    """The folder's features come from the models the checkpoint was pretrained on."""
+def check_models(folder: FeatureFolder, models: dict) -> list[str]:
+    """The folder's features must have the dimensions the checkpoint was pretrained on (else one
+    error line). Features of another model than the checkpoint's with the same dimensions are
+    accepted, as ``segment`` accepts them (a checkpoint pretrained on synthetic features embeds a
+    ``--models tiny`` folder); returned as notes ("clip: clip-tiny, not synthetic") for a warning:
+    the embeddings are only meaningful for features like those the encoders learnt from."""
     meta = folder.modality_meta()
+    notes = []
     for m, want in models.items():
         have = meta.get(m)
         if have is None or have.get("absent"):
             continue   # missing on every shot: null column
-        got = (have.get("model_id"), have.get("weights_sha256"), have.get("dim"))
-        if got != (want["model_id"], want["weights_sha256"], want["dim"]):
-            raise MegaPipeError(f"{folder}: modality {m} comes from model {got[0]} ({got[2]}-d), the checkpoint "
-                                f"was pretrained on {want['model_id']} ({want['dim']}-d)")
+        if have.get("dim") != want["dim"]:
+            raise MegaPipeError(f"{folder}: modality {m} comes from model {have.get('model_id')} "
+                                f"({have.get('dim')}-d), the checkpoint was pretrained on "
+                                f"{want['model_id']} ({want['dim']}-d)")
+        if (have.get("model_id"), have.get("weights_sha256")) != (want["model_id"], want["weights_sha256"]):
+            notes.append(f"{m}: {have.get('model_id')}, not {want['model_id']}")
+    return notes
 
 
 @torch.no_grad()
@@ -85,8 +93,15 @@ def embed_folders(checkpoint: str | os.PathLike, folders: Sequence[str | os.Path
             "modalities": list(model.modalities), "seq_len": model.settings.seq_len,
             "config": state["settings"].get("config"), "code_version": code_version()}
     checked = [FeatureFolder(f).require_complete() for f in folders]   # all inputs before any work
+    other = sorted({n for f in checked for n in check_models(f, state["models"])})
+    if other:
+        log.warning("the features come from other models than the checkpoint was pretrained on "
+                    "(%s); the dimensions match, so they are embedded, but the embeddings mean "
+                    "something only for features like those the encoders learnt from",
+                    "; ".join(other))
     records = []
-    for folder in tqdm(checked, desc="embed", unit="movie", file=sys.stderr, disable=not progress):
+    for folder in tqdm(checked, desc="embed", unit="movie", file=sys.stderr,
+                       disable=(not progress) or None):
         records.append(_embed_one(folder, model, normalizer, state, meta, ckpt_fp, dev))
     return records
 
@@ -100,7 +115,6 @@ def _embed_one(folder: FeatureFolder, model: PretrainModel, normalizer, state: d
         n_shots = folder.n_shots()
         if folder.cached_key(FeatureFolder.EMBEDDINGS) == key:
             return {"folder": str(folder), "status": "cached", "shots": n_shots}
-        check_models(folder, state["models"])
         movie = read_movie(folder, model.modalities, dims=model.modality_dims)
         normalizer.apply(movie)
         per, fused = movie_embeddings(model, movie, device)

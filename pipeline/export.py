@@ -441,12 +441,19 @@ def render(src: Source, fmt: str, level: str) -> str:
     return WRITERS[fmt](src, segs)
 
 
+def warn_replacing(path: str | os.PathLike) -> None:
+    """An output that replaces an existing file says so (one warning line), never silently."""
+    if Path(path).is_file():
+        log.warning("replacing existing %s", path)
+
+
 def write_export(src: Source | dict, fmt: str, level: str | None, path: str | os.PathLike) -> Path:
     """Write ``level`` (default: scenes when present, else shots) of ``src`` (a :class:`Source`
     or a boundaries dict) to ``path`` in ``fmt``, atomically."""
     if isinstance(src, dict):
         src = source_of(validate(src, "boundaries"), "boundaries")
     text = render(src, fmt, level or src.default_level())
+    warn_replacing(path)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
@@ -508,6 +515,7 @@ def apply_chapters(src: Source, level: str, movie: str | os.PathLike,
     with tempfile.TemporaryDirectory(prefix="mega-pipe-chapters-") as d:
         meta_path = Path(d) / "chapters.ffmetadata"
         meta_path.write_text(meta, encoding="utf-8")
+        warn_replacing(out)
         with atomic_path(out) as tmp:
             cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-i", str(movie),
                    "-f", "ffmetadata", "-i", str(meta_path), "-map", "0", "-map_metadata", "0",

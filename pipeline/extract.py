@@ -39,6 +39,7 @@ from .probe import ProbeInfo, probe
 from .shots import Shot
 from .write import (
     begin_writing,
+    check_strict,
     finish_movie,
     up_to_date,
     write_features,
@@ -67,6 +68,7 @@ def _extract(inp: MovieInput, info: ProbeInfo, folder: FeatureFolder, movie_id: 
              cfg: ExtractConfig, extractors: ExtractorPool) -> dict:
     t_run = time.perf_counter()
     plan = plan_movie(inp, info, folder, movie_id, cfg, extractors)
+    _check_strict_absent(plan, cfg)
     cached = up_to_date(plan, cfg)
     if cached is not None:
         return cached
@@ -82,6 +84,21 @@ def _extract(inp: MovieInput, info: ProbeInfo, folder: FeatureFolder, movie_id: 
     manifest["seconds"] = time.perf_counter() - t_run
     stages["process"] = {"max_rss_mb": _max_rss_mb()}
     return finish_movie(plan, cfg, manifest)
+
+
+def _check_strict_absent(plan: MoviePlan, cfg: ExtractConfig) -> None:
+    """--strict and a requested modality the movie lacks (no audio stream, no subtitles): the
+    movie fails, in one line that also says how to go on (leave the modality out)."""
+    if not (cfg.strict and plan.absent):
+        return
+    try:
+        check_strict(cfg, plan.movie_id, plan.warnings)
+    except MegaPipeError as e:
+        lacking = " and ".join(plan.absent)
+        how = (f"with --modalities {','.join(plan.wanted)}" if plan.wanted else
+               "(the movie has none of the requested modalities)")
+        raise MegaPipeError(f"{e}; to go on without {lacking}, leave "
+                            f"{'it' if len(plan.absent) == 1 else 'them'} out {how}") from None
 
 
 def _max_rss_mb() -> float | None:

@@ -118,7 +118,7 @@ def probe(path: str | Path, audio_track: str | None = None,
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not a readable media file ({e})") from None
+        raise InputError(f"{path}: not a readable media file ({_reason(e)})") from None
     with container:
         if not container.streams.video:
             raise InputError(f"{path}: no video stream (streams: "
@@ -140,6 +140,12 @@ def probe(path: str | Path, audio_track: str | None = None,
                          subtitles=subs, audio_tracks=tracks, subtitle_track=s_pos)
 
 
+def _reason(e: Exception) -> str:
+    """FFmpeg's (or the OS's) message, without the errno and the file name that ``str(e)``
+    adds (``[Errno 1094995529] Invalid data found when processing input: 'x.mp4'``)."""
+    return getattr(e, "strerror", None) or str(e)
+
+
 def _video_info(container, path: Path) -> VideoInfo:
     """The first video stream: exact rate and time base, rotation (from its first decoded
     frame), frame size and display size."""
@@ -157,7 +163,7 @@ def _video_info(container, path: Path) -> VideoInfo:
     except StopIteration:
         raise InputError(f"{path}: video stream contains no decodable frame") from None
     except av.FFmpegError as e:
-        raise InputError(f"{path}: cannot decode video ({e})") from None
+        raise InputError(f"{path}: cannot decode video ({_reason(e)})") from None
     sar = _fraction(vs.sample_aspect_ratio) or Fraction(1)
     width, height = cc.width or vs.width, cc.height or vs.height
     if not width or not height:

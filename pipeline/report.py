@@ -288,7 +288,8 @@ def gather(boundaries: Path | None = None, features: Path | None = None,
     _add_matrices(data, doc, feats, starts, ends, matrix_size)
     if thumbnails:
         t0 = time.perf_counter()
-        log.info("thumbnails: %d shots from %s", len(starts), movie_path)
+        log.info("thumbnails: %d shot%s from %s", len(starts), "" if len(starts) == 1 else "s",
+                 movie_path)
         data["thumbnails"] = make_thumbnails(
             movie_path, thumbnail_times(starts, ends, data["frames"]), thumbnail_width)
         missing = sum(t is None for t in data["thumbnails"])
@@ -498,8 +499,9 @@ def _timeline_figure(data: dict):
     _time_axis(ax, dur)
     ax.set_ylim(0, 3)
     ax.set_yticks([0.5, 1.5, 2.5], ["shots", "scenes", "acts"])
-    ax.set_title(f"{data['movie']['id']}: {len(starts)} shots"
-                 + (f", {len(data['scenes'])} scenes" if data["scenes"] else ""), loc="left", pad=18)
+    n_sc = len(data["scenes"] or [])
+    ax.set_title(f"{data['movie']['id']}: {len(starts)} shot{'' if len(starts) == 1 else 's'}"
+                 + (f", {n_sc} scene{'' if n_sc == 1 else 's'}" if n_sc else ""), loc="left", pad=18)
     return fig
 
 
@@ -587,6 +589,7 @@ def write_report(boundaries: Path | None, out: Path, features: Path | None = Non
     data = gather(boundaries, features, movie, thumbnails, thumbnail_width, matrix_size, out)
     html = render_html(data)
     pngs = render_pngs(data) if png_dir is not None else {}
+    export.warn_replacing(out)
     with atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")
     for name, blob in pngs.items():

@@ -44,6 +44,8 @@ from ..extractors.weights import verify_file
 from ..manifests.atomic import atomic_path, write_text
 from ..manifests.errors import MegaPipeError
 from ..manifests.features import FeatureFolder
+from .export import warn_replacing
+from .inputs import VIDEO_SUFFIXES
 from .report import make_thumbnails
 
 log = logging.getLogger(__name__)
@@ -173,6 +175,12 @@ def feature_folders(paths: Sequence[Path]) -> list[FeatureFolder]:
         if f.manifest_path.is_file():
             out.append(f)
             continue
+        if Path(p).is_file() and Path(p).suffix.lower() in VIDEO_SUFFIXES:
+            raise MegaPipeError(f"{p} is a video file, not a feature folder: extract it first "
+                                f"(`mega-pipe extract {p} --out OUT`), then search OUT/")
+        if Path(p).is_file():
+            raise MegaPipeError(f"{p} is a file, not a feature folder (search reads the folders "
+                                "`mega-pipe extract` writes)")
         if not Path(p).is_dir():
             raise MegaPipeError(f"{p}: no such feature folder")
         kids = [FeatureFolder(c) for c in sorted(Path(p).iterdir())
@@ -398,6 +406,8 @@ class Searcher:
         if self.encoder.entry.name != self.cat.model_id:
             raise MegaPipeError(f"the text encoder is {self.encoder.entry.name}, the features are "
                                 f"{self.cat.model_id}'s")
+        # tiny models have random, untrained weights: said once, with the first results
+        self.untrained = self.encoder.entry.model_set == "tiny"
         self.index: VectorIndex | None = None
         self.index_state = "none"
         if use_index:
@@ -409,6 +419,11 @@ class Searcher:
                 m.vectors = self.index.vectors[a:b]
 
     def search(self, query: str, *, top_k: int = 10, per_movie: int = 3, nms_iou: float = 0.5) -> SearchResult:
+        if self.untrained:
+            self.untrained = False
+            log.warning("the clip features come from %s, a tiny model with random, untrained "
+                        "weights (--models tiny): the ranking is meaningless; extract with "
+                        "--models paper to search for real", self.cat.model_id)
         t0 = time.perf_counter()
         q = self.encoder.encode([query])[0]
         return self.search_vector(query, q, top_k=top_k, per_movie=per_movie, nms_iou=nms_iou, t0=t0)
@@ -467,6 +482,7 @@ def format_results(results: Sequence[SearchResult], fmt: str) -> str:
 
 
 def write_results(path: Path, text: str) -> None:
+    warn_replacing(path)
     write_text(path, text)
 
 
@@ -495,5 +511,6 @@ def write_html(results: Sequence[SearchResult], path: Path, width: int = 160) ->
             "<style>body{font-family:sans-serif}td,th{padding:4px 8px;border-bottom:1px solid #ddd}</style>"
             "<table><tr><th>query</th><th>rank</th><th>movie</th><th>moment</th><th>score</th>"
             "<th>middle frame</th></tr>" + "".join(rows) + "</table>\n")
+    warn_replacing(path)
     write_text(path, page)
     return sum(t is not None for t in thumbs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +40,13 @@ from ..model.unsupervised import (
     folder_features,
     snap_to_scenes,
 )
-from .export import apply_chapters, check_apply_target, source_of
+from .export import apply_chapters, check_apply_target, source_of, warn_replacing
 from .cache import file_fingerprint, stage_key
 from .extract import run_extract
 from .inputs import ExtractConfig, MovieInput, movie_id_of
 from .models import ExtractorPool
+
+log = logging.getLogger(__name__)
 
 
 def check_dims(ckpt, features: Path, which: str) -> None:
@@ -51,22 +54,42 @@ def check_dims(ckpt, features: Path, which: str) -> None:
     ``--models`` set that gives the checkpoint's dimensions, or else the synthetic set that
     matches the movie's features (to train a checkpoint that fits them)."""
     meta = FeatureFolder(features).modality_meta()
+    _refuse_other_dims(ckpt, {m: v["dim"] for m, v in meta.items() if v.get("dim") is not None},
+                       {m: str(v.get("model_id")) for m, v in meta.items()}, which)
+
+
+def check_model_set(cfg: ExtractConfig, ckpts: dict) -> None:
+    """Before any work: the model set that will extract the movie (``--models``) must give the
+    dimensions each checkpoint was trained on. Checkpoints do not record which models made their
+    training features (a synthetic set has none), so the dimensions are all there is to go by;
+    the error names the checkpoint's dimensions and the model set that gives them, if any."""
+    wanted = set(cfg.modalities) if cfg.modalities is not None else set(MODALITIES)
+    mods = [m for m in MODALITIES if m in wanted]
+    have = {m: entry_for(cfg.model_set, m).dim for m in mods}
+    for task, ckpt in ckpts.items():
+        _refuse_other_dims(ckpt, have, {}, task, cfg.model_set)
+
+
+def _refuse_other_dims(ckpt, have: dict, models: dict, which: str,
+                       model_set: str | None = None) -> None:
     want = dict(ckpt.model.modality_dims)
-    wrong = [m for m in want if meta.get(m, {}).get("dim") not in (None, want[m])]
+    wrong = [m for m in want if have.get(m) not in (None, want[m])]
     if not wrong:
         return
     sets = [s for s in MODEL_SETS
             if all(m in MODALITIES and entry_for(s, m).dim == d for m, d in want.items())]
     if sets:
-        advice = f"extract with --models {sets[0]}"
+        advice = (f"use --models {sets[0]}, the model set whose features have these dimensions"
+                  if model_set else f"extract with --models {sets[0]}")
     else:
-        have = format_modalities({m: v["dim"] for m, v in meta.items()})
+        fits = format_modalities(have)
         advice = ("no model set gives the checkpoint's dimensions: train one on features like the "
-                  f"movie's, e.g. `mega-pipe manifest synth OUT --modalities {have}`")
+                  f"movie's, e.g. `mega-pipe manifest synth OUT --modalities {fits}`")
+    given = f" (--models {model_set})" if model_set else \
+        f" (model {', '.join(models.get(m, 'None') for m in wrong)})"
     raise MegaPipeError(
         f"{which} checkpoint expects {format_modalities({m: want[m] for m in wrong})} but the "
-        f"movie's features are {format_modalities({m: meta[m]['dim'] for m in wrong})} "
-        f"(model {', '.join(str(meta[m].get('model_id')) for m in wrong)}): {advice}")
+        f"movie's features are {format_modalities({m: have[m] for m in wrong})}{given}: {advice}")
 
 
 def missing_modalities(ckpts: dict, features: Path) -> list[str]:
@@ -105,6 +128,14 @@ def _prior_turning_points(shots: dict, scene: dict | None, threshold: float) -> 
     return {"posteriors": post,
             "method": {"name": ACT_METHOD, "position": "shot index",
                        "snapped_to_scenes": snapped}}
+
+
+def _synopsis_unused(manifest: dict, why: str) -> None:
+    """A synopsis given to a segment run that does not read it is said to be unused."""
+    if (manifest.get("source") or {}).get("synopsis"):
+        log.warning("%s: the synopsis is not used: %s (only act-sync checkpoints, trained with "
+                    "synopsis_guidance, use the movie's synopsis: docs/training.md)",
+                    manifest.get("movie_id"), why)
 
 
 def _model(ckpt) -> dict:
@@ -152,10 +183,14 @@ def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: f
         if ckpts["act"].cfg.synopsis_guidance and not guided:
             missing.append("synopsis: none (segment --synopsis); turning points from the shot model alone, "
                            "without the synopsis guidance its config asks for")
+        elif not ckpts["act"].cfg.synopsis_guidance:
+            _synopsis_unused(manifest, "the act checkpoint's config has no synopsis guidance")
         act = {"posteriors": np.asarray(predict_act(ckpts["act"], features)),
                "method": {"name": "checkpoint", "checkpoint": str(paths.get("act")),
                           "synopsis_guided": guided, **_model(ckpts["act"])}}
     else:
+        _synopsis_unused(manifest, "without --act-checkpoint the turning points come from "
+                         "TRIPOD's position prior")
         act = _prior_turning_points(shots, scene, threshold)
     return build_boundaries(manifest, features, shots, scene, act, missing, threshold)
 
@@ -187,10 +222,12 @@ def segment_movie(movie: MovieInput, out: Path, cfg: ExtractConfig, features_roo
 
 def segment_config(cfg: ExtractConfig, ckpts: dict) -> ExtractConfig:
     """The extraction config of a segment run: the modalities the checkpoints need, unless the
-    user chose some."""
+    user chose some; refused before any work when its model set cannot give the checkpoints'
+    feature dimensions (:func:`check_model_set`)."""
     if cfg.modalities is None and ckpts:
         cfg = dataclasses.replace(cfg, modalities=tuple(dict.fromkeys(
             m for c in ckpts.values() for m in c.modalities)))
+    check_model_set(cfg, ckpts)
     return cfg
 
 
@@ -232,5 +269,6 @@ def boundaries_of(movie: MovieInput, out: Path, cfg: ExtractConfig, features_roo
         "act_checkpoint": str(paths["act"]) if paths.get("act") else None,
         "features": str(features), "models": manifest["models"], "code_version": code_version(),
         "key": key}
+    warn_replacing(out)
     write_boundaries(out, doc)
     return doc, manifest, False

@@ -176,3 +176,28 @@ def test_probe_report(world, capsys):
     for r in report["results"].values():
         assert 0.0 <= r["ap"] <= 1.0 and r["input_dim"] > 0
     assert report["results"]["fused"]["input_dim"] == 64 and report["results"]["raw"]["input_dim"] == 56
+
+
+def test_features_of_another_model_with_the_same_dims_are_embedded_with_a_warning(world, tmp_path, capsys):
+    """As segment does: a checkpoint pretrained on synthetic features embeds a folder whose clip
+    comes from the tiny set's model when the dimensions match, saying so once."""
+    src = FeatureFolder(world["folders"][1])
+    tiny = tmp_path / "tiny-clip"
+    import shutil
+
+    shutil.copytree(src.path, tiny)
+    table = src.read_shots()
+    shots = [SimpleNamespace(index=i, start_frame=table["start_frame"][i].as_py(), end_frame=table["end_frame"][i].as_py(),
+                             start_s=table["start_s"][i].as_py(), end_s=table["end_s"][i].as_py())
+             for i in range(table.num_rows)]
+    meta = src.modality_meta()
+    meta["clip"] = {**meta["clip"], "model_id": "clip-tiny", "weights_sha256": "abc"}
+    pooled = {m: (vectors_of(table[m]), np.ones(table.num_rows, np.int32)) for m in MODS}
+    FeatureFolder(tiny).write_shots(shots_table(src.movie_id, shots, pooled, meta))
+    assert main(["embed", "--checkpoint", str(world["ckpt"]), str(tiny)]) == 0   # progress on
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["written"] == 1
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: the features come from other models")
+    assert "clip: clip-tiny, not synthetic" in err[0] and "the dimensions match" in err[0]
+    assert "movie/s" not in captured.err      # the bar is off when stderr is not a terminal

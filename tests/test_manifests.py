@@ -333,7 +333,7 @@ def test_tripod_name_map_and_cli(tmp_path, capsys):
                  "--features", str(paths["features"]), "--manifest", str(manifest),
                  "--synopsis-dir", str(tmp_path / "syn"), "--name-map", str(name_map)]) == 0
     out = capsys.readouterr().out
-    assert "'Heist Movie' -> tt0000042 (train): 8 sentences, 2 annotation(s)" in out
+    assert "'Heist Movie' -> tt0000042 (train): 8 sentences, 2 annotations" in out
     assert "'Quiet Drama': not in the name map, skipped" in out
     [entry] = read_manifest(manifest, check_features=False)
     assert entry.movie_id == "tt0000042" and (tmp_path / "syn" / "tt0000042.txt").is_file()

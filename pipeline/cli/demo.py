@@ -23,6 +23,7 @@ def _cmd_demo(args) -> int:
 
 def add_cli(sub) -> None:
     p = sub.add_parser("demo", help="generate a sample movie and extract its features (tiny models)")
-    p.add_argument("--out", type=Path, default=Path("mega-pipe-demo"))
+    p.add_argument("--out", type=Path, default=Path("mega-pipe-demo"),
+                   help="folder for the sample movie and its features/ (default ./mega-pipe-demo)")
     add_extract_options(p, models="tiny")
     p.set_defaults(func=_cmd_demo)

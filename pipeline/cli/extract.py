@@ -17,6 +17,11 @@ from ..shots import DETECTORS, DetectorConfig
 log = logging.getLogger(__name__)
 
 
+def plural(n: int, word: str) -> str:
+    """``1 shot``, ``2 shots``, ``0 movies``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def csv_list(value: str) -> tuple[str, ...]:
     """``"a, b,,c"`` -> ``("a", "b", "c")``."""
     return tuple(v.strip() for v in value.split(",") if v.strip())
@@ -51,7 +56,8 @@ def add_extract_options(parser: argparse.ArgumentParser, models: str = "paper") 
     p.add_argument("--modalities", type=csv_list, default=None,
                    help="comma-separated subset of clip,place,appr,action,audio,subtitle,bassl "
                    "(default: the first six; with key frames bassl,place,clip)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the encoders run (default auto: cuda when there is a GPU)")
     p.add_argument("--encoder-precision", default="fp32", choices=ENCODER_PRECISIONS,
                    help="the feature encoders' forward pass: fp32 (default, exact) or bf16 "
                    "autocast (GPU throughput; every feature changes by bf16 rounding and is "
@@ -137,10 +143,12 @@ def run_catalogue_command(args, job, inputs, line) -> int:
     for r in results:
         if r["status"] in ("done", "cached"):
             print(line(r))
-    print(f"{len(results)} movies: {counts(results)}; summary -> {path}")
     failed = [r for r in results if r["status"] not in ("done", "cached")]
+    for r in failed:                     # one line each, the summary table has them too
+        print(f"{r['movie_id']}: {r['status']}: {r['error']}")
+    print(f"{plural(len(results), 'movie')}: {counts(results)}; summary -> {path}")
     if failed:
-        log.info("%d of %d movie(s) failed", len(failed), len(results))
+        log.info("%d of %s failed", len(failed), plural(len(results), "movie"))
         return 1
     return 0
 
@@ -169,7 +177,7 @@ def summary_line(out: Path, m: dict) -> str:
     mods = ", ".join(f"{k}({st.get(k, {}).get('samples', 0)})" for k in m["modalities"]) or \
         "no features"
     cached = "cached" if m.get("up_to_date") else f"{m['seconds']:.1f} s"
-    return (f"{m['movie_id']}: {st['shots']['count']} shots, {m['timeline']['duration_s']:.1f} s "
+    return (f"{m['movie_id']}: {plural(st['shots']['count'], 'shot')}, {m['timeline']['duration_s']:.1f} s "
             f"of video, {mods} -> {Path(out) / m['movie_id']} [{cached}]"
             + (f"; warnings: {'; '.join(m['warnings'])}" if m["warnings"] else ""))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from ...extractors.registry import model_set_dims
@@ -21,6 +22,7 @@ from ...manifests.schema import SPLITS
 from ...manifests.synth import VARIANTS, format_modalities, generate, parse_modalities
 from ...manifests.tripod import convert_tripod, read_name_map
 from ..synopsis import SynopsisFolderWriter
+from .extract import plural
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ def _tripod_options(p: argparse.ArgumentParser) -> None:
                         "sentences (default paper: all-MiniLM-L6-v2, installed with mega-pipe)")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"),
                    help="with --synopses-only: where the sentence encoder runs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_tripod, parser=p)
 
 
@@ -78,7 +81,8 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("out", type=Path, metavar="OUT",
                    help="output folder (one sub-folder per movie + manifest.jsonl)")
     p.add_argument("--movies", type=int, default=50, help="number of movies (default 50)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="the set's random seed: the same seed gives the same set (default 0)")
     p.add_argument("--variant", choices=VARIANTS, default="default",
                    help="relational: every movie draws its scene content and camera set-ups afresh, "
                         "so only within-movie similarity marks a scene; context: as relational, and "
@@ -91,6 +95,9 @@ def _synth_options(p: argparse.ArgumentParser) -> None:
                         "sentences are labelled, as on TRIPOD")
     p.add_argument("--modalities", default=format_modalities(tiny_modalities()),
                    help="name:dim,name:dim,... (default: the tiny extractor set's, %(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="OUT already holds a synthetic set: replace it (its movie folders are "
+                   "removed; other files in OUT are kept)")
     p.set_defaults(func=_cmd_synth)
 
 
@@ -125,7 +132,7 @@ def _cmd_movienet(args: argparse.Namespace) -> int:
         print(f"{imdb}: skipped: {why}")
     for warning in report.warnings:
         log.warning("%s", warning)
-    print(f"wrote {args.manifest}: {len(report.entries)} movies "
+    print(f"wrote {args.manifest}: {plural(len(report.entries), 'movie')} "
           f"({len(report.skipped)} skipped)")
     return 0
 
@@ -135,30 +142,49 @@ def _cmd_tripod(args: argparse.Namespace) -> int:
     if not csvs:
         args.parser.error("give at least one of --train, --val, --test")
     name_map = read_name_map(args.name_map) if args.name_map else None
-    writer = None
+    writer = bar = None
     if args.synopses_only:
+        from tqdm import tqdm
 
         writer = SynopsisFolderWriter(args.models, device=args.device, offline=True)
-    report = convert_tripod(csvs, args.features, args.manifest, args.synopsis_dir,
-                            name_map=name_map, synopsis_folder=writer)
+        # the movies are counted as the CSVs are read: a bar without a total (movies, rate)
+        bar = tqdm(desc="synopses", unit="movie", file=sys.stderr, dynamic_ncols=True,
+                   disable=args.no_progress or None)
+    try:
+        report = convert_tripod(csvs, args.features, args.manifest, args.synopsis_dir,
+                                name_map=name_map,
+                                synopsis_folder=writer and _counted(writer, bar))
+    finally:
+        if bar is not None:
+            bar.close()
     if writer is not None:
         print(f"synopsis-only feature folders: {len(writer.written)} embedded now, "
               f"{len(report.entries) - len(writer.written)} reused ({writer.entry.name})")
     for entry in report.entries:
         movie = report.movies[entry.movie_id]
-        print(f"{movie.name!r} -> {entry.movie_id} ({entry.split}): {len(movie.sentences)} "
-              f"sentences, {movie.n_annotations} annotation(s)")
+        print(f"{movie.name!r} -> {entry.movie_id} ({entry.split}): "
+              f"{plural(len(movie.sentences), 'sentence')}, "
+              f"{plural(movie.n_annotations, 'annotation')}")
         if entry.movie_id in report.problems:
             print(f"  todo: {report.problems[entry.movie_id]}; extract with --id "
                   f"{entry.movie_id} --synopsis {report.synopsis_files[entry.movie_id]}")
     for name in report.unmapped:
         print(f"{name!r}: not in the name map, skipped")
-    print(f"wrote {args.manifest}: {len(report.entries)} movies, "
+    print(f"wrote {args.manifest}: {plural(len(report.entries), 'movie')}, "
           f"{len(report.problems)} still to extract")
     return 0
 
 
+def _counted(writer, bar):
+    """``writer`` (a synopsis-folder writer), advancing ``bar`` by one movie per call."""
+    def write(folder, movie_id, sentences):
+        writer(folder, movie_id, sentences)
+        bar.update(1)
+    return write
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     print(generate(args.out, args.movies, args.seed, modalities=parse_modalities(args.modalities),
-                   variant=args.variant, tripod_setting=args.tripod_setting))
+                   variant=args.variant, tripod_setting=args.tripod_setting,
+                   overwrite=args.overwrite))
     return 0

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from ..report import write_report
+from .extract import plural
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +17,11 @@ def _cmd_report(args) -> int:
                               not args.no_thumbnails, args.thumbnail_width, args.matrix_size,
                               args.png)
     size = args.out.stat().st_size
-    print(f"{data['movie']['id']}: {len(data['shots'])} shots, "
-          f"{len(data['similarity'])} similarity matrices -> {args.out} ({size / 1e6:.2f} MB"
-          + (f"; {len(pngs)} PNGs in {args.png}" if pngs else "")
+    n_sim = len(data["similarity"])
+    print(f"{data['movie']['id']}: {plural(len(data['shots']), 'shot')}, "
+          f"{n_sim} similarity {'matrix' if n_sim == 1 else 'matrices'} -> {args.out} "
+          f"({size / 1e6:.2f} MB"
+          + (f"; {plural(len(pngs), 'PNG')} in {args.png}" if pngs else "")
           + f") [{time.perf_counter() - t0:.1f} s]")
     return 0
 

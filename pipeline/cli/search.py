@@ -21,6 +21,7 @@ from ...manifests.moments import (
     write_planted,
 )
 from ...model.moment_metrics import moment_scores
+from .extract import plural
 from ..search import (
     Searcher,
     format_results,
@@ -47,15 +48,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
     for q in queries:
         r = searcher.search(q, top_k=args.top_k, per_movie=args.per_movie, nms_iou=args.nms_iou)
         results.append(r)
-        log.info("search: %r: %d moments from %d movies in %.3f s (index: %s)", q, len(r.moments),
-                 len(searcher.cat.movies), r.seconds, r.index)
+        log.info("search: %r: %s from %s in %.3f s (index: %s)", q, plural(len(r.moments), "moment"),
+                 plural(len(searcher.cat.movies), "movie"), r.seconds, r.index)
     if args.html:
         n = write_html(results, args.html)
-        log.info("search: %d thumbnails -> %s", n, args.html)
+        log.info("search: %s -> %s", plural(n, "thumbnail"), args.html)
     text = format_results(results, args.format)
     if args.out:
         write_results(args.out, text)
-        print(f"{sum(len(r.moments) for r in results)} moments -> {args.out}")
+        print(f"{plural(sum(len(r.moments) for r in results), 'moment')} -> {args.out}")
     else:
         sys.stdout.write(text)
     return 0
@@ -69,7 +70,7 @@ def _cmd_charades(args: argparse.Namespace) -> int:
     if cut:
         log.warning("%d window ends past their video's length were cut to the length", cut)
     write_annotations(args.out, queries)
-    print(f"{len(queries)} queries -> {args.out}")
+    print(f"{len(queries)} {'query' if len(queries) == 1 else 'queries'} -> {args.out}")
     return 0
 
 
@@ -149,7 +150,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index-dir", type=Path, help="where indexes are kept (default: FEATURES/.search-index "
                    "for one folder of folders, else ~/.cache/mega-pipe/search-index)")
     p.add_argument("--weights-dir", type=Path, action="append", help="where the CLIP weights file is")
-    p.add_argument("--format", default="jsonl", choices=("jsonl", "csv"))
+    p.add_argument("--format", default="jsonl", choices=("jsonl", "csv"),
+                   help="the moments as JSON Lines (default) or CSV")
     p.add_argument("--out", type=Path, help="write the moments here instead of stdout")
     p.add_argument("--html", type=Path, help="also an HTML page of the moments with the frame at each "
                    "moment's middle (the movie files must be where the folders' manifests say)")
@@ -164,8 +166,12 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(func=_cmd_charades)
     pl = msub.add_parser("planted", help="a planted moment dataset (moments.json) to show a model learns")
     pl.add_argument("out", type=Path, help="folder to write")
-    pl.add_argument("--videos", type=int, default=400)
+    pl.add_argument("--videos", type=int, default=400,
+                    help="videos in all, split into train, val and test (default 400, at least 5)")
     pl.add_argument("--seed", type=int, default=0, help="videos, queries and noise")
     pl.add_argument("--world-seed", type=int, default=0, help="concept vectors and text-image relation")
-    pl.add_argument("--space", default="relation", choices=("relation", "shared"))
+    pl.add_argument("--space", default="relation", choices=("relation", "shared"),
+                    help="a concept's text vector: relation (default): its image vector turned "
+                    "by a fixed rotation, so only a trained model finds the moment; shared: its "
+                    "image vector plus noise, so a fixed similarity finds it (docs/moments.md)")
     pl.set_defaults(func=_cmd_planted)

@@ -13,6 +13,7 @@ from .extract import (
     add_extract_options,
     extract_config,
     is_catalogue,
+    plural,
     run_catalogue_command,
 )
 
@@ -34,11 +35,17 @@ def _cmd_segment(args) -> int:
         act_checkpoint=args.act_checkpoint, scene_threshold=args.scene_threshold,
         n_scenes=args.scenes, chapters=args.chapters, chapters_level=args.chapters_level)
     movie_id = doc["movie"]["id"]
-    n_sc = len(doc["scenes"]) if doc["scenes"] is not None else "-"
-    print(f"{movie_id}: {len(doc['shots'])} shots, {n_sc} scenes, "
+    scenes = plural(len(doc["scenes"]), "scene") if doc["scenes"] is not None else "- scenes"
+    print(f"{movie_id}: {plural(len(doc['shots']), 'shot')}, {scenes}, "
           f"{'5 turning points' if doc['turning_points'] else 'no turning points'} -> {args.out}")
     for line in doc["missing"]:
-        log.info("not predicted: %s", line)
+        part, _, why = line.partition(": ")
+        if part in ("scenes", "acts"):
+            log.info("not predicted: %s", line)
+        elif why.endswith("; predicted without it"):      # a checkpoint modality the movie lacks
+            log.info("predicted without %s: %s", part, why.removesuffix("; predicted without it"))
+        else:
+            log.info("note: %s", line)
     if level is not None:
         print(f"{movie_id}: {level} chapters -> {args.chapters}")
     return 0
@@ -76,8 +83,12 @@ def add_cli(sub) -> None:
                    "(then --out is a folder of <movie id>.json; docs/scale-out.md)")
     p.add_argument("--out", type=Path, required=True,
                    help="boundaries.json to write (a catalogue: the folder for them)")
-    p.add_argument("--scene-checkpoint", type=Path)
-    p.add_argument("--act-checkpoint", type=Path)
+    p.add_argument("--scene-checkpoint", type=Path, metavar="CKPT",
+                   help="scene model (`train --task scene` best.pt); default: checkpoint-free "
+                   "scenes from shot coherence (docs/unsupervised.md)")
+    p.add_argument("--act-checkpoint", type=Path, metavar="CKPT",
+                   help="act model (`train --task act` best.pt; an act-sync one also reads "
+                   "--synopsis); default: turning points from TRIPOD's position prior")
     p.add_argument("--features", type=Path, default=Path("out"),
                    help="feature cache root, shared with `extract --out` (default ./out)")
     p.add_argument("--scene-threshold", type=float, default=0.5,
