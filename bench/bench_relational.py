@@ -24,7 +24,7 @@ The set: ``--movies`` movies of one seed; test = the first ``--test`` movies, va
 Usage::
 
     python bench/bench_relational.py [--out DIR] [--train-sizes 16,50] [--seeds 0,1]
-        [--epochs 3] [--arms scene-small,scene-relational] [--variant relational] [--json out.json]
+        [--epochs N] [--arms scene-small,scene-relational] [--variant relational] [--json out.json]
     python bench/bench_relational.py --task act [--train-sizes 16,53] [--seeds 0] [--epochs 60]
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ from mega_pipe.model.metrics import act_metrics, scene_metrics
 from mega_pipe.model.prior import tp_prior_by_index
 from mega_pipe.model.train import TrainOptions, train
 
-DEFAULT_ARMS = {"scene": ("scene-small,scene-relational", 3), "act": ("act-small,act-sync", None)}
+DEFAULT_ARMS = {"scene": "scene-small,scene-relational", "act": "act-small,act-sync"}
 CONTRAST_KS = (4, 8, 16)
 
 
@@ -126,7 +126,8 @@ def make_set(work: Path, args) -> tuple[Path, list]:
     n = args.test + args.val + max(args.train_sizes)
     manifest = work / "synth" / "manifest.jsonl"
     if not manifest.exists() or len(read_manifest(manifest)) < n:   # reuse a set (movie i is the same)
-        generate(work / "synth", n, seed=args.data_seed, modalities=model_set_dims("tiny"), variant=args.variant)
+        generate(work / "synth", n, seed=args.data_seed, modalities=model_set_dims("tiny"), variant=args.variant,
+                 overwrite=True)   # grows a smaller set of the same seed
     entries = read_manifest(manifest)[:n]
     for i, e in enumerate(entries):
         e.split = "test" if i < args.test else "val" if i < args.test + args.val else "train"
@@ -145,21 +146,19 @@ def main() -> None:
     ap.add_argument("--task", choices=("scene", "act"), default="scene")
     ap.add_argument("--arms", help="config names or JSON files (default: scene-small,scene-relational / "
                     "act-small,act-sync)")
-    ap.add_argument("--epochs", type=int, help="default: 3 (scene), the config's (act)")
+    ap.add_argument("--epochs", type=int, help="default: each config's own train.epochs")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     args.train_sizes = [int(x) for x in args.train_sizes.split(",")]
-    arms, epochs = DEFAULT_ARMS[args.task]
-    args.arms = args.arms or arms
-    args.epochs = args.epochs if args.epochs is not None else epochs
+    args.arms = args.arms or DEFAULT_ARMS[args.task]
     torch.set_num_threads(args.threads)
     work = args.out or Path(tempfile.mkdtemp(prefix="mega-relational-"))
     manifest, entries = make_set(work, args)
     test = [e for e in entries if e.split == "test"]
     train_entries = [e for e in entries if e.split == "train"]
     keys = ("ap", "f1") if args.task == "scene" else ("ta", "pa", "d")
-    report = {"variant": args.variant, "task": args.task, "test_movies": len(test), "epochs": args.epochs,
+    report = {"variant": args.variant, "task": args.task, "test_movies": len(test), "epochs": args.epochs or "each config's",
               "baselines": {}, "runs": []}
     if args.task == "scene":   # parameter-free: the same for every training size
         report["baselines"] = {k: {m: v[m] for m in keys} for k, v in baselines(test).items()}
