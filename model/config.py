@@ -78,7 +78,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     schedule: Literal["cosine", "constant"] = "cosine"  # per step, to 0 at the last epoch
     warmup_epochs: float = 0.5  # linear warm-up, may be fractional
-    epochs: int = 12  # --epochs overrides
+    epochs: int = 30  # --epochs overrides (scene-small: chosen on validation, docs/training.md)
     batch_size: int = 64  # windows (scene) or movies (act); --batch-size overrides
     modality_dropout: float = 0.1  # per row and modality while training, in [0, 1)
     grad_clip: float = 1.0  # max global gradient norm per step; 0 = no clipping
