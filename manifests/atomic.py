@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import BusyError, MegaPipeError
+
+log = logging.getLogger(__name__)
 
 
 def _read_umask() -> int:
@@ -58,6 +61,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         except BaseException:
             tmp_path.unlink(missing_ok=True)
             raise
+
+
+def warn_replacing(path: str | os.PathLike) -> None:
+    """A user's output that replaces an existing file says so (one warning line), never silently
+    (not for a run's own files, which reruns rewrite by design)."""
+    if Path(path).is_file():
+        log.warning("replacing existing %s", path)
 
 
 @contextlib.contextmanager

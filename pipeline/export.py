@@ -31,7 +31,7 @@ from fractions import Fraction
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from ..manifests.atomic import atomic_path, check_output_file
+from ..manifests.atomic import atomic_path, check_output_file, warn_replacing
 from ..manifests.boundaries import (
     build_boundaries,
     frame_rate,
@@ -439,12 +439,6 @@ def render(src: Source, fmt: str, level: str) -> str:
     if not segs:
         raise MegaPipeError(f"{src.origin}: no {level} to export")
     return WRITERS[fmt](src, segs)
-
-
-def warn_replacing(path: str | os.PathLike) -> None:
-    """An output that replaces an existing file says so (one warning line), never silently."""
-    if Path(path).is_file():
-        log.warning("replacing existing %s", path)
 
 
 def write_export(src: Source | dict, fmt: str, level: str | None, path: str | os.PathLike) -> Path:

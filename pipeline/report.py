@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..manifests.atomic import atomic_path, check_output_dir, check_output_file
+from ..manifests.atomic import atomic_path, check_output_dir, check_output_file, warn_replacing
 from ..manifests.boundaries import read_boundaries
 from ..manifests.errors import MegaPipeError
 from ..manifests.features import FeatureFolder, vectors_of
@@ -589,7 +589,7 @@ def write_report(boundaries: Path | None, out: Path, features: Path | None = Non
     data = gather(boundaries, features, movie, thumbnails, thumbnail_width, matrix_size, out)
     html = render_html(data)
     pngs = render_pngs(data) if png_dir is not None else {}
-    export.warn_replacing(out)
+    warn_replacing(out)
     with atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")
     for name, blob in pngs.items():

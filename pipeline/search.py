@@ -41,10 +41,9 @@ import numpy as np
 from ..extractors.entry import WeightsEntry
 from ..extractors.registry import REGISTRY, extractor_class, locate_weights
 from ..extractors.weights import verify_file
-from ..manifests.atomic import atomic_path, write_text
+from ..manifests.atomic import atomic_path, warn_replacing, write_text
 from ..manifests.errors import MegaPipeError
 from ..manifests.features import FeatureFolder
-from .export import warn_replacing
 from .inputs import VIDEO_SUFFIXES
 from .report import make_thumbnails
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..extractors.registry import MODALITIES, MODEL_SETS, entry_for
-from ..manifests.atomic import check_output_dir, check_output_file
+from ..manifests.atomic import check_output_dir, check_output_file, warn_replacing
 from ..manifests.boundaries import (
     ACTS,
     build_boundaries,
@@ -40,7 +40,7 @@ from ..model.unsupervised import (
     folder_features,
     snap_to_scenes,
 )
-from .export import apply_chapters, check_apply_target, source_of, warn_replacing
+from .export import apply_chapters, check_apply_target, source_of
 from .cache import file_fingerprint, stage_key
 from .extract import run_extract
 from .inputs import ExtractConfig, MovieInput, movie_id_of

@@ -142,21 +142,14 @@ def _cmd_tripod(args: argparse.Namespace) -> int:
     if not csvs:
         args.parser.error("give at least one of --train, --val, --test")
     name_map = read_name_map(args.name_map) if args.name_map else None
-    writer = bar = None
-    if args.synopses_only:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        writer = SynopsisFolderWriter(args.models, device=args.device, offline=True)
-        # the movies are counted as the CSVs are read: a bar without a total (movies, rate)
-        bar = tqdm(desc="synopses", unit="movie", file=sys.stderr, dynamic_ncols=True,
-                   disable=args.no_progress or None)
-    try:
+    writer = SynopsisFolderWriter(args.models, device=args.device, offline=True) if args.synopses_only else None
+    # the movies are counted as the CSVs are read: a bar without a total (movies, rate)
+    with tqdm(desc="synopses", unit="movie", file=sys.stderr, dynamic_ncols=True,
+              disable=(writer is None or args.no_progress) or None) as bar:
         report = convert_tripod(csvs, args.features, args.manifest, args.synopsis_dir,
-                                name_map=name_map,
-                                synopsis_folder=writer and _counted(writer, bar))
-    finally:
-        if bar is not None:
-            bar.close()
+                                name_map=name_map, synopsis_folder=writer and _counted(writer, bar))
     if writer is not None:
         print(f"synopsis-only feature folders: {len(writer.written)} embedded now, "
               f"{len(report.entries) - len(writer.written)} reused ({writer.entry.name})")
