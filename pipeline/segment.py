@@ -92,13 +92,26 @@ def _refuse_other_dims(ckpt, have: dict, models: dict, which: str,
         f"movie's features are {format_modalities({m: have[m] for m in wrong})}{given}: {advice}")
 
 
+_WITHOUT = "; predicted without it"     # ends a ``missing`` line of a modality (boundaries.json)
+
+
 def missing_modalities(ckpts: dict, features: Path) -> list[str]:
     """One ``missing`` line per checkpoint modality the movie lacks (predicted without it)."""
     folder = FeatureFolder(features)
     have, absent = folder.modalities(), folder.absent_modalities()
     wanted = dict.fromkeys(m for c in ckpts.values() for m in c.modalities)
-    return [f"{m}: {absent.get(m, 'not in the feature folder')}; predicted without it"
-            for m in wanted if m not in have]
+    return [f"{m}: {absent.get(m, 'not in the feature folder')}{_WITHOUT}" for m in wanted if m not in have]
+
+
+def missing_message(line: str) -> str:
+    """How ``segment`` reports one ``missing`` line of boundaries.json: scenes or acts were not
+    predicted; a modality was not there and the prediction was made without it; else a note."""
+    part, _, why = line.partition(": ")
+    if part in ("scenes", "acts"):
+        return f"not predicted: {line}"
+    if why.endswith(_WITHOUT):
+        return f"predicted without {part}: {why.removesuffix(_WITHOUT)}"
+    return f"note: {line}"
 
 
 def _unsupervised_scenes(features: Path, n_scenes: int | None, missing: list[str]) -> dict | None:

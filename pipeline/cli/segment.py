@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def _cmd_segment(args) -> int:
     # here, not at the top: these import torch (docs/architecture.md)
-    from ..segment import load_checkpoints, segment_config, segment_movie, segment_unit
+    from ..segment import load_checkpoints, missing_message, segment_config, segment_movie, segment_unit
 
     inputs = read_catalogue(args.video)
     if is_catalogue(args, inputs):
@@ -39,13 +39,7 @@ def _cmd_segment(args) -> int:
     print(f"{movie_id}: {plural(len(doc['shots']), 'shot')}, {scenes}, "
           f"{'5 turning points' if doc['turning_points'] else 'no turning points'} -> {args.out}")
     for line in doc["missing"]:
-        part, _, why = line.partition(": ")
-        if part in ("scenes", "acts"):
-            log.info("not predicted: %s", line)
-        elif why.endswith("; predicted without it"):      # a checkpoint modality the movie lacks
-            log.info("predicted without %s: %s", part, why.removesuffix("; predicted without it"))
-        else:
-            log.info("note: %s", line)
+        log.info("%s", missing_message(line))
     if level is not None:
         print(f"{movie_id}: {level} chapters -> {args.chapters}")
     return 0
