@@ -32,8 +32,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pretrain-batch-size", dest="pretrain_batch_size", type=int,
                    help="samples per step (default 4)")
     p.add_argument("--pretrain-lr", dest="pretrain_lr", type=float, help="default: the config's train.lr")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the model trains (default auto: cuda when there is a GPU)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="training seed: initial weights, sample order, masks (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--modalities", type=lambda v: list(csv_list(v)),
                    help="comma-separated (default: all in every movie)")
@@ -46,7 +48,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", required=True, type=Path, help="a `mega-pipe pretrain` best.pt / last.pt")
     e.add_argument("--manifest", type=Path,
                    help="also embed every folder of this manifest")
-    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the model runs (default auto: cuda when there is a GPU)")
     e.add_argument("--probe", type=Path, metavar="MANIFEST",
                    help="after embedding, report linear probes (scene boundary) on this manifest's "
                         "labelled movies: fit on 'train', scored on 'test' (docs/pretraining.md)")

@@ -37,8 +37,10 @@ def add_train_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--epochs", type=int, help="default: the config's train.epochs")
     p.add_argument("--batch-size", type=int, help="windows (scene) or movies (act) per step")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the config's train.lr)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the model trains (default auto: cuda when there is a GPU)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="training seed: initial weights, movie order, dropout (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
     p.add_argument("--modalities", type=_modalities, help="comma-separated (default: all in every movie); "
                    "--task synopsis with an act config: the act run's, to size its synopsis network")
@@ -60,20 +62,24 @@ def add_train_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentPa
 def add_eval_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``eval --checkpoint C --manifest M [--split test] [--out DIR]``."""
     p = subparsers.add_parser("eval", help="score a checkpoint on one split of a manifest")
-    p.add_argument("--checkpoint", required=True, type=Path)
-    p.add_argument("--manifest", required=True, type=Path)
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--checkpoint", required=True, type=Path, help="a `mega-pipe train` best.pt / last.pt")
+    p.add_argument("--manifest", required=True, type=Path, help="manifest.jsonl with the movies and their labels")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="which of the manifest's splits to score (default test)")
     p.add_argument("--out", type=Path, help="where eval_<task>_<split>.json and predictions_<task>_<split>.jsonl go "
                    "(default: the checkpoint's folder)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the model runs (default auto: cuda when there is a GPU)")
     p.set_defaults(func=_cmd_eval)
     return p
 
 
 def add_score_cli(subparsers: argparse._SubParsersAction) -> None:
     s = subparsers.add_parser("score", help="score prediction records (JSONL) with the paper's metrics")
-    s.add_argument("--task", required=True, choices=("scene", "act", "synopsis", "moment"))
-    s.add_argument("records", type=Path)
+    s.add_argument("--task", required=True, choices=("scene", "act", "synopsis", "moment"),
+                   help="which task's metrics (docs/training.md, docs/moments.md)")
+    s.add_argument("records", type=Path, help="prediction records, one JSON object per line "
+                   "(eval's predictions_<task>_<split>.jsonl)")
     s.add_argument("--ground-truth", type=Path, help="moment: annotations (QVHighlights JSON Lines); records "
                    "are predictions in the official submission layout (docs/moments.md)")
     s.add_argument("--protocol", default="qvhighlights", choices=("qvhighlights", "charades"),
@@ -83,7 +89,7 @@ def add_score_cli(subparsers: argparse._SubParsersAction) -> None:
 
 def add_model_summary_cli(subparsers: argparse._SubParsersAction) -> None:
     ms = subparsers.add_parser("model-summary", help="parameter count of a MEGA configuration")
-    ms.add_argument("--task", required=True, choices=("scene", "act"))
+    ms.add_argument("--task", required=True, choices=("scene", "act"), help="which model")
     ms.add_argument("--modalities", required=True, help="name=dim,... e.g. bassl=2048,place=2048,clip=512")
     ms.add_argument("--config", help="packaged config name or JSON file (default: the task's paper config, "
                                      "e.g. scene-small, scene-relational, act-small, act-sync)")
