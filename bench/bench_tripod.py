@@ -22,7 +22,10 @@ on the validation movies. Every number is mean ± std over the seeds; seed s gen
 s (``manifest synth --tripod-setting --variant V --seed s``) and trains with seed s.
 
     python bench/bench_tripod.py --variant context --movies 60 --seeds 0,1,2,3,4 \\
-        --config act-sync --epochs 30 [--set dropout=0.1] [--out DIR]
+        --config act-sync [--epochs 20] [--set dropout=0.1] [--out DIR]
+
+Without ``--epochs`` each config trains its packaged ``train.epochs``, as ``mega-pipe train``
+does.
 """
 from __future__ import annotations
 
@@ -173,7 +176,7 @@ def main() -> None:
     ap.add_argument("--movies", type=int, default=60)
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--config", default="act-small")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, help="default: the config's train.epochs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                     help="override a config value, e.g. dropout=0.1 or train.lr=0.005 "
                     "(repeatable)")
@@ -199,7 +202,7 @@ def main() -> None:
         "   chance (1/#sentences)": [r["test_diag"]["chance"] for r in runs],
         "3. teacher P (Eq. 6, gold q) test TA": [r["test_diag"]["teacher"]["ta"] for r in runs],
     }
-    print(f"variant {args.variant}, {args.movies} movies, config {args.config} {args.set}, {args.epochs} epochs, "
+    print(f"variant {args.variant}, {args.movies} movies, config {args.config} {args.set}, {args.epochs or 'packaged'} epochs, "
           f"seeds {args.seeds} (work: {work})")
     for name, values in rows.items():
         print(f"{name:52s} {mean_std(values)}   {[round(float(v), 3) for v in values]}")
