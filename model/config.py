@@ -94,7 +94,7 @@ class ActTrainConfig(TrainConfig):
     """``train`` of an act config (supp. Sec. 4-5, docs/training.md); defaults are ``act-small``'s."""
 
     warmup_epochs: float = 1.0
-    epochs: int = 60
+    epochs: int = 20
     batch_size: int = 2
     loss_weights: LossWeights = field(default_factory=LossWeights)
     sync: SyncConfig = field(default_factory=SyncConfig)
