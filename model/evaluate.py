@@ -6,6 +6,7 @@ training epoch; the checkpoint is read by ``checkpoint.py``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -14,7 +15,10 @@ from ..manifests.errors import MegaPipeError
 from ..manifests.schema import read_manifest
 from .checkpoint import describe_checkpoint, load_checkpoint
 from .data import check_sentence_dims
+from .metrics import flat_fraction
 from .tasks import task_for
+
+log = logging.getLogger(__name__)
 
 
 def evaluate(
@@ -58,5 +62,10 @@ def evaluate(
         "metrics": metrics,
         "predictions": str(records_path),
     }
+    if ckpt.task in ("act", "synopsis"):   # per-TP distributions: say when they carry nothing
+        result["flat_posteriors"] = flat = flat_fraction(records)
+        if flat >= 0.5:
+            log.warning("%.0f%% of the turning-point distributions are flat (entropy ≈ log N): "
+                        "their argmax is a tie broken by rounding, not a prediction", 100 * flat)
     write_json(metrics_path, result)
     return {**result, "eval_json": str(metrics_path)}

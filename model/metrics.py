@@ -425,6 +425,22 @@ def act_metrics(records: Sequence[dict]) -> dict:
     return result
 
 
+def flat_fraction(records: Sequence[dict], tolerance: float = 1e-3) -> float:
+    """The fraction of (record, TP) posteriors that are **flat**: entropy within ``tolerance``
+    (relative) of log N, N ≥ 2 the shots or sentences. A flat posterior's argmax is a tie broken
+    by rounding, not evidence — what a collapsed shot model gives (docs/training.md, "The
+    paper's model in this setting"). 0.0 when there is nothing to judge."""
+    flat = total = 0
+    for record in records:
+        for posterior in np.asarray(record["posteriors"], dtype=np.float64):
+            if len(posterior) < 2:
+                continue
+            p = posterior[posterior > 0]
+            flat += float(-(p * np.log(p)).sum()) >= (1 - tolerance) * np.log(len(posterior))
+            total += 1
+    return flat / total if total else 0.0
+
+
 def synopsis_prediction(posterior: Sequence[float], distance_weight: float = 0.0) -> int:
     """The predicted TP sentence. ``distance_weight`` λ = 0: the argmax of the posterior (a tie
     goes to the first). λ > 0: the **minimum-Bayes-risk** choice for TRIPOD's two scores at

@@ -47,6 +47,28 @@ def test_the_best_epoch_is_always_a_trained_one(synth, tmp_path):
     assert saved["model"] == result["model"]
 
 
+def test_eval_says_when_the_turning_point_distributions_are_flat(synth, tmp_path, caplog):
+    """A shot model that collapsed to constant logits (what the paper config's literal Eq. 8
+    reached in the TRIPOD setting, docs/training.md) gives flat distributions whose argmax is
+    rounding noise: eval reports the flat fraction and warns; a working model is not flagged."""
+    import torch
+
+    run = tmp_path / "act"
+    train("act", synth, run, TrainOptions(config="act-small", epochs=1, device="cpu", progress=False))
+    normal = evaluate(run / "best.pt", synth, "test", out=tmp_path / "normal", device="cpu")
+    assert normal["flat_posteriors"] < 0.5 and "flat" not in caplog.text
+
+    state = torch.load(run / "best.pt", weights_only=True)
+    for name in ("head.proj.weight", "head.proj.bias"):   # MEGA's TP head: constant logits
+        state["model"][name].zero_()
+    torch.save(state, tmp_path / "collapsed.pt")
+    collapsed = evaluate(tmp_path / "collapsed.pt", synth, "test", out=tmp_path / "collapsed", device="cpu")
+    assert collapsed["flat_posteriors"] == 1.0
+    assert "100% of the turning-point distributions are flat" in caplog.text
+    saved = json.loads((tmp_path / "collapsed" / "eval_act_test.json").read_text())
+    assert saved["flat_posteriors"] == 1.0
+
+
 def test_a_trained_checkpoint_says_its_epoch_in_boundaries(tmp_path, capsys):
     from mega_pipe.pipeline.demo import make_movie
 
