@@ -66,6 +66,6 @@ def evaluate(
         result["flat_posteriors"] = flat = flat_fraction(records)
         if flat >= 0.5:
             log.warning("%.0f%% of the turning-point distributions are flat (entropy ≈ log N): "
-                        "their argmax is a tie broken by rounding, not a prediction", 100 * flat)
+                        "their argmax picks among near-equal scores, not a prediction", 100 * flat)
     write_json(metrics_path, result)
     return {**result, "eval_json": str(metrics_path)}

@@ -425,18 +425,19 @@ def act_metrics(records: Sequence[dict]) -> dict:
     return result
 
 
-def flat_fraction(records: Sequence[dict], tolerance: float = 1e-3) -> float:
+def flat_fraction(records: Sequence[dict], tolerance: float = 1e-4) -> float:
     """The fraction of (record, TP) posteriors that are **flat**: entropy within ``tolerance``
-    (relative) of log N, N ≥ 2 the shots or sentences. A flat posterior's argmax is a tie broken
-    by rounding, not evidence — what a collapsed shot model gives (docs/training.md, "The
-    paper's model in this setting"). 0.0 when there is nothing to judge."""
+    nats of log N, N ≥ 2 the shots or sentences (a spread of the logits of about 0.01 or less).
+    A flat posterior's argmax picks among near-equal scores; it is not evidence — what a
+    collapsed shot model gives (docs/training.md, "The paper's model in this setting"). 0.0 when
+    there is nothing to judge."""
     flat = total = 0
     for record in records:
         for posterior in np.asarray(record["posteriors"], dtype=np.float64):
             if len(posterior) < 2:
                 continue
             p = posterior[posterior > 0]
-            flat += float(-(p * np.log(p)).sum()) >= (1 - tolerance) * np.log(len(posterior))
+            flat += np.log(len(posterior)) + float((p * np.log(p)).sum()) <= tolerance
             total += 1
     return flat / total if total else 0.0
 

@@ -30,6 +30,7 @@ from ..manifests.features import FeatureFolder
 from ..manifests.provenance import code_version
 from ..manifests.synth import format_modalities
 from ..model.checkpoint import describe_checkpoint
+from ..model.metrics import flat_fraction
 from ..model.predict import load_checkpoint, predict_act, predict_scene, synopsis_guided
 from ..model.prior import tp_prior
 from ..model.unsupervised import (
@@ -198,9 +199,15 @@ def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: f
                            "without the synopsis guidance its config asks for")
         elif not ckpts["act"].cfg.synopsis_guidance:
             _synopsis_unused(manifest, "the act checkpoint's config has no synopsis guidance")
-        act = {"posteriors": np.asarray(predict_act(ckpts["act"], features)),
+        posteriors = np.asarray(predict_act(ckpts["act"], features))
+        flat = flat_fraction([{"posteriors": posteriors}])
+        if flat >= 0.5:
+            log.warning("%s: the act checkpoint's turning-point distributions are flat (entropy ≈ log N): "
+                        "its turning points and acts pick among near-equal scores, not predictions",
+                        manifest.get("movie_id"))
+        act = {"posteriors": posteriors,
                "method": {"name": "checkpoint", "checkpoint": str(paths.get("act")),
-                          "synopsis_guided": guided, **_model(ckpts["act"])}}
+                          "synopsis_guided": guided, "flat_posteriors": flat, **_model(ckpts["act"])}}
     else:
         _synopsis_unused(manifest, "without --act-checkpoint the turning points come from "
                          "TRIPOD's position prior")

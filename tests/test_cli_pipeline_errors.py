@@ -286,3 +286,24 @@ def test_every_option_of_these_commands_has_help():
     assert bare == []
     demo = next(p for path, p in walk(build_parser()) if path == ("demo",))
     assert "mega-pipe-demo" in next(a.help for a in demo._actions if "--out" in a.option_strings)
+
+
+# -- 7. an act checkpoint whose shot model collapsed ----------------------------------------------
+def test_segment_says_when_the_act_checkpoints_distributions_are_flat(runs, tmp_path, capsys):
+    """boundaries.json records the flat fraction of the turning-point distributions, and a
+    collapsed shot model (constant logits: docs/training.md, eval's `flat_posteriors`) is
+    warned about instead of its near-tie argmax passing for turning points."""
+    import torch
+
+    base = ["segment", str(runs["movie"]), "--features", str(tmp_path / "f"), *TINY, "--modalities", "clip"]
+    assert main([*base, "--out", str(tmp_path / "ok.json"), "--act-checkpoint", str(runs["act"])]) == 0
+    assert "flat" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "ok.json").read_text())["methods"]["acts"]["flat_posteriors"] < 0.5
+
+    state = torch.load(runs["act"], weights_only=True)
+    for name in ("head.proj.weight", "head.proj.bias"):   # MEGA's TP head: constant logits
+        state["model"][name].zero_()
+    torch.save(state, tmp_path / "collapsed.pt")
+    assert main([*base, "--out", str(tmp_path / "flat.json"), "--act-checkpoint", str(tmp_path / "collapsed.pt")]) == 0
+    assert "warning: movie: the act checkpoint's turning-point distributions are flat" in capsys.readouterr().err
+    assert json.loads((tmp_path / "flat.json").read_text())["methods"]["acts"]["flat_posteriors"] == 1.0

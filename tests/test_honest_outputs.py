@@ -50,7 +50,7 @@ def test_the_best_epoch_is_always_a_trained_one(synth, tmp_path):
 def test_eval_says_when_the_turning_point_distributions_are_flat(synth, tmp_path, caplog):
     """A shot model that collapsed to constant logits (what the paper config's literal Eq. 8
     reached in the TRIPOD setting, docs/training.md) gives flat distributions whose argmax is
-    rounding noise: eval reports the flat fraction and warns; a working model is not flagged."""
+    noise: eval reports the flat fraction and warns; a working model is not flagged."""
     import torch
 
     run = tmp_path / "act"
