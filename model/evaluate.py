@@ -15,7 +15,7 @@ from ..manifests.errors import MegaPipeError
 from ..manifests.schema import read_manifest
 from .checkpoint import describe_checkpoint, load_checkpoint
 from .data import check_sentence_dims
-from .metrics import flat_fraction
+from .metrics import FLAT_WARNING, flat_fraction
 from .tasks import task_for
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def evaluate(
     }
     if ckpt.task in ("act", "synopsis"):   # per-TP distributions: say when they carry nothing
         result["flat_posteriors"] = flat = flat_fraction(records)
-        if flat >= 0.5:
+        if flat >= FLAT_WARNING:
             log.warning("%.0f%% of the turning-point distributions are flat (entropy ≈ log N): "
                         "their argmax picks among near-equal scores, not a prediction", 100 * flat)
     write_json(metrics_path, result)

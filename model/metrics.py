@@ -425,6 +425,10 @@ def act_metrics(records: Sequence[dict]) -> dict:
     return result
 
 
+#: ``eval`` and ``segment`` warn when at least this fraction of the TP distributions is flat.
+FLAT_WARNING = 0.5
+
+
 def flat_fraction(records: Sequence[dict], tolerance: float = 1e-4) -> float:
     """The fraction of (record, TP) posteriors that are **flat**: entropy within ``tolerance``
     nats of log N, N ≥ 2 the shots or sentences (a spread of the logits of about 0.01 or less).

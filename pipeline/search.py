@@ -174,10 +174,10 @@ def feature_folders(paths: Sequence[Path]) -> list[FeatureFolder]:
         if f.manifest_path.is_file():
             out.append(f)
             continue
-        if Path(p).is_file() and Path(p).suffix.lower() in VIDEO_SUFFIXES:
-            raise MegaPipeError(f"{p} is a video file, not a feature folder: extract it first "
-                                f"(`mega-pipe extract {p} --out OUT`), then search OUT/")
         if Path(p).is_file():
+            if Path(p).suffix.lower() in VIDEO_SUFFIXES:
+                raise MegaPipeError(f"{p} is a video file, not a feature folder: extract it first "
+                                    f"(`mega-pipe extract {p} --out OUT`), then search OUT/")
             raise MegaPipeError(f"{p} is a file, not a feature folder (search reads the folders "
                                 "`mega-pipe extract` writes)")
         if not Path(p).is_dir():

@@ -30,7 +30,7 @@ from ..manifests.features import FeatureFolder
 from ..manifests.provenance import code_version
 from ..manifests.synth import format_modalities
 from ..model.checkpoint import describe_checkpoint
-from ..model.metrics import flat_fraction
+from ..model.metrics import FLAT_WARNING, flat_fraction
 from ..model.predict import load_checkpoint, predict_act, predict_scene, synopsis_guided
 from ..model.prior import tp_prior
 from ..model.unsupervised import (
@@ -201,7 +201,7 @@ def predict_boundaries(manifest: dict, features: Path, ckpts: dict, threshold: f
             _synopsis_unused(manifest, "the act checkpoint's config has no synopsis guidance")
         posteriors = np.asarray(predict_act(ckpts["act"], features))
         flat = flat_fraction([{"posteriors": posteriors}])
-        if flat >= 0.5:
+        if flat >= FLAT_WARNING:
             log.warning("%s: the act checkpoint's turning-point distributions are flat (entropy ≈ log N): "
                         "its turning points and acts pick among near-equal scores, not predictions",
                         manifest.get("movie_id"))
