@@ -136,3 +136,19 @@ def test_no_argparse_outside_the_cli():
                 offenders += [f"{f.relative_to(REPO)}:{node.lineno}" for n in names
                               if n and n.split(".")[0] == "argparse"]
     assert not offenders, offenders
+
+
+def test_readme_parameter_counts_are_what_model_summary_prints(capsys):
+    """Every ``mega-pipe model-summary ... # N.NNM`` line of the README, run as written, prints a
+    count that rounds to the N.NNM its comment states (issue 19: README counts = model-summary's)."""
+    import re
+    import shlex
+    lines = [line for line in (REPO / "README.md").read_text().splitlines()
+             if line.startswith("mega-pipe model-summary") and "#" in line]
+    assert {shlex.split(line.split("#")[0])[3] for line in lines} == {"scene", "act"}
+    for line in lines:
+        command, comment = line.split("#", 1)
+        stated = float(re.match(r"\s*([0-9.]+)M", comment).group(1))
+        assert main(shlex.split(command)[1:]) == 0
+        printed = json.loads(capsys.readouterr().out)["parameters"]
+        assert round(printed / 1e6, 2) == stated, line
