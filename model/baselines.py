@@ -24,6 +24,10 @@ synopses only: the theory prior or the position-distribution baseline at one of 
 bandwidths, whichever gives the gold sentences the highest held-out log-likelihood in an inner
 cross-validation over those synopses.
 
+:func:`prior_records` — the same movies and gold predicted by that theory prior over shots (act
+records) or sentences (synopsis records): the parameter-free number ``train`` and ``eval``
+put beside every turning-point result (:data:`PRIOR_BASELINE`).
+
 :class:`LinearTPBaseline` — the shot-level reference of issue 10: TRIPOD's position prior
 (:func:`prior.tp_prior`) plus **one linear direction per TP** fitted on the training
 movies' gold TP shots. Shot i of a movie scores ``log prior_n(i) + w_n · x_i`` for TP n, with
@@ -105,6 +109,19 @@ class TheoryBaseline:
         """Prediction records (``metrics.synopsis_metrics``) for (movie id, N, gold) triples."""
         return [{"movie_id": m, "posteriors": self.posteriors(n).tolist(), "gold": [list(g) for g in gold]}
                 for m, n, gold in movies]
+
+
+#: The key under which ``train`` (each epoch's validation metrics) and ``eval`` report the
+#: theory prior's metrics on the same movies (:func:`prior_records`).
+PRIOR_BASELINE = "tripod_prior"
+
+
+def prior_records(records: Sequence[dict]) -> list[dict]:
+    """``records`` (act or synopsis prediction records) with each movie's posteriors replaced by
+    TRIPOD's published position prior by index over the same shots or sentences (the
+    :class:`TheoryBaseline`'s distribution; nothing fitted) and no decision rule (argmax)."""
+    return [{**{k: v for k, v in r.items() if k not in ("posteriors", "prediction")},
+             "posteriors": tp_prior_by_index(len(r["posteriors"][0])).tolist()} for r in records]
 
 
 #: Kernel bandwidths :func:`choose_position_prior` tries for the position-distribution baseline.

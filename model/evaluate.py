@@ -16,7 +16,7 @@ from ..manifests.schema import read_manifest
 from .checkpoint import describe_checkpoint, load_checkpoint
 from .data import check_sentence_dims
 from .metrics import FLAT_WARNING, flat_fraction
-from .tasks import task_for
+from .tasks import task_for, warn_unless_above_prior
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def evaluate(
     movies = [ckpt.normalizer.apply(m) for m in movies]
     task.check_gold(movies)
     records = task.records(ckpt.model, ckpt.cfg, movies, ckpt.device, ckpt.synopsis_model)
-    metrics = task.metrics(records)
+    metrics = {**task.metrics(records), **task.baseline_metrics(records)}
     stem = f"{ckpt.task}_{split}"   # one --out can hold the evaluations of both tasks
     metrics_path, records_path = out_dir / f"eval_{stem}.json", out_dir / f"predictions_{stem}.jsonl"
     write_text(records_path, "".join(json.dumps(r) + "\n" for r in records))
@@ -63,6 +63,7 @@ def evaluate(
         "predictions": str(records_path),
     }
     if ckpt.task in ("act", "synopsis"):   # per-TP distributions: say when they carry nothing
+        warn_unless_above_prior(metrics, f"{ckpt.task} checkpoint on the {split} split")
         result["flat_posteriors"] = flat = flat_fraction(records)
         if flat >= FLAT_WARNING:
             log.warning("%.0f%% of the turning-point distributions are flat (entropy ≈ log N): "

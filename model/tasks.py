@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ..manifests.errors import MegaPipeError
 from ..manifests.schema import MovieEntry
-from .baselines import choose_position_prior
+from .baselines import PRIOR_BASELINE, choose_position_prior, prior_records
 from .checkpoint import read_checkpoint, stored_config
 from .config import (
     SYNOPSIS_ARCHITECTURE,
@@ -160,9 +160,33 @@ class Task:
     def metrics(self, records: list[dict]) -> dict:
         raise NotImplementedError
 
+    def baseline_metrics(self, records: list[dict]) -> dict[str, dict]:
+        """The parameter-free baselines' metrics on the same movies and gold as ``records``,
+        by name; reported beside the model's (validation, ``eval``). none by default."""
+        return {}
+
     def validate(self, run: Run) -> dict:
         """``{"metrics": ..., "select": (metric name, value)}``; higher value is better."""
         raise NotImplementedError
+
+
+def warn_unless_above_prior(metrics: dict, what: str) -> None:
+    """A warning when ``metrics`` (a TP task's, with :meth:`Task.baseline_metrics` merged in)
+    has a TA not above TRIPOD's position prior on the same movies: such a model has learned
+    nothing the published positions do not already say."""
+    prior = metrics.get(PRIOR_BASELINE)
+    if prior is not None and metrics["ta"] <= prior["ta"]:
+        log.warning("%s: TA %.3f is not above TRIPOD's position prior's %.3f on the same movies "
+                    "(parameter-free; docs/training.md, \"Where the models stand\")", what, metrics["ta"], prior["ta"])
+
+
+class TurningPointTask(Task):
+    """A task whose records are per-TP distributions (over shots or sentences): TRIPOD's
+    published position prior on the same units is the baseline every result sits beside."""
+
+    def baseline_metrics(self, records: list[dict]) -> dict[str, dict]:
+        prior = self.metrics(prior_records(records))
+        return {PRIOR_BASELINE: {k: prior[k] for k in ("ta", "pa", "d")}}
 
 
 class SceneTask(Task):
@@ -223,7 +247,7 @@ class SceneTask(Task):
         return {"metrics": metrics, "select": ("ap", metrics["ap"])}
 
 
-class ActTask(Task):
+class ActTask(TurningPointTask):
     name = "act"
     uses_synopsis = True
 
@@ -340,8 +364,10 @@ class ActTask(Task):
         run.set_train(False)
         movies = run.val_movies
         with_gold = [m for m in movies if m.tp_shots is not None]
-        metrics = (self.metrics(self.records(run.model, run.cfg, with_gold, run.device, run.synopsis_model))
-                   if with_gold else {})
+        metrics = {}
+        if with_gold:
+            records = self.records(run.model, run.cfg, with_gold, run.device, run.synopsis_model)
+            metrics = {**self.metrics(records), **self.baseline_metrics(records)}
         losses = [self.movie_losses(run, [m], None) for m in movies]
         metrics["loss"] = float(np.mean([float(l["loss"]) for l in losses]))
         if with_gold:
@@ -389,7 +415,7 @@ def sync_prior(train: ActTrainConfig, epoch: float | None) -> float:
     return prior
 
 
-class SynopsisTask(Task):
+class SynopsisTask(TurningPointTask):
     """Sentence-level turning points of a synopsis (TRIPOD, docs/training.md "Synopsis task").
 
     The model is the synopsis network alone (``SynopsisModel`` of a task-"synopsis" config, the
@@ -483,7 +509,8 @@ class SynopsisTask(Task):
     @torch.no_grad()
     def validate(self, run: Run) -> dict:
         run.set_train(False)
-        metrics = self.metrics(self.records(run.model, run.cfg, run.val_movies, run.device))
+        records = self.records(run.model, run.cfg, run.val_movies, run.device)
+        metrics = {**self.metrics(records), **self.baseline_metrics(records)}
         metrics["loss"] = float(self.losses(run.model, run.cfg, run.val_movies, run.device)["loss"])
         return {"metrics": metrics, "select": ("-loss", -metrics["loss"])}
 

@@ -50,7 +50,7 @@ from .pretrain import (
     read_pretrain_checkpoint,
     transfer_encoders,
 )
-from .tasks import Run, Task, task_for
+from .tasks import Run, Task, task_for, warn_unless_above_prior
 
 __all__ = ["DataParallel", "TrainOptions", "run_summary", "train"]
 
@@ -501,7 +501,9 @@ def train(task: str, manifest: str | os.PathLike, out: str | os.PathLike,
     history, best = _fit(job, run, out, state, options)
     if parallel is not None and not parallel.main:
         return {"task": task, "rank": parallel.rank}
-    return _summary(task, out, settings, history, best, run.cfg)
+    summary = _summary(task, out, settings, history, best, run.cfg)
+    warn_unless_above_prior(summary["best_val"], f"best epoch {best['epoch']} on validation")
+    return summary
 
 
 def _read_init(task: str, options: TrainOptions, state: dict | None, settings: dict) -> dict | None:

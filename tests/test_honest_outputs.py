@@ -69,6 +69,37 @@ def test_eval_says_when_the_turning_point_distributions_are_flat(synth, tmp_path
     assert saved["flat_posteriors"] == 1.0
 
 
+def test_turning_point_results_sit_beside_the_tripod_prior(synth, tmp_path, caplog):
+    """eval's metrics and every validation record of train carry TRIPOD's position prior scored on
+    the same movies and gold (recomputed here from the prior itself), and a model that does not
+    beat it on TA is told so in one warning."""
+    from mega_pipe.model.metrics import act_metrics
+    from mega_pipe.model.prior import tp_prior_by_index
+    from mega_pipe.model.tasks import task_for, warn_unless_above_prior
+
+    run = tmp_path / "act"
+    summary = train("act", synth, run, TrainOptions(config="act-small", epochs=1, device="cpu", progress=False))
+    assert set(summary["best_val"]["tripod_prior"]) == {"ta", "pa", "d"}
+    result = evaluate(run / "best.pt", synth, "test", device="cpu")
+    records = [json.loads(line) for line in open(result["predictions"])]
+    by_hand = act_metrics([{"movie_id": r["movie_id"], "gold": r["gold"],
+                            "posteriors": tp_prior_by_index(len(r["posteriors"][0])).tolist()} for r in records])
+    assert result["metrics"]["tripod_prior"] == pytest.approx({k: by_hand[k] for k in ("ta", "pa", "d")})
+    saved = json.loads((run / "eval_act_test.json").read_text())
+    assert saved["metrics"]["tripod_prior"] == pytest.approx(result["metrics"]["tripod_prior"])
+
+    act = task_for("act")
+    prior_only = [{**r, "posteriors": tp_prior_by_index(len(r["posteriors"][0])).tolist()} for r in records]
+    caplog.clear()
+    warn_unless_above_prior({**act.metrics(prior_only), **act.baseline_metrics(prior_only)}, "the prior itself")
+    assert "the prior itself: TA" in caplog.text and "not above TRIPOD's position prior" in caplog.text
+    gold_hit = [{**r, "posteriors": [[1.0 if i == g[0] else 0.0 for i in range(len(r["posteriors"][0]))]
+                                     for g in r["gold"]]} for r in records]
+    caplog.clear()
+    warn_unless_above_prior({**act.metrics(gold_hit), **act.baseline_metrics(gold_hit)}, "an oracle")
+    assert "not above" not in caplog.text
+
+
 def test_a_trained_checkpoint_says_its_epoch_in_boundaries(tmp_path, capsys):
     from mega_pipe.pipeline.demo import make_movie
 

@@ -37,7 +37,7 @@ PACKAGES = ("pipeline", "model", "extractors", "manifests")
 # 0.4 s -> 2.3 s; docs/architecture.md "Imports").
 TORCH_MODULES = {"..segment", "...model.train", "...model.evaluate", "...model.summary",
                  "...model.predict", "..embed", "...model.pretrain", "...model.pretrain_train",
-                 "..ray_train", "...model.moment"}
+                 "..ray_train", "...model.moment", "...model.tasks"}
 # Likewise the extractor protocol class (extractors/base.py needs torch; a run is planned, and
 # decoding started, before any model library is imported: docs/decoding.md).
 LAZY = {("extractors", ".base")}

@@ -141,7 +141,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     if args.task == "moment":
         return search_cli.score_moment(args)
-    print(json.dumps(score_records(args.task, read_records(args.records)), indent=2))
+    records = read_records(args.records)
+    metrics = score_records(args.task, records)
+    if args.task in ("act", "synopsis"):   # beside TRIPOD's position prior on the same movies, as eval
+        from ...model.tasks import task_for, warn_unless_above_prior
+        metrics.update(task_for(args.task).baseline_metrics(records))
+        warn_unless_above_prior(metrics, str(args.records))
+    print(json.dumps(metrics, indent=2))
     return 0
 
 
