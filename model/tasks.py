@@ -162,7 +162,7 @@ class Task:
 
     def baseline_metrics(self, records: list[dict]) -> dict[str, dict]:
         """The parameter-free baselines' metrics on the same movies and gold as ``records``,
-        by name; reported beside the model's (validation, ``eval``). none by default."""
+        by name; reported beside the model's (validation, ``eval``, ``score``); empty by default."""
         return {}
 
     def validate(self, run: Run) -> dict:
