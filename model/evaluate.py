@@ -48,7 +48,7 @@ def evaluate(
     movies = [ckpt.normalizer.apply(m) for m in movies]
     task.check_gold(movies)
     records = task.records(ckpt.model, ckpt.cfg, movies, ckpt.device, ckpt.synopsis_model)
-    metrics = {**task.metrics(records), **task.baseline_metrics(records)}
+    metrics = task.scored(records)
     stem = f"{ckpt.task}_{split}"   # one --out can hold the evaluations of both tasks
     metrics_path, records_path = out_dir / f"eval_{stem}.json", out_dir / f"predictions_{stem}.jsonl"
     write_text(records_path, "".join(json.dumps(r) + "\n" for r in records))

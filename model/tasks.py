@@ -162,8 +162,13 @@ class Task:
 
     def baseline_metrics(self, records: list[dict]) -> dict[str, dict]:
         """The parameter-free baselines' metrics on the same movies and gold as ``records``,
-        by name; reported beside the model's (validation, ``eval``, ``score``); empty by default."""
+        by name; empty by default."""
         return {}
+
+    def scored(self, records: list[dict]) -> dict:
+        """The model's metrics with the baselines' beside them, as validation, ``eval`` and
+        ``score`` report them."""
+        return {**self.metrics(records), **self.baseline_metrics(records)}
 
     def validate(self, run: Run) -> dict:
         """``{"metrics": ..., "select": (metric name, value)}``; higher value is better."""
@@ -364,10 +369,8 @@ class ActTask(TurningPointTask):
         run.set_train(False)
         movies = run.val_movies
         with_gold = [m for m in movies if m.tp_shots is not None]
-        metrics = {}
-        if with_gold:
-            records = self.records(run.model, run.cfg, with_gold, run.device, run.synopsis_model)
-            metrics = {**self.metrics(records), **self.baseline_metrics(records)}
+        metrics = (self.scored(self.records(run.model, run.cfg, with_gold, run.device, run.synopsis_model))
+                   if with_gold else {})
         losses = [self.movie_losses(run, [m], None) for m in movies]
         metrics["loss"] = float(np.mean([float(l["loss"]) for l in losses]))
         if with_gold:
@@ -509,8 +512,7 @@ class SynopsisTask(TurningPointTask):
     @torch.no_grad()
     def validate(self, run: Run) -> dict:
         run.set_train(False)
-        records = self.records(run.model, run.cfg, run.val_movies, run.device)
-        metrics = {**self.metrics(records), **self.baseline_metrics(records)}
+        metrics = self.scored(self.records(run.model, run.cfg, run.val_movies, run.device))
         metrics["loss"] = float(self.losses(run.model, run.cfg, run.val_movies, run.device)["loss"])
         return {"metrics": metrics, "select": ("-loss", -metrics["loss"])}
 

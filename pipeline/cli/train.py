@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ...manifests.errors import MegaPipeError
-from ...model.metrics import read_records, score_records
+from ...model.metrics import read_records
 from . import search as search_cli
 from .extract import csv_list
 
@@ -141,12 +141,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     if args.task == "moment":
         return search_cli.score_moment(args)
-    records = read_records(args.records)
-    metrics = score_records(args.task, records)
-    if args.task in ("act", "synopsis"):   # beside TRIPOD's position prior on the same movies, as eval
-        from ...model.tasks import task_for, warn_unless_above_prior
-        metrics.update(task_for(args.task).baseline_metrics(records))
-        warn_unless_above_prior(metrics, str(args.records))
+    from ...model.tasks import task_for, warn_unless_above_prior
+    metrics = task_for(args.task).scored(read_records(args.records))   # as eval reports them
+    warn_unless_above_prior(metrics, str(args.records))
     print(json.dumps(metrics, indent=2))
     return 0
 
