@@ -22,7 +22,11 @@ on the validation movies. Every number is mean ± std over the seeds; seed s gen
 s (``manifest synth --tripod-setting --variant V --seed s``) and trains with seed s.
 
     python bench/bench_tripod.py --variant context --movies 60 --seeds 0,1,2,3,4 \\
-        --config act-sync [--epochs 20] [--set dropout=0.1] [--out DIR]
+        --config act-sync [--epochs 20] [--set dropout=0.1] [--synth tp_jitter=0.1] [--out DIR]
+
+``--synth KEY=JSON`` changes a knob of the generator (``manifests.synth.SynthParams``: noise,
+TP position jitter, sentences per synopsis, scenes per movie, ...), for sets shaped unlike the
+default ones.
 
 Without ``--epochs`` each config trains its packaged ``train.epochs``, as ``mega-pipe train``
 does.
@@ -39,7 +43,7 @@ import numpy as np
 import torch
 from mega_pipe.extractors.registry import model_set_dims
 from mega_pipe.manifests.schema import read_manifest
-from mega_pipe.manifests.synth import generate
+from mega_pipe.manifests.synth import SynthParams, generate
 from mega_pipe.model.checkpoint import load_checkpoint
 from mega_pipe.model.config import config_to_dict, load_config
 from mega_pipe.model.data import load_entries, pack_synopses, pack_windows
@@ -124,7 +128,8 @@ def run_seed(work: Path, seed: int, args) -> dict:
     manifest = work / f"data{seed}" / "manifest.jsonl"
     if not manifest.is_file():
         generate(manifest.parent, args.movies, seed=seed, modalities=model_set_dims("tiny"),
-                 variant=args.variant, tripod_setting=not args.shot_gold)
+                 params=synth_params(args.synth), variant=args.variant,
+                 tripod_setting=not args.shot_gold)
     entries = read_manifest(manifest)
     t0 = time.perf_counter()
     run = work / f"run{seed}"                # an interrupted or finished run is resumed
@@ -145,6 +150,18 @@ def run_seed(work: Path, seed: int, args) -> dict:
             "student": scored(None), "predicted": scored(ckpt.synopsis_model),
             "val_student": scored(None, split["val"]), "val_predicted": scored(ckpt.synopsis_model, split["val"]),
             "val": diagnose(ckpt, split["val"]), "test_diag": diagnose(ckpt, split["test"]), **baselines(split["val"], split["test"])}
+
+
+def synth_params(items: list[str]) -> SynthParams:
+    """``KEY=JSON`` items as generator knobs (``SynthParams`` fields; a list becomes a range)."""
+    values = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        if key not in SynthParams.__dataclass_fields__:
+            raise SystemExit(f"--synth: unknown generator knob {key!r}")
+        value = json.loads(value)
+        values[key] = tuple(value) if isinstance(value, list) else value
+    return SynthParams(**values)
 
 
 def config_overrides(config: str, items: list[str]) -> dict:
@@ -180,6 +197,9 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                     help="override a config value, e.g. dropout=0.1 or train.lr=0.005 "
                     "(repeatable)")
+    ap.add_argument("--synth", action="append", default=[], metavar="KEY=JSON",
+                    help="a generator knob of the planted set (manifests/synth.py SynthParams), e.g. "
+                    "tp_jitter=0.1 or sentences=[8,15] (repeatable)")
     ap.add_argument("--shot-gold", action="store_true",
                     help="the training movies keep their shot gold (an upper bound: not the TRIPOD setting)")
     ap.add_argument("--out", type=Path)
@@ -202,7 +222,7 @@ def main() -> None:
         "   chance (1/#sentences)": [r["test_diag"]["chance"] for r in runs],
         "3. teacher P (Eq. 6, gold q) test TA": [r["test_diag"]["teacher"]["ta"] for r in runs],
     }
-    print(f"variant {args.variant}, {args.movies} movies, config {args.config} {args.set}, {args.epochs or 'packaged'} epochs, "
+    print(f"variant {args.variant} {args.synth}, {args.movies} movies, config {args.config} {args.set}, {args.epochs or 'packaged'} epochs, "
           f"seeds {args.seeds} (work: {work})")
     for name, values in rows.items():
         print(f"{name:52s} {mean_std(values)}   {[round(float(v), 3) for v in values]}")
