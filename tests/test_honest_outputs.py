@@ -91,12 +91,12 @@ def test_turning_point_results_sit_beside_the_tripod_prior(synth, tmp_path, capl
     act = task_for("act")
     prior_only = [{**r, "posteriors": tp_prior_by_index(len(r["posteriors"][0])).tolist()} for r in records]
     caplog.clear()
-    warn_unless_above_prior({**act.metrics(prior_only), **act.baseline_metrics(prior_only)}, "the prior itself")
+    warn_unless_above_prior(act.scored(prior_only), "the prior itself")
     assert "the prior itself: TA" in caplog.text and "not above TRIPOD's position prior" in caplog.text
     gold_hit = [{**r, "posteriors": [[1.0 if i == g[0] else 0.0 for i in range(len(r["posteriors"][0]))]
                                      for g in r["gold"]]} for r in records]
     caplog.clear()
-    warn_unless_above_prior({**act.metrics(gold_hit), **act.baseline_metrics(gold_hit)}, "an oracle")
+    warn_unless_above_prior(act.scored(gold_hit), "an oracle")
     assert "not above" not in caplog.text
 
 
